@@ -117,7 +117,7 @@ def log_snr(sched:NoiseSchedule) -> torch.Tensor:
 NoiseSchedule.snr = property(snr)
 NoiseSchedule.log_snr = property(log_snr)
 
-# %% ../nbs/02_forward.ipynb #5e3749d8
+# %% ../nbs/02_forward.ipynb #d9f165b2
 def plot_forward(x0:torch.Tensor, # clean images (B, C, H, W) in [-1, 1]
                  sched:NoiseSchedule, # the noise schedule
                  t:int, # timestep to show
@@ -132,7 +132,7 @@ def plot_forward(x0:torch.Tensor, # clean images (B, C, H, W) in [-1, 1]
     z = np.linspace(-4, 4, 200)
     axs[1].hist(x_t.flatten().numpy(), bins=60, range=(-4, 4), density=True, alpha=0.7)
     axs[1].plot(z, np.exp(-z**2 / 2) / math.sqrt(2 * math.pi), 'k--', lw=1); axs[1].set_title('pixel values')
-    axs[2].plot(sched.log_snr.numpy()); axs[2].axvline(t, c='r'); axs[2].set_title(f'log SNR = {math.log(ab) - math.log1p(-ab):.2f}' if ab < 1 else 'log SNR')
+    axs[2].plot(sched.log_snr.numpy()); axs[2].axvline(t, c='r'); axs[2].set_title(f'log SNR = {sched.log_snr[t].item():.2f}')
     return dict(t=t, alpha_bar=ab, snr=ab / (1 - ab) if ab < 1 else math.inf)
 
 # %% ../nbs/02_forward.ipynb #2ee5b674

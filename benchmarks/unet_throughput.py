@@ -1,0 +1,127 @@
+"""Training throughput (forward + backward, images/s) of ddpm_book's UNet vs diffusers' UNet2DModel.
+
+Both networks get the same architecture (levels, channels, residual blocks per level, attention
+resolutions and heads, mid attention, GroupNorm groups, dropout, timestep injection); their parameter
+counts are printed and must agree within 10 %. Every measured variant ("runner") does one training step
+in turn, round-robin, so that a busy machine slows them all alike; the figure is the median step time.
+
+The last line reads `speedup fp32_eager=X.XX best=Y.YY`: ours / diffusers in images/s, both in fp32
+eager mode, and our fastest setting (channels_last, bf16 autocast, torch.compile) / diffusers fp32 eager.
+
+    python benchmarks/unet_throughput.py                      # mnist preset, batch 32, eager runners (~2 min on 2 cores)
+    python benchmarks/unet_throughput.py --compile --only 'fp32 eager' 'bf16'   # + torch.compile (minutes to compile)
+    python benchmarks/unet_throughput.py --preset cifar10 --batch 8 --iters 6
+"""
+import argparse, statistics, time
+from contextlib import nullcontext
+
+import torch
+import torch.nn.functional as F
+
+from ddpm_book.unet import UNet, UNetConfig, count_parameters
+
+
+def diffusers_twin(cfg: UNetConfig):
+    "diffusers' UNet2DModel with the architecture of `cfg`."
+    from diffusers import UNet2DModel
+    attn = [r in cfg.attn_resolutions for r in cfg.resolutions]
+    heads_dims = {cfg.channels(l) // cfg.num_heads for l, a in enumerate(attn) if a} | ({cfg.channels(-1) // cfg.num_heads} if cfg.mid_attention else set())
+    if cfg.num_heads > 1 and len(heads_dims) > 1:
+        raise ValueError(f"diffusers' UNet2DModel has one attention_head_dim for all levels; this config needs {sorted(heads_dims)}")
+    return UNet2DModel(
+        sample_size=cfg.image_size, in_channels=cfg.in_channels, out_channels=cfg.out_channels,
+        block_out_channels=tuple(cfg.channels(l) for l in range(cfg.levels)), layers_per_block=cfg.num_res_blocks,
+        down_block_types=tuple('AttnDownBlock2D' if a else 'DownBlock2D' for a in attn),
+        up_block_types=tuple('AttnUpBlock2D' if a else 'UpBlock2D' for a in reversed(attn)),
+        attention_head_dim=None if cfg.num_heads == 1 else heads_dims.pop(), add_attention=cfg.mid_attention,
+        norm_num_groups=cfg.norm_groups, dropout=cfg.dropout, downsample_type='conv',
+        resnet_time_scale_shift='scale_shift' if cfg.scale_shift else 'default',
+        flip_sin_to_cos=True, freq_shift=0)
+
+
+class Runner:
+    "One model under one setting; `step()` does a forward + backward and returns its duration."
+    def __init__(self, name, model, x, t, target, channels_last=False, bf16=False, compile=False, is_diffusers=False):
+        self.name, self.bf16, self.is_diffusers = name, bf16, is_diffusers
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        self.model = model.to(memory_format=fmt).train()
+        self.x, self.t, self.target = x.to(memory_format=fmt), t, target.to(memory_format=fmt)
+        self.fn = torch.compile(self.model) if compile else self.model
+        self.times, self.first_call_s = [], None
+
+    def step(self):
+        t0 = time.perf_counter()
+        with torch.autocast('cpu', dtype=torch.bfloat16) if self.bf16 else nullcontext():
+            out = self.fn(self.x, self.t)
+            out = out.sample if self.is_diffusers else out
+            loss = F.mse_loss(out.float(), self.target)
+        loss.backward()
+        for p in self.model.parameters(): p.grad = None
+        dt = time.perf_counter() - t0
+        if self.first_call_s is None: self.first_call_s = dt
+        return dt
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument('--preset', default='mnist', help="ddpm_book UNet preset: 'mnist' or 'cifar10'")
+    ap.add_argument('--batch', type=int, default=32)
+    ap.add_argument('--image-size', type=int, default=None, help='default: the preset\'s image_size')
+    ap.add_argument('--iters', type=int, default=10, help='timed steps per runner')
+    ap.add_argument('--warmup', type=int, default=3, help='untimed steps per runner (the first includes compilation)')
+    ap.add_argument('--threads', type=int, default=None, help='torch threads (default: torch\'s choice)')
+    ap.add_argument('--compile', action='store_true', help='add torch.compile runners (compilation takes minutes on 2 cores)')
+    ap.add_argument('--diffusers-fast', action='store_true', help='also run diffusers with bf16 autocast and channels_last + bf16')
+    ap.add_argument('--only', nargs='*', default=None, help='keep only the runners whose name contains one of these words '
+                    "(the 'diffusers fp32 eager' reference always runs), e.g. --only 'ours fp32' 'compile bf16'")
+    a = ap.parse_args()
+    if a.threads: torch.set_num_threads(a.threads)
+    cfg = UNetConfig.preset(a.preset, **({'image_size': a.image_size} if a.image_size else {}))
+
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(a.batch, cfg.in_channels, cfg.image_size, cfg.image_size, generator=g)
+    t = torch.randint(0, 1000, (a.batch,), generator=g)
+    target = torch.randn(x.shape, generator=g)
+    ours, theirs = UNet(cfg), diffusers_twin(cfg)
+    n_ours, n_theirs = count_parameters(ours), count_parameters(theirs)
+    if abs(n_ours / n_theirs - 1) > 0.10: raise SystemExit(f"parameter counts differ by more than 10 %: {n_ours:,} vs {n_theirs:,}")
+
+    def mk(name, diff=False, **kw):
+        m = diffusers_twin(cfg) if diff else UNet(cfg)
+        return Runner(name, m, x, t, target, is_diffusers=diff, **kw)
+    runners = [mk('diffusers fp32 eager', diff=True), mk('ours fp32 eager'),
+               mk('ours channels_last', channels_last=True), mk('ours bf16 autocast', bf16=True),
+               mk('ours channels_last+bf16', channels_last=True, bf16=True)]
+    if a.diffusers_fast: runners += [mk('diffusers bf16 autocast', diff=True, bf16=True),
+                                     mk('diffusers channels_last+bf16', diff=True, channels_last=True, bf16=True)]
+    if a.compile:
+        runners += [mk('ours compile fp32', compile=True), mk('ours compile bf16', bf16=True, compile=True),
+                    mk('ours compile channels_last+bf16', channels_last=True, bf16=True, compile=True)]
+    if a.only: runners = runners[:1] + [r for r in runners[1:] if any(w in r.name for w in a.only)]
+    if not any(r.name == 'ours fp32 eager' for r in runners): raise SystemExit("--only must keep 'ours fp32 eager' (the fp32 eager ratio needs it)")
+
+    print(f"preset={a.preset} batch={a.batch} image={cfg.image_size}x{cfg.image_size} threads={torch.get_num_threads()} "
+          f"torch={torch.__version__} cpu={torch.backends.cpu.get_cpu_capability()}")
+    print(f"parameters: ours {n_ours:,}  diffusers UNet2DModel {n_theirs:,}  (ours/diffusers {n_ours / n_theirs:.3f})")
+    for r in runners:
+        for _ in range(a.warmup): r.step()
+    for _ in range(a.iters):
+        for r in runners: r.times.append(r.step())
+
+    ref = a.batch / statistics.median(runners[0].times)
+    print(f"\n{'runner':<34}{'images/s':>10}{'ms/step':>10}{'vs diffusers fp32':>19}")
+    speed = {}
+    for r in runners:
+        med = statistics.median(r.times)
+        speed[r.name] = a.batch / med
+        print(f"{r.name:<34}{speed[r.name]:>10.1f}{1000 * med:>10.0f}{speed[r.name] / ref:>18.2f}x")
+    for r in runners:
+        if r.fn is not r.model: print(f"compile + first step of '{r.name}': {r.first_call_s:.1f} s (excluded from throughput)")
+    best = max((n for n in speed if n.startswith('ours')), key=speed.get)
+    print(f"best setting for ours: {best}")
+    print(f"speedup fp32_eager={speed['ours fp32 eager'] / ref:.2f} best={speed[best] / ref:.2f}")
+
+
+if __name__ == '__main__':
+    main()
