@@ -55,6 +55,9 @@ def get_device(device:str|torch.device|None=None # None or 'auto' picks cuda, th
     return dev
 
 # %% ../nbs/00_core.ipynb #85f48a71
+def _umask() -> int:
+    m = os.umask(0); os.umask(m); return m
+
 @contextmanager
 def atomic_write(path:str|Path, # the file to (re)place
                  mode:str='wb'  # 'wb' or 'w'
@@ -68,6 +71,7 @@ def atomic_write(path:str|Path, # the file to (re)place
         with os.fdopen(fd, mode, **({} if 'b' in mode else {'encoding': 'utf-8'})) as f:
             yield f
             f.flush(); os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the result the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
