@@ -14,7 +14,7 @@ from .unet import UNet, UNetConfig, PRESETS
 from .checkpoints import list_checkpoints
 from .training import TrainConfig, Trainer, PRED_TYPES
 from .sampling import SPACINGS
-from .pipeline import load_pipeline, trainer_sample_fn
+from .pipeline import load_pipeline, trainer_sample_fn, tiny_unet_config
 
 # %% auto #0
 __all__ = ['build_parser', 'main']
@@ -66,8 +66,7 @@ def _unet_config(a, ds) -> UNetConfig:
     "The preset, resized to the data set's channels/size; tiny with --quick."
     c, size, _ = ds[0]['x'].shape
     ncls = len(ds.classes) if a.class_cond else None
-    if a.quick: return UNetConfig(image_size=size, in_channels=c, base_channels=8, channel_mults=(1, 2), num_res_blocks=1,
-                                  attn_resolutions=(), num_heads=1, norm_groups=4, mid_attention=False, num_classes=ncls)
+    if a.quick: return tiny_unet_config(size, c, ncls)
     return UNetConfig.preset(a.preset or ('mnist' if c == 1 else 'cifar10'), image_size=size, in_channels=c, num_classes=ncls)
 
 # %% ../nbs/14_cli.ipynb #314168e7

@@ -12,9 +12,8 @@ import torch
 import ipywidgets as widgets
 import imageio.v3 as iio
 from PIL import Image
-from tqdm.auto import tqdm
 from .core import atomic_write, image_grid
-from .sampling import SampleContext, timestep_pairs, ddim_invert
+from .sampling import ddim_invert
 from .pipeline import load_pipeline
 
 # %% auto #0
@@ -124,10 +123,6 @@ def seed_walk(pipe, # a Pipeline (chapter 09)
     return decode(pipe, x_T, steps, labels, batch_size, **sample_kw)
 
 # %% ../nbs/12_interpolation.ipynb #b95cb8fc
-def _up(x, eps, ab_t:float, ab_prev:float):
-    "Eq. (5)/(6): from x_{t'} up to x_t with the noise estimate eps."
-    return ab_t ** 0.5 * (x - (1 - ab_prev) ** 0.5 * eps) / ab_prev ** 0.5 + (1 - ab_t) ** 0.5 * eps
-
 def _check_images(pipe, x0):
     if not isinstance(x0, torch.Tensor) or tuple(x0.shape[1:]) != tuple(pipe.shape) or x0.ndim != 1 + len(pipe.shape):
         raise ValueError(f"images must be a batch of shape (N, {', '.join(map(str, pipe.shape))}), got {tuple(getattr(x0, 'shape', ())) or type(x0).__name__}")
@@ -140,19 +135,12 @@ def invert(pipe, # a Pipeline (chapter 09)
            refine:int=0, # fixed-point iterations (6) per step: 0 is plain DDIM inversion (5)
            progress:bool=False # show a progress bar
           ) -> torch.Tensor: # (N, C, H, W) DDIM latents x_T
-    "DDIM-encode images with the pipeline's model, schedule and conditioning, eq. (5), refined by (6)."
+    "DDIM-encode images with the pipeline's model, schedule and conditioning: chapter 09's `ddim_invert`, eq. (5), refined by (6)."
     _check_images(pipe, x0); refine = _check_int('refine', refine, 0)
     if isinstance(labels, (int, np.integer)) and not isinstance(labels, bool): labels = [int(labels)] * len(x0)
     _, cond, _ = pipe.conditioning(len(x0), labels=labels)
     x = x0.to(pipe.device)
-    if refine == 0: return ddim_invert(pipe.model, pipe.sched, x, steps=steps, pred_type=pipe.pred_type, cond=cond, progress=progress)
-    ctx = SampleContext(pipe.model, pipe.sched, timestep_pairs(pipe.sched.T, steps), pipe.pred_type, cond)
-    for t, t_prev in tqdm(ctx.pairs[::-1], desc='invert', disable=not progress, leave=False):
-        ab_t, ab_p = ctx.ab(t), ctx.ab(t_prev)
-        x_t = _up(x, ctx.denoise(x, t)[1], ab_t, ab_p)
-        for _ in range(refine): x_t = _up(x, ctx.denoise(x_t, t)[1], ab_t, ab_p)
-        x = x_t
-    return x
+    return ddim_invert(pipe.model, pipe.sched, x, steps=steps, pred_type=pipe.pred_type, cond=cond, refine=refine, progress=progress)
 
 def interpolate_images(pipe, # a Pipeline (chapter 09)
                        x_a:torch.Tensor, # first image (C, H, W) in [-1, 1]

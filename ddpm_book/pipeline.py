@@ -20,8 +20,8 @@ from .training import TrainConfig, Trainer
 from .sampling import sample, SAMPLERS, get_sampler, _model_device
 
 # %% auto #0
-__all__ = ['Pipeline', 'register_pipeline_builder', 'load_pipeline', 'trainer_sample_fn', 'book_train_config', 'book_unet_config',
-           'book_pipeline', 'available_samplers', 'SamplingStudio']
+__all__ = ['Pipeline', 'register_pipeline_builder', 'load_pipeline', 'trainer_sample_fn', 'book_train_config', 'tiny_unet_config',
+           'book_unet_config', 'book_pipeline', 'available_samplers', 'SamplingStudio']
 
 # %% ../nbs/09b_pipeline.ipynb #9c887bc6
 @dataclass
@@ -153,11 +153,14 @@ def book_train_config(run_dir='../runs/mnist_cfg', quick:bool=False) -> TrainCon
                        ckpt_every=0 if q else 250, keep_last=2, sample_every=0 if q else 1000, n_samples=16,
                        precision='bf16', class_cond=True, label_dropout=0.1, progress=not q)
 
+def tiny_unet_config(image_size:int=16, in_channels:int=1, num_classes:int|None=None) -> UNetConfig:
+    "A UNet of a few thousand parameters, for quick runs under test (`--quick` on the command line)."
+    return UNetConfig(image_size=image_size, in_channels=in_channels, base_channels=8, channel_mults=(1, 2), num_res_blocks=1,
+                      attn_resolutions=(), num_heads=1, norm_groups=4, mid_attention=False, num_classes=num_classes)
+
 def book_unet_config(quick:bool=False) -> UNetConfig:
     "The book model's UNet: the 'mnist' preset with 10 classes (quick: a tiny one)."
-    if not quick: return UNetConfig.preset('mnist', num_classes=10)
-    return UNetConfig(image_size=16, in_channels=1, base_channels=8, channel_mults=(1, 2), num_res_blocks=1, attn_resolutions=(),
-                      num_heads=1, norm_groups=4, mid_attention=False, num_classes=10)
+    return tiny_unet_config(num_classes=10) if quick else UNetConfig.preset('mnist', num_classes=10)
 
 # %% ../nbs/09b_pipeline.ipynb #4f29aab2
 _BOOK: dict = {}

@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 from .forward import NoiseSchedule
-from .training import PRED_TYPES, pred_to_x0_eps, x0_to_eps, target_for
+from .training import PRED_TYPES, pred_to_x0_eps, x0_to_eps, target_for, _check_choice
 
 # %% auto #0
 __all__ = ['SPACINGS', 'VARIANCES', 'CLIPS', 'SAMPLERS', 'timesteps', 'timestep_pairs', 'check_pairs', 'ddpm_step', 'ddim_sigma',
@@ -24,9 +24,6 @@ __all__ = ['SPACINGS', 'VARIANCES', 'CLIPS', 'SAMPLERS', 'timesteps', 'timestep_
 
 # %% ../nbs/09_sampling.ipynb #7dd52268
 SPACINGS = ('leading', 'trailing', 'linspace')
-
-def _check_choice(name, value, valid):
-    if value not in valid: raise ValueError(f"{name} must be one of {valid}, got {value!r}")
 
 def _check_steps(steps, T:int):
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not 1 <= steps <= T:
@@ -363,9 +360,11 @@ def ddim_invert(model, # denoiser model(x_t, t, **cond)
                 *, steps:int=50, pred_type:str='eps', spacing:str='trailing', steps_offset:int=0,
                 timesteps:list|None=None, # explicit (t, t_prev) pairs, as for `sample`
                 cond:dict|None=None, uncond:dict|None=None, guidance:float=1.0, guidance_rescale:float=0.0,
+                refine:int=0, # fixed-point refinements per step (k more network calls each); 0: plain DDIM inversion
                 return_trajectory:bool=False, progress:bool=False
                ) -> torch.Tensor|SampleOutput:
     "Deterministic DDIM encoding x0 -> x_T; `sample(..., sampler='ddim', eta=0, x_T=result)` decodes it."
+    if isinstance(refine, bool) or not isinstance(refine, int) or refine < 0: raise ValueError(f"refine must be an integer >= 0, got {refine!r}")
     _check_sample_args(sched, None if timesteps is not None else steps, 0.0, pred_type, guidance, guidance_rescale, None, 'small', cond, None)
     pairs = check_pairs(timesteps, sched.T) if timesteps is not None else timestep_pairs(sched.T, steps, spacing, steps_offset)
     if guidance != 1 and uncond is None: uncond = _default_uncond(model, cond)
@@ -373,10 +372,12 @@ def ddim_invert(model, # denoiser model(x_t, t, **cond)
     x, traj = x0, [x0.detach().cpu()]
     with eval_mode(model):
         for t, t_prev in tqdm(pairs[::-1], desc='invert', disable=not progress, leave=False):
-            _, eps = ctx.denoise(x, t)  # eps-hat at the noisier level t, evaluated on x_{t'}
             ab_t, ab_p = ctx.ab(t), ctx.ab(t_prev)
-            x0_hat = (x - (1 - ab_p) ** 0.5 * eps) / ab_p ** 0.5
-            x = ab_t ** 0.5 * x0_hat + (1 - ab_t) ** 0.5 * eps
+            x_t = x  # eps-hat at the noisier level t, evaluated on x_{t'} first, then on the refined x_t
+            for _ in range(refine + 1):
+                _, eps = ctx.denoise(x_t, t)
+                x_t = ab_t ** 0.5 * (x - (1 - ab_p) ** 0.5 * eps) / ab_p ** 0.5 + (1 - ab_t) ** 0.5 * eps
+            x = x_t
             traj.append(x.detach().cpu())
     return SampleOutput(x, traj, [], ctx.nfe, pairs[::-1]) if return_trajectory else x
 
