@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from ddpm_book.data import get_dataset
 from ddpm_book.schedules import make_schedule
-from ddpm_book.training import Trainer, TrainConfig
+from ddpm_book.trainer import Trainer, TrainConfig
 from ddpm_book.unet import UNet, UNetConfig
 
 

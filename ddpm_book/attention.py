@@ -8,17 +8,13 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from .core import check_int
 from .blocks import _check_groups
 
 # %% auto #0
 __all__ = ['SelfAttention2d', 'CrossAttention2d', 'AttentionBlock']
 
 # %% ../nbs/05_attention.ipynb #c58259ae
-def _check_heads(ch:int, heads:int):
-    "Raise unless `heads` is a positive divisor of `ch`."
-    if isinstance(heads, bool) or not isinstance(heads, int) or heads < 1 or ch % heads:
-        raise ValueError(f"num_heads={heads!r} must divide the channel count {ch}; valid: {[h for h in range(1, ch + 1) if ch % h == 0]}")
-
 def _tokens(x:torch.Tensor) -> torch.Tensor:
     "(B, C, H, W) -> (B, H*W, C), a view."
     return x.flatten(2).transpose(1, 2)
@@ -28,27 +24,35 @@ def _split_heads(t:torch.Tensor, n:int) -> torch.Tensor:
     B, N, _ = t.shape
     return t.view(B, N, n, -1).transpose(1, 2)
 
+# %% ../nbs/05_attention.ipynb #3d7cbc75
 def _sdpa(q, k, v, mask=None):
     "SDPA; on CPUs always in float32, where PyTorch's bf16 attention backward is several times slower."
     if q.device.type != 'cpu' or q.dtype == torch.float32: return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     with torch.autocast('cpu', enabled=False):
         return F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask).to(q.dtype)
 
+# %% ../nbs/05_attention.ipynb #0e82860c
 def _residual(x:torch.Tensor, o:torch.Tensor, proj:nn.Linear) -> torch.Tensor:
     "x + proj(o) for attention output o (B, heads, N, d), added through a (B, C, H, W) view."
     B, C, H, W = x.shape
     out = proj(o.transpose(1, 2).reshape(B, H * W, C))            # (B, N, C)
     return x + out.transpose(1, 2).view(B, C, H, W).to(x.dtype)
 
+# %% ../nbs/05_attention.ipynb #d9de7f6f
+def _check_heads(ch:int, heads:int) -> int:
+    "`heads` if it is a positive integer dividing `ch`; else a ValueError listing the valid head counts."
+    heads = check_int('num_heads', heads, 1)
+    if ch % heads: raise ValueError(f"num_heads={heads} must divide the channel count {ch}; valid: {[h for h in range(1, ch + 1) if ch % h == 0]}")
+    return heads
+
 # %% ../nbs/05_attention.ipynb #d78921ea
 class SelfAttention2d(nn.Module):
-    "Multi-head self-attention over the H*W positions of a feature map, with a residual connection (eq. 2)."
+    "Multi-head self-attention over the H*W positions of a feature map, with a residual connection (eq. 5.2)."
     def __init__(self, ch:int, # channels C
                  num_heads:int=1, # heads n_h; must divide C
                  norm_groups:int=32): # GroupNorm groups; must divide C
         super().__init__()
-        _check_heads(ch, num_heads); _check_groups(ch, norm_groups)
-        self.heads = num_heads
+        self.heads = _check_heads(ch, num_heads); _check_groups(ch, norm_groups)
         self.norm = nn.GroupNorm(norm_groups, ch)
         self.qkv = nn.Linear(ch, 3 * ch)   # W_q, W_k, W_v in one matrix
         self.proj = nn.Linear(ch, ch)      # W_o
@@ -60,14 +64,13 @@ class SelfAttention2d(nn.Module):
 
 # %% ../nbs/05_attention.ipynb #fdba8089
 class CrossAttention2d(nn.Module):
-    "Multi-head attention from the pixels of a feature map to a sequence of context vectors, with a residual connection (eq. 3)."
+    "Multi-head attention from the pixels of a feature map to a sequence of context vectors, with a residual connection (eq. 5.3)."
     def __init__(self, ch:int, # channels C of the feature map
                  context_dim:int, # size D of each context vector
                  num_heads:int=1, # heads; must divide C
                  norm_groups:int=32): # GroupNorm groups; must divide C
         super().__init__()
-        _check_heads(ch, num_heads); _check_groups(ch, norm_groups)
-        self.heads, self.context_dim = num_heads, context_dim
+        self.heads, self.context_dim = _check_heads(ch, num_heads), context_dim; _check_groups(ch, norm_groups)
         self.norm = nn.GroupNorm(norm_groups, ch)
         self.q = nn.Linear(ch, ch)
         self.kv = nn.Linear(context_dim, 2 * ch)
@@ -92,7 +95,7 @@ class CrossAttention2d(nn.Module):
 
 # %% ../nbs/05_attention.ipynb #26c240e1
 class AttentionBlock(nn.Module):
-    "Self-attention (eq. 2), then cross-attention to a context (eq. 3) when built with `context_dim` and given a context."
+    "Self-attention (eq. 5.2), then cross-attention to a context (eq. 5.3) when built with `context_dim` and given a context."
     def __init__(self, ch:int, num_heads:int=1, norm_groups:int=32,
                  context_dim:int|None=None): # None: self-attention only
         super().__init__()

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import torch
 import torch.nn as nn
 from .forward import NoiseSchedule
-from .training import PRED_TYPES, target_for
+from .objective import PRED_TYPES, target_for
 from .sampling import sample, cfg_combine, rescale_guidance
 
 # %% auto #0

@@ -17,7 +17,7 @@ from .data import get_dataset
 from .schedules import make_schedule
 from .unet import UNet, UNetConfig
 from .checkpoints import unwrap, load_model_state, find_checkpoint
-from .training import Trainer, TrainConfig
+from .trainer import Trainer, TrainConfig
 from .sampling import sample
 from .pipeline import Pipeline, register_pipeline_builder, load_pipeline
 

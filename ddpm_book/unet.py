@@ -9,6 +9,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
+from fastcore.basics import patch
+from .core import check_int, check_float, check_choice
 from .blocks import TimeEmbedding, ResBlock, Downsample, Upsample, RESAMPLE
 from .attention import AttentionBlock
 
@@ -16,8 +18,6 @@ from .attention import AttentionBlock
 __all__ = ['PRESETS', 'UNetConfig', 'UNetBlock', 'UNet', 'count_parameters', 'summary']
 
 # %% ../nbs/06_unet.ipynb #09e40959
-def _is_int(v, lo=1) -> bool: return isinstance(v, int) and not isinstance(v, bool) and v >= lo
-
 @dataclass
 class UNetConfig:
     "Architecture of a `UNet`; a plain dataclass that round-trips through `asdict` / `UNetConfig(**d)`."
@@ -38,7 +38,12 @@ class UNetConfig:
     context_dim:int|None=None # size of context vectors for cross-attention (text); None: no cross-attention
     gradient_checkpointing:bool=False # recompute block activations in backward to save memory
 
-    def __post_init__(self): _post_init(self)  # normalise and validate, see below
+    def __post_init__(self):
+        "Lists (from JSON) become tuples, out_channels defaults to in_channels; then every field is checked (below)."
+        if isinstance(self.channel_mults, list): self.channel_mults = tuple(self.channel_mults)
+        if isinstance(self.attn_resolutions, list): self.attn_resolutions = tuple(self.attn_resolutions)
+        if self.out_channels is None: self.out_channels = self.in_channels
+        _check_unet_config(self)
     @property
     def levels(self) -> int: return len(self.channel_mults)
     @property
@@ -48,22 +53,21 @@ class UNetConfig:
     def channels(self, level:int) -> int: return self.base_channels * self.channel_mults[level]
 
 # %% ../nbs/06_unet.ipynb #0e9eff30
-def _check_basic(c:UNetConfig):
-    "Types and ranges of the scalar fields."
-    for f in ('image_size', 'in_channels', 'base_channels', 'num_res_blocks', 'num_heads', 'norm_groups', 'out_channels'):
-        if not _is_int(getattr(c, f)): raise ValueError(f"{f} must be an integer >= 1, got {getattr(c, f)!r}")
-    for f in ('num_classes', 'context_dim'):
-        v = getattr(c, f)
-        if v is not None and not _is_int(v): raise ValueError(f"{f} must be None or an integer >= 1, got {v!r}")
-    if not c.channel_mults or not all(_is_int(m) for m in c.channel_mults):
-        raise ValueError(f"channel_mults must be a non-empty sequence of integers >= 1, got {c.channel_mults!r}")
-    if not all(_is_int(r) for r in c.attn_resolutions): raise ValueError(f"attn_resolutions must hold integers >= 1, got {c.attn_resolutions!r}")
-    if isinstance(c.dropout, bool) or not isinstance(c.dropout, (int, float)) or not 0 <= c.dropout < 1:
-        raise ValueError(f"dropout must be a number in [0, 1), got {c.dropout!r}")
-    if c.resample not in RESAMPLE: raise ValueError(f"resample must be one of {RESAMPLE}, got {c.resample!r}")
+_INT_FIELDS = ('image_size', 'in_channels', 'out_channels', 'base_channels', 'num_res_blocks', 'num_heads', 'norm_groups')
+
+def _check_fields(c:UNetConfig):
+    "Types and ranges of the scalar fields and of the sequences' elements; integers become plain `int`s."
+    for f in _INT_FIELDS: setattr(c, f, check_int(f, getattr(c, f), 1))
+    for f in ('num_classes', 'context_dim'): setattr(c, f, check_int(f, getattr(c, f), 1, none_ok=True))
+    for f, v in (('channel_mults', c.channel_mults), ('attn_resolutions', c.attn_resolutions)):
+        if not isinstance(v, tuple) or (f == 'channel_mults' and not v):
+            raise ValueError(f"{f} must be a {'non-empty ' if f == 'channel_mults' else ''}sequence of integers >= 1, got {v!r}")
+        setattr(c, f, tuple(check_int(f'{f}[{i}]', x, 1) for i, x in enumerate(v)))
+    check_float('dropout', c.dropout, 0, 1, hi_open=True); check_choice('resample', c.resample, RESAMPLE)
     for f in ('scale_shift', 'mid_attention', 'gradient_checkpointing'):
         if not isinstance(getattr(c, f), bool): raise ValueError(f"{f} must be True or False, got {getattr(c, f)!r}")
 
+# %% ../nbs/06_unet.ipynb #42030e55
 def _check_shapes(c:UNetConfig):
     "Image size vs levels, attention sites, groups and heads vs channels."
     n = 2 ** (c.levels - 1)
@@ -80,14 +84,9 @@ def _check_shapes(c:UNetConfig):
         if ch % c.num_heads: raise ValueError(f"num_heads={c.num_heads} must divide the channels {ch} of the attention at level {l}; valid: {[h for h in range(1, ch + 1) if all(c.channels(s) % h == 0 for s in sites)]}")
     if c.context_dim is not None and not sites: raise ValueError("context_dim needs an attention site: set attn_resolutions or mid_attention=True")
 
-def _post_init(self:UNetConfig):
-    "Normalise sequences to tuples, default out_channels, validate."
-    self.channel_mults = tuple(self.channel_mults) if isinstance(self.channel_mults, (list, tuple)) else self.channel_mults
-    self.attn_resolutions = tuple(self.attn_resolutions) if isinstance(self.attn_resolutions, (list, tuple)) else self.attn_resolutions
-    if not isinstance(self.channel_mults, tuple) or not isinstance(self.attn_resolutions, tuple):
-        raise ValueError(f"channel_mults and attn_resolutions must be sequences, got {self.channel_mults!r}, {self.attn_resolutions!r}")
-    if self.out_channels is None: self.out_channels = self.in_channels
-    _check_basic(self); _check_shapes(self)
+def _check_unet_config(c:UNetConfig):
+    "What `UNetConfig.__post_init__` checks: the fields, then the shapes they imply."
+    _check_fields(c); _check_shapes(c)
 
 # %% ../nbs/06_unet.ipynb #a48e4e91
 PRESETS = {
@@ -97,12 +96,12 @@ PRESETS = {
                     attn_resolutions=(16,), num_heads=1, dropout=0.1, norm_groups=32, scale_shift=False),
 }
 
-def _preset(cls, name:str, # a key of `PRESETS`
-            **overrides) -> UNetConfig: # fields to change, e.g. num_classes=10
+@patch(cls_method=True)
+def preset(cls:UNetConfig, name:str, # a key of `PRESETS`
+           **overrides) -> UNetConfig: # fields to change, e.g. num_classes=10
     "A preset configuration, optionally with some fields changed."
     if name not in PRESETS: raise ValueError(f"unknown UNet preset {name!r}; valid: {sorted(PRESETS)}")
     return cls(**{**PRESETS[name], **overrides})
-UNetConfig.preset = classmethod(_preset)
 
 # %% ../nbs/06_unet.ipynb #d90d187a
 class UNetBlock(nn.Module):
@@ -127,6 +126,7 @@ def _build_down(cfg:UNetConfig):
         if l < cfg.levels - 1: blocks.append(Downsample(ch, cfg.resample)); skips.append(ch)
     return blocks, skips
 
+# %% ../nbs/06_unet.ipynb #4bdcda96
 def _build_up(cfg:UNetConfig, skips:list):
     "Up-path modules; consumes `skips` from the end."
     blocks, ch = nn.ModuleList(), cfg.channels(-1)
@@ -156,8 +156,18 @@ class UNet(nn.Module):
         self.conv_out = nn.Conv2d(cfg.base_channels * cfg.channel_mults[0], cfg.out_channels, 3, padding=1)
         nn.init.zeros_(self.conv_out.weight); nn.init.zeros_(self.conv_out.bias)
 
-# %% ../nbs/06_unet.ipynb #7d5a8277
-def _check_inputs(self, x, t, labels, context):
+# %% ../nbs/06_unet.ipynb #247a2238
+@patch
+def _run(self:UNet, blk, h, emb, context, context_mask):
+    "Run one block, under gradient checkpointing when enabled and training."
+    if not isinstance(blk, UNetBlock): return blk(h)
+    if self.config.gradient_checkpointing and self.training and torch.is_grad_enabled():
+        return checkpoint(blk, h, emb, context, context_mask, use_reentrant=False)
+    return blk(h, emb, context, context_mask)
+
+# %% ../nbs/06_unet.ipynb #61134b47
+@patch
+def _check_inputs(self:UNet, x, t, labels, context):
     "Validate the forward inputs; returns t as a (B,) tensor."
     cfg, n = self.config, 2 ** (self.config.levels - 1)
     if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[1] != cfg.in_channels:
@@ -173,19 +183,15 @@ def _check_inputs(self, x, t, labels, context):
     if context is not None and cfg.context_dim is None: raise ValueError("context given, but the model has no cross-attention (context_dim=None)")
     return t
 
-def _run(self, blk, h, emb, context, context_mask):
-    "Run one block, under gradient checkpointing when enabled and training."
-    if not isinstance(blk, UNetBlock): return blk(h)
-    if self.config.gradient_checkpointing and self.training and torch.is_grad_enabled():
-        return checkpoint(blk, h, emb, context, context_mask, use_reentrant=False)
-    return blk(h, emb, context, context_mask)
-
-def _forward(self, x:torch.Tensor, # (B, in_channels, H, W) noisy images x_t
-             t:torch.Tensor, # (B,) timesteps in [0, T), or a scalar
-             labels:torch.Tensor|None=None, # (B,) class indices; num_classes means "no class"; None: all "no class"
-             context:torch.Tensor|None=None, # (B, L, context_dim) for cross-attention; None: no cross-attention
-             context_mask:torch.Tensor|None=None # (B, L) bool, True = a real context token
+# %% ../nbs/06_unet.ipynb #7d5a8277
+@patch
+def forward(self:UNet, x:torch.Tensor, # (B, in_channels, H, W) noisy images x_t
+            t:torch.Tensor, # (B,) timesteps in [0, T), or a scalar
+            labels:torch.Tensor|None=None, # (B,) class indices; num_classes means "no class"; None: all "no class"
+            context:torch.Tensor|None=None, # (B, L, context_dim) for cross-attention; None: no cross-attention
+            context_mask:torch.Tensor|None=None # (B, L) bool, True = a real context token
             ) -> torch.Tensor: # (B, out_channels, H, W)
+    "Predict for noisy images `x` at timesteps `t` (eq. 6.1): embeddings, then the down, middle and up loops with skips."
     t = self._check_inputs(x, t, labels, context)
     emb = self.time_embed(t)
     if self.class_embed is not None:
@@ -198,13 +204,12 @@ def _forward(self, x:torch.Tensor, # (B, in_channels, H, W) noisy images x_t
         h = self._run(blk, h if isinstance(blk, Upsample) else torch.cat([h, hs.pop()], 1), emb, context, context_mask)
     return self.conv_out(F.silu(self.norm_out(h), inplace=True))
 
-UNet._check_inputs, UNet._run, UNet.forward = _check_inputs, _run, _forward
-
 # %% ../nbs/06_unet.ipynb #73a9232f
 def count_parameters(model:nn.Module, trainable_only:bool=False) -> int:
     "Number of parameters (elements) of `model`."
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
+# %% ../nbs/06_unet.ipynb #ee74407d
 def _describe(blk) -> str:
     "One-line description of a UNet part."
     if isinstance(blk, UNetBlock):
@@ -216,6 +221,7 @@ def _describe(blk) -> str:
     if isinstance(blk, Upsample): return 'Upsample nearest' + (' + conv' if blk.conv is not None else '')
     return type(blk).__name__
 
+# %% ../nbs/06_unet.ipynb #21771439
 def summary(model:UNet) -> str:
     "A readable table of the UNet: part, resolution, what it is, parameters."
     cfg, res, rows = model.config, model.config.image_size, []
