@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_checkpoints.ipynb #90c62abe
 from __future__ import annotations
-import random, re, warnings
+import random, re, warnings, zipfile, zlib
 from pathlib import Path
 
 import numpy as np
@@ -13,10 +13,10 @@ import torch.nn as nn
 from .core import atomic_write, check_int, check_choice
 
 # %% auto #0
-__all__ = ['FORMAT', 'FORMAT_VERSION', 'KINDS', 'capture_rng_state', 'restore_rng_state', 'save_file', 'CheckpointError',
-           'load_file', 'checkpoint_name', 'list_checkpoints', 'rotate_checkpoints', 'save_checkpoint',
-           'find_checkpoint', 'unwrap', 'model_state', 'model_class_name', 'load_model_state', 'config_diff',
-           'check_config']
+__all__ = ['FORMAT', 'FORMAT_VERSION', 'CHECKPOINT_KINDS', 'capture_rng_state', 'restore_rng_state', 'save_file',
+           'CheckpointError', 'verify_file', 'load_file', 'checkpoint_name', 'list_checkpoints', 'rotate_checkpoints',
+           'save_checkpoint', 'find_checkpoint', 'unwrap', 'model_state', 'model_class_name', 'load_model_state',
+           'config_diff', 'check_config']
 
 # %% ../nbs/07_checkpoints.ipynb #501c682c
 def _python_rng() -> dict:
@@ -80,16 +80,30 @@ def save_file(state:dict, # the checkpoint contents: tensors, numbers, strings, 
     with atomic_write(path) as f: torch.save(state, f)
     return Path(path)
 
-# %% ../nbs/07_checkpoints.ipynb #d26224b8
+# %% ../nbs/07_checkpoints.ipynb #11767119
 class CheckpointError(RuntimeError):
     "A checkpoint file is missing, incomplete, corrupt, unsafe or not a ddpm_book checkpoint."
 
+def verify_file(path:str|Path # a checkpoint file
+               ) -> Path:
+    "Check every member of a checkpoint's zip archive against its stored CRC-32; CheckpointError naming the file otherwise."
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as z: bad = z.testzip()
+    except (zipfile.BadZipFile, EOFError, OSError, zlib.error) as e:
+        raise CheckpointError(f"cannot load checkpoint '{path}': not a complete zip archive (truncated, overwritten or not a checkpoint): {e}") from e
+    if bad is not None:
+        raise CheckpointError(f"cannot load checkpoint '{path}': it is corrupt, member {bad!r} fails its CRC-32 check (a changed bit on disk or in a copy)")
+    return path
+
+# %% ../nbs/07_checkpoints.ipynb #d26224b8
 def load_file(path:str|Path, # a checkpoint written by `save_file`
               map_location='cpu' # where tensors go: 'cpu', a device, or torch.load's other options
              ) -> dict:
     "Load a checkpoint with `weights_only=True`; any problem raises `CheckpointError` naming the file."
     path = Path(path)
     if not path.is_file(): raise CheckpointError(f"checkpoint file '{path}' does not exist")
+    verify_file(path)
     try: state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:
         why = ' '.join(str(e).split())[:300]
@@ -102,14 +116,14 @@ def load_file(path:str|Path, # a checkpoint written by `save_file`
     return state
 
 # %% ../nbs/07_checkpoints.ipynb #2871d354
-KINDS = ('step', 'stop', 'final')
+CHECKPOINT_KINDS = ('step', 'stop', 'final')
 _NAME = re.compile(r'^ckpt_(?:(stop|final)_)?(\d{8,})\.pt$')
 
 def checkpoint_name(step:int, # optimizer steps done
-                    kind:str='step' # one of KINDS
+                    kind:str='step' # one of CHECKPOINT_KINDS
                    ) -> str:
     "The file name of a checkpoint: `ckpt_00000100.pt`, `ckpt_stop_00000100.pt`, `ckpt_final_00000100.pt`."
-    check_choice('checkpoint kind', kind, KINDS); step = check_int('step', step, 0)
+    check_choice('checkpoint kind', kind, CHECKPOINT_KINDS); step = check_int('step', step, 0)
     return f"ckpt_{'' if kind == 'step' else kind + '_'}{step:08d}.pt"
 
 # %% ../nbs/07_checkpoints.ipynb #7b257e49
@@ -119,25 +133,33 @@ def list_checkpoints(folder:str|Path # a run's checkpoint folder
     folder = Path(folder)
     if not folder.is_dir(): return []
     found = [(int(m[2]), m[1] or 'step', p) for p in folder.iterdir() if p.is_file() and (m := _NAME.match(p.name))]
-    return sorted(found, key=lambda c: (c[0], KINDS.index(c[1])))
+    return sorted(found, key=lambda c: (c[0], CHECKPOINT_KINDS.index(c[1])))
 
 # %% ../nbs/07_checkpoints.ipynb #d14b3acc
+def _intact(path:Path) -> bool:
+    try: verify_file(path); return True
+    except CheckpointError: return False
+
 def rotate_checkpoints(folder:str|Path, # a run's checkpoint folder
-                       keep_last:int|None # how many `step`/`stop` checkpoints to keep; None keeps all
-                      ) -> list[Path]: # the deleted files
-    "Delete all but the newest `keep_last` step/stop checkpoints; never touches `final` ones or foreign files."
+                       keep_last:int|None # how many intact `step`/`stop` checkpoints to keep; None keeps all
+                      ) -> list[Path]: # the deleted files, oldest first
+    "Keep the newest `keep_last` intact step/stop checkpoints (damaged ones do not count), delete older ones; never touches `final` ones or foreign files."
     if check_int('keep_last', keep_last, 1, none_ok=True) is None: return []
-    old = [p for _, kind, p in list_checkpoints(folder) if kind != 'final'][:-keep_last]
-    for p in old: p.unlink(missing_ok=True)
-    return old
+    deleted, kept = [], 0
+    for _, kind, p in reversed(list_checkpoints(folder)):
+        if kind == 'final': continue
+        if kept >= keep_last: p.unlink(missing_ok=True); deleted.append(p)
+        elif _intact(p): kept += 1
+    return deleted[::-1]
 
 # %% ../nbs/07_checkpoints.ipynb #09559529
 def save_checkpoint(state:dict, # checkpoint contents; state['step'] names the file
                     folder:str|Path, # a run's checkpoint folder
-                    kind:str='step', # one of KINDS
+                    kind:str='step', # one of CHECKPOINT_KINDS
                     keep_last:int|None=None # rotate to this many after the new file is complete
                    ) -> Path:
     "Save `state` as `folder/ckpt_[kind_]<step>.pt` atomically, then rotate old checkpoints."
+    for stale in Path(folder).glob('.ckpt_*.tmp'): stale.unlink(missing_ok=True)  # left by a save that was killed (one writer per run)
     path = save_file(state, Path(folder) / checkpoint_name(state.get('step'), kind))
     rotate_checkpoints(folder, keep_last)
     return path

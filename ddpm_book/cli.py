@@ -22,7 +22,7 @@ from .pipeline import load_pipeline, trainer_sample_fn, tiny_unet_config
 # %% auto #0
 __all__ = ['COMMANDS', 'command', 'build_parser', 'main']
 
-# %% ../nbs/14_cli.ipynb #70ae0494
+# %% ../nbs/14_cli.ipynb #ac657874
 COMMANDS: dict[str, tuple[str, Callable, Callable]] = {}  # name -> (help, add_arguments(parser), run(args) -> exit code)
 
 def command(name:str, help:str, add_arguments:Callable):
@@ -32,7 +32,7 @@ def command(name:str, help:str, add_arguments:Callable):
         return run
     return register
 
-# %% ../nbs/14_cli.ipynb #5dbf972c
+# %% ../nbs/14_cli.ipynb #957b20fe
 def build_parser() -> argparse.ArgumentParser:
     "The `ddpm-book` argument parser with every registered subcommand."
     p = argparse.ArgumentParser(prog='ddpm-book', description='ddpm_book: denoising diffusion models, built step by step.')
@@ -52,7 +52,7 @@ def main(argv:list[str]|None=None # arguments; default: sys.argv[1:]
         print(f"ddpm-book {args.command}: error: {e}", file=sys.stderr)
         return 2
 
-# %% ../nbs/14_cli.ipynb #56d6da1c
+# %% ../nbs/14_cli.ipynb #9091d7ba
 def _data_arguments(d):
     "Options of `data`."
     d.add_argument('name', nargs='?', default='mnist5k', help=f"data set; one of: {', '.join(DATASETS)} (default: mnist5k)")
@@ -88,7 +88,7 @@ def _cmd_data(args) -> int:
         print(f"wrote {args.out}")
     return 0
 
-# %% ../nbs/14_cli.ipynb #0cc541c4
+# %% ../nbs/14_cli.ipynb #a8266845
 def _schedule_arguments(s):
     "Options of `schedule`."
     s.add_argument('kind', nargs='?', default='linear', choices=KINDS, help='schedule kind (default: linear)')
@@ -168,7 +168,7 @@ def _cmd_train(args) -> int:
     print(f"{status} at step {tr.step}; checkpoints in {tr.ckpt_dir}")
     return 0 if status == 'completed' else 130
 
-# %% ../nbs/14_cli.ipynb #62d33df9
+# %% ../nbs/14_cli.ipynb #b870c55c
 def _sample_arguments(s):
     "Options of `sample`."
     s.add_argument('--ckpt', required=True, help='checkpoint file or run folder (its latest checkpoint)')

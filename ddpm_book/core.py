@@ -16,8 +16,9 @@ import torchvision.transforms.functional as TF
 from torchvision.utils import make_grid
 
 # %% auto #0
-__all__ = ['in_test', 'check_choice', 'check_int', 'check_float', 'seed_everything', 'get_device', 'atomic_write', 'image_grid',
-           'show_images', 'save_images', 'tensor_to_pil', 'pil_to_tensor']
+__all__ = ['PRECISIONS', 'in_test', 'check_choice', 'check_int', 'check_float', 'seed_everything', 'get_device',
+           'cpu_native_bf16', 'choose_precision', 'atomic_write', 'image_grid', 'show_images', 'save_images',
+           'tensor_to_pil', 'pil_to_tensor']
 
 # %% ../nbs/00_core.ipynb #106265da
 def in_test() -> bool:
@@ -90,6 +91,40 @@ def get_device(device:str|torch.device|None=None # None or 'auto' picks cuda, th
     name = dev.type if dev.index is None else f'{dev.type}:{dev.index}'
     if name not in avail: raise ValueError(f"device {device!r} is not available on this machine; valid here: {avail} or 'auto'")
     return dev
+
+# %% ../nbs/00_core.ipynb #b0e563c6
+PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16')
+
+def _cpu_flags() -> set[str]:
+    "The CPU feature flags the kernel reports (Linux), else an empty set."
+    try: return set(next(l for l in Path('/proc/cpuinfo').read_text().splitlines() if l.startswith('flags')).split(':', 1)[1].split())
+    except (OSError, StopIteration): return set()
+
+def cpu_native_bf16() -> tuple[bool, str]:
+    "Does this CPU compute bf16 natively (AVX512-BF16 or AMX, as the kernel and oneDNN report it)? With the evidence."
+    cap, flags = torch.backends.cpu.get_cpu_capability(), _cpu_flags()
+    found = sorted(flags & {'avx512_bf16', 'amx_bf16'})
+    if flags: return bool(found), f"CPU {cap}" + (f" with {'/'.join(found)}" if found else ", no avx512_bf16/amx_bf16")
+    onednn = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    return onednn, f"CPU {cap}, oneDNN bf16 {'supported' if onednn else 'not supported'}"
+
+# %% ../nbs/00_core.ipynb #e5e574c6
+def choose_precision(precision:str='auto', # one of PRECISIONS
+                     device:str|torch.device='cpu', # where the run computes
+                     native_bf16:bool|None=None # override the hardware check (None: ask the hardware)
+                    ) -> tuple[str, str]: # ('fp32' | 'bf16' | 'fp16', why)
+    "Resolve 'auto' to bf16 where the device does bf16 natively and fp32 otherwise; check explicit choices."
+    precision, dev = check_choice('precision', precision, PRECISIONS), torch.device(device)
+    if precision == 'fp16' and dev.type != 'cuda':
+        raise ValueError(f"precision='fp16' needs a CUDA device (GradScaler), but the device is {dev}; use 'auto', 'bf16' or 'fp32'")
+    if precision != 'auto': return precision, 'requested'
+    if dev.type == 'cuda':
+        ok = torch.cuda.is_bf16_supported() if native_bf16 is None else native_bf16
+        return ('bf16' if ok else 'fp32'), f"auto: {torch.cuda.get_device_name(dev) if native_bf16 is None else 'this GPU'} {'supports' if ok else 'lacks'} bf16"
+    if dev.type == 'cpu':
+        ok, why = cpu_native_bf16() if native_bf16 is None else (native_bf16, 'CPU (capability given)')
+        return ('bf16' if ok else 'fp32'), f"auto: {why}: " + ('native bf16' if ok else 'bf16 would be emulated (slower than fp32)')
+    return 'fp32', f"auto: no bf16 autocast on {dev.type}"
 
 # %% ../nbs/00_core.ipynb #85f48a71
 def _umask() -> int:

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import torch
 import torch.nn as nn
+from .core import check_choice, check_float
 from .forward import NoiseSchedule
 from .objective import PRED_TYPES, target_for
 from .sampling import sample, cfg_combine, rescale_guidance
@@ -17,17 +18,16 @@ __all__ = ['MixtureDenoiser', 'class_agreement', 'train_digit_classifier', 'labe
 
 # %% ../nbs/11_guidance.ipynb #19137140
 class MixtureDenoiser:
-    "The exact denoiser of a Gaussian mixture, per class and unconditional, eq. (4): `model(x_t, t, labels=None)`."
+    "The exact denoiser of a Gaussian mixture, per class and unconditional, eq. 11.4: `model(x_t, t, labels=None)`."
     def __init__(self, means:torch.Tensor, # (K, D) component means
                  std:float, # the components' standard deviation s > 0
                  sched:NoiseSchedule, # the schedule the 'model' pretends to be trained with
                  weights:torch.Tensor|None=None, # (K,) mixture weights; None: equal
                  pred_type:str='eps'): # what it returns: 'eps', 'x0' or 'v'
         if means.ndim != 2: raise ValueError(f"means must be a (K, D) tensor, got shape {tuple(means.shape)}")
-        if not std > 0: raise ValueError(f"std must be > 0, got {std!r}")
-        if pred_type not in PRED_TYPES: raise ValueError(f"pred_type must be one of {PRED_TYPES}, got {pred_type!r}")
         K = len(means)
-        self.means, self.std, self.sched, self.pred_type = means.double(), float(std), sched, pred_type
+        self.means, self.std, self.sched = means.double(), check_float('std', std, 0, lo_open=True), sched
+        self.pred_type = check_choice('pred_type', pred_type, PRED_TYPES)
         self.log_w = (torch.full((K,), 1 / K) if weights is None else weights / weights.sum()).double().log()
         self.config = SimpleNamespace(num_classes=K)  # like the UNet's: label K means "no class"
 
@@ -35,15 +35,15 @@ class MixtureDenoiser:
         K, x = len(self.means), x_t.double()
         if labels is not None and (labels.shape != (len(x),) or int(labels.min()) < 0 or int(labels.max()) > K):
             raise ValueError(f"labels must be a ({len(x)},) tensor with values in [0, {K}] ({K} = no class), got {labels.tolist()}")
-        ab = self.sched.alpha_bar.to(x.device)[t].view(-1, 1, 1)                      # (B, 1, 1)
-        v = ab * self.std ** 2 + 1 - ab
-        diff = x[:, None] - ab.sqrt() * self.means.to(x.device)                          # (B, K, D)
-        eps_k = (1 - ab).sqrt() / v * diff                                               # E[eps | x_t, k]
+        ab_t = self.sched.alpha_bar.to(x.device)[t].view(-1, 1, 1)                      # (B, 1, 1)
+        v = ab_t * self.std ** 2 + 1 - ab_t
+        diff = x[:, None] - ab_t.sqrt() * self.means.to(x.device)                        # (B, K, D)
+        eps_k = (1 - ab_t).sqrt() / v * diff                                             # E[eps | x_t, k]
         r = torch.softmax(self.log_w.to(x.device) - diff.pow(2).sum(-1) / (2 * v[:, :, 0]), dim=1)   # p_t(k | x_t)
         if labels is not None: r = torch.where((labels < K)[:, None], nn.functional.one_hot(labels.clamp(max=K - 1), K).double(), r)
         eps = (r[:, :, None] * eps_k).sum(1)
-        ab1 = ab[:, 0]
-        return target_for(self.pred_type, (x - (1 - ab1).sqrt() * eps) / ab1.sqrt(), eps, ab1).to(x_t.dtype)
+        ab_t = ab_t[:, 0]
+        return target_for(self.pred_type, (x - (1 - ab_t).sqrt() * eps) / ab_t.sqrt(), eps, ab_t).to(x_t.dtype)
 
 # %% ../nbs/11_guidance.ipynb #0460694c
 def class_agreement(x:torch.Tensor, # (N, D) samples

@@ -116,7 +116,7 @@ def ddpm_sample_standin(model, # denoiser model(x_t, t) -> prediction of `pred_t
                         generator:torch.Generator|None=None, # CPU generator for the noise
                         device=None # where the model runs
                        ) -> torch.Tensor:
-    "Stand-in (chapter 09 replaces it): ancestral DDPM sampling through all T steps, eq. 8.6."
+    "Stand-in (chapter 09 replaces it): ancestral DDPM sampling through all T steps, eq. 8.5."
     x = torch.randn(shape, generator=generator).to(device)
     ab, betas = sched.alpha_bar.tolist(), sched.betas.tolist()
     for t in reversed(range(sched.T)):

@@ -41,13 +41,13 @@ def timesteps(T:int, # training steps of the schedule
     if ts.max() >= T or ts.min() < 0: raise ValueError(f"steps_offset={steps_offset} moves timesteps out of [0, {T}): {ts.tolist()}")
     return ts
 
-# %% ../nbs/09_sampling.ipynb #d65a2890
+# %% ../nbs/09_sampling.ipynb #bef98c27
 def timestep_pairs(T:int, steps:int, spacing:str='trailing', steps_offset:int=0) -> list[tuple[int, int]]:
     "The (t, t_prev) pairs of a run: t_prev is the next timestep of `timesteps(...)`, -1 (clean data) at the end."
     ts = timesteps(T, steps, spacing, steps_offset).tolist()
     return list(zip(ts, ts[1:] + [-1]))
 
-# %% ../nbs/09_sampling.ipynb #e4adf238
+# %% ../nbs/09_sampling.ipynb #9a00c713
 def check_pairs(pairs, T:int) -> list[tuple[int, int]]:
     "Validate explicit (t, t_prev) pairs: 0 <= t < T, -1 <= t_prev < t."
     pairs = [(int(t), int(tp)) for t, tp in pairs]
@@ -169,7 +169,7 @@ class SampleContext:
         dev = self.generator.device if self.generator is not None else like.device
         return torch.randn(like.shape, generator=self.generator, device=dev, dtype=like.dtype).to(like.device)
 
-# %% ../nbs/09_sampling.ipynb #04141010
+# %% ../nbs/09_sampling.ipynb #8ddcbdc8
 def _default_uncond(model, cond:dict|None) -> dict|None:
     "The unconditional branch for CFG: the null class for `labels` (num_classes), nothing for other keys."
     if cond is None: return None
@@ -193,7 +193,7 @@ def _model_output(self:SampleContext, x:torch.Tensor, t:int) -> torch.Tensor:
     else: pred_c, pred_u = self.model(x, tt, **self.cond).to(x.dtype), self.model(x, tt, **self.uncond).to(x.dtype)
     return rescale_guidance(cfg_combine(pred_u, pred_c, self.guidance), pred_c, self.guidance_rescale)
 
-# %% ../nbs/09_sampling.ipynb #96d90791
+# %% ../nbs/09_sampling.ipynb #40d6a039
 @patch
 def denoise(self:SampleContext, x:torch.Tensor, t:int) -> tuple[torch.Tensor, torch.Tensor]:
     "One network evaluation at (x, t) turned into (x0-hat, eps-hat), with x0 repaired by `clip`."
@@ -245,7 +245,7 @@ def _ddim(ctx:SampleContext, x_t, t:int, t_prev:int):
 register_sampler('ddpm', _ddpm, stochastic=True)
 register_sampler('ddim', _ddim)
 
-# %% ../nbs/09_sampling.ipynb #7294ab71
+# %% ../nbs/09_sampling.ipynb #c8d70f45
 @dataclass
 class SampleOutput:
     "What `sample(..., return_trajectory=True)` returns."
@@ -271,7 +271,7 @@ def _initial_noise(x_T, shape, generator, device) -> torch.Tensor:
     if shape is not None and tuple(x_T.shape) != tuple(shape): raise ValueError(f"x_T has shape {tuple(x_T.shape)} but shape={tuple(shape)} was asked for")
     return x_T.to(device)
 
-# %% ../nbs/09_sampling.ipynb #2e9f9e22
+# %% ../nbs/09_sampling.ipynb #f87a4146
 @contextmanager
 def eval_mode(model):
     "Run a block with `model` in eval mode (dropout off), restoring its mode afterwards."

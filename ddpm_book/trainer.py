@@ -10,23 +10,23 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from fastcore.basics import patch
-from .core import get_device, seed_everything, save_images, check_choice, check_int, check_float
+from .core import get_device, seed_everything, save_images, check_choice, check_int, check_float, PRECISIONS, choose_precision
 from .schedules import make_schedule
 from .checkpoints import (capture_rng_state, restore_rng_state, save_checkpoint, find_checkpoint, model_state,
                                    load_model_state, check_config, unwrap, list_checkpoints, model_class_name)
 from .objective import PRED_TYPES, WEIGHTINGS, LOSSES, T_SAMPLINGS, diffusion_loss, ddpm_sample_standin
-from .runs import prepare_run_dir, run_meta, append_event, open_tensorboard, peak_mem_mb, save_points, StopSignals
+from .runs import (prepare_run_dir, run_meta, append_event, open_tensorboard, peak_mem_mb, save_points, StopSignals,
+                            ResumableBatchSampler, SeededItems, SeededBatches)
 
 # %% auto #0
-__all__ = ['RESUME_MAY_CHANGE', 'EMA', 'TrainConfig', 'lr_at', 'epoch_order', 'ResumableBatchSampler', 'NonFiniteLossError',
-           'Trainer']
+__all__ = ['RESUME_MAY_CHANGE', 'EMA', 'TrainConfig', 'lr_at', 'NonFiniteLossError', 'TrainingInterrupted', 'Trainer']
 
 # %% ../nbs/08c_trainer.ipynb #0bf0e6a7
 class EMA:
-    "An exponential moving average of a model's weights with a warm-up decay, eq. 8.5; `ema.model` is the averaged model."
+    "An exponential moving average of a model's weights with a warm-up decay, eq. 8.8; `ema.model` is the averaged model."
     def __init__(self, model:nn.Module, # the model being trained (a compiled model is unwrapped)
                  max_decay:float=0.9999, # beta_max
                  warmup:float=10. # w: decay (1+n)/(w+n) until it reaches max_decay; 1 turns the warm-up off
@@ -36,13 +36,13 @@ class EMA:
         self.model = copy.deepcopy(getattr(model, '_orig_mod', model)).eval().requires_grad_(False)
 
     def decay(self, n:int|None=None) -> float:
-        "beta_n of eq. 8.5 for update number n (default: the next update)."
+        "beta_n of eq. 8.8 for update number n (default: the next update)."
         n = self.num_updates if n is None else n
         return min(self.max_decay, (1 + n) / (self.warmup + n))
 
     @torch.no_grad()
     def update(self, model:nn.Module):
-        "Move the average towards `model`'s current weights, eq. 8.5."
+        "Move the average towards `model`'s current weights, eq. 8.8."
         model = getattr(model, '_orig_mod', model)
         d = self.decay()
         ema_p = [p for p in self.model.parameters()]
@@ -69,7 +69,7 @@ class TrainConfig:
     weight_decay:float=0.0 # AdamW's decoupled weight decay
     adam_betas:tuple=(0.9, 0.999) # AdamW's betas
     grad_clip:float|None=1.0 # max global gradient norm; None: no clipping (the norm is still logged)
-    precision:str='fp32' # 'fp32', 'bf16' (autocast, CPU or GPU) or 'fp16' (autocast + GradScaler, GPU only)
+    precision:str='auto' # 'auto' (bf16 where the hardware is native, else fp32; chapter 00), 'fp32', 'bf16' or 'fp16' (CUDA only)
     compile:bool=False # train through torch.compile(model)
     compile_backend:str='inductor' # torch.compile backend
     channels_last:bool=False # channels_last memory format for images and conv weights
@@ -87,7 +87,7 @@ class TrainConfig:
     class_cond:bool=False # pass the items' 'label' to the model as labels= (class-conditional training)
     label_dropout:float=0.0 # probability of replacing a label by the "no class" index (for classifier-free guidance)
     ema_decay:float=0.9999 # the EMA's final decay
-    ema_warmup:float=10.0 # w of the EMA decay warm-up, eq. 8.5
+    ema_warmup:float=10.0 # w of the EMA decay warm-up, eq. 8.8
     log_every:int=50 # steps per progress/metrics record
     ckpt_every:int=1000 # steps per checkpoint; 0: only stop and final checkpoints
     keep_last:int|None=3 # periodic checkpoints kept; None: all
@@ -102,7 +102,7 @@ class TrainConfig:
     def to_dict(self) -> dict: return asdict(self)
 
 # %% ../nbs/08c_trainer.ipynb #58c23e2a
-_CHOICES = {'precision': ('fp32', 'bf16', 'fp16'), 'pred_type': PRED_TYPES, 'loss': LOSSES, 'weighting': WEIGHTINGS,
+_CHOICES = {'precision': PRECISIONS, 'pred_type': PRED_TYPES, 'loss': LOSSES, 'weighting': WEIGHTINGS,
             't_sampling': T_SAMPLINGS}
 _POSITIVE = ('steps', 'batch_size', 'grad_accum', 'log_every', 'n_samples', 'T')
 _NON_NEGATIVE = ('warmup_steps', 'ckpt_every', 'sample_every', 'num_workers', 'seed')
@@ -128,35 +128,18 @@ def lr_at(step:int, # optimizer steps done before this one (0-based)
           total_steps:int, # K: the run's length
           min_lr_ratio:float=0.0 # r
          ) -> float:
-    "The learning rate of optimizer step `step`: linear warm-up, then cosine decay, eq. 8.7."
+    "The learning rate of optimizer step `step`: linear warm-up, then cosine decay, eq. 8.8."
     if step < warmup_steps: return lr * (step + 1) / warmup_steps
     progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
     return lr * (min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
-# %% ../nbs/08c_trainer.ipynb #74baa6a5
-def epoch_order(n:int, seed:int, epoch:int) -> torch.Tensor:
-    "The permutation of range(n) used in `epoch`: a pure function of (seed, epoch)."
-    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
-
-class ResumableBatchSampler(Sampler):
-    "Endless batches of indices, epoch by epoch in `epoch_order`, starting at global batch number `start`, eq. 8.8."
-    def __init__(self, n:int, batch_size:int, seed:int=0, start:int=0):
-        if n < batch_size: raise ValueError(f"the data set has {n} items, fewer than batch_size={batch_size}; use batch_size <= {n}")
-        self.n, self.batch_size, self.seed, self.start = n, batch_size, seed, start
-        self.per_epoch, self._cache = n // batch_size, (None, None)
-    def position(self, k:int) -> tuple[int, int]: return divmod(k, self.per_epoch)
-    def batch(self, k:int) -> list[int]:
-        "The indices of global batch number k."
-        epoch, i = self.position(k)
-        if self._cache[0] != epoch: self._cache = (epoch, epoch_order(self.n, self.seed, epoch))
-        return self._cache[1][i * self.batch_size:(i + 1) * self.batch_size].tolist()
-    def __iter__(self):
-        k = self.start
-        while True: yield self.batch(k); k += 1
-
 # %% ../nbs/08c_trainer.ipynb #2c78226d
 class NonFiniteLossError(FloatingPointError):
     "The loss or gradient norm became NaN or infinite; training stopped before the optimizer step."
+
+class TrainingInterrupted(KeyboardInterrupt):
+    "Ctrl-C (or the notebook's interrupt button) stopped `fit` between steps, after the stop checkpoint was written."
+    def __init__(self, msg:str, step:int, checkpoint:Path): super().__init__(msg); self.step, self.checkpoint = step, checkpoint
 
 RESUME_MAY_CHANGE = ('run_dir', 'steps', 'log_every', 'ckpt_every', 'keep_last', 'sample_every', 'n_samples', 'num_workers',
                      'device', 'tensorboard', 'progress', 'compile', 'compile_backend', 'channels_last')  # the rest must match
@@ -176,14 +159,13 @@ class Trainer:
                 ):
         cfg = self.cfg = config if isinstance(config, TrainConfig) else TrainConfig(**config)
         self.device = get_device(cfg.device)
-        if cfg.precision == 'fp16' and self.device.type != 'cuda':
-            raise ValueError(f"precision='fp16' needs a CUDA device (GradScaler), but the device is {self.device}; use 'bf16' or 'fp32'")
+        self.precision, self.precision_reason = choose_precision(cfg.precision, self.device)  # 'auto' -> what this hardware does best
         self.model = model.to(self.device, memory_format=torch.channels_last if cfg.channels_last else torch.preserve_format)
         self.dataset, self.sched = dataset, make_schedule(cfg.schedule, cfg.T, cfg.zero_terminal_snr)
         self.num_classes = getattr(dataset, 'num_classes', 0)
         if cfg.class_cond and not self.num_classes: raise ValueError(f"class_cond=True needs a labelled data set (num_classes > 0); {getattr(dataset, 'name', type(dataset).__name__)!r} has none")
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, betas=cfg.adam_betas, weight_decay=cfg.weight_decay)
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.precision == 'fp16')
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == 'fp16')
         self.ema = EMA(self.model, cfg.ema_decay, cfg.ema_warmup)
         self.net = torch.compile(self.model, backend=cfg.compile_backend) if cfg.compile else self.model
         self.batches = ResumableBatchSampler(len(dataset), cfg.batch_size, cfg.seed)
@@ -240,7 +222,7 @@ def _next_batch(self:Trainer) -> tuple[torch.Tensor, dict]:
     if self._data is None:
         self.batches.start = self.batches_seen
         g = torch.Generator().manual_seed(self.cfg.seed + self.batches_seen)  # the loader's own: keeps the global RNG untouched
-        self._data = iter(DataLoader(self.dataset, batch_sampler=self.batches, num_workers=self.cfg.num_workers,
+        self._data = iter(DataLoader(SeededItems(self.dataset), batch_sampler=SeededBatches(self.batches), num_workers=self.cfg.num_workers,
                                      pin_memory=self.device.type == 'cuda', generator=g))
     batch = next(self._data); self.batches_seen += 1
     x = batch['x'].to(self.device, non_blocking=True)
@@ -258,7 +240,7 @@ def _model_labels(self:Trainer, labels:torch.Tensor) -> dict:
 def _loss(self:Trainer, x0:torch.Tensor, model_kwargs:dict) -> torch.Tensor:
     "The loss (eq. 8.4) of one micro-batch, under autocast if mixed precision is on."
     c = self.cfg
-    dtype = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}[c.precision]
+    dtype = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}[self.precision]
     with torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
         return diffusion_loss(self.net, x0, self.sched, c.pred_type, c.loss, c.weighting, c.t_sampling, self.gen,
                               c.huber_delta, c.min_snr_gamma, c.p2_gamma, c.p2_k, **model_kwargs)
@@ -293,7 +275,7 @@ def train_step(self:Trainer) -> dict:
 @patch
 def _check_step_finite(self:Trainer, loss, grad_norm):
     "Raise NonFiniteLossError (after dropping the gradients) if the loss, or the grad norm outside fp16, is not finite."
-    check = torch.stack([loss.float(), grad_norm.float()]) if self.cfg.precision != 'fp16' else loss.float()
+    check = torch.stack([loss.float(), grad_norm.float()]) if self.precision != 'fp16' else loss.float()
     if torch.isfinite(check).all(): return
     self.opt.zero_grad(set_to_none=True)
     latest = list_checkpoints(self.ckpt_dir)
@@ -308,7 +290,8 @@ def _prepare_run_dir(self:Trainer):
     ds = self.dataset
     config = {'train': self.cfg.to_dict(), 'model': _model_config(self.model), 'model_class': model_class_name(self.model),
               'dataset': {'name': getattr(ds, 'name', type(ds).__name__), 'len': len(ds)}}
-    prepare_run_dir(self.run_dir, config, run_meta(self.device, self.step), self.step)
+    meta = {**run_meta(self.device, self.step), 'precision': self.precision, 'precision_reason': self.precision_reason}
+    prepare_run_dir(self.run_dir, config, meta, self.step)
 
 # %% ../nbs/08c_trainer.ipynb #dca98967
 @patch
@@ -367,11 +350,12 @@ def _request_stop(self:Trainer, name:str):
 
 @patch
 def fit(self:Trainer, until:int|None=None # stop after this many steps in total (default: cfg.steps)
-        ) -> str: # 'completed', 'paused' (reached `until`), 'KeyboardInterrupt' or 'SIGTERM'
-    "Train until `cfg.steps` (or `until`); Ctrl-C / SIGTERM finish the step, save `ckpt_stop_<step>` and return."
+        ) -> str: # 'completed', 'paused' (reached `until`) or 'SIGTERM'
+    "Train until `cfg.steps` (or `until`); Ctrl-C / SIGTERM finish the step and save `ckpt_stop_<step>`; Ctrl-C then raises TrainingInterrupted."
     end = min(until or self.cfg.steps, self.cfg.steps)
     self._prepare_run_dir(); self._tb, self._stop, self._in_step, window = open_tensorboard(self.run_dir, self.cfg.tensorboard), None, False, []
-    bar = tqdm(total=self.cfg.steps, initial=self.step, disable=not self.cfg.progress, desc='train', dynamic_ncols=True)
+    if self.cfg.progress: tqdm.write(f"training on {self.device} in {self.precision} ({self.precision_reason})")
+    bar = tqdm(total=self.cfg.steps, initial=self.step, disable=not self.cfg.progress, desc=f'train {self.precision}', dynamic_ncols=True)
     try:
         with StopSignals(self._request_stop):
             while self.step < end and not self._stop:
@@ -384,7 +368,8 @@ def fit(self:Trainer, until:int|None=None # stop after this many steps in total 
         bar.close()
         if self._tb is not None: self._tb.close()
     if self._stop:
-        p = self.save('stop'); tqdm.write(f"{self._stop}: saved {p}; resume with trainer.resume('latest')")
-        return self._stop
+        p = self.save('stop'); msg = f"{self._stop} at step {self.step}: saved {p}; continue with trainer.resume('latest'); trainer.fit()"
+        if self._stop == 'KeyboardInterrupt': raise TrainingInterrupted(msg, self.step, p) from None  # one Ctrl-C stops the cell too
+        tqdm.write(msg); return self._stop
     if self.step >= self.cfg.steps: self.save('final'); return 'completed'
     return 'paused'
