@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_checkpoints.ipynb #90c62abe
 from __future__ import annotations
-import random, re, warnings, zipfile, zlib
+import random, re, sys, warnings, zipfile, zlib
 from pathlib import Path
 
 import numpy as np
@@ -199,11 +199,19 @@ def model_state(model:nn.Module) -> dict:
     return unwrap(model).state_dict()
 
 # %% ../nbs/07_checkpoints.ipynb #c3bba0f1
+def _exported_from_notebook(qualname:str) -> str|None:
+    "The ddpm_book module that exports `qualname`, for a class defined in a notebook of this book (module '__main__')."
+    if hasattr(sys.modules.get('__main__'), '__file__'): return None  # a script's own class, not a notebook cell's
+    from ddpm_book._modidx import d
+    return next((mod for mod, syms in d['syms'].items() if f'{mod}.{qualname}' in syms), None)
+
 def model_class_name(model:nn.Module) -> str:
     "'module.QualName' of the (unwrapped) model's class, e.g. 'ddpm_book.unet.UNet'."
     if not isinstance(model, nn.Module): raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    m = unwrap(model)
-    return f"{type(m).__module__}.{type(m).__qualname__}"
+    cls = type(unwrap(model))
+    mod = cls.__module__
+    if mod == '__main__': mod = _exported_from_notebook(cls.__qualname__) or mod  # written in a cell that exports it
+    return f"{mod}.{cls.__qualname__}"
 
 # %% ../nbs/07_checkpoints.ipynb #82b35ed0
 def _state_diff(expected:dict, got:dict) -> list[str]:
