@@ -15,8 +15,8 @@ from .core import atomic_write, check_int, check_choice
 # %% auto #0
 __all__ = ['FORMAT', 'FORMAT_VERSION', 'CHECKPOINT_KINDS', 'capture_rng_state', 'restore_rng_state', 'save_file',
            'CheckpointError', 'verify_file', 'load_file', 'checkpoint_name', 'list_checkpoints', 'rotate_checkpoints',
-           'save_checkpoint', 'find_checkpoint', 'unwrap', 'model_state', 'model_class_name', 'load_model_state',
-           'config_diff', 'check_config']
+           'save_checkpoint', 'find_checkpoint', 'unwrap', 'model_state', 'class_name', 'model_class_name',
+           'load_model_state', 'config_diff', 'check_config']
 
 # %% ../nbs/07_checkpoints.ipynb #501c682c
 def _python_rng() -> dict:
@@ -205,13 +205,16 @@ def _exported_from_notebook(qualname:str) -> str|None:
     from ddpm_book._modidx import d
     return next((mod for mod, syms in d['syms'].items() if f'{mod}.{qualname}' in syms), None)
 
+def class_name(cls:type) -> str:
+    "'module.QualName' of a class; a class defined in a notebook cell of this book is named after the module it is exported to."
+    mod = cls.__module__
+    if mod == '__main__': mod = _exported_from_notebook(cls.__qualname__) or mod
+    return f"{mod}.{cls.__qualname__}"
+
 def model_class_name(model:nn.Module) -> str:
     "'module.QualName' of the (unwrapped) model's class, e.g. 'ddpm_book.unet.UNet'."
     if not isinstance(model, nn.Module): raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    cls = type(unwrap(model))
-    mod = cls.__module__
-    if mod == '__main__': mod = _exported_from_notebook(cls.__qualname__) or mod  # written in a cell that exports it
-    return f"{mod}.{cls.__qualname__}"
+    return class_name(type(unwrap(model)))
 
 # %% ../nbs/07_checkpoints.ipynb #82b35ed0
 def _state_diff(expected:dict, got:dict) -> list[str]:

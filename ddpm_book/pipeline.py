@@ -15,7 +15,7 @@ from fastcore.basics import patch
 from .core import in_test, image_grid
 from .forward import NoiseSchedule
 from .schedules import make_schedule
-from .checkpoints import find_checkpoint, load_file, load_model_state
+from .checkpoints import find_checkpoint, load_file, load_model_state, class_name
 from .unet import UNet, UNetConfig
 from .trainer import TrainConfig, Trainer
 from .sampling import sample, SAMPLERS, model_device
@@ -87,7 +87,7 @@ _DETECTORS: list[tuple[Callable, str]] = [] # (detect(model_config) -> bool, key
 
 def class_key(model_class) -> str:
     "'module.QualName' of a class (the form checkpoints record), or such a string as given."
-    if isinstance(model_class, type): return f"{model_class.__module__}.{model_class.__qualname__}"
+    if isinstance(model_class, type): return class_name(model_class)  # chapter 07: notebook cells name their exported module
     if isinstance(model_class, str) and '.' in model_class.strip('.'): return model_class
     raise TypeError(f"model_class must be a class or a 'module.QualName' string, got {model_class!r}")
 
