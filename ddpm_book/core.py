@@ -16,14 +16,28 @@ import torchvision.transforms.functional as TF
 from torchvision.utils import make_grid
 
 # %% auto #0
-__all__ = ['PRECISIONS', 'in_test', 'check_choice', 'check_int', 'check_float', 'seed_everything', 'get_device',
-           'cpu_native_bf16', 'choose_precision', 'atomic_write', 'image_grid', 'show_images', 'save_images',
-           'tensor_to_pil', 'pil_to_tensor']
+__all__ = ['PRECISIONS', 'in_test', 'full_settings', 'quick_settings', 'check_choice', 'check_int', 'check_float',
+           'seed_everything', 'get_device', 'cpu_native_bf16', 'choose_precision', 'atomic_write', 'image_grid',
+           'show_images', 'save_images', 'tensor_to_pil', 'pil_to_tensor']
 
 # %% ../nbs/00_core.ipynb #106265da
 def in_test() -> bool:
-    "True when running under the test command (`IN_TEST` set), so cells should use quick settings."
+    "True when running under the test command (`IN_TEST` set)."
     return os.environ.get('IN_TEST', '') not in ('', '0')
+
+_SETTINGS = {'full': None}  # the last switch seen, for library functions that choose quick or full settings
+
+def full_settings(default:bool=False # the notebook's own switch
+                 ) -> bool:
+    "True for full settings: `DDPM_BOOK_FULL=1` (or 0) in the environment decides, else `default`; remembered for library calls."
+    env = os.environ.get('DDPM_BOOK_FULL', '').strip().lower()
+    if env not in ('', '0', '1', 'true', 'false', 'yes', 'no'): raise ValueError(f"DDPM_BOOK_FULL must be 1 or 0, got {env!r}")
+    _SETTINGS['full'] = bool(default) if env == '' else env in ('1', 'true', 'yes')
+    return _SETTINGS['full']
+
+def quick_settings() -> bool:
+    "What library functions use when not told: quick unless `full_settings` said full (or `DDPM_BOOK_FULL=1`)."
+    return not (_SETTINGS['full'] if _SETTINGS['full'] is not None else full_settings())
 
 # %% ../nbs/00_core.ipynb #3a2a4078
 def _range_text(lo, hi, lo_open=False, hi_open=False) -> str:
