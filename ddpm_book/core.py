@@ -118,6 +118,7 @@ def cpu_native_bf16() -> tuple[bool, str]:
     "Does this CPU compute bf16 natively (AVX512-BF16 or AMX, as the kernel and oneDNN report it)? With the evidence."
     cap, flags = torch.backends.cpu.get_cpu_capability(), _cpu_flags()
     found = sorted(flags & {'avx512_bf16', 'amx_bf16'})
+    if not cap.startswith('AVX512'): return False, f"CPU {cap}"  # torch's kernels run below AVX-512 (or ATEN_CPU_CAPABILITY limits them)
     if flags: return bool(found), f"CPU {cap}" + (f" with {'/'.join(found)}" if found else ", no avx512_bf16/amx_bf16")
     onednn = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
     return onednn, f"CPU {cap}, oneDNN bf16 {'supported' if onednn else 'not supported'}"
