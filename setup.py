@@ -36,6 +36,7 @@ setuptools.setup(
     ],
     packages=setuptools.find_packages(include=[cfg['lib_path'], cfg['lib_path'] + '.*']),
     include_package_data=True,
+    package_data={cfg['lib_path']: ['models/*.pt']},  # the book's shipped model (chapter 10b)
     python_requires='>=' + cfg['min_python'],
     install_requires=requirements,
     extras_require={'dev': dev_requirements, 'video': ['imageio-ffmpeg']},  # video: MP4 output (GIFs need nothing extra)

@@ -22,7 +22,7 @@ import argparse, statistics, time
 
 import torch
 
-from ddpm_book.core import get_device
+from ddpm_book.core import get_device, cpu_native_bf16
 from ddpm_book.schedules import make_schedule
 from ddpm_book.unet import UNet, UNetConfig, count_parameters
 from ddpm_book.sampling import sample, get_sampler, timestep_pairs
@@ -99,7 +99,8 @@ def main():
     sched = make_schedule('linear', 1000)
     x_T = torch.randn(a.batch, cfg.in_channels, cfg.image_size, cfg.image_size, generator=torch.Generator().manual_seed(0)).to(device)
     print(f"preset={a.preset} params={count_parameters(model):,} batch={a.batch} image={cfg.image_size}x{cfg.image_size} "
-          f"device={device} threads={torch.get_num_threads()} torch={torch.__version__}")
+          f"device={device} threads={torch.get_num_threads()} torch={torch.__version__} "
+          f"cpu={torch.backends.cpu.get_cpu_capability()} native bf16: {cpu_native_bf16()}")
 
     sample(model, sched, x_T, sampler='ddim', steps=2)  # warm-up: allocator, kernels, caches
     runs = [Timed(name, steps, a.rounds, sched.T) for name, steps in configs]

@@ -16,6 +16,7 @@ from contextlib import nullcontext
 import torch
 import torch.nn.functional as F
 
+from ddpm_book.core import choose_precision, cpu_native_bf16
 from ddpm_book.data import get_dataset
 from ddpm_book.schedules import make_schedule
 from ddpm_book.trainer import Trainer, TrainConfig
@@ -60,12 +61,15 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--preset', default='mnist')
     ap.add_argument('--batch', type=int, default=32)
-    ap.add_argument('--precision', default='fp32', choices=['fp32', 'bf16'])
+    ap.add_argument('--precision', default='auto', choices=['auto', 'fp32', 'bf16'],
+                    help="'auto' (default): bf16 where the CPU computes it natively, else fp32 (ddpm_book.core.choose_precision)")
     ap.add_argument('--chunks', type=int, default=5, help='timed chunks per contender')
     ap.add_argument('--chunk-steps', type=int, default=5, help='optimizer steps per chunk')
     ap.add_argument('--threads', type=int, default=None)
     a = ap.parse_args()
     if a.threads: torch.set_num_threads(a.threads)
+    requested = a.precision
+    a.precision, why = choose_precision(a.precision, 'cpu')  # both contenders run at the resolved precision
     cfg = UNetConfig.preset(a.preset)
     ds = get_dataset('mnist5k', image_size=cfg.image_size)
     torch.manual_seed(0)
@@ -76,8 +80,9 @@ def main():
     tr = Trainer(ours, ds, TrainConfig(run_dir=run_dir, steps=total, batch_size=a.batch, precision=a.precision, warmup_steps=10,
                                        log_every=a.chunk_steps, ckpt_every=0, sample_every=0, progress=False, device='cpu'))
     plain = PlainLoop(theirs, ds.x, a.batch, 1000, a.precision)
-    print(f"preset={a.preset} batch={a.batch} image={cfg.image_size} precision={a.precision} threads={torch.get_num_threads()} "
-          f"torch={torch.__version__}\nparameters: ddpm_book UNet {n_ours:,}  diffusers UNet2DModel {n_theirs:,}")
+    print(f"CPU capability={torch.backends.cpu.get_cpu_capability()}  native bf16: {cpu_native_bf16()}")
+    print(f"preset={a.preset} batch={a.batch} image={cfg.image_size} precision={a.precision} (requested {requested}: {why}) "
+          f"threads={torch.get_num_threads()} torch={torch.__version__}\nparameters: ddpm_book UNet {n_ours:,}  diffusers UNet2DModel {n_theirs:,}")
     tr.fit(until=a.chunk_steps); plain.steps(a.chunk_steps)  # warm-up chunk, untimed
     times = {'trainer': [], 'plain': []}
     for _ in range(a.chunks):

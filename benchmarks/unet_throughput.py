@@ -18,6 +18,7 @@ from contextlib import nullcontext
 import torch
 import torch.nn.functional as F
 
+from ddpm_book.core import choose_precision, cpu_native_bf16
 from ddpm_book.unet import UNet, UNetConfig, count_parameters
 
 
@@ -90,7 +91,8 @@ def main():
     def mk(name, diff=False, **kw):
         m = diffusers_twin(cfg) if diff else UNet(cfg)
         return Runner(name, m, x, t, target, is_diffusers=diff, **kw)
-    runners = [mk('diffusers fp32 eager', diff=True), mk('ours fp32 eager'),
+    auto, why = choose_precision('auto', 'cpu')
+    runners = [mk('diffusers fp32 eager', diff=True), mk('ours fp32 eager'), mk(f"ours auto ({auto})", bf16=auto == 'bf16'),
                mk('ours channels_last', channels_last=True), mk('ours bf16 autocast', bf16=True),
                mk('ours channels_last+bf16', channels_last=True, bf16=True)]
     if a.diffusers_fast: runners += [mk('diffusers bf16 autocast', diff=True, bf16=True),
@@ -102,7 +104,8 @@ def main():
     if not any(r.name == 'ours fp32 eager' for r in runners): raise SystemExit("--only must keep 'ours fp32 eager' (the fp32 eager ratio needs it)")
 
     print(f"preset={a.preset} batch={a.batch} image={cfg.image_size}x{cfg.image_size} threads={torch.get_num_threads()} "
-          f"torch={torch.__version__} cpu={torch.backends.cpu.get_cpu_capability()}")
+          f"torch={torch.__version__} cpu={torch.backends.cpu.get_cpu_capability()} native bf16: {cpu_native_bf16()}")
+    print(f"precision 'auto' here: {auto} ({why})")
     print(f"parameters: ours {n_ours:,}  diffusers UNet2DModel {n_theirs:,}  (ours/diffusers {n_ours / n_theirs:.3f})")
     for r in runners:
         for _ in range(a.warmup): r.step()
