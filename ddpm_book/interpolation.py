@@ -14,7 +14,8 @@ import imageio.v3 as iio
 from PIL import Image
 from .core import atomic_write, image_grid, check_choice, check_int, check_float
 from .sampling import ddim_invert
-from .pipeline import load_pipeline
+from .forward import StaticPicture
+from .pipeline import load_pipeline, PIXELATED_CSS
 
 # %% auto #0
 __all__ = ['INTERPOLATIONS', 'ANIMATION_FORMATS', 'lerp', 'slerp', 'noise_for_seeds', 'decode', 'seed_walk', 'invert',
@@ -253,7 +254,7 @@ def interpolation_widget(pipe, # a Pipeline (chapter 10b)
                          cache_size:int=16, # walks kept in memory
                          **walk_kw # more arguments of `seed_walk`, e.g. method='lerp', guidance=
                         ) -> widgets.VBox:
-    "A live latent walk: alpha slider + play button, two seed pickers and a class menu; walks are sampled once and cached."
+    "A live latent walk: alpha slider + play button, two seed pickers and a class menu; walks are sampled once and cached; `.picture` is a static copy."
     n, scale = check_int('frames', frames, 2) - 1, check_int('scale', scale, 1)
     check_int('seed_a', seed_a, 0, 2**32 - 1); check_int('seed_b', seed_b, 0, 2**32 - 1)
     alpha = widgets.FloatSlider(value=0.0, min=0.0, max=1.0, step=1 / n, description='α', readout_format='.3f')
@@ -261,11 +262,13 @@ def interpolation_widget(pipe, # a Pipeline (chapter 10b)
     widgets.link((play, 'value'), (alpha, 'value'), transform=(lambda i: i / n, lambda a: round(a * n)))
     seeds = [widgets.BoundedIntText(value=s, min=0, max=2**32 - 1, description=d) for s, d in ((seed_a, 'seed a'), (seed_b, 'seed b'))]
     k = getattr(pipe, 'num_classes', None)
-    menu = widgets.Dropdown(options=[('none', None)] + [(str(c), c) for c in range(k)], value=label, description='class') if k else None
-    image, status, cache = widgets.Image(format='png'), widgets.Label(), {}
+    if label is not None and k: check_int('label', label, 0, k - 1)
+    menu = widgets.Dropdown(options=[('none', -1)] + [(str(c), c) for c in range(k)], value=-1 if label is None else label, description='class') if k else None
+    image, status, cache, picture = widgets.Image(format='png'), widgets.Label(), {}, StaticPicture()
+    image.add_class('ddpm-pixelated')  # sharp pixels (chapter 10b's CSS), at a fixed size set by the first frame
 
     def walk():
-        key = (seeds[0].value, seeds[1].value, menu.value if menu else None)
+        key = (seeds[0].value, seeds[1].value, menu.value if menu and menu.value not in (None, -1) else None)  # -1: 'none'
         if key not in cache:
             while len(cache) >= cache_size: cache.pop(next(iter(cache)))
             status.value = f'sampling {n + 1} frames ...'
@@ -274,12 +277,15 @@ def interpolation_widget(pipe, # a Pipeline (chapter 10b)
 
     def draw(change=None):
         key, fr = walk(); i = round(alpha.value * n)
-        image.value = _png_bytes(fr[i], scale)
+        image.value = _png_bytes(fr[i], scale); picture.update(image.value)
         status.value = f"seeds {key[0]} → {key[1]}{'' if key[2] is None else f', class {key[2]}'}: frame {i} of {n}, α = {alpha.value:.3f}"
 
     for w in [alpha, *seeds] + ([menu] if menu else []): w.observe(draw, names='value')
     draw()
-    box = widgets.VBox([widgets.HBox([play, alpha]), widgets.HBox(seeds + ([menu] if menu else [])), image, status])
+    w, h = Image.open(io.BytesIO(image.value)).size
+    image.width, image.height, image.layout = str(w), str(h), widgets.Layout(width=f'{w}px', height=f'{h}px')
+    box = widgets.VBox([widgets.HTML(PIXELATED_CSS), widgets.HBox([play, alpha]), widgets.HBox(seeds + ([menu] if menu else [])), status, image])
+    box.picture = picture  # display(box, box.picture): the live widget and a static copy of its image for the saved notebook
     box.controls, box.cache = {'alpha': alpha, 'play': play, 'seed_a': seeds[0], 'seed_b': seeds[1], 'label': menu, 'image': image, 'status': status}, cache
     return box
 

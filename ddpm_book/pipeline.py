@@ -4,7 +4,7 @@
 
 # %% ../nbs/10b_pipeline.ipynb #2e1af17e
 from __future__ import annotations
-import io, importlib, tempfile, time
+import io, importlib, os, tempfile, time
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Callable
@@ -12,18 +12,19 @@ from typing import Callable
 import torch
 import torch.nn as nn
 from fastcore.basics import patch
-from .core import in_test, image_grid
-from .forward import NoiseSchedule
+from .core import image_grid, check_int
+from .forward import NoiseSchedule, StaticPicture
 from .schedules import make_schedule
-from .checkpoints import find_checkpoint, load_file, load_model_state, class_name
+from .checkpoints import find_checkpoint, load_file, save_file, load_model_state, class_name
 from .unet import UNet, UNetConfig
 from .trainer import TrainConfig, Trainer
 from .sampling import sample, SAMPLERS, model_device
 import ddpm_book.samplers  # chapter 10: registers euler, heun, dpm_solver
 
 # %% auto #0
-__all__ = ['Pipeline', 'class_key', 'register_pipeline_builder', 'load_pipeline', 'trainer_sample_fn', 'book_train_config',
-           'tiny_unet_config', 'book_unet_config', 'book_pipeline', 'available_samplers', 'SamplingStudio']
+__all__ = ['PIXELATED_CSS', 'Pipeline', 'class_key', 'register_pipeline_builder', 'load_pipeline', 'trainer_sample_fn',
+           'book_cache_dir', 'book_train_config', 'tiny_unet_config', 'book_unet_config', 'export_model_file',
+           'book_model_path', 'book_pipeline', 'available_samplers', 'SamplingStudio']
 
 # %% ../nbs/10b_pipeline.ipynb #9c887bc6
 @dataclass
@@ -75,6 +76,7 @@ def sample(self:Pipeline, n:int|None=None, # images (default: one per label/prom
            **kw): # anything `sample` takes: sampler, steps, eta, guidance, generator, ...
     "Sample this pipeline's model; returns images in [-1, 1] (or a SampleOutput)."
     if x_T is not None: n = x_T.shape[0]
+    elif n is not None: check_int('n', n, 1)  # the number of images
     n, cond, uncond = self.conditioning(n, labels, prompts)
     kw.setdefault('clip', self.clip)
     if cond is None and kw.get('guidance', 1.0) != 1.0: raise ValueError(f"guidance={kw['guidance']} needs labels= or prompts= to guide towards")
@@ -157,6 +159,9 @@ def load_pipeline(path, # a checkpoint file or a run folder
     p, state = _find_state(path)
     if not isinstance(state.get('model_config'), dict) or 'config' not in state:
         raise ValueError(f"'{p}' has no model_config/config: it was not written by the Trainer of chapter 08c")
+    if not ema and 'model' not in state:
+        raise ValueError(f"'{p}' holds EMA weights only (a model file, see export_model_file), no raw weights: load it with ema=True")
+    if ema and 'ema' not in state: raise ValueError(f"'{p}' holds no EMA weights: load it with ema=False")
     pipe = _pipeline_builder(state, p)(state, ema, device)
     pipe.source = str(p)
     return pipe
@@ -178,13 +183,20 @@ def trainer_sample_fn(sched:NoiseSchedule, # the run's schedule
     return sample_fn
 
 # %% ../nbs/10b_pipeline.ipynb #6c838a86
-def book_train_config(run_dir='../runs/mnist_cfg', quick:bool=False) -> TrainConfig:
+def book_cache_dir() -> Path:
+    "Where the book's own runs go unless told otherwise: $DDPM_BOOK_CACHE, else ~/.cache/ddpm_book."
+    env = os.environ.get('DDPM_BOOK_CACHE', '').strip()
+    return Path(env).expanduser() if env else Path.home() / '.cache' / 'ddpm_book'
+
+def book_train_config(run_dir=None, # default: book_cache_dir() / 'mnist_cfg'
+                      quick:bool=False # a few steps of a tiny model, for tests
+                     ) -> TrainConfig:
     "The training run behind the book's pictures (quick: a few steps of a tiny model, for tests)."
-    q = quick
+    q, run_dir = quick, book_cache_dir() / 'mnist_cfg' if run_dir is None else run_dir
     return TrainConfig(run_dir=str(run_dir), steps=4 if q else 2000, batch_size=8 if q else 32, lr=1e-3 if q else 2e-4,
                        warmup_steps=2 if q else 200, T=1000, schedule='linear', ema_decay=0.999, log_every=2 if q else 50,
                        ckpt_every=0 if q else 250, keep_last=2, sample_every=0 if q else 1000, n_samples=16,
-                       precision='bf16', class_cond=True, label_dropout=0.1, progress=not q)
+                       precision='auto', class_cond=True, label_dropout=0.1, progress=not q)
 
 def tiny_unet_config(image_size:int=16, in_channels:int=1, num_classes:int|None=None) -> UNetConfig:
     "A UNet of a few thousand parameters, for quick runs under test (`--quick` on the command line)."
@@ -195,65 +207,123 @@ def book_unet_config(quick:bool=False) -> UNetConfig:
     "The book model's UNet: the 'mnist' preset with 10 classes (quick: a tiny one)."
     return tiny_unet_config(num_classes=10) if quick else UNetConfig.preset('mnist', num_classes=10)
 
-# %% ../nbs/10b_pipeline.ipynb #4f29aab2
-_BOOK: dict = {}
+# %% ../nbs/10b_pipeline.ipynb #2f89f9c1
+_MODEL_FILE_KEYS = ('step', 'ema', 'config', 'model_config', 'model_class')
 
-def book_pipeline(run_dir='../runs/mnist_cfg', # where the book model is (or will be) trained
-                  device=None, # where the model goes
-                  quick:bool|None=None # tiny model, few steps (default: in_test())
-                 ) -> Pipeline:
-    "The book's class-conditional MNIST model: trained on first use (resuming if interrupted), then loaded."
+def export_model_file(src, # a checkpoint file, or a run folder (its latest checkpoint)
+                      out_path, # the model file to write, e.g. ddpm_book/models/book_mnist.pt
+                      **extra # more entries, e.g. training={'command': ..., 'hardware': ..., 'wall_time_s': ...}
+                     ) -> Path:
+    "Write the EMA weights of a checkpoint with its configs and model class: a small file `load_pipeline` reads."
+    p, state = _find_state(src)
+    missing = [k for k in ('ema', 'config', 'model_config') if not isinstance(state.get(k), dict)]
+    if missing: raise ValueError(f"'{p}' has no {', '.join(missing)}: export_model_file needs a Trainer checkpoint (chapter 08c)")
+    clash = sorted(set(extra) & {*_MODEL_FILE_KEYS, 'model', 'optimizer'})
+    if clash: raise ValueError(f"extra entries must not replace {clash}: they are written from the checkpoint")
+    ema = {'model': state['ema']['model'], 'num_updates': state['ema'].get('num_updates')}
+    out = {'step': state['step'], 'ema': ema, 'config': state['config'], 'model_config': state['model_config'],
+           'model_class': state.get('model_class') or class_key(UNet), **extra}
+    return save_file(out, out_path)
+
+# %% ../nbs/10b_pipeline.ipynb #57872cd1
+def _train_book(cfg:TrainConfig, quick:bool, device=None) -> Pipeline:
+    "Train (resuming) the book model with `cfg` unless its run is complete; then load the run's latest checkpoint."
     from ddpm_book.data import get_dataset
-    quick = in_test() if quick is None else quick
-    if quick: run_dir = _BOOK.setdefault('quick_dir', tempfile.mkdtemp(prefix='ddpm_book_quick_'))
-    cfg, found = book_train_config(run_dir, quick), find_checkpoint(Path(run_dir) / 'checkpoints')
+    found = find_checkpoint(Path(cfg.run_dir) / 'checkpoints')
     if found is None or found[1]['step'] < cfg.steps:
         torch.manual_seed(cfg.seed)
         ucfg, size = book_unet_config(quick), 16 if quick else 32
         sample_fn = trainer_sample_fn(make_schedule(cfg.schedule, cfg.T, cfg.zero_terminal_snr), (1, size, size), cfg.pred_type, ucfg.num_classes)
         tr = Trainer(UNet(ucfg), get_dataset('mnist5k', image_size=size), cfg, sample_fn=sample_fn)
-        tr.resume('latest'); tr.fit()
-    return load_pipeline(run_dir, device=device)
+        tr.resume('latest'); tr.fit()  # an Interrupt raises TrainingInterrupted after the stop checkpoint (chapter 08c)
+    return load_pipeline(cfg.run_dir, device=device)
+
+# %% ../nbs/10b_pipeline.ipynb #4f29aab2
+_BOOK: dict = {}
+
+def book_model_path() -> Path:
+    "The book model file: $DDPM_BOOK_MODEL if set, else the shipped ddpm_book/models/book_mnist.pt (package data)."
+    env = os.environ.get('DDPM_BOOK_MODEL', '').strip()
+    return Path(env).expanduser() if env else Path(ddpm_book.__file__).parent / 'models' / 'book_mnist.pt'
+
+def book_pipeline(train:bool=False, # train (or resume) the book model instead of loading the shipped file
+                  run_dir=None, # where to train, or a run to load; default for training: book_cache_dir() / 'mnist_cfg'
+                  device=None, # where the model goes
+                  quick:bool=False, # a tiny stand-in trained for a few steps in a temporary folder (tests)
+                  model_file=None # the model file to load (default: book_model_path())
+                 ) -> Pipeline:
+    "The book's class-conditional MNIST model: the shipped file, or trained on request (resuming if interrupted)."
+    if not isinstance(train, bool): raise TypeError(f"train must be True or False, got {train!r}; pass the run folder as run_dir=")
+    if quick: run_dir, train = _BOOK.setdefault('quick_dir', tempfile.mkdtemp(prefix='ddpm_book_quick_')), True
+    if train: return _train_book(book_train_config(run_dir, quick), quick, device)
+    if run_dir is not None: return load_pipeline(run_dir, device=device)
+    path = Path(model_file) if model_file is not None else book_model_path()
+    if not path.is_file():
+        raise FileNotFoundError(f"the book model file '{path}' is missing (a source checkout without it?). Train the same model yourself: "
+                                "book_pipeline(train=True) (resumable, into ~/.cache/ddpm_book/mnist_cfg or $DDPM_BOOK_CACHE), or run "
+                                "`ddpm-book demo` and load its run with load_pipeline(RUN_FOLDER)")
+    return load_pipeline(path, device=device)
 
 # %% ../nbs/10b_pipeline.ipynb #614fec0e
 def available_samplers() -> list[str]:
     "Names of all registered samplers (chapter 10's are registered by this module's import of it)."
     return list(SAMPLERS)
 
-def _grid_png(x:torch.Tensor, nrow:int|None=None) -> bytes:
-    "PNG bytes of an image grid of x in [-1, 1]."
+def _grid_png(x:torch.Tensor, nrow:int|None=None, zoom:int=1) -> bytes:
+    "PNG bytes of an image grid of x in [-1, 1], enlarged `zoom` times (nearest neighbour: sharp pixels)."
     from PIL import Image
-    buf = io.BytesIO(); Image.fromarray(image_grid(x.float().clamp(-1, 1), nrow=nrow, value_range=(-1, 1))).save(buf, format='png')
+    a = image_grid(x.float().clamp(-1, 1), nrow=nrow, value_range=(-1, 1)).repeat(zoom, 0).repeat(zoom, 1)
+    buf = io.BytesIO(); Image.fromarray(a).save(buf, format='png')
     return buf.getvalue()
 
+def _placeholder_png(width:int, height:int, text:str='press Generate') -> bytes:
+    "A grey PNG of the given size with a hint, shown before the first image."
+    from PIL import Image, ImageDraw
+    im = Image.new('RGB', (width, height), (215, 215, 215))
+    ImageDraw.Draw(im).text((6, max(0, height // 2 - 6)), text, fill=(90, 90, 90))
+    buf = io.BytesIO(); im.save(buf, format='png')
+    return buf.getvalue()
+
+def _fixed_image(shape:tuple, k:int, nrow:int, zoom:int=1):
+    "A fixed-size, pixelated ipywidgets.Image for a grid of k images of `shape`, nrow per row, showing a placeholder."
+    import ipywidgets as W
+    h, w = (zoom * d for d in image_grid(torch.zeros(k, *shape[-3:]), nrow=nrow).shape[:2])
+    im = W.Image(value=_placeholder_png(w, h), format='png', width=w, height=h, layout=W.Layout(width=f'{w}px', height=f'{h}px'))
+    im.add_class('ddpm-pixelated')  # image-rendering: pixelated, from PIXELATED_CSS
+    return im
+
 # %% ../nbs/10b_pipeline.ipynb #3f4ef0de
+PIXELATED_CSS = '<style>.ddpm-pixelated { image-rendering: pixelated; image-rendering: crisp-edges; max-width: none !important; }</style>'
+
 class SamplingStudio:
     "ipywidgets panel: sampler, steps, seed, eta, class/prompt, guidance, Generate; sample grid and x0 strip."
     def __init__(self, pipe:Pipeline, # what to sample (see `load_pipeline`)
                  n:int=8, # images per run
                  strip:int=8, # x0 snapshots in the trajectory strip
-                 steps:int=25 # initial number of steps
+                 steps:int=25, # initial number of steps
+                 zoom:int=2 # integer enlargement of the images (sharp pixels, fixed size)
                 ):
         import ipywidgets as W
-        self.pipe, self.n, self.n_strip, self.images, self.output = pipe, n, strip, None, None
+        self.pipe, self.n, self.n_strip, self.zoom, self.images, self.output = pipe, check_int('n', n, 1), check_int('strip', strip, 2), check_int('zoom', zoom, 1), None, None
         self.sampler = W.Dropdown(options=available_samplers(), value='ddim', description='sampler')
         self.steps = W.IntSlider(min(steps, pipe.sched.T), min=1, max=min(pipe.sched.T, 1000), description='steps')
         self.seed, self.eta = W.IntText(0, description='seed'), W.FloatSlider(0.0, min=0, max=1, step=0.05, description='η')
-        self.label = W.Dropdown(options=[('none', None)] + [(str(i), i) for i in range(pipe.num_classes)], description='class') if pipe.num_classes else None
+        self.label = W.Dropdown(options=[('none', -1)] + [(str(i), i) for i in range(pipe.num_classes)], value=-1, description='class') if pipe.num_classes else None  # -1: ipywidgets shows a None value as blank
         self.prompt = W.Text(placeholder='a handwritten 7', description='prompt') if pipe.text else None
         self.guidance = W.FloatSlider(1.0, min=0, max=10, step=0.5, description='guidance')
-        self.button, self.status = W.Button(description='Generate', button_style='primary'), W.HTML()
-        self.grid, self.strip, self.bar = W.Image(format='png'), W.Image(format='png'), W.Output()
+        self.button, self.status, self.bar = W.Button(description='Generate', button_style='primary'), W.HTML('press <b>Generate</b>'), W.Output()
+        self.grid, self.strip = _fixed_image(pipe.shape, self.n, min(self.n, 8), zoom), _fixed_image(pipe.shape, self.n_strip, self.n_strip, zoom)
+        self.picture = StaticPicture(self.grid.value)  # chapter 02: a copy of the grid that stays in the saved notebook
         for w in (self.sampler, self.label, self.prompt): w is not None and w.observe(self._sync, 'value')
         self.button.on_click(lambda _: self.generate())
         controls = [w for w in (self.sampler, self.steps, self.seed, self.eta, self.label, self.prompt, self.guidance) if w is not None]
-        self.widget = W.VBox([W.HBox([W.VBox(controls), W.VBox([self.button, self.status])]), self.bar, self.grid, self.strip])
+        self.widget = W.VBox([W.HTML(PIXELATED_CSS), W.HBox([W.VBox(controls), W.VBox([self.button, self.status])]), self.bar, self.grid, self.strip])
         self._sync()
 
     def _cond_kw(self) -> dict:
         "labels=/prompts= from the controls ({} when unconditional)."
         if self.prompt is not None and self.prompt.value.strip(): return {'prompts': [self.prompt.value.strip()] * self.n}
-        if self.label is not None and self.label.value is not None: return {'labels': [self.label.value] * self.n}
+        if self.label is not None and self.label.value not in (None, -1): return {'labels': [self.label.value] * self.n}
         return {}
 
     def _sync(self, *_):
@@ -263,22 +333,23 @@ class SamplingStudio:
 
     def _ipython_display_(self):
         from IPython.display import display
-        display(self.widget)
+        display(self.widget, self.picture)  # the live panel, then a static copy of the grid for the saved notebook
 
 # %% ../nbs/10b_pipeline.ipynb #42d7cc32
 @patch
 def generate(self:SamplingStudio):
     "Sample with the current settings and show the grid and the x0 strip of the first sample."
     cond, t0 = self._cond_kw(), time.perf_counter()
-    self.bar.clear_output()
+    self.status.value = 'sampling ...'; self.bar.clear_output()
     with self.bar:
         out = self.pipe.sample(self.n, sampler=self.sampler.value, steps=self.steps.value, eta=self.eta.value,
                                guidance=self.guidance.value if cond else 1.0, generator=torch.Generator().manual_seed(self.seed.value),
                                return_trajectory=True, progress=True, **cond)
     self.bar.clear_output()
     self.output, self.images = out, out.images
-    k = len(out.x0_trajectory); idx = sorted({round(i * (k - 1) / max(self.n_strip - 1, 1)) for i in range(self.n_strip)})
-    self.grid.value = _grid_png(out.images, nrow=min(self.n, 8))
-    self.strip.value = _grid_png(torch.stack([out.x0_trajectory[i][0] for i in idx]), nrow=len(idx))
+    k = len(out.x0_trajectory); idx = [round(i * (k - 1) / (self.n_strip - 1)) for i in range(self.n_strip)]  # fixed size: repeats when steps < strip
+    self.grid.value = _grid_png(out.images, nrow=min(self.n, 8), zoom=self.zoom)
+    self.strip.value = _grid_png(torch.stack([out.x0_trajectory[i][0] for i in idx]), nrow=self.n_strip, zoom=self.zoom)
+    self.picture.update(self.grid.value)
     self.status.value = f"{self.sampler.value}: {len(out.pairs)} steps, {out.nfe} network calls, {time.perf_counter() - t0:.1f} s"
     return out

@@ -266,6 +266,8 @@ def _initial_noise(x_T, shape, generator, device) -> torch.Tensor:
     if x_T is None:
         if shape is None: raise ValueError("pass x_T (the starting noise) or shape=(batch, channels, ...) to draw it")
         gdev = generator.device if generator is not None else device
+        bad = not len(shape) or any(isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 0 for d in shape) or shape[0] < 1
+        if bad: raise ValueError(f"shape must be (batch, ...) of integers with batch >= 1 (at least one sample), got {tuple(shape)}")
         return torch.randn(tuple(shape), generator=generator, device=gdev).to(device)
     if not isinstance(x_T, torch.Tensor) or x_T.ndim < 2: raise ValueError(f"x_T must be a (batch, ...) tensor, got {type(x_T).__name__} {getattr(x_T, 'shape', '')}")
     if shape is not None and tuple(x_T.shape) != tuple(shape): raise ValueError(f"x_T has shape {tuple(x_T.shape)} but shape={tuple(shape)} was asked for")
@@ -307,6 +309,19 @@ def _check_sample_args(sched, steps, eta, pred_type, guidance, guidance_rescale,
     if guidance != 1 and not cond: raise ValueError(f"guidance={guidance} needs a condition (cond=..., e.g. labels); the unconditional model has nothing to guide towards")
     check_int('batch_size', batch_size, 1, none_ok=True)
 
+# %% ../nbs/09_sampling.ipynb #c9c64768
+def _check_batch(x:torch.Tensor, model, cond:dict|None, uncond:dict|None):
+    "At least one sample; `labels` in cond/uncond: one integer per sample, each a class of the model (or its null class)."
+    if x.shape[0] < 1: raise ValueError(f"sample needs at least one sample: the batch size (shape[0]) must be an integer >= 1, got {x.shape[0]}")
+    k = getattr(getattr(model, 'config', None), 'num_classes', None)
+    for kw in (cond, uncond):
+        if (kw or {}).get('labels') is None: continue
+        y = torch.as_tensor(kw['labels'])
+        if y.dtype.is_floating_point or y.dtype == torch.bool: raise ValueError(f"labels must be integer class indices, got dtype {y.dtype}")
+        if y.ndim != 1 or len(y) != x.shape[0]: raise ValueError(f"got {y.numel() if y.ndim else 'a 0-d tensor of'} labels for {x.shape[0]} samples: pass one label per sample, shape ({x.shape[0]},)")
+        bad = [int(v) for v in y if not 0 <= int(v) <= (k if k is not None else int(v))]
+        if bad: raise ValueError(f"label {bad[0]} is not a class of this model: valid 0..{k - 1} ({k} = no class)")
+
 # %% ../nbs/09_sampling.ipynb #c73ba764
 @torch.no_grad()
 def sample(model, # denoiser: model(x_t, t, **cond) -> prediction of `pred_type`
@@ -339,6 +354,7 @@ def sample(model, # denoiser: model(x_t, t, **cond) -> prediction of `pred_type`
     pairs = check_pairs(timesteps, sched.T) if timesteps is not None else timestep_pairs(sched.T, steps, spacing, steps_offset)
     device = torch.device(device) if device is not None else (x_T.device if isinstance(x_T, torch.Tensor) else model_device(model))
     x = _initial_noise(x_T, shape, generator, device)
+    _check_batch(x, model, cond, uncond)  # before guidance doubles the batch
     cond = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in cond.items()} if cond else None
     if guidance != 1 and uncond is None: uncond = _default_uncond(model, cond)
     n, bs, outs = x.shape[0], batch_size or x.shape[0], []

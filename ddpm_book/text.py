@@ -13,19 +13,19 @@ import torch.nn as nn
 from torch.utils.data import Dataset, DataLoader
 from tokenizers import Tokenizer, models, pre_tokenizers, decoders, trainers, normalizers, processors
 from fastcore.basics import patch
-from .core import in_test, get_device, check_int, check_float
+from .core import quick_settings, get_device, check_int, check_float
 from .data import get_dataset
 from .schedules import make_schedule
 from .unet import UNet, UNetConfig
 from .checkpoints import unwrap, load_model_state, find_checkpoint
 from .trainer import Trainer, TrainConfig
 from .sampling import sample
-from .pipeline import Pipeline, register_pipeline_builder, load_pipeline
+from .pipeline import Pipeline, register_pipeline_builder, load_pipeline, book_cache_dir
 
 # %% auto #0
 __all__ = ['DIGIT_WORDS', 'CAPTION_TEMPLATES', 'SPECIAL_TOKENS', 'caption_for', 'CaptionedDataset', 'BPETokenizer',
            'TextEncoderConfig', 'TextEncoder', 'TextUNetConfig', 'TextUNet', 'TextTrainer', 'text_sample_fn',
-           'book_text_trainer', 'check_prompts', 'TextPipeline', 'book_text_pipeline']
+           'book_text_dir', 'book_text_trainer', 'check_prompts', 'TextPipeline', 'book_text_pipeline']
 
 # %% ../nbs/11b_text.ipynb #34b66d37
 DIGIT_WORDS = ('zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine')
@@ -266,11 +266,25 @@ def text_sample_fn(sched, # the training schedule
         return sample(model, sched, shape=(n, *shape), steps=steps, cond=cond, guidance=guidance, generator=generator)
     return fn
 
+# %% ../nbs/11b_text.ipynb #b960b188
+_QUICK_TEXT: dict = {}  # the temporary folder of this session's quick text model
+
+def book_text_dir(run_dir:str|Path|None=None, # a folder of the caller's choice
+                  quick:bool|None=None # None: quick_settings()
+                 ) -> Path:
+    "`run_dir` if given; else a temporary folder (quick) or `mnist_text` in chapter 10b's `book_cache_dir()` ($DDPM_BOOK_CACHE, default ~/.cache/ddpm_book)."
+    if run_dir is not None: return Path(run_dir)
+    quick = quick_settings() if quick is None else quick
+    if quick: return Path(_QUICK_TEXT.setdefault('dir', tempfile.mkdtemp(prefix='ddpm_book_text_')))
+    return book_cache_dir() / 'mnist_text'
+
 # %% ../nbs/11b_text.ipynb #4ed50164
-def book_text_trainer(run_dir:str|Path='../runs/mnist_text', # where checkpoints, metrics and sample grids go
-                      quick:bool=False, # a tiny model and a few steps (for tests)
+def book_text_trainer(run_dir:str|Path|None=None, # where checkpoints, metrics and sample grids go; None: `book_text_dir(None, quick)`
+                      quick:bool|None=None, # a tiny model and a few steps; None: quick_settings()
                       device=None) -> TextTrainer:
     "The trainer of the book's MNIST text model, continuing from the latest checkpoint in `run_dir` if any."
+    quick = quick_settings() if quick is None else quick
+    run_dir = book_text_dir(run_dir, quick)
     ds = CaptionedDataset(get_dataset('mnist5k', image_size=16))
     found = find_checkpoint(Path(run_dir) / 'checkpoints')
     if found is not None: config = found[1]['model_config']     # the stored tokenizer and architecture
@@ -280,7 +294,7 @@ def book_text_trainer(run_dir:str|Path='../runs/mnist_text', # where checkpoints
                           attn_resolutions=(8, 4), num_heads=2 if quick else 4, norm_groups=4 if quick else 8, dropout=0.1)
         config = TextUNetConfig.build(tok, unet, dim=16 if quick else 64, depth=1 if quick else 2, num_heads=2 if quick else 4)
     cfg = TrainConfig(run_dir=str(run_dir), steps=8 if quick else 1600, batch_size=16 if quick else 64, lr=1e-3, warmup_steps=2 if quick else 100,
-                      schedule='linear', T=1000, ema_decay=0.999, precision='bf16', label_dropout=0.1, log_every=4 if quick else 50,
+                      schedule='linear', T=1000, ema_decay=0.999, precision='auto', label_dropout=0.1, log_every=4 if quick else 50,
                       ckpt_every=4 if quick else 200, keep_last=2, sample_every=8 if quick else 400, n_samples=10 if quick else 20,
                       device=str(get_device(device)), progress=not quick)
     torch.manual_seed(cfg.seed)
@@ -328,10 +342,12 @@ def _build_text_pipeline(state:dict, ema:bool=True, device=None) -> TextPipeline
 register_pipeline_builder(TextUNet, _build_text_pipeline, _is_text_model)
 
 # %% ../nbs/11b_text.ipynb #d3522343
-def book_text_pipeline(run_dir:str|Path='../runs/mnist_text', # the run folder of the book's text model
+def book_text_pipeline(run_dir:str|Path|None=None, # the run folder; None: `book_text_dir(None, quick)`
+                       quick:bool|None=None, # the tiny quick model; None: quick_settings()
                        device=None) -> TextPipeline:
-    "The book's MNIST text model as a TextPipeline (under test: a tiny one trained for a few steps in a temporary folder)."
-    if in_test(): run_dir = Path(tempfile.mkdtemp()) / 'mnist_text'
-    tr = book_text_trainer(run_dir, quick=in_test(), device=device)
+    "The book's MNIST text model as a TextPipeline, trained on first use (quick: a tiny one, for a few steps)."
+    quick = quick_settings() if quick is None else quick
+    run_dir = book_text_dir(run_dir, quick)
+    tr = book_text_trainer(run_dir, quick=quick, device=device)
     if tr.step < tr.cfg.steps: tr.fit()
     return load_pipeline(run_dir, device=device)

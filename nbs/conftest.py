@@ -1,8 +1,9 @@
-"""Collect every notebook in nbs/ as one pytest item, executed with nbdev's own test runner.
+"""Collect every notebook in nbs/ as one pytest item, executed top to bottom with nbdev's own test runner.
 
-Cells flagged with a `tst_flags` flag from settings.ini (e.g. `#|slow`) are skipped unless the
-flag is listed in the environment variable DDPM_BOOK_FLAGS (space separated), exactly as
-`nbdev_test --flags slow` would run them.
+Every cell runs, as in Jupyter's Run All with the notebook's default settings: the book has no test-skip flags
+(no `#|slow`); long runs sit under `if FULL:` (chapter 00's `full_settings`), so `DDPM_BOOK_FULL=1 pytest nbs`
+runs the full settings instead. A `tst_flags` entry in settings.ini is ignored here on purpose, so that a cell
+the reader's Run All executes can never be skipped by the tests.
 """
 import os
 from pathlib import Path
@@ -10,13 +11,6 @@ from pathlib import Path
 import pytest
 
 NBS = Path(__file__).parent
-
-
-def _flags():
-    from nbdev.config import get_config
-    skip = get_config().get('tst_flags', '').split()
-    force = os.environ.get('DDPM_BOOK_FLAGS', '').split()
-    return skip, force
 
 
 def pytest_collect_file(parent, file_path):
@@ -38,8 +32,7 @@ class NotebookItem(pytest.Item):
     def runtest(self):
         from nbdev.test import test_nb
         os.environ['IN_TEST'] = '1'
-        skip, force = _flags()
-        ok, secs = test_nb(self.path, skip_flags=skip, force_flags=force, showerr=True)
+        ok, secs = test_nb(self.path, skip_flags=[], force_flags=[], showerr=True)  # every cell, as Run All
         if not ok: raise NotebookFailed(self.path.name)
 
     def repr_failure(self, excinfo):
