@@ -308,9 +308,10 @@ class SamplingStudio:
         self.sampler = W.Dropdown(options=available_samplers(), value='ddim', description='sampler')
         self.steps = W.IntSlider(min(steps, pipe.sched.T), min=1, max=min(pipe.sched.T, 1000), description='steps')
         self.seed, self.eta = W.IntText(0, description='seed'), W.FloatSlider(0.0, min=0, max=1, step=0.05, description='η')
-        self.label = W.Dropdown(options=[('none', -1)] + [(str(i), i) for i in range(pipe.num_classes)], value=-1, description='class') if pipe.num_classes else None  # -1: ipywidgets shows a None value as blank
+        self.label = W.Dropdown(options=[('every class', -2), ('none', -1)] + [(str(i), i) for i in range(pipe.num_classes)], value=-2,
+                                description='class') if pipe.num_classes else None  # -1/-2, not None: ipywidgets shows None as blank
         self.prompt = W.Text(placeholder='a handwritten 7', description='prompt') if pipe.text else None
-        self.guidance = W.FloatSlider(1.0, min=0, max=10, step=0.5, description='guidance')
+        self.guidance = W.FloatSlider(2.0 if pipe.conditional else 1.0, min=0, max=10, step=0.5, description='guidance')
         self.button, self.status, self.bar = W.Button(description='Generate', button_style='primary'), W.HTML('press <b>Generate</b>'), W.Output()
         self.grid, self.strip = _fixed_image(pipe.shape, self.n, min(self.n, 8), zoom), _fixed_image(pipe.shape, self.n_strip, self.n_strip, zoom)
         self.picture = StaticPicture(self.grid.value)  # chapter 02: a copy of the grid that stays in the saved notebook
@@ -323,6 +324,7 @@ class SamplingStudio:
     def _cond_kw(self) -> dict:
         "labels=/prompts= from the controls ({} when unconditional)."
         if self.prompt is not None and self.prompt.value.strip(): return {'prompts': [self.prompt.value.strip()] * self.n}
+        if self.label is not None and self.label.value == -2: return {'labels': [i % self.pipe.num_classes for i in range(self.n)]}
         if self.label is not None and self.label.value not in (None, -1): return {'labels': [self.label.value] * self.n}
         return {}
 
