@@ -10,11 +10,12 @@ from functools import partial
 from pathlib import Path
 from typing import Callable
 import torch
-from .core import save_images, atomic_write, check_int, check_float, PRECISIONS
+from .core import save_images, check_int, check_float, PRECISIONS
 from .data import get_dataset, DATASETS
 from .schedules import KINDS, make_schedule
 from .unet import UNet, UNetConfig, PRESETS
 from .checkpoints import list_checkpoints, find_checkpoint
+from .runs import save_points
 from .objective import PRED_TYPES
 from .trainer import TrainConfig, Trainer, TrainingInterrupted
 from .sampling import SPACINGS
@@ -108,15 +109,6 @@ def _data_arguments(d):
     d.add_argument('-n', type=int, default=64, help='number of examples in the grid (default: 64)')
     d.add_argument('--seed', type=int, default=0, help='seed for picking the examples (default: 0)')
 
-def _save_scatter(x:torch.Tensor, path):
-    "Save a scatter plot of 2-D points, atomically."
-    import matplotlib; matplotlib.use('Agg', force=False)
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(4, 4)); ax.scatter(x[:, 0], x[:, 1], s=3); ax.set_aspect('equal')
-    fmt = Path(path).suffix.lstrip('.').lower() or 'png'
-    with atomic_write(path) as f: fig.savefig(f, format=fmt, dpi=100)
-    plt.close(fig)
-
 # %% ../nbs/14_cli.ipynb #e87b5265
 @command('data', 'describe a data set, optionally save a grid of examples', _data_arguments)
 def _cmd_data(args) -> int:
@@ -130,7 +122,7 @@ def _cmd_data(args) -> int:
     if args.out:
         n = min(args.n, len(ds))
         x = torch.stack([ds[i]['x'] for i in torch.randperm(len(ds), generator=torch.Generator().manual_seed(args.seed))[:n].tolist()])
-        if x.ndim == 2: _save_scatter(x, args.out)
+        if x.ndim == 2: save_points(x, args.out, inches=4, dpi=100)
         else: save_images(x, args.out, value_range=(-1, 1))
         print(f"wrote {args.out}")
     return 0

@@ -90,11 +90,13 @@ def peak_mem_mb(device:torch.device) -> float:
 
 # %% ../nbs/08b_runs.ipynb #3875c866
 def save_points(x:torch.Tensor, # (n, 2) points (more columns: the first two are drawn)
-                path:str|Path) -> Path:
-    "Scatter plot of 2-D points as a PNG, saved atomically (no pyplot state involved)."
+                path:str|Path, # the image file; its suffix picks the format (png by default)
+                inches:float=3, dpi:int=80 # the picture is inches * dpi pixels square
+               ) -> Path:
+    "Scatter plot of 2-D points, saved atomically (no pyplot state involved)."
     from matplotlib.figure import Figure
-    fig = Figure(figsize=(3, 3)); ax = fig.add_subplot(); ax.scatter(*x[:, :2].float().cpu().T, s=3); ax.set_aspect('equal')
-    with atomic_write(path) as f: fig.savefig(f, format='png', dpi=80)
+    fig = Figure(figsize=(inches, inches)); ax = fig.add_subplot(); ax.scatter(*x[:, :2].float().cpu().T, s=3); ax.set_aspect('equal')
+    with atomic_write(path) as f: fig.savefig(f, format=Path(path).suffix.lstrip('.').lower() or 'png', dpi=dpi)
     return Path(path)
 
 # %% ../nbs/08b_runs.ipynb #74baa6a5
