@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from fastcore.basics import patch
 from .core import get_device, seed_everything, save_images, check_choice, check_int, check_float, PRECISIONS, choose_precision
 from .schedules import make_schedule
-from .checkpoints import (capture_rng_state, restore_rng_state, save_checkpoint, find_checkpoint, model_state,
+from .checkpoints import (capture_rng_state, restore_rng_state, save_checkpoint, save_file, find_checkpoint, model_state,
                                    load_model_state, check_config, unwrap, list_checkpoints, model_class_name)
 from .objective import PRED_TYPES, WEIGHTINGS, LOSSES, T_SAMPLINGS, diffusion_loss, ddpm_sample_standin
 from .runs import (prepare_run_dir, run_meta, append_event, open_tensorboard, peak_mem_mb, save_points, StopSignals,
@@ -92,6 +92,8 @@ class TrainConfig:
     ckpt_every:int=1000 # steps per checkpoint; 0: only stop and final checkpoints
     keep_last:int|None=3 # periodic checkpoints kept; None: all
     sample_every:int=1000 # steps per sample grid; 0: none
+    eval_every:int=0 # steps per call of the Trainer's eval_fn (e.g. chapter 13's ProxyEval); 0: none
+    best_metric:str|None=None # keep checkpoints/best.pt at the lowest value of this eval_fn metric, e.g. 'proxy_fd'
     n_samples:int=16 # images per sample grid
     num_workers:int=0 # DataLoader worker processes
     device:str='auto' # 'auto', 'cpu', 'cuda', 'cuda:1', 'mps'
@@ -105,7 +107,7 @@ class TrainConfig:
 _CHOICES = {'precision': PRECISIONS, 'pred_type': PRED_TYPES, 'loss': LOSSES, 'weighting': WEIGHTINGS,
             't_sampling': T_SAMPLINGS}
 _POSITIVE = ('steps', 'batch_size', 'grad_accum', 'log_every', 'n_samples', 'T')
-_NON_NEGATIVE = ('warmup_steps', 'ckpt_every', 'sample_every', 'num_workers', 'seed')
+_NON_NEGATIVE = ('warmup_steps', 'ckpt_every', 'sample_every', 'eval_every', 'num_workers', 'seed')
 _POSITIVE_FLOATS = ('lr', 'huber_delta', 'min_snr_gamma', 'p2_k')
 
 def _validate(c:TrainConfig):
@@ -119,6 +121,7 @@ def _validate(c:TrainConfig):
     for k in ('min_lr_ratio', 'label_dropout'): check_float(f'TrainConfig.{k}', getattr(c, k), 0, 1)
     check_float('TrainConfig.ema_decay', c.ema_decay, 0, 1, hi_open=True); check_float('TrainConfig.ema_warmup', c.ema_warmup, 1)
     check_float('TrainConfig.weight_decay', c.weight_decay, 0); check_float('TrainConfig.p2_gamma', c.p2_gamma)
+    if c.best_metric is not None and not c.eval_every: raise ValueError(f"TrainConfig.best_metric={c.best_metric!r} needs eval_every > 0")
     make_schedule(c.schedule, c.T, c.zero_terminal_snr)  # raises for an unknown schedule kind
 
 # %% ../nbs/08c_trainer.ipynb #2df4e959
@@ -141,7 +144,7 @@ class TrainingInterrupted(KeyboardInterrupt):
     "Ctrl-C (or the notebook's interrupt button) stopped `fit` between steps, after the stop checkpoint was written."
     def __init__(self, msg:str, step:int, checkpoint:Path): super().__init__(msg); self.step, self.checkpoint = step, checkpoint
 
-RESUME_MAY_CHANGE = ('run_dir', 'steps', 'log_every', 'ckpt_every', 'keep_last', 'sample_every', 'n_samples', 'num_workers',
+RESUME_MAY_CHANGE = ('run_dir', 'steps', 'log_every', 'ckpt_every', 'keep_last', 'sample_every', 'n_samples', 'eval_every', 'num_workers',
                      'device', 'tensorboard', 'progress', 'compile', 'compile_backend', 'channels_last')  # the rest must match
 
 def _model_config(model) -> dict|None:
@@ -155,6 +158,7 @@ class Trainer:
                  dataset, # items are dicts with an 'x' tensor
                  config:TrainConfig|dict, # the run's settings
                  sample_fn=None, # sample_fn(model, n, generator) -> samples; default: the DDPM stand-in
+                 eval_fn=None, # eval_fn(trainer) -> {name: number}, every cfg.eval_every steps (chapter 13's ProxyEval)
                  callbacks=() # callables cb(trainer, metrics) run after every step
                 ):
         cfg = self.cfg = config if isinstance(config, TrainConfig) else TrainConfig(**config)
@@ -170,6 +174,8 @@ class Trainer:
         self.net = torch.compile(self.model, backend=cfg.compile_backend) if cfg.compile else self.model
         self.batches = ResumableBatchSampler(len(dataset), cfg.batch_size, cfg.seed)
         self.sample_fn, self.callbacks = sample_fn, list(callbacks)  # None: the stand-in sampler (save_samples)
+        if cfg.eval_every and eval_fn is None: raise ValueError(f"eval_every={cfg.eval_every} needs eval_fn= (e.g. chapter 13's ProxyEval())")
+        self.eval_fn, self.best = eval_fn, None  # best: the lowest cfg.best_metric so far
         self.run_dir = Path(cfg.run_dir); self.ckpt_dir = self.run_dir / 'checkpoints'
         self.step, self.batches_seen, self._data, self._stop, self._in_step = 0, 0, None, None, False
         seed_everything(cfg.seed)
@@ -186,7 +192,7 @@ def state_dict(self:Trainer) -> dict:
             'rng': capture_rng_state(), 'generator': self.gen.get_state(),
             'data': {'batches_seen': self.batches_seen, 'epoch': epoch, 'index': index, 'dataset_len': len(self.dataset)},
             'config': self.cfg.to_dict(), 'model_config': _model_config(self.model),
-            'model_class': model_class_name(self.model)}
+            'model_class': model_class_name(self.model), 'best': self.best}
 
 @patch
 def load_state_dict(self:Trainer, state:dict):
@@ -200,6 +206,7 @@ def load_state_dict(self:Trainer, state:dict):
     self.opt.load_state_dict(state['optimizer']); self.scaler.load_state_dict(state['scaler'])
     restore_rng_state(state['rng']); self.gen.set_state(state['generator'])
     self.step, self.batches_seen, self._data = int(state['step']), int(state['data']['batches_seen']), None
+    self.best = state.get('best')
 
 # %% ../nbs/08c_trainer.ipynb #8a1189eb
 @patch
@@ -339,6 +346,7 @@ def _after_step(self:Trainer, m:dict, window:list, bar):
     if self.step % c.log_every == 0 or self.step == c.steps: self._log(window, bar); window.clear()
     if c.sample_every and self.step % c.sample_every == 0: self.save_samples()
     if c.ckpt_every and self.step % c.ckpt_every == 0: self.save()
+    if c.eval_every and self.step % c.eval_every == 0: self.evaluate()
     for cb in self.callbacks: cb(self, m)
 
 @patch
@@ -373,3 +381,18 @@ def fit(self:Trainer, until:int|None=None # stop after this many steps in total 
         tqdm.write(msg); return self._stop
     if self.step >= self.cfg.steps: self.save('final'); return 'completed'
     return 'paused'
+
+# %% ../nbs/08c_trainer.ipynb #a62cc096
+@patch
+def evaluate(self:Trainer) -> dict:
+    "Call eval_fn on this trainer; log the numbers (events.jsonl, TensorBoard eval/*) and keep best.pt by cfg.best_metric."
+    with torch.random.fork_rng(devices=[self.device.index or 0] if self.device.type == 'cuda' else []):
+        rec = {k: float(v) for k, v in self.eval_fn(self).items()}
+    append_event(self.run_dir, {'step': self.step, 'event': 'eval', **rec})
+    for k, v in rec.items():
+        if self._tb is not None: self._tb.add_scalar(f'eval/{k}', v, self.step)
+    m = self.cfg.best_metric
+    if m is not None and m not in rec: raise KeyError(f"best_metric {m!r} is not among eval_fn's results {sorted(rec)}")
+    if m is not None and (self.best is None or rec[m] < self.best):
+        self.best = rec[m]; save_file(self.state_dict(), self.ckpt_dir / 'best.pt')
+    return rec
