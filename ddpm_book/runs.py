@@ -15,9 +15,9 @@ from . import __version__
 from .core import atomic_write
 
 # %% auto #0
-__all__ = ['write_json', 'git_commit', 'run_meta', 'events_path', 'append_event', 'read_events', 'truncate_events',
+__all__ = ['EVAL_FNS', 'write_json', 'git_commit', 'run_meta', 'events_path', 'append_event', 'read_events', 'truncate_events',
            'prepare_run_dir', 'open_tensorboard', 'peak_mem_mb', 'save_points', 'epoch_order', 'ResumableBatchSampler',
-           'item_seed', 'SeededItems', 'SeededBatches', 'StopSignals']
+           'item_seed', 'SeededItems', 'SeededBatches', 'StopSignals', 'default_eval_fn']
 
 # %% ../nbs/08b_runs.ipynb #af8f8291
 def write_json(path:str|Path, obj) -> Path:
@@ -162,3 +162,12 @@ class StopSignals:
     def __exit__(self, *exc):
         for s, h in self._old.items(): signal.signal(s, h)
         self._old = {}
+
+# %% ../nbs/08b_runs.ipynb #ec34a17b
+EVAL_FNS: dict[str, Callable] = {}  # name -> factory(cfg) -> eval_fn(trainer); chapter 13 registers 'proxy'
+
+def default_eval_fn(cfg):
+    "The registered default eval_fn for a TrainConfig (chapter 13's proxy), or a ValueError saying how to get one."
+    if 'proxy' not in EVAL_FNS:
+        raise ValueError(f"eval_every={cfg.eval_every} needs eval_fn= (e.g. chapter 13's ProxyEval()), or `import ddpm_book.evaluation` for the default")
+    return EVAL_FNS['proxy'](cfg)

@@ -19,7 +19,7 @@ from .checkpoints import (capture_rng_state, restore_rng_state, save_checkpoint,
                                    load_model_state, check_config, unwrap, list_checkpoints, model_class_name)
 from .objective import PRED_TYPES, WEIGHTINGS, LOSSES, T_SAMPLINGS, diffusion_loss, ddpm_sample_standin
 from .runs import (prepare_run_dir, run_meta, append_event, open_tensorboard, peak_mem_mb, save_points, StopSignals,
-                            ResumableBatchSampler, SeededItems, SeededBatches)
+                            ResumableBatchSampler, SeededItems, SeededBatches, default_eval_fn)
 
 # %% auto #0
 __all__ = ['RESUME_MAY_CHANGE', 'EMA', 'TrainConfig', 'lr_at', 'NonFiniteLossError', 'TrainingInterrupted', 'Trainer']
@@ -92,7 +92,8 @@ class TrainConfig:
     ckpt_every:int=1000 # steps per checkpoint; 0: only stop and final checkpoints
     keep_last:int|None=3 # periodic checkpoints kept; None: all
     sample_every:int=1000 # steps per sample grid; 0: none
-    eval_every:int=0 # steps per call of the Trainer's eval_fn (e.g. chapter 13's ProxyEval); 0: none
+    eval_every:int=0 # steps per call of the Trainer's eval_fn (default: chapter 13's proxy, see part 08b's EVAL_FNS); 0: none
+    eval_n:int=200 # samples per evaluation of the default eval_fn
     best_metric:str|None=None # keep checkpoints/best.pt at the lowest value of this eval_fn metric, e.g. 'proxy_fd'
     n_samples:int=16 # images per sample grid
     num_workers:int=0 # DataLoader worker processes
@@ -106,7 +107,7 @@ class TrainConfig:
 # %% ../nbs/08c_trainer.ipynb #58c23e2a
 _CHOICES = {'precision': PRECISIONS, 'pred_type': PRED_TYPES, 'loss': LOSSES, 'weighting': WEIGHTINGS,
             't_sampling': T_SAMPLINGS}
-_POSITIVE = ('steps', 'batch_size', 'grad_accum', 'log_every', 'n_samples', 'T')
+_POSITIVE = ('steps', 'batch_size', 'grad_accum', 'log_every', 'n_samples', 'eval_n', 'T')
 _NON_NEGATIVE = ('warmup_steps', 'ckpt_every', 'sample_every', 'eval_every', 'num_workers', 'seed')
 _POSITIVE_FLOATS = ('lr', 'huber_delta', 'min_snr_gamma', 'p2_k')
 
@@ -144,7 +145,7 @@ class TrainingInterrupted(KeyboardInterrupt):
     "Ctrl-C (or the notebook's interrupt button) stopped `fit` between steps, after the stop checkpoint was written."
     def __init__(self, msg:str, step:int, checkpoint:Path): super().__init__(msg); self.step, self.checkpoint = step, checkpoint
 
-RESUME_MAY_CHANGE = ('run_dir', 'steps', 'log_every', 'ckpt_every', 'keep_last', 'sample_every', 'n_samples', 'eval_every', 'num_workers',
+RESUME_MAY_CHANGE = ('run_dir', 'steps', 'log_every', 'ckpt_every', 'keep_last', 'sample_every', 'n_samples', 'eval_every', 'eval_n', 'num_workers',
                      'device', 'tensorboard', 'progress', 'compile', 'compile_backend', 'channels_last')  # the rest must match
 
 def _model_config(model) -> dict|None:
@@ -158,7 +159,7 @@ class Trainer:
                  dataset, # items are dicts with an 'x' tensor
                  config:TrainConfig|dict, # the run's settings
                  sample_fn=None, # sample_fn(model, n, generator) -> samples; default: the DDPM stand-in
-                 eval_fn=None, # eval_fn(trainer) -> {name: number}, every cfg.eval_every steps (chapter 13's ProxyEval)
+                 eval_fn=None, # eval_fn(trainer) -> {name: number}, every cfg.eval_every steps; None: part 08b's default_eval_fn
                  callbacks=() # callables cb(trainer, metrics) run after every step
                 ):
         cfg = self.cfg = config if isinstance(config, TrainConfig) else TrainConfig(**config)
@@ -174,8 +175,7 @@ class Trainer:
         self.net = torch.compile(self.model, backend=cfg.compile_backend) if cfg.compile else self.model
         self.batches = ResumableBatchSampler(len(dataset), cfg.batch_size, cfg.seed)
         self.sample_fn, self.callbacks = sample_fn, list(callbacks)  # None: the stand-in sampler (save_samples)
-        if cfg.eval_every and eval_fn is None: raise ValueError(f"eval_every={cfg.eval_every} needs eval_fn= (e.g. chapter 13's ProxyEval())")
-        self.eval_fn, self.best = eval_fn, None  # best: the lowest cfg.best_metric so far
+        self.eval_fn, self.best = eval_fn or (default_eval_fn(cfg) if cfg.eval_every else None), None  # best: the lowest cfg.best_metric so far
         self.run_dir = Path(cfg.run_dir); self.ckpt_dir = self.run_dir / 'checkpoints'
         self.step, self.batches_seen, self._data, self._stop, self._in_step = 0, 0, None, None, False
         seed_everything(cfg.seed)
