@@ -18,7 +18,8 @@ from .checkpoints import list_checkpoints, find_checkpoint
 from .runs import save_points
 from .objective import PRED_TYPES
 from .trainer import TrainConfig, Trainer, TrainingInterrupted
-from .sampling import SPACINGS
+from .sampling import SPACINGS, STEP_SCHEDULES
+from .solvers import FAST_SAMPLING
 from .pipeline import load_pipeline, trainer_sample_fn, tiny_unet_config
 from .evaluation import eval_arguments, run_eval  # also registers the Trainer's default eval_fn, the proxy
 
@@ -257,10 +258,10 @@ def _sample_arguments(s):
     s.add_argument('-n', '--n', dest='n', type=int, default=None, help='number of samples (default: one per --labels, else 16)')
     s.add_argument('--labels', type=int, nargs='+', default=None, help='class of each sample (class-conditional models)')
     s.add_argument('--prompt', default=None, help='text prompt (text-conditional models)')
-    s.add_argument('--sampler', default='ddim', help="ddpm, ddim, euler, heun or dpm_solver (default: ddim)")
-    s.add_argument('--steps', type=int, default=50, help='sampling steps (default: 50)')
+    s.add_argument('--sampler', default=FAST_SAMPLING['sampler'], help=f"ddpm, ddim, euler, heun, dpm_solver, dpmpp_3m, unipc, ... (default: {FAST_SAMPLING['sampler']}, chapter 10a's best at 10 calls)")
+    s.add_argument('--steps', type=int, default=FAST_SAMPLING['steps'], help=f"sampling steps (default: {FAST_SAMPLING['steps']})")
     s.add_argument('--eta', type=float, default=0.0, help='DDIM eta (default: 0)')
-    s.add_argument('--spacing', choices=SPACINGS, default='trailing', help='timestep spacing (default: trailing)')
+    s.add_argument('--spacing', choices=SPACINGS + tuple(STEP_SCHEDULES), default=None, help="time grid (default: the sampler's own, chapter 10a)")
     s.add_argument('--guidance', type=float, default=1.0, help='classifier-free guidance scale (default: 1 = off)')
     s.add_argument('--clip', choices=('clip', 'dynamic', 'none'), default='clip', help='x0 clipping (default: clip)')
     s.add_argument('--seed', type=int, default=0, help='seed (default: 0)')

@@ -13,13 +13,15 @@ import ipywidgets as widgets
 import imageio.v3 as iio
 from PIL import Image
 from .core import atomic_write, image_grid, check_choice, check_int, check_float
-from .sampling import ddim_invert
+from tqdm.auto import tqdm
+from .forward import NoiseSchedule
+from .sampling import SampleContext, SampleOutput, check_pairs, timestep_pairs, eval_mode, _check_sample_args, _default_uncond
 from .forward import StaticPicture
 from .pipeline import load_pipeline, PIXELATED_CSS
 
 # %% auto #0
-__all__ = ['INTERPOLATIONS', 'ANIMATION_FORMATS', 'lerp', 'slerp', 'noise_for_seeds', 'decode', 'seed_walk', 'invert',
-           'interpolate_images', 'has_ffmpeg', 'save_animation', 'animation_info', 'trajectory_frames',
+__all__ = ['INTERPOLATIONS', 'ANIMATION_FORMATS', 'lerp', 'slerp', 'noise_for_seeds', 'decode', 'seed_walk', 'ddim_invert',
+           'invert', 'interpolate_images', 'has_ffmpeg', 'save_animation', 'animation_info', 'trajectory_frames',
            'interpolation_widget', 'interpolate_to_file']
 
 # %% ../nbs/12_interpolation.ipynb #c6c1302d
@@ -112,6 +114,35 @@ def seed_walk(pipe, # a Pipeline (chapter 10b)
     x_T = INTERPOLATIONS[method](z[:1], z[1:], torch.linspace(0, 1, frames))
     return decode(pipe, x_T, steps, labels, batch_size, **sample_kw)
 
+# %% ../nbs/12_interpolation.ipynb #1a27f548
+@torch.no_grad()
+def ddim_invert(model, # denoiser model(x_t, t, **cond)
+                sched:NoiseSchedule, # its schedule
+                x0:torch.Tensor, # clean samples to encode
+                *, steps:int=50, pred_type:str='eps', spacing:str='trailing', steps_offset:int=0,
+                timesteps:list|None=None, # explicit (t, t_prev) pairs, as for `sample`
+                cond:dict|None=None, uncond:dict|None=None, guidance:float=1.0, guidance_rescale:float=0.0,
+                refine:int=0, # fixed-point refinements per step (k more network calls each); 0: plain DDIM inversion
+                return_trajectory:bool=False, progress:bool=False
+               ) -> torch.Tensor|SampleOutput:
+    "Deterministic DDIM encoding x0 -> x_T; `sample(..., sampler='ddim', eta=0, x_T=result)` decodes it."
+    refine = check_int('refine', refine, 0)
+    _check_sample_args(sched, None if timesteps is not None else steps, 0.0, pred_type, guidance, guidance_rescale, None, 'small', cond, None)
+    pairs = check_pairs(timesteps, sched.T) if timesteps is not None else timestep_pairs(sched.T, steps, spacing, steps_offset, sched)
+    if guidance != 1 and uncond is None: uncond = _default_uncond(model, cond)
+    ctx = SampleContext(model, sched, pairs, pred_type, cond, uncond, guidance, guidance_rescale)
+    x, traj = x0, [x0.detach().cpu()]
+    with eval_mode(model):
+        for t, t_prev in tqdm(pairs[::-1], desc='invert', disable=not progress, leave=False):
+            ab_t, ab_p = ctx.ab(t), ctx.ab(t_prev)
+            x_t = x  # eps-hat at the noisier level t, evaluated on x_{t'} first, then on the refined x_t
+            for _ in range(refine + 1):
+                _, eps = ctx.denoise(x_t, t)
+                x_t = ab_t ** 0.5 * (x - (1 - ab_p) ** 0.5 * eps) / ab_p ** 0.5 + (1 - ab_t) ** 0.5 * eps
+            x = x_t
+            traj.append(x.detach().cpu())
+    return SampleOutput(x, traj, [], ctx.nfe, pairs[::-1]) if return_trajectory else x
+
 # %% ../nbs/12_interpolation.ipynb #b95cb8fc
 @torch.no_grad()
 def invert(pipe, # a Pipeline (chapter 10b)
@@ -121,7 +152,7 @@ def invert(pipe, # a Pipeline (chapter 10b)
            refine:int=0, # fixed-point iterations (eq. 12.6) per step: 0 is plain DDIM inversion (eq. 12.5)
            progress:bool=False # show a progress bar
           ) -> torch.Tensor: # (N, C, H, W) DDIM latents x_T
-    "DDIM-encode images with the pipeline's model, schedule and conditioning: chapter 09's `ddim_invert`, eq. 12.5, refined by eq. 12.6."
+    "DDIM-encode images with the pipeline's model, schedule and conditioning: `ddim_invert`, eq. 12.5, refined by eq. 12.6."
     _check_images(pipe, x0); refine = check_int('refine', refine, 0)
     if isinstance(labels, (int, np.integer)) and not isinstance(labels, bool): labels = [int(labels)] * len(x0)
     _, cond, _ = pipe.conditioning(len(x0), labels=labels)

@@ -18,8 +18,9 @@ from .schedules import make_schedule
 from .checkpoints import find_checkpoint, load_file, save_file, load_model_state, class_name
 from .unet import UNet, UNetConfig
 from .trainer import TrainConfig, Trainer
-from .sampling import sample, SAMPLERS, model_device
+from .sampling import sample, SAMPLERS, SPACINGS, STEP_SCHEDULES, model_device
 import ddpm_book.samplers  # chapter 10: registers euler, heun, dpm_solver
+from .solvers import FAST_SAMPLING  # chapter 10a: registers unipc, dpmpp_3m and the step schedules
 
 # %% auto #0
 __all__ = ['PIXELATED_CSS', 'Pipeline', 'class_key', 'register_pipeline_builder', 'load_pipeline', 'trainer_sample_fn',
@@ -266,7 +267,7 @@ def book_pipeline(train:bool=False, # train (or resume) the book model instead o
 
 # %% ../nbs/10b_pipeline.ipynb #614fec0e
 def available_samplers() -> list[str]:
-    "Names of all registered samplers (chapter 10's are registered by this module's import of it)."
+    "Names of all registered samplers (chapters 10 and 10a's are registered by this module's imports)."
     return list(SAMPLERS)
 
 def _grid_png(x:torch.Tensor, nrow:int|None=None, zoom:int=1) -> bytes:
@@ -296,17 +297,18 @@ def _fixed_image(shape:tuple, k:int, nrow:int, zoom:int=1):
 PIXELATED_CSS = '<style>.ddpm-pixelated { image-rendering: pixelated; image-rendering: crisp-edges; max-width: none !important; }</style>'
 
 class SamplingStudio:
-    "ipywidgets panel: sampler, steps, seed, eta, class/prompt, guidance, Generate; sample grid and x0 strip."
+    "ipywidgets panel: sampler, time grid, steps, seed, eta, class/prompt, guidance, Generate; sample grid and x0 strip."
     def __init__(self, pipe:Pipeline, # what to sample (see `load_pipeline`)
                  n:int=8, # images per run
                  strip:int=8, # x0 snapshots in the trajectory strip
-                 steps:int=25, # initial number of steps
+                 steps:int|None=None, # initial number of steps (default: FAST_SAMPLING's)
                  zoom:int=2 # integer enlargement of the images (sharp pixels, fixed size)
                 ):
         import ipywidgets as W
         self.pipe, self.n, self.n_strip, self.zoom, self.images, self.output = pipe, check_int('n', n, 1), check_int('strip', strip, 2), check_int('zoom', zoom, 1), None, None
-        self.sampler = W.Dropdown(options=available_samplers(), value='ddim', description='sampler')
-        self.steps = W.IntSlider(min(steps, pipe.sched.T), min=1, max=min(pipe.sched.T, 1000), description='steps')
+        self.sampler = W.Dropdown(options=available_samplers(), value=FAST_SAMPLING['sampler'], description='sampler')
+        self.grid_kind = W.Dropdown(options=[("sampler's own", '')] + [(g, g) for g in (*SPACINGS, *STEP_SCHEDULES)], value='', description='time grid')
+        self.steps = W.IntSlider(min(steps or FAST_SAMPLING['steps'], pipe.sched.T), min=1, max=min(pipe.sched.T, 1000), description='steps')
         self.seed, self.eta = W.IntText(0, description='seed'), W.FloatSlider(0.0, min=0, max=1, step=0.05, description='η')
         self.label = W.Dropdown(options=[('every class', -2), ('none', -1)] + [(str(i), i) for i in range(pipe.num_classes)], value=-2,
                                 description='class') if pipe.num_classes else None  # -1/-2, not None: ipywidgets shows None as blank
@@ -317,7 +319,7 @@ class SamplingStudio:
         self.picture = StaticPicture(self.grid.value)  # chapter 02: a copy of the grid that stays in the saved notebook
         for w in (self.sampler, self.label, self.prompt): w is not None and w.observe(self._sync, 'value')
         self.button.on_click(lambda _: self.generate())
-        controls = [w for w in (self.sampler, self.steps, self.seed, self.eta, self.label, self.prompt, self.guidance) if w is not None]
+        controls = [w for w in (self.sampler, self.grid_kind, self.steps, self.seed, self.eta, self.label, self.prompt, self.guidance) if w is not None]
         self.widget = W.VBox([W.HTML(PIXELATED_CSS), W.HBox([W.VBox(controls), W.VBox([self.button, self.status])]), self.bar, self.grid, self.strip])
         self._sync()
 
@@ -344,7 +346,7 @@ def generate(self:SamplingStudio):
     cond, t0 = self._cond_kw(), time.perf_counter()
     self.status.value = 'sampling ...'; self.bar.clear_output()
     with self.bar:
-        out = self.pipe.sample(self.n, sampler=self.sampler.value, steps=self.steps.value, eta=self.eta.value,
+        out = self.pipe.sample(self.n, sampler=self.sampler.value, steps=self.steps.value, spacing=self.grid_kind.value or None, eta=self.eta.value,
                                guidance=self.guidance.value if cond else 1.0, generator=torch.Generator().manual_seed(self.seed.value),
                                return_trajectory=True, progress=True, **cond)
     self.bar.clear_output()
@@ -353,5 +355,6 @@ def generate(self:SamplingStudio):
     self.grid.value = _grid_png(out.images, nrow=min(self.n, 8), zoom=self.zoom)
     self.strip.value = _grid_png(torch.stack([out.x0_trajectory[i][0] for i in idx]), nrow=self.n_strip, zoom=self.zoom)
     self.picture.update(self.grid.value)
-    self.status.value = f"{self.sampler.value}: {len(out.pairs)} steps, {out.nfe} network calls, {time.perf_counter() - t0:.1f} s"
+    grid = self.grid_kind.value or SAMPLERS[self.sampler.value].spacing
+    self.status.value = f"{self.sampler.value} ({grid}): {len(out.pairs)} steps, {out.nfe} network calls, {time.perf_counter() - t0:.1f} s"
     return out

@@ -100,16 +100,16 @@ register_sampler('euler', euler_sampler_step, nfe=lambda steps: steps)
 
 # %% ../nbs/10_samplers.ipynb #b86f75b2
 def heun_sampler_step(ctx:SampleContext, x_t:torch.Tensor, t:int, t_prev:int) -> torch.Tensor:
-    "Heun, eq. 10.6: Euler predictor to t_prev, corrector there; plain Euler on the final step and from ab = 0."
+    "Heun, eq. 10.6: Euler predictor to t_prev, corrector there; plain Euler on the first step (the largest sigma) and the final one."
     ab_t, ab_prev = ctx.ab(t), ctx.ab(t_prev)
     x0, eps = ctx.denoise(x_t, t)
     x_euler = euler_step(x_t, x0, eps, ab_t, ab_prev)
-    if t_prev < 0 or ab_t == 0: return x_euler
+    if t_prev < 0 or ctx.i == 0: return x_euler
     _, eps_next = ctx.denoise(x_euler, t_prev)
     ctx.x0 = x0  # report the estimate at (x_t, t), like every other sampler
     return heun_correct(x_t, eps, eps_next, ab_t, ab_prev)
 
-register_sampler('heun', heun_sampler_step, nfe=lambda steps: 2 * steps - 1)
+register_sampler('heun', heun_sampler_step, nfe=lambda steps: max(steps, 2 * steps - 2))
 
 # %% ../nbs/10_samplers.ipynb #9c6eaf7f
 def dpm_solver_sampler_step(ctx:SampleContext, x_t:torch.Tensor, t:int, t_prev:int) -> torch.Tensor:
