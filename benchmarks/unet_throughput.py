@@ -37,7 +37,8 @@ def diffusers_twin(cfg: UNetConfig):
         attention_head_dim=None if cfg.num_heads == 1 else heads_dims.pop(), add_attention=cfg.mid_attention,
         norm_num_groups=cfg.norm_groups, dropout=cfg.dropout, downsample_type='conv',
         resnet_time_scale_shift='scale_shift' if cfg.scale_shift else 'default',
-        flip_sin_to_cos=True, freq_shift=0)
+        norm_eps=cfg.norm_eps, downsample_padding=0 if cfg.resample == 'conv_same' else 1,
+        **(dict(flip_sin_to_cos=False, freq_shift=1) if cfg.time_embedding == 'ddpm' else dict(flip_sin_to_cos=True, freq_shift=0)))  # chapter 06's conventions
 
 
 class Runner:

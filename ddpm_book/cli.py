@@ -22,6 +22,7 @@ from .sampling import SPACINGS, STEP_SCHEDULES
 from .solvers import FAST_SAMPLING
 from .pipeline import load_pipeline, trainer_sample_fn, tiny_unet_config
 from .evaluation import eval_arguments, run_eval  # also registers the Trainer's default eval_fn, the proxy
+from .diffusers_interop import convert_arguments, run_convert
 
 # %% auto #0
 __all__ = ['COMMANDS', 'USER_ERRORS', 'IMAGE_SUFFIXES', 'ANIMATION_SUFFIXES', 'TRAIN_DEFAULTS', 'QUICK_DEFAULTS', 'TRAIN_OPTIONS',
@@ -321,7 +322,8 @@ def _interpolate_arguments(i):
     i.add_argument('--scale', type=int, default=2, help='enlarge frames by this factor (default: 2)')
     i.add_argument('--device', default='auto', help="'auto' (default), 'cpu', 'cuda', ...")
 
-command('eval', 'judge a checkpoint: FD/KID against real digits with their floor (chapter 13)', eval_arguments)(run_eval)
+command('eval', 'judge a checkpoint: FD/KID against real images (--data) with their floor (chapter 13)', eval_arguments)(run_eval)
+command('convert', 'turn a diffusers UNet2DModel folder (e.g. google/ddpm-cifar10-32) into a checkpoint of this book (chapter 10c)', convert_arguments)(run_convert)
 
 @command('interpolate', 'animate an interpolation between two seeds', _interpolate_arguments)
 def _cmd_interpolate(args) -> int:

@@ -14,7 +14,7 @@ import ddpm_book
 from .core import check_choice, check_int, check_float, atomic_write
 from .data import get_dataset
 from .checkpoints import save_file, load_file, CheckpointError
-from .sampling import get_sampler
+from .sampling import get_sampler, SPACINGS, STEP_SCHEDULES, VARIANCES
 from .runs import EVAL_FNS
 from .pipeline import Pipeline, book_cache_dir
 
@@ -234,13 +234,16 @@ def proxy_extractor(path:str|Path|None=None, # default: the shipped classifier f
 def real_images(n:int, # how many
                 image_size:int=32, # 32 (the padded digits) or the judged model's size
                 part:int=0, # which disjoint block of n: 0 = the reference, 1 = the floor's second set
-                seed:int=0, split:str='train', dataset:str='mnist5k') -> tuple[torch.Tensor, torch.Tensor]:
-    "Block `part` of n digits (a seeded permutation of the split) in [-1, 1], and their labels."
-    ds = get_dataset(dataset, split=split, image_size=image_size)
+                seed:int=0, split:str='train', dataset:str='mnist5k', # a labelled data set of chapter 01, e.g. 'cifar10'
+                root='data') -> tuple[torch.Tensor, torch.Tensor]: # the folder of a downloaded data set's files
+    "Block `part` of n images of `dataset` (a seeded permutation of the split) in [-1, 1], and their labels."
+    ds = get_dataset(dataset, root=root, split=split, image_size=image_size)
     n, part = check_int('n', n, 1), check_int('part', part, 0)
     if (part + 1) * n > len(ds): raise ValueError(f"n={n} real images in block {part} need {(part + 1) * n} of {dataset} {split!r}, which has {len(ds)}")
     idx = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[part * n:(part + 1) * n]
-    return ds.x[idx].float(), ds.labels[idx]
+    if hasattr(ds, 'x'): return ds.x[idx].float(), ds.labels[idx]
+    items = [ds[int(i)] for i in idx]  # a torchvision set (CIFAR-10, ...): decoded image by image
+    return torch.stack([it['x'] for it in items]).float(), torch.tensor([it['label'] for it in items])
 
 # %% ../nbs/13_evaluation.ipynb #9edfb5cb
 def extract_features(ext:FeatureExtractor, x:torch.Tensor, batch_size:int=100, device=None) -> torch.Tensor:
@@ -249,22 +252,20 @@ def extract_features(ext:FeatureExtractor, x:torch.Tensor, batch_size:int=100, d
     return torch.cat([ext(x[i:i + batch_size].to(device or 'cpu')).double().cpu() for i in range(0, len(_check_images(x)), batch_size)])
 
 def reference_features(ext:FeatureExtractor, n:int, image_size:int=32, part:int=0, seed:int=0, split:str='train',
-                       dataset:str='mnist5k', cache:bool=True, device=None) -> torch.Tensor:
-    "Features of `real_images(n, image_size, part, seed, split, dataset)`, cached on disk by extractor and data."
+                       dataset:str='mnist5k', cache:bool=True, device=None, root='data') -> torch.Tensor:
+    "Features of `real_images(n, image_size, part, seed, split, dataset, root)`, cached on disk by extractor and data."
     key = f"{ext.fingerprint or 'nofp'}_{dataset}_{split}_{image_size}_n{n}_p{part}_s{seed}.pt"
     path = book_cache_dir() / 'eval' / key
     if cache and ext.fingerprint and path.is_file():
         try: return torch.load(path, weights_only=True)
         except Exception: pass  # a damaged cache file is recomputed
-    f = extract_features(ext, real_images(n, image_size, part, seed, split, dataset)[0], device=device)
+    f = extract_features(ext, real_images(n, image_size, part, seed, split, dataset, root)[0], device=device)
     if cache and ext.fingerprint:
         with atomic_write(path) as fh: torch.save(f, fh)
     return f
-
-# %% ../nbs/13_evaluation.ipynb #04f8723c
-def floor(ext:FeatureExtractor, n:int, image_size:int=32, seed:int=0, device=None) -> dict:
+def floor(ext:FeatureExtractor, n:int, image_size:int=32, seed:int=0, device=None, dataset:str='mnist5k', root='data') -> dict:
     "FD and KID between two disjoint real sets of n: what a perfect model scores at this n."
-    a, b = (reference_features(ext, n, image_size, part, seed, device=device) for part in (0, 1))
+    a, b = (reference_features(ext, n, image_size, part, seed, dataset=dataset, device=device, root=root) for part in (0, 1))
     kid, kid_std = kernel_distance(a, b)
     return {'fd': frechet_distance(a, b), 'kid': kid, 'kid_std': kid_std}
 
@@ -284,12 +285,12 @@ def get_extractor(name:str, fid_weights:str|Path|None=None, image_size:int=32) -
     return proxy_extractor(image_size=image_size) if check_choice('extractor', name, EXTRACTORS) == 'proxy' else inception_extractor(fid_weights)
 
 def generate(pipe:Pipeline, n:int, sampler:str='dpm_solver', steps:int=20, guidance:float=1.0, seed:int=0,
-             batch_size:int=250) -> tuple[torch.Tensor, torch.Tensor|None]:
+             batch_size:int=250, **sample_kw) -> tuple[torch.Tensor, torch.Tensor|None]: # more `sample` arguments: spacing, clip, variance, ...
     "n samples of `pipe` (classes 0..K-1 in turn if it is class-conditional) with a seeded generator, and their labels."
     n = check_int('n', n, 2)
     labels = torch.arange(n) % pipe.num_classes if pipe.num_classes else None
     g = torch.Generator(pipe.device).manual_seed(seed)
-    x = pipe.sample(n, labels=labels, sampler=sampler, steps=steps, guidance=guidance, generator=g, batch_size=batch_size)
+    x = pipe.sample(n, labels=labels, sampler=sampler, steps=steps, guidance=guidance, generator=g, batch_size=batch_size, **sample_kw)
     return x.cpu(), labels
 
 # %% ../nbs/13_evaluation.ipynb #d2caa2a5
@@ -298,18 +299,19 @@ def evaluate(pipe:Pipeline, # what to judge (chapter 10b's `load_pipeline`)
              sampler:str='dpm_solver', steps:int=20, guidance:float=1.0, # how to sample
              extractors=('proxy',), # any of EXTRACTORS
              fid_weights:str|Path|None=None, # Inception weights file (see `find_fid_weights`)
-             seed:int=0, batch_size:int=250, device=None) -> dict:
-    "Sample n images and report FD/KID per extractor with the real-vs-real floor at the same n, agreement and entropy."
+             seed:int=0, batch_size:int=250, device=None, data:str='mnist5k', data_root='data', # reference: a data set of chapter 01 ('train') and its folder
+             **sample_kw) -> dict: # more `sample` arguments, e.g. spacing='leading', clip=None, variance='large'
+    "Sample n images and report FD/KID per extractor against `data` with the real-vs-real floor at the same n, agreement and entropy."
     t0 = time.perf_counter()
     exts = [get_extractor(e, fid_weights, pipe.shape[-1]) for e in ([extractors] if isinstance(extractors, str) else extractors)]
-    x, labels = generate(pipe, n, sampler, steps, guidance, seed, batch_size)
+    x, labels = generate(pipe, n, sampler, steps, guidance, seed, batch_size, **sample_kw)
     rep = {'n': n, 'sampler': sampler, 'steps': steps, 'nfe': get_sampler(sampler).nfe(steps), 'guidance': guidance, 'seed': seed,
-           'reference': f"mnist5k 'train' at {pipe.shape[-1]}x{pipe.shape[-1]}", 'sample_s': round(time.perf_counter() - t0, 1), 'metrics': []}
+           'options': sample_kw, 'reference': f"{data} 'train' at {pipe.shape[-1]}x{pipe.shape[-1]}", 'sample_s': round(time.perf_counter() - t0, 1), 'metrics': []}
     for ext in exts:
-        real, fake = reference_features(ext, n, pipe.shape[-1], seed=seed, device=device), extract_features(ext, x, device=device)
+        real, fake = reference_features(ext, n, pipe.shape[-1], seed=seed, dataset=data, device=device, root=data_root), extract_features(ext, x, device=device)
         kid, kid_std = kernel_distance(real, fake)
         rep['metrics'].append({'extractor': ext.name, 'kind': 'FID' if ext.num_features == 2048 else 'proxy FD', 'fd': frechet_distance(real, fake),
-                               'kid': kid, 'kid_std': kid_std, 'floor': floor(ext, n, pipe.shape[-1], seed, device) if 2 * n <= 4000 else None})
+                               'kid': kid, 'kid_std': kid_std, 'floor': floor(ext, n, pipe.shape[-1], seed, device, data, data_root) if 2 * n <= 4000 else None})
         if labels is not None and ext.head is not None: rep.update(class_stats(ext, x, labels))
         m = rep['metrics'][-1]; key = 'fid' if m['kind'] == 'FID' else 'proxy_fd'  # flat keys too: fid, kid / proxy_fd, proxy_kid
         rep.update({key: m['fd'], key.replace('fd', 'kid').replace('fid', 'kid'): m['kid']})
@@ -332,7 +334,7 @@ def eval_arguments(p):
     "Options of `ddpm-book eval`."
     p.add_argument('--ckpt', required=True, help="checkpoint file, run folder, or 'book' (the shipped model)")
     p.add_argument('-n', '--n', dest='n', type=int, default=1000, help='samples, and real images per set (default: 1000)')
-    p.add_argument('--sampler', default='dpm_solver', help='ddpm, ddim, euler, heun or dpm_solver (default: dpm_solver)')
+    p.add_argument('--sampler', default='dpm_solver', help='ddpm, ddim, euler, heun, dpm_solver, dpmpp_3m, unipc, ... (default: dpm_solver)')
     p.add_argument('--steps', type=int, default=20, help='sampling steps (default: 20)')
     p.add_argument('--guidance', type=float, default=1.0, help='classifier-free guidance scale (default: 1 = off)')
     p.add_argument('--extractor', choices=('proxy', 'inception', 'both'), default=None, help='default: proxy, and Inception too when --fid-weights is given')
@@ -341,8 +343,12 @@ def eval_arguments(p):
     p.add_argument('--batch-size', type=int, default=250, help='sample at most this many at once (default: 250)')
     p.add_argument('--out', default='eval.json', help='the JSON report (default: eval.json)')
     p.add_argument('--device', default='auto', help="'auto' (default), 'cpu', 'cuda', ...")
+    p.add_argument('--data', default='mnist5k', help="the reference images: a data set of chapter 01, e.g. cifar10 (default: mnist5k)")
+    p.add_argument('--data-root', default='data', help="the folder of --data's files, e.g. the one holding cifar-10-batches-py (default: data)")
+    p.add_argument('--spacing', choices=SPACINGS + tuple(STEP_SCHEDULES), default=None, help="time grid (default: the sampler's own, chapter 10a)")
+    p.add_argument('--clip', choices=('clip', 'dynamic', 'none'), default=None, help="x0 repair (default: the pipeline's, clip)")
+    p.add_argument('--variance', choices=VARIANCES, default=None, help="DDPM's step variance: small (beta-tilde, the default) or large (beta)")
 
-# %% ../nbs/13_evaluation.ipynb #8c690592
 def run_eval(args) -> int:
     "ddpm-book eval: judge a checkpoint; print the table, write the JSON report."
     from ddpm_book.pipeline import load_pipeline, book_model_path
@@ -353,7 +359,8 @@ def run_eval(args) -> int:
     if 'inception' in exts: find_fid_weights(args.fid_weights)  # fail before sampling
     device = None if args.device == 'auto' else args.device
     pipe = load_pipeline(book_model_path() if args.ckpt == 'book' else args.ckpt, device=device)
-    rep = evaluate(pipe, args.n, args.sampler, args.steps, args.guidance, exts, args.fid_weights, args.seed, check_int('--batch-size', args.batch_size, 1), device)
+    kw = {k: None if v == 'none' else v for k in ('spacing', 'clip', 'variance') if (v := getattr(args, k)) is not None}  # sample() options
+    rep = evaluate(pipe, args.n, args.sampler, args.steps, args.guidance, exts, args.fid_weights, args.seed, check_int('--batch-size', args.batch_size, 1), device, args.data, args.data_root, **kw)
     write_json(args.out, {'checkpoint': str(args.ckpt), **rep})
     print(format_report(rep)); print(f"wrote {args.out}")
     return 0

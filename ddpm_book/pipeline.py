@@ -16,7 +16,7 @@ from .core import image_grid, check_int
 from .forward import NoiseSchedule, StaticPicture
 from .schedules import make_schedule
 from .checkpoints import find_checkpoint, load_file, save_file, load_model_state, class_name
-from .unet import UNet, UNetConfig
+from .unet import UNet, UNetConfig, ADDED_FIELDS
 from .trainer import TrainConfig, Trainer
 from .sampling import sample, SAMPLERS, SPACINGS, STEP_SCHEDULES, model_device
 import ddpm_book.samplers  # chapter 10: registers euler, heun, dpm_solver
@@ -127,7 +127,7 @@ def _build_unet(state:dict, ema:bool=True, device=None) -> Pipeline:
     return Pipeline(model.to(device or 'cpu').eval(), sched, cfg['pred_type'], (mc['in_channels'], mc['image_size'], mc['image_size']),
                     mc.get('num_classes'))
 
-def _is_unet_config(mc:dict) -> bool: return set(mc) == _UNET_FIELDS
+def _is_unet_config(mc:dict) -> bool: return set(mc) | set(ADDED_FIELDS) == _UNET_FIELDS
 
 register_pipeline_builder(UNet, _build_unet, _is_unet_config)
 

@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 from fastcore.basics import patch
 from .core import get_device, seed_everything, save_images, check_choice, check_int, check_float, PRECISIONS, choose_precision
 from .schedules import make_schedule
+from .unet import with_added_fields  # configs stored before a UNet field existed
 from .checkpoints import (capture_rng_state, restore_rng_state, save_checkpoint, save_file, find_checkpoint, model_state,
                                    load_model_state, check_config, unwrap, list_checkpoints, model_class_name)
 from .objective import PRED_TYPES, WEIGHTINGS, LOSSES, T_SAMPLINGS, diffusion_loss, ddpm_sample_standin
@@ -198,7 +199,7 @@ def state_dict(self:Trainer) -> dict:
 def load_state_dict(self:Trainer, state:dict):
     "Continue from a `state_dict()`; a different config, architecture or data set size is refused."
     check_config(state['config'], self.cfg.to_dict(), ignore=RESUME_MAY_CHANGE, what='training config')
-    check_config(state.get('model_config') or {}, _model_config(self.model) or {}, what='model config')
+    check_config(with_added_fields(state.get('model_config') or {}), _model_config(self.model) or {}, what='model config')
     if state['data']['dataset_len'] != len(self.dataset):
         raise ValueError(f"the checkpoint was trained on {state['data']['dataset_len']} items but this data set has {len(self.dataset)}")
     load_model_state(self.model, state['model']); load_model_state(self.ema.model, state['ema']['model'], 'EMA model')

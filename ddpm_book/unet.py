@@ -4,6 +4,7 @@
 
 # %% ../nbs/06_unet.ipynb #23385fc5
 from __future__ import annotations
+import math
 from dataclasses import dataclass, asdict, fields
 import torch
 import torch.nn as nn
@@ -15,7 +16,9 @@ from .blocks import TimeEmbedding, ResBlock, Downsample, Upsample, RESAMPLE
 from .attention import AttentionBlock
 
 # %% auto #0
-__all__ = ['PRESETS', 'UNetConfig', 'UNetBlock', 'UNet', 'count_parameters', 'summary']
+__all__ = ['UNET_RESAMPLE', 'TIME_EMBEDDINGS', 'PRESETS', 'ADDED_FIELDS', 'UNetConfig', 'with_added_fields',
+           'ddpm_timestep_embedding', 'DDPMTimeEmbedding', 'SameDownsample', 'UNetBlock', 'UNet', 'count_parameters',
+           'summary']
 
 # %% ../nbs/06_unet.ipynb #09e40959
 @dataclass
@@ -31,8 +34,10 @@ class UNetConfig:
     num_heads:int=1 # attention heads; must divide the channels at every attention site
     dropout:float=0.1 # dropout in the residual blocks
     norm_groups:int=32 # GroupNorm groups; must divide every level's channels
+    norm_eps:float=1e-5 # GroupNorm epsilon (the DDPM code: 1e-6)
     scale_shift:bool=True # timestep injection: scale-shift (True) or add (False, DDPM)
-    resample:str='conv' # downsampling: 'conv' (strided) or 'avgpool'
+    time_embedding:str='book' # timestep sinusoids: 'book' (eq. 4.1) or 'ddpm' (Ho et al.'s code, eq. 6.2)
+    resample:str='conv' # downsampling: 'conv' (stride-2 conv, padded on all sides), 'conv_same' (TensorFlow 'SAME' padding, DDPM) or 'avgpool'
     mid_attention:bool=True # attention in the middle block
     num_classes:int|None=None # class-conditional with this many classes (index num_classes = "no class")
     context_dim:int|None=None # size of context vectors for cross-attention (text); None: no cross-attention
@@ -54,6 +59,7 @@ class UNetConfig:
 
 # %% ../nbs/06_unet.ipynb #0e9eff30
 _INT_FIELDS = ('image_size', 'in_channels', 'out_channels', 'base_channels', 'num_res_blocks', 'num_heads', 'norm_groups')
+UNET_RESAMPLE, TIME_EMBEDDINGS = RESAMPLE + ('conv_same',), ('book', 'ddpm')  # the UNet's downsampling and timestep-sinusoid choices
 
 def _check_fields(c:UNetConfig):
     "Types and ranges of the scalar fields and of the sequences' elements; integers become plain `int`s."
@@ -63,7 +69,9 @@ def _check_fields(c:UNetConfig):
         if not isinstance(v, tuple) or (f == 'channel_mults' and not v):
             raise ValueError(f"{f} must be a {'non-empty ' if f == 'channel_mults' else ''}sequence of integers >= 1, got {v!r}")
         setattr(c, f, tuple(check_int(f'{f}[{i}]', x, 1) for i, x in enumerate(v)))
-    check_float('dropout', c.dropout, 0, 1, hi_open=True); check_choice('resample', c.resample, RESAMPLE)
+    check_float('dropout', c.dropout, 0, 1, hi_open=True); check_choice('resample', c.resample, UNET_RESAMPLE)
+    c.norm_eps = check_float('norm_eps', c.norm_eps, 0, 0.1, lo_open=True); check_choice('time_embedding', c.time_embedding, TIME_EMBEDDINGS)
+    if c.time_embedding == 'ddpm' and c.base_channels < 4: raise ValueError(f"time_embedding='ddpm' needs base_channels >= 4, got {c.base_channels}")
     for f in ('scale_shift', 'mid_attention', 'gradient_checkpointing'):
         if not isinstance(getattr(c, f), bool): raise ValueError(f"{f} must be True or False, got {getattr(c, f)!r}")
 
@@ -93,8 +101,15 @@ PRESETS = {
     'mnist': dict(image_size=32, in_channels=1, base_channels=32, channel_mults=(1, 2, 2), num_res_blocks=2,
                   attn_resolutions=(8,), num_heads=4, dropout=0.1, norm_groups=8),
     'cifar10': dict(image_size=32, in_channels=3, base_channels=128, channel_mults=(1, 2, 2, 2), num_res_blocks=2,
-                    attn_resolutions=(16,), num_heads=1, dropout=0.1, norm_groups=32, scale_shift=False),
+                    attn_resolutions=(16,), num_heads=1, dropout=0.1, norm_groups=32, scale_shift=False,
+                    norm_eps=1e-6, time_embedding='ddpm', resample='conv_same'),
 }
+ADDED_FIELDS = {'norm_eps': 1e-5, 'time_embedding': 'book'}  # fields newer than the first checkpoints: absent means these values
+
+def with_added_fields(mc:dict) -> dict:
+    "A stored UNet config dict (or one holding it under 'unet', like the text model's) with absent ADDED_FIELDS filled in."
+    if isinstance(mc.get('unet'), dict): return {**mc, 'unet': with_added_fields(mc['unet'])}
+    return {**ADDED_FIELDS, **mc} if 'base_channels' in mc else mc
 
 @patch(cls_method=True)
 def preset(cls:UNetConfig, name:str, # a key of `PRESETS`
@@ -102,6 +117,31 @@ def preset(cls:UNetConfig, name:str, # a key of `PRESETS`
     "A preset configuration, optionally with some fields changed."
     if name not in PRESETS: raise ValueError(f"unknown UNet preset {name!r}; valid: {sorted(PRESETS)}")
     return cls(**{**PRESETS[name], **overrides})
+
+# %% ../nbs/06_unet.ipynb #2d59fadd
+def ddpm_timestep_embedding(t:torch.Tensor, # (B,) timesteps
+                            dim:int, # embedding size d >= 4
+                            max_period:float=10000. # the slowest frequency's period
+                           ) -> torch.Tensor: # (B, dim) float32
+    "The DDPM code's sinusoids, eq. 6.2: [sin | cos] at max_period^(-i/(d/2 - 1)) (diffusers' flip_sin_to_cos=False, freq_shift=1)."
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / (half - 1))
+    args = t.float()[:, None] * freqs[None]
+    emb = torch.cat([torch.sin(args), torch.cos(args)], dim=-1)
+    return F.pad(emb, (0, 1)) if dim % 2 else emb
+
+class DDPMTimeEmbedding(TimeEmbedding):
+    "`TimeEmbedding` (eq. 4.2's MLP) on the sinusoids of eq. 6.2: the same parameters, so the same checkpoint keys."
+    def forward(self, t:torch.Tensor) -> torch.Tensor:
+        e = ddpm_timestep_embedding(t, self.dim, self.max_period).to(self.lin1.weight.dtype)
+        return self.lin2(F.silu(self.lin1(e)))
+
+# %% ../nbs/06_unet.ipynb #24abe4b7
+class SameDownsample(Downsample):
+    "Halve H and W: a stride-2 3x3 conv after one zero row and column at the bottom and right (TensorFlow's 'SAME', as in the DDPM code)."
+    def __init__(self, ch:int):
+        super().__init__(ch, 'avgpool'); self.conv = nn.Conv2d(ch, ch, 3, stride=2)
+    def forward(self, x): return self.conv(F.pad(x, (0, 1, 0, 1)))
 
 # %% ../nbs/06_unet.ipynb #d90d187a
 class UNetBlock(nn.Module):
@@ -123,7 +163,7 @@ def _build_down(cfg:UNetConfig):
         for _ in range(cfg.num_res_blocks):
             blocks.append(UNetBlock(ch, cfg.channels(l), cfg, res in cfg.attn_resolutions))
             ch = cfg.channels(l); skips.append(ch)
-        if l < cfg.levels - 1: blocks.append(Downsample(ch, cfg.resample)); skips.append(ch)
+        if l < cfg.levels - 1: blocks.append(SameDownsample(ch) if cfg.resample == 'conv_same' else Downsample(ch, cfg.resample)); skips.append(ch)
     return blocks, skips
 
 # %% ../nbs/06_unet.ipynb #4bdcda96
@@ -145,7 +185,7 @@ class UNet(nn.Module):
         super().__init__()
         if isinstance(config, dict): config = UNetConfig(**config)
         cfg = self.config = UNetConfig(**{**asdict(config or UNetConfig()), **overrides})
-        self.time_embed = TimeEmbedding(cfg.base_channels, cfg.emb_dim)
+        self.time_embed = (DDPMTimeEmbedding if cfg.time_embedding == 'ddpm' else TimeEmbedding)(cfg.base_channels, cfg.emb_dim)
         self.class_embed = nn.Embedding(cfg.num_classes + 1, cfg.emb_dim) if cfg.num_classes else None
         self.conv_in = nn.Conv2d(cfg.in_channels, cfg.base_channels, 3, padding=1)
         self.down, skips = _build_down(cfg)
@@ -155,6 +195,8 @@ class UNet(nn.Module):
         self.norm_out = nn.GroupNorm(cfg.norm_groups, cfg.base_channels * cfg.channel_mults[0])
         self.conv_out = nn.Conv2d(cfg.base_channels * cfg.channel_mults[0], cfg.out_channels, 3, padding=1)
         nn.init.zeros_(self.conv_out.weight); nn.init.zeros_(self.conv_out.bias)
+        for m in self.modules():
+            if isinstance(m, nn.GroupNorm): m.eps = cfg.norm_eps  # the residual blocks', the attention's and the output's norms
 
 # %% ../nbs/06_unet.ipynb #247a2238
 @patch
@@ -217,6 +259,7 @@ def _describe(blk) -> str:
         s = f"ResBlock {r.conv1.in_channels}->{r.conv1.out_channels}"
         if blk.attn is not None: s += f" + attention({blk.attn.self_attn.heads} heads{', cross' if blk.attn.cross_attn is not None else ''})"
         return s
+    if isinstance(blk, SameDownsample): return 'Downsample conv (SAME padding)'
     if isinstance(blk, Downsample): return 'Downsample ' + ('conv' if blk.conv is not None else 'avgpool')
     if isinstance(blk, Upsample): return 'Upsample nearest' + (' + conv' if blk.conv is not None else '')
     return type(blk).__name__
