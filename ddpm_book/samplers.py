@@ -92,7 +92,7 @@ def dpmpp_2m_step(x_t:torch.Tensor, # the current sample at timestep t
 
 # %% ../nbs/10_samplers.ipynb #728c4eba
 def euler_sampler_step(ctx:SampleContext, x_t:torch.Tensor, t:int, t_prev:int) -> torch.Tensor:
-    "Euler on the PF-ODE in sigma-space, eq. 10.4: one network call."
+    "Euler on the PF-ODE in sigma-space, eq. 10.4: one network call; default grid trailing (it is DDIM)."
     x0, eps = ctx.denoise(x_t, t)
     return euler_step(x_t, x0, eps, ctx.ab(t), ctx.ab(t_prev))
 
@@ -100,7 +100,7 @@ register_sampler('euler', euler_sampler_step, nfe=lambda steps: steps)
 
 # %% ../nbs/10_samplers.ipynb #b86f75b2
 def heun_sampler_step(ctx:SampleContext, x_t:torch.Tensor, t:int, t_prev:int) -> torch.Tensor:
-    "Heun, eq. 10.6: Euler predictor to t_prev, corrector there; plain Euler on the first step (the largest sigma) and the final one."
+    "Heun, eq. 10.6: Euler predictor, corrector at t_prev; Euler on the first (largest sigma) and final steps; default grid trailing, measured in 10a."
     ab_t, ab_prev = ctx.ab(t), ctx.ab(t_prev)
     x0, eps = ctx.denoise(x_t, t)
     x_euler = euler_step(x_t, x0, eps, ab_t, ab_prev)
@@ -113,7 +113,7 @@ register_sampler('heun', heun_sampler_step, nfe=lambda steps: max(steps, 2 * ste
 
 # %% ../nbs/10_samplers.ipynb #9c6eaf7f
 def dpm_solver_sampler_step(ctx:SampleContext, x_t:torch.Tensor, t:int, t_prev:int) -> torch.Tensor:
-    "DPM-Solver++(2M), eqs. 10.10-10.11: one network call, history in ctx.state."
+    "DPM-Solver++(2M), eqs. 10.10-10.11: one network call, history in ctx.state; chapter 10a makes logsnr its default grid (measured best)."
     x0, _ = ctx.denoise(x_t, t)
     x0_last, ab_last = ctx.state.get('dpmpp_last', (None, None))
     ctx.state['dpmpp_last'] = (x0, ctx.ab(t))
