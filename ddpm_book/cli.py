@@ -20,7 +20,7 @@ from .objective import PRED_TYPES
 from .trainer import TrainConfig, Trainer, TrainingInterrupted
 from .sampling import SPACINGS, STEP_SCHEDULES
 from .solvers import FAST_SAMPLING
-from .pipeline import load_pipeline, trainer_sample_fn, tiny_unet_config
+from .pipeline import load_pipeline, trainer_sample_fn, tiny_unet_config, book_model_path
 from .evaluation import eval_arguments, run_eval  # also registers the Trainer's default eval_fn, the proxy
 from .diffusers_interop import convert_arguments, run_convert
 
@@ -255,7 +255,7 @@ def _cmd_train(args) -> int:
 # %% ../nbs/14_cli.ipynb #b870c55c
 def _sample_arguments(s):
     "Options of `sample`."
-    s.add_argument('--ckpt', required=True, help='checkpoint file or run folder (its latest checkpoint)')
+    s.add_argument('--ckpt', required=True, help="checkpoint file, run folder (its latest checkpoint), or 'book' (the shipped model)")
     s.add_argument('-n', '--n', dest='n', type=int, default=None, help='number of samples (default: one per --labels, else 16)')
     s.add_argument('--labels', type=int, nargs='+', default=None, help='class of each sample (class-conditional models)')
     s.add_argument('--prompt', default=None, help='text prompt (text-conditional models)')
@@ -289,7 +289,7 @@ def _sample_to_files(args) -> torch.Tensor:
     if args.gif: check_output_file(args.gif, '--gif', ANIMATION_SUFFIXES)
     n = _sample_count(args)
     for k, lo in (('nrow', 1), ('fps', 1), ('scale', 1), ('batch_size', 1)): check_int(f"--{k.replace('_', '-')}", getattr(args, k), lo, none_ok=True)
-    pipe = load_pipeline(args.ckpt, ema=not args.raw, device=args.device if args.device != 'auto' else None)
+    pipe = load_pipeline(book_model_path() if args.ckpt == 'book' else args.ckpt, ema=not args.raw, device=args.device if args.device != 'auto' else None)
     labels = args.labels * n if args.labels and len(args.labels) == 1 else args.labels
     cond = {'labels': labels} if labels else ({'prompts': [args.prompt] * n} if args.prompt is not None else {})
     out = pipe.sample(n, sampler=args.sampler, steps=args.steps, eta=args.eta, spacing=args.spacing, guidance=args.guidance,
@@ -311,7 +311,7 @@ def _cmd_sample(args) -> int:
 # %% ../nbs/14_cli.ipynb #3a7d86d2
 def _interpolate_arguments(i):
     "Options of `interpolate`."
-    i.add_argument('--ckpt', required=True, help='checkpoint file or run folder')
+    i.add_argument('--ckpt', required=True, help="checkpoint file, run folder, or 'book' (the shipped model)")
     i.add_argument('--seeds', type=int, nargs=2, default=[1, 2], metavar=('A', 'B'), help='the two seeds (default: 1 2)')
     i.add_argument('--frames', type=int, default=16, help='number of frames (default: 16)')
     i.add_argument('--out', default='walk.gif', help='output .gif or .mp4 (default: walk.gif)')
@@ -330,7 +330,7 @@ def _cmd_interpolate(args) -> int:
     "ddpm-book interpolate: an animation between the samples of two seeds."
     from ddpm_book.interpolation import interpolate_to_file
     check_output_file(args.out, '--out', ANIMATION_SUFFIXES)
-    path = interpolate_to_file(args.ckpt, seeds=tuple(args.seeds), frames=args.frames, out=args.out, steps=args.steps, fps=args.fps,
+    path = interpolate_to_file(book_model_path() if args.ckpt == 'book' else args.ckpt, seeds=tuple(args.seeds), frames=args.frames, out=args.out, steps=args.steps, fps=args.fps,
                                loop=args.loop, label=args.label, device=args.device if args.device != 'auto' else None, scale=args.scale)
     print(f"wrote {path}: {args.frames} frames between seeds {args.seeds[0]} and {args.seeds[1]}")
     return 0
