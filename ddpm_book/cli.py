@@ -20,7 +20,7 @@ from .objective import PRED_TYPES
 from .trainer import TrainConfig, Trainer, TrainingInterrupted
 from .sampling import SPACINGS, STEP_SCHEDULES
 from .solvers import FAST_SAMPLING
-from .pipeline import load_pipeline, trainer_sample_fn, tiny_unet_config, book_model_path
+from .pipeline import load_pipeline, trainer_sample_fn, tiny_unet_config
 from .evaluation import eval_arguments, run_eval  # also registers the Trainer's default eval_fn, the proxy
 from .diffusers_interop import convert_arguments, run_convert
 
@@ -289,7 +289,7 @@ def _sample_to_files(args) -> torch.Tensor:
     if args.gif: check_output_file(args.gif, '--gif', ANIMATION_SUFFIXES)
     n = _sample_count(args)
     for k, lo in (('nrow', 1), ('fps', 1), ('scale', 1), ('batch_size', 1)): check_int(f"--{k.replace('_', '-')}", getattr(args, k), lo, none_ok=True)
-    pipe = load_pipeline(book_model_path() if args.ckpt == 'book' else args.ckpt, ema=not args.raw, device=args.device if args.device != 'auto' else None)
+    pipe = load_pipeline(args.ckpt, ema=not args.raw, device=args.device if args.device != 'auto' else None)
     labels = args.labels * n if args.labels and len(args.labels) == 1 else args.labels
     cond = {'labels': labels} if labels else ({'prompts': [args.prompt] * n} if args.prompt is not None else {})
     out = pipe.sample(n, sampler=args.sampler, steps=args.steps, eta=args.eta, spacing=args.spacing, guidance=args.guidance,
@@ -330,7 +330,7 @@ def _cmd_interpolate(args) -> int:
     "ddpm-book interpolate: an animation between the samples of two seeds."
     from ddpm_book.interpolation import interpolate_to_file
     check_output_file(args.out, '--out', ANIMATION_SUFFIXES)
-    path = interpolate_to_file(book_model_path() if args.ckpt == 'book' else args.ckpt, seeds=tuple(args.seeds), frames=args.frames, out=args.out, steps=args.steps, fps=args.fps,
+    path = interpolate_to_file(args.ckpt, seeds=tuple(args.seeds), frames=args.frames, out=args.out, steps=args.steps, fps=args.fps,
                                loop=args.loop, label=args.label, device=args.device if args.device != 'auto' else None, scale=args.scale)
     print(f"wrote {path}: {args.frames} frames between seeds {args.seeds[0]} and {args.seeds[1]}")
     return 0

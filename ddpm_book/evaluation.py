@@ -351,14 +351,14 @@ def eval_arguments(p):
 
 def run_eval(args) -> int:
     "ddpm-book eval: judge a checkpoint; print the table, write the JSON report."
-    from ddpm_book.pipeline import load_pipeline, book_model_path
+    from ddpm_book.pipeline import load_pipeline
     from ddpm_book.runs import write_json
     if Path(args.out).suffix != '.json': raise ValueError(f"--out must be a .json file, got {args.out!r}")
     chosen = args.extractor or ('both' if args.fid_weights else 'proxy')
     exts = EXTRACTORS if chosen == 'both' else (chosen,)
     if 'inception' in exts: find_fid_weights(args.fid_weights)  # fail before sampling
     device = None if args.device == 'auto' else args.device
-    pipe = load_pipeline(book_model_path() if args.ckpt == 'book' else args.ckpt, device=device)
+    pipe = load_pipeline(args.ckpt, device=device)  # 'book': the shipped model
     kw = {k: None if v == 'none' else v for k in ('spacing', 'clip', 'variance') if (v := getattr(args, k)) is not None}  # sample() options
     rep = evaluate(pipe, args.n, args.sampler, args.steps, args.guidance, exts, args.fid_weights, args.seed, check_int('--batch-size', args.batch_size, 1), device, args.data, args.data_root, **kw)
     write_json(args.out, {'checkpoint': str(args.ckpt), **rep})

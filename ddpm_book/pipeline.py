@@ -152,12 +152,12 @@ def _pipeline_builder(state:dict, source) -> Callable:
     return _BUILDERS[key]
 
 # %% ../nbs/10b_pipeline.ipynb #bc48de2f
-def load_pipeline(path, # a checkpoint file or a run folder
+def load_pipeline(path, # a checkpoint file, a run folder, or 'book': the shipped model (when no such folder exists)
                   ema:bool=True, # use the EMA weights (else the raw ones)
                   device=None # where the model goes (default CPU)
                  ) -> Pipeline:
     "A ready-to-sample Pipeline from a training checkpoint of this book."
-    p, state = _find_state(path)
+    p, state = _find_state(book_model_path() if str(path) == 'book' and not Path(path).exists() else path)
     if not isinstance(state.get('model_config'), dict) or 'config' not in state:
         raise ValueError(f"'{p}' has no model_config/config: it was not written by the Trainer of chapter 08c")
     if not ema and 'model' not in state:
