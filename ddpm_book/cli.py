@@ -15,7 +15,7 @@ from .data import get_dataset, DATASETS
 from .schedules import KINDS, make_schedule
 from .unet import UNet, UNetConfig, PRESETS
 from .checkpoints import list_checkpoints, find_checkpoint
-from .runs import save_points
+from .runs import save_points, write_json, launched_processes, launch_local
 from .objective import PRED_TYPES
 from .trainer import TrainConfig, Trainer, TrainingInterrupted
 from .sampling import SPACINGS, STEP_SCHEDULES
@@ -58,14 +58,12 @@ def _one_line(e:BaseException) -> str: return ' '.join(str(e).split()) or type(e
 def main(argv:list[str]|None=None # arguments; default: sys.argv[1:]
         ) -> int: # exit status: 0 ok, 2 bad usage or input, 130 interrupted
     "Entry point of the `ddpm-book` command."
-    p = build_parser()
-    args = p.parse_args(argv)
+    p = build_parser(); args = p.parse_args(argv); args.argv = sys.argv[1:] if argv is None else list(argv)  # --num-processes starts it again
     if args.command is None: p.print_help(); return 0
     try: return args.func(args)
     except TrainingInterrupted as e:
         if args.debug: raise
-        print(f"ddpm-book {args.command}: interrupted at step {e.step}; saved {e.checkpoint}; run the same command again to continue", file=sys.stderr)
-        return 130
+        print(f"ddpm-book {args.command}: interrupted at step {e.step}; saved {e.checkpoint}; run the same command again to continue", file=sys.stderr); return 130
     except KeyboardInterrupt:
         if args.debug: raise
         print(f"ddpm-book {args.command}: interrupted", file=sys.stderr); return 130
@@ -117,8 +115,7 @@ def _data_arguments(d):
 def _cmd_data(args) -> int:
     "ddpm-book data: describe a data set and optionally save a grid of examples."
     if args.out: check_output_file(args.out, '--out', IMAGE_SUFFIXES)
-    check_int('-n', args.n, 1)
-    kw = {} if args.image_size is None else {'image_size': args.image_size}
+    check_int('-n', args.n, 1); kw = {} if args.image_size is None else {'image_size': args.image_size}
     ds = get_dataset(args.name, root=args.root, split=args.split, **kw)
     print(f"{args.name} ({args.split}): {len(ds)} items, shape {tuple(ds[0]['x'].shape)}")
     if getattr(ds, 'classes', None): print(f"{len(ds.classes)} classes: {', '.join(map(str, ds.classes))}")
@@ -164,6 +161,7 @@ def _train_arguments(t, demo:bool=False):
         t.add_argument('--image-size', type=int, default=None, help="resize images to this size (continuing: the run's)")
         t.add_argument('--class-cond', action='store_true', default=None, help='class-conditional training (labels, with label dropout for guidance)')
         t.add_argument('--resume', default='latest', help="'latest' (default: continue if checkpoints exist), a step, a file, or 'none'")
+        t.add_argument('--num-processes', type=int, default=1, help='data-parallel processes on this machine (chapter 15; gloo on the CPU); --batch-size is split among them (default: 1)')
     t.add_argument('--root', default='data', help='data folder (default: data)')
     t.add_argument('--out', default='runs/demo' if demo else 'runs/run', help='run folder (default: %(default)s)')
     t.add_argument('--preset', choices=sorted(PRESETS), default=None, help='UNet preset (default: ' + ('a small UNet without attention, see DEMO_UNET' if demo else 'mnist for 1 channel, cifar10 for 3') + ')')
@@ -247,9 +245,11 @@ def build_trainer(args, defaults:dict=TRAIN_DEFAULTS, # a fresh run's settings
 @command('train', 'train a UNet into a run folder (continues an interrupted run)', _train_arguments)
 def _cmd_train(args) -> int:
     "ddpm-book train: train (or continue training) a UNet into a run folder."
+    if check_int('--num-processes', args.num_processes, 1) > 1 and launched_processes() == 1:  # under a launcher already: train
+        return launch_local(['-m', 'ddpm_book.cli', *args.argv], args.num_processes)
+    if int(os.environ.get('RANK', '0')): sys.stdout = open(os.devnull, 'w')  # one report, the main process's
     tr = build_trainer(args)
-    status = tr.fit()
-    print(f"{status} at step {tr.step}; checkpoints in {tr.ckpt_dir}")
+    status = tr.fit(); print(f"{status} at step {tr.step}; checkpoints in {tr.ckpt_dir}")
     return 0 if status == 'completed' else 130
 
 # %% ../nbs/14_cli.ipynb #b870c55c
@@ -332,8 +332,7 @@ def _cmd_interpolate(args) -> int:
     check_output_file(args.out, '--out', ANIMATION_SUFFIXES)
     path = interpolate_to_file(args.ckpt, seeds=tuple(args.seeds), frames=args.frames, out=args.out, steps=args.steps, fps=args.fps,
                                loop=args.loop, label=args.label, device=args.device if args.device != 'auto' else None, scale=args.scale)
-    print(f"wrote {path}: {args.frames} frames between seeds {args.seeds[0]} and {args.seeds[1]}")
-    return 0
+    print(f"wrote {path}: {args.frames} frames between seeds {args.seeds[0]} and {args.seeds[1]}"); return 0
 
 # %% ../nbs/14_cli.ipynb #a016029b
 DEMO_UNET = UNetConfig(image_size=16, in_channels=1, base_channels=32, channel_mults=(1, 2, 2), num_res_blocks=1, attn_resolutions=(),
@@ -358,8 +357,7 @@ def plan_steps(seconds_left:float, # what is left of the budget
 def _budgeted_fit(tr:Trainer, args, t0:float, sample_forwards:int):
     "Measure a dozen steps, then set tr.cfg.steps to what fits in the rest of `--minutes`."
     tr.fit(until=tr.step + 3)  # the first steps pay for allocations and kernel selection
-    t, s0 = time.perf_counter(), tr.step
-    tr.fit(until=s0 + 10)
+    t, s0 = time.perf_counter(), tr.step; tr.fit(until=s0 + 10)
     step_s = (time.perf_counter() - t) / max(1, tr.step - s0)
     left = args.minutes * 60 - (time.perf_counter() - t0)
     tr.cfg.steps = plan_steps(left, step_s, tr.cfg.batch_size, sample_forwards, done=tr.step)
@@ -370,7 +368,6 @@ def _budgeted_fit(tr:Trainer, args, t0:float, sample_forwards:int):
 def _cmd_demo(args) -> int:
     "ddpm-book demo: train within a time budget, then write samples.png, trajectory.gif, walk.gif and demo.json into the run folder."
     from ddpm_book.guidance import train_digit_classifier, label_agreement
-    from ddpm_book.runs import write_json
     t0, q = time.perf_counter(), args.quick
     check_float('--minutes', args.minutes, 0, lo_open=True); check_output_dir(args.out, '--out')
     args.class_cond, args.data, args.image_size, args.resume = True, 'mnist5k', None, 'latest'
@@ -397,3 +394,6 @@ def _cmd_demo(args) -> int:
         'classifier': "train_digit_classifier on mnist5k split 'test' (1,000 digits the model never saw)"})
     print(f"demo: {wall / 60:.1f} min wall time; the classifier agrees with {agreement:.0%} of the {ns} requested digits; see {run_dir / 'demo.json'}")
     return 0
+
+# %% ../nbs/14_cli.ipynb #d99a1f7f
+if __name__ == '__main__' and '__file__' in globals(): sys.exit(main())  # run as a module, not inside a notebook

@@ -4,17 +4,18 @@
 
 # %% ../nbs/08_objective.ipynb #2a7deede
 from __future__ import annotations
+import copy
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from .core import check_choice
+from .core import check_choice, check_float
 from .forward import NoiseSchedule, q_sample
 from .blocks import timestep_embedding
 
 # %% auto #0
 __all__ = ['PRED_TYPES', 'WEIGHTINGS', 'LOSSES', 'T_SAMPLINGS', 'eps_to_x0', 'x0_to_eps', 'v_from_x0_eps', 'v_to_x0', 'v_to_eps',
            'target_for', 'pred_to_x0_eps', 'loss_weight', 'sample_timesteps', 'diffusion_loss', 'ddpm_sample_standin',
-           'MLPDenoiser']
+           'MLPDenoiser', 'EMA']
 
 # %% ../nbs/08_objective.ipynb #02fdbc75
 PRED_TYPES = ('eps', 'x0', 'v')
@@ -93,18 +94,21 @@ def diffusion_loss(model, # denoiser: model(x_t, t, **model_kwargs) -> predictio
                    t_sampling:str='uniform', # one of T_SAMPLINGS
                    generator:torch.Generator|None=None, # draws t and eps
                    huber_delta:float=1.0, min_snr_gamma:float=5.0, p2_gamma:float=1.0, p2_k:float=1.0,
+                   shard:tuple=(0, 1), # (rank, world): draw t and eps for all world*B items, keep this rank's B (chapter 15)
                    **model_kwargs # passed on to the model (labels=, context=)
                   ) -> torch.Tensor: # scalar loss
     "The weighted denoising loss of eq. 8.4 on one batch."
     check_choice('loss', loss, LOSSES)
-    t = sample_timesteps(x0.shape[0], sched.T, t_sampling, generator, x0.device)
-    eps = torch.randn(x0.shape, generator=generator, device=generator.device if generator is not None else x0.device).to(x0)
+    (rank, world), B = shard, x0.shape[0]; mine = slice(rank * B, (rank + 1) * B)
+    t = sample_timesteps(world * B, sched.T, t_sampling, generator, x0.device)[mine]
+    eps = torch.randn((world * B, *x0.shape[1:]), generator=generator, device=generator.device if generator is not None else x0.device)[mine].to(x0)
     x_t = q_sample(x0, t, sched, noise=eps)
-    pred = model(x_t, t, **model_kwargs).float()
-    target = target_for(pred_type, x0, eps, sched.gather(sched.alpha_bar, t, x0)).float()
+    up = lambda x: x.to(torch.promote_types(x.dtype, torch.float32))  # the loss in fp32 at least: bf16 up, fp64 kept
+    pred = up(model(x_t, t, **model_kwargs))
+    target = up(target_for(pred_type, x0, eps, sched.gather(sched.alpha_bar, t, x0)))
     err = F.mse_loss(pred, target, reduction='none') if loss == 'mse' else F.huber_loss(pred, target, reduction='none', delta=huber_delta)
     w = loss_weight(weighting, sched.snr.to(x0.device)[t], pred_type, min_snr_gamma, p2_gamma, p2_k)
-    return (w.float() * err.flatten(1).mean(1)).mean()
+    return (up(w) * err.flatten(1).mean(1)).mean()
 
 # %% ../nbs/08_objective.ipynb #e28cd7ca
 @torch.no_grad()
@@ -143,3 +147,33 @@ class MLPDenoiser(nn.Module):
         self.net = nn.Sequential(*layers, nn.Linear(d, dim))
     def forward(self, x_t, t, **unused):
         return self.net(torch.cat([x_t, timestep_embedding(t, self.t_dim).to(x_t.dtype)], 1))
+
+# %% ../nbs/08_objective.ipynb #0bf0e6a7
+class EMA:
+    "An exponential moving average of a model's weights with a warm-up decay, eq. 8.6; `ema.model` is the averaged model."
+    def __init__(self, model:nn.Module, # the model being trained (a compiled model is unwrapped)
+                 max_decay:float=0.9999, # beta_max
+                 warmup:float=10. # w: decay (1+n)/(w+n) until it reaches max_decay; 1 turns the warm-up off
+                ):
+        self.max_decay, self.warmup = check_float('max_decay', max_decay, 0, 1, hi_open=True), check_float('warmup', warmup, 1)
+        self.num_updates = 0
+        self.model = copy.deepcopy(getattr(model, '_orig_mod', model)).eval().requires_grad_(False)
+
+    def decay(self, n:int|None=None) -> float:
+        "beta_n of eq. 8.6 for update number n (default: the next update)."
+        n = self.num_updates if n is None else n
+        return min(self.max_decay, (1 + n) / (self.warmup + n))
+
+    @torch.no_grad()
+    def update(self, model:nn.Module):
+        "Move the average towards `model`'s current weights, eq. 8.6."
+        model = getattr(model, '_orig_mod', model)
+        d = self.decay()
+        ema_p = [p for p in self.model.parameters()]
+        torch._foreach_lerp_(ema_p, [p.detach().to(e.dtype) for p, e in zip(model.parameters(), ema_p)], 1 - d)
+        for e, b in zip(self.model.buffers(), model.buffers()): e.copy_(b)
+        self.num_updates += 1
+
+    def state_dict(self) -> dict: return {'model': self.model.state_dict(), 'num_updates': self.num_updates}
+    def load_state_dict(self, state:dict):
+        self.model.load_state_dict(state['model']); self.num_updates = int(state['num_updates'])

@@ -4,7 +4,7 @@
 
 # %% ../nbs/08b_runs.ipynb #90ccb784
 from __future__ import annotations
-import json, platform, signal, subprocess, sys, threading, time
+import contextlib, importlib.util, json, os, platform, signal, socket, subprocess, sys, threading, time
 from pathlib import Path
 from typing import Callable
 
@@ -12,12 +12,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 from . import __version__
-from .core import atomic_write
+from .core import atomic_write, get_device, choose_precision
 
 # %% auto #0
 __all__ = ['EVAL_FNS', 'write_json', 'git_commit', 'run_meta', 'events_path', 'append_event', 'read_events', 'truncate_events',
            'prepare_run_dir', 'open_tensorboard', 'peak_mem_mb', 'save_points', 'epoch_order', 'ResumableBatchSampler',
-           'item_seed', 'SeededItems', 'SeededBatches', 'StopSignals', 'default_eval_fn']
+           'item_seed', 'SeededItems', 'SeededBatches', 'StopSignals', 'LocalAccelerator', 'launched_processes',
+           'make_accelerator', 'launch_local', 'default_eval_fn']
 
 # %% ../nbs/08b_runs.ipynb #af8f8291
 def write_json(path:str|Path, obj) -> Path:
@@ -105,7 +106,7 @@ def epoch_order(n:int, seed:int, epoch:int) -> torch.Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
 
 class ResumableBatchSampler(Sampler):
-    "Endless batches of indices, epoch by epoch in `epoch_order`, starting at global batch number `start`, eq. 8.6."
+    "Endless batches of indices, epoch by epoch in `epoch_order`, starting at global batch number `start`, eq. 8.7."
     def __init__(self, n:int, batch_size:int, seed:int=0, start:int=0):
         if n < batch_size: raise ValueError(f"the data set has {n} items, fewer than batch_size={batch_size}; use batch_size <= {n}")
         self.n, self.batch_size, self.seed, self.start = n, batch_size, seed, start
@@ -137,12 +138,17 @@ class SeededItems(Dataset):
 
 # %% ../nbs/08b_runs.ipynb #a7c2d3a9
 class SeededBatches(Sampler):
-    "A `ResumableBatchSampler`'s batches as lists of (index, item_seed) pairs, for a DataLoader over `SeededItems`."
-    def __init__(self, batches:ResumableBatchSampler): self.batches = batches
+    "A `ResumableBatchSampler`'s batches as lists of (index, item_seed) pairs; with `world` > 1, process `rank`'s share."
+    def __init__(self, batches:ResumableBatchSampler, # the global order; its batch_size counts all processes together
+                 rank:int=0, world:int=1 # this process, and how many processes share every batch (chapter 15)
+                ):
+        if batches.batch_size % world: raise ValueError(f"a batch of {batches.batch_size} cannot be shared equally by {world} processes; use a batch size divisible by {world}")
+        self.batches, self.rank, self.world = batches, rank, world
     def __iter__(self):
+        b = self.batches.batch_size // self.world
         for k, idx in enumerate(self.batches, self.batches.start):
             epoch = self.batches.position(k)[0]
-            yield [(i, item_seed(self.batches.seed, epoch, i)) for i in idx]
+            yield [(i, item_seed(self.batches.seed, epoch, i)) for i in idx[self.rank * b:(self.rank + 1) * b]]
 
 # %% ../nbs/08b_runs.ipynb #ed4b445a
 class StopSignals:
@@ -162,6 +168,94 @@ class StopSignals:
     def __exit__(self, *exc):
         for s, h in self._old.items(): signal.signal(s, h)
         self._old = {}
+
+# %% ../nbs/08b_runs.ipynb #1d436aa7
+class _ScaledOptimizer:
+    "An optimizer whose `step` goes through a GradScaler, as accelerate's AcceleratedOptimizer does."
+    def __init__(self, optimizer, scaler): self.optimizer, self.scaler = optimizer, scaler
+    @property
+    def param_groups(self): return self.optimizer.param_groups
+    def step(self): self.scaler.step(self.optimizer); self.scaler.update()
+    def zero_grad(self, set_to_none:bool=True): self.optimizer.zero_grad(set_to_none=set_to_none)
+    def state_dict(self) -> dict: return self.optimizer.state_dict()
+    def load_state_dict(self, state:dict): self.optimizer.load_state_dict(state)
+
+# %% ../nbs/08b_runs.ipynb #2b9ada4b
+class LocalAccelerator:
+    "One process in plain torch: the part of `accelerate.Accelerator` that the Trainer uses."
+    num_processes, process_index, is_main_process, sync_gradients = 1, 0, True, True
+    def __init__(self, device, precision:str='fp32', gradient_accumulation_steps:int=1):
+        self.device, self.precision, self.gradient_accumulation_steps = torch.device(device), precision, gradient_accumulation_steps
+        self.scaler, self._opt = torch.amp.GradScaler(self.device.type, enabled=precision == 'fp16'), None
+    def prepare(self, model, optimizer): self._opt = optimizer; return model, _ScaledOptimizer(optimizer, self.scaler)
+    def autocast(self):
+        dtype = {'bf16': torch.bfloat16, 'fp16': torch.float16}.get(self.precision)
+        return torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+    def accumulate(self, model): return contextlib.nullcontext()
+    def backward(self, loss): self.scaler.scale(loss / self.gradient_accumulation_steps).backward()
+    def clip_grad_norm_(self, parameters, max_norm): self.scaler.unscale_(self._opt); return torch.nn.utils.clip_grad_norm_(parameters, max_norm)
+    def reduce(self, tensor, reduction:str='sum'): return tensor
+    def wait_for_everyone(self): pass
+    def unwrap_model(self, model): return model
+
+# %% ../nbs/08b_runs.ipynb #0dc880de
+def launched_processes() -> int:
+    "How many processes the launcher (torchrun, accelerate launch, a cluster's) started: its WORLD_SIZE, 1 without one."
+    return int(os.environ.get('WORLD_SIZE', '1'))
+
+def make_accelerator(device:str='auto', # 'auto', 'cpu', 'cuda' (or a named device in one process)
+                     precision:str='auto', # one of core.PRECISIONS
+                     grad_accum:int=1, # micro-batches per optimizer step
+                     use_accelerate:bool|None=None # None: when a launcher started more than one process
+                    ) -> tuple: # (accelerator, precision, why)
+    "Accelerate's `Accelerator` when several processes train together, else a `LocalAccelerator`; and the precision chosen."
+    if not (launched_processes() > 1 if use_accelerate is None else use_accelerate):
+        dev = get_device(device); prec, why = choose_precision(precision, dev)
+        return LocalAccelerator(dev, prec, grad_accum), prec, why
+    try: from accelerate import Accelerator
+    except ImportError: raise ImportError(f"training in {launched_processes()} processes needs Hugging Face Accelerate: pip install accelerate") from None
+    if device not in ('auto', 'cpu', 'cuda'): raise ValueError(f"device={device!r}: with a launcher every process's device comes from LOCAL_RANK; use 'auto', 'cuda' or 'cpu'")
+    cpu = device == 'cpu' or not torch.cuda.is_available()
+    dev = torch.device('cpu') if cpu else torch.device('cuda', int(os.environ.get('LOCAL_RANK', '0')))
+    prec, why = choose_precision(precision, dev)
+    return Accelerator(cpu=cpu, mixed_precision='no' if prec == 'fp32' else prec, gradient_accumulation_steps=grad_accum), prec, why
+
+# %% ../nbs/08b_runs.ipynb #48fa4b3a
+def _free_port() -> int:
+    "A TCP port nobody listens on now, for the processes' rendezvous."
+    with socket.socket() as s: s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
+
+def _supervise(procs:list, stopping:list, grace:float) -> int:
+    "Wait for every process; once one fails, stop the rest (SIGTERM, SIGKILL after `grace` s); the first failure's status, else 0."
+    first, t_fail = 0, None
+    while any(p.poll() is None for p in procs):
+        bad = [p.returncode for p in procs if p.poll() not in (None, 0)]
+        if bad and t_fail is None and not stopping: first, t_fail = bad[0], time.monotonic(); [p.terminate() for p in procs if p.poll() is None]
+        if t_fail is not None and time.monotonic() - t_fail > grace: [p.kill() for p in procs if p.poll() is None]
+        time.sleep(0.05)
+    return first or next((p.returncode for p in procs if p.returncode), 0)
+
+# %% ../nbs/08b_runs.ipynb #39ed8ca4
+def launch_local(args:list[str], # what follows `python` in every process, e.g. ['-m', 'ddpm_book.cli', 'train', ...]
+                 n:int, # processes on this machine
+                 env:dict|None=None, # their environment (default: ours) before the launcher's variables
+                 grace:float=10.0 # seconds the others get to stop after one failed
+                ) -> int: # 130 after a forwarded stop, else the first non-zero exit status, else 0
+    "Run `python ARGS` as one job of n processes on this machine, forwarding SIGINT/SIGTERM to each process once."
+    if importlib.util.find_spec('accelerate') is None: raise ImportError(f"{n} processes need Hugging Face Accelerate: pip install accelerate")
+    base = {'OMP_NUM_THREADS': '1', **(os.environ if env is None else env), 'MASTER_ADDR': '127.0.0.1', 'MASTER_PORT': str(_free_port()),
+            'WORLD_SIZE': str(n), 'LOCAL_WORLD_SIZE': str(n)}
+    procs = [subprocess.Popen([sys.executable, *args], env={**base, 'RANK': str(r), 'LOCAL_RANK': str(r)}, start_new_session=True)
+             for r in range(n)]
+    stopping = []
+    def forward(signum, frame):
+        sig = signal.SIGINT if stopping else signal.SIGTERM  # the first: stop after this step and save; a second: abort
+        stopping.append(signum); [p.send_signal(sig) for p in procs if p.poll() is None]
+    old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)} if threading.current_thread() is threading.main_thread() else {}
+    try: status = _supervise(procs, stopping, grace)
+    finally:
+        for s, h in old.items(): signal.signal(s, h)
+    return 130 if stopping else status
 
 # %% ../nbs/08b_runs.ipynb #ec34a17b
 EVAL_FNS: dict[str, Callable] = {}  # name -> factory(cfg) -> eval_fn(trainer); chapter 13 registers 'proxy'

@@ -4,7 +4,7 @@
 
 # %% ../nbs/08c_trainer.ipynb #4ab5acea
 from __future__ import annotations
-import copy, math, time
+import math, time
 from dataclasses import dataclass, asdict, is_dataclass
 from pathlib import Path
 
@@ -17,43 +17,13 @@ from .core import get_device, seed_everything, save_images, check_choice, check_
 from .schedules import make_schedule
 from .unet import with_added_fields  # configs stored before a UNet field existed
 from .checkpoints import (capture_rng_state, restore_rng_state, save_checkpoint, save_file, find_checkpoint, model_state,
-                                   load_model_state, check_config, unwrap, list_checkpoints, model_class_name)
-from .objective import PRED_TYPES, WEIGHTINGS, LOSSES, T_SAMPLINGS, diffusion_loss, ddpm_sample_standin
+                                   load_model_state, check_config, unwrap, list_checkpoints, model_class_name, checkpoint_name)
+from .objective import PRED_TYPES, WEIGHTINGS, LOSSES, T_SAMPLINGS, diffusion_loss, ddpm_sample_standin, EMA
 from .runs import (prepare_run_dir, run_meta, append_event, open_tensorboard, peak_mem_mb, save_points, StopSignals,
-                            ResumableBatchSampler, SeededItems, SeededBatches, default_eval_fn)
+                            ResumableBatchSampler, SeededItems, SeededBatches, item_seed, default_eval_fn, make_accelerator)
 
 # %% auto #0
-__all__ = ['RESUME_MAY_CHANGE', 'EMA', 'TrainConfig', 'lr_at', 'NonFiniteLossError', 'TrainingInterrupted', 'Trainer']
-
-# %% ../nbs/08c_trainer.ipynb #0bf0e6a7
-class EMA:
-    "An exponential moving average of a model's weights with a warm-up decay, eq. 8.8; `ema.model` is the averaged model."
-    def __init__(self, model:nn.Module, # the model being trained (a compiled model is unwrapped)
-                 max_decay:float=0.9999, # beta_max
-                 warmup:float=10. # w: decay (1+n)/(w+n) until it reaches max_decay; 1 turns the warm-up off
-                ):
-        self.max_decay, self.warmup = check_float('max_decay', max_decay, 0, 1, hi_open=True), check_float('warmup', warmup, 1)
-        self.num_updates = 0
-        self.model = copy.deepcopy(getattr(model, '_orig_mod', model)).eval().requires_grad_(False)
-
-    def decay(self, n:int|None=None) -> float:
-        "beta_n of eq. 8.8 for update number n (default: the next update)."
-        n = self.num_updates if n is None else n
-        return min(self.max_decay, (1 + n) / (self.warmup + n))
-
-    @torch.no_grad()
-    def update(self, model:nn.Module):
-        "Move the average towards `model`'s current weights, eq. 8.8."
-        model = getattr(model, '_orig_mod', model)
-        d = self.decay()
-        ema_p = [p for p in self.model.parameters()]
-        torch._foreach_lerp_(ema_p, [p.detach().to(e.dtype) for p, e in zip(model.parameters(), ema_p)], 1 - d)
-        for e, b in zip(self.model.buffers(), model.buffers()): e.copy_(b)
-        self.num_updates += 1
-
-    def state_dict(self) -> dict: return {'model': self.model.state_dict(), 'num_updates': self.num_updates}
-    def load_state_dict(self, state:dict):
-        self.model.load_state_dict(state['model']); self.num_updates = int(state['num_updates'])
+__all__ = ['RESUME_MAY_CHANGE', 'TrainConfig', 'lr_at', 'NonFiniteLossError', 'TrainingInterrupted', 'Trainer']
 
 # %% ../nbs/08c_trainer.ipynb #d214777b
 @dataclass
@@ -62,7 +32,7 @@ class TrainConfig:
     run_dir:str='runs/run' # holds config.json, meta.json, metrics/, samples/, checkpoints/
     seed:int=0 # seeds the data order, timesteps, noise and dropout
     steps:int=10_000 # optimizer steps in the whole run (also the length of the cosine LR decay)
-    batch_size:int=64 # samples per micro-batch
+    batch_size:int=64 # samples per micro-batch, all processes together (each of N processes takes batch_size / N)
     grad_accum:int=1 # micro-batches per optimizer step: the effective batch is batch_size * grad_accum
     lr:float=2e-4 # peak learning rate
     warmup_steps:int=500 # linear LR warm-up steps
@@ -88,7 +58,7 @@ class TrainConfig:
     class_cond:bool=False # pass the items' 'label' to the model as labels= (class-conditional training)
     label_dropout:float=0.0 # probability of replacing a label by the "no class" index (for classifier-free guidance)
     ema_decay:float=0.9999 # the EMA's final decay
-    ema_warmup:float=10.0 # w of the EMA decay warm-up, eq. 8.8
+    ema_warmup:float=10.0 # w of the EMA decay warm-up, eq. 8.6
     log_every:int=50 # steps per progress/metrics record
     ckpt_every:int=1000 # steps per checkpoint; 0: only stop and final checkpoints
     keep_last:int|None=3 # periodic checkpoints kept; None: all
@@ -164,21 +134,24 @@ class Trainer:
                  callbacks=() # callables cb(trainer, metrics) run after every step
                 ):
         cfg = self.cfg = config if isinstance(config, TrainConfig) else TrainConfig(**config)
-        self.device = get_device(cfg.device)
-        self.precision, self.precision_reason = choose_precision(cfg.precision, self.device)  # 'auto' -> what this hardware does best
+        self.acc, self.precision, self.precision_reason = make_accelerator(cfg.device, cfg.precision, cfg.grad_accum)  # 'auto': what this hardware does best
+        self.device, self.is_main = self.acc.device, self.acc.is_main_process  # several processes (chapter 15): only the main one writes
         self.model = model.to(self.device, memory_format=torch.channels_last if cfg.channels_last else torch.preserve_format)
         self.dataset, self.sched = dataset, make_schedule(cfg.schedule, cfg.T, cfg.zero_terminal_snr)
         self.num_classes = getattr(dataset, 'num_classes', 0)
         if cfg.class_cond and not self.num_classes: raise ValueError(f"class_cond=True needs a labelled data set (num_classes > 0); {getattr(dataset, 'name', type(dataset).__name__)!r} has none")
-        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, betas=cfg.adam_betas, weight_decay=cfg.weight_decay)
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == 'fp16')
+        opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, betas=cfg.adam_betas, weight_decay=cfg.weight_decay)
         self.ema = EMA(self.model, cfg.ema_decay, cfg.ema_warmup)
-        self.net = torch.compile(self.model, backend=cfg.compile_backend) if cfg.compile else self.model
-        self.batches = ResumableBatchSampler(len(dataset), cfg.batch_size, cfg.seed)
+        self.net, self.opt = self.acc.prepare(self.model, opt)  # self.model stays the plain module: EMA, saving, sampling
+        if cfg.compile: self.net = torch.compile(self.net, backend=cfg.compile_backend)
+        self.ema.model.load_state_dict(self.model.state_dict())  # prepare gave every process the main one's weights
+        self.batches = ResumableBatchSampler(len(dataset), cfg.batch_size, cfg.seed)  # the global order, shared by all processes
+        self._shard = (self.acc.process_index, self.acc.num_processes)
+        SeededBatches(self.batches, *self._shard)  # raises now if the processes cannot share a batch equally
         self.sample_fn, self.callbacks = sample_fn, list(callbacks)  # None: the stand-in sampler (save_samples)
         self.eval_fn, self.best = eval_fn or (default_eval_fn(cfg) if cfg.eval_every else None), None  # best: the lowest cfg.best_metric so far
         self.run_dir = Path(cfg.run_dir); self.ckpt_dir = self.run_dir / 'checkpoints'
-        self.step, self.batches_seen, self._data, self._stop, self._in_step = 0, 0, None, None, False
+        self.step, self.batches_seen, self._data, self._stop, self._agreed, self._in_step = 0, 0, None, None, False, False
         seed_everything(cfg.seed)
         self.gen = torch.Generator(self.device).manual_seed(cfg.seed)
 
@@ -188,10 +161,11 @@ def state_dict(self:Trainer) -> dict:
     "Everything needed to continue this run bit for bit; plain tensors and containers only."
     epoch, index = self.batches.position(self.batches_seen)
     return {'step': self.step, 'model': model_state(self.model), 'ema': self.ema.state_dict(),
-            'optimizer': self.opt.state_dict(), 'scaler': self.scaler.state_dict(),
+            'optimizer': self.opt.state_dict(), 'scaler': self.acc.scaler.state_dict() if self.acc.scaler else {},
             'lr_schedule': {'step': self.step, 'lr': lr_at(self.step, self.cfg.lr, self.cfg.warmup_steps, self.cfg.steps, self.cfg.min_lr_ratio)},
             'rng': capture_rng_state(), 'generator': self.gen.get_state(),
-            'data': {'batches_seen': self.batches_seen, 'epoch': epoch, 'index': index, 'dataset_len': len(self.dataset)},
+            'data': {'batches_seen': self.batches_seen, 'epoch': epoch, 'index': index, 'dataset_len': len(self.dataset),
+                     'num_processes': self.acc.num_processes},
             'config': self.cfg.to_dict(), 'model_config': _model_config(self.model),
             'model_class': model_class_name(self.model), 'best': self.best}
 
@@ -204,7 +178,8 @@ def load_state_dict(self:Trainer, state:dict):
         raise ValueError(f"the checkpoint was trained on {state['data']['dataset_len']} items but this data set has {len(self.dataset)}")
     load_model_state(self.model, state['model']); load_model_state(self.ema.model, state['ema']['model'], 'EMA model')
     self.ema.num_updates = int(state['ema']['num_updates'])
-    self.opt.load_state_dict(state['optimizer']); self.scaler.load_state_dict(state['scaler'])
+    self.opt.load_state_dict(state['optimizer'])
+    if self.acc.scaler and state['scaler']: self.acc.scaler.load_state_dict(state['scaler'])
     restore_rng_state(state['rng']); self.gen.set_state(state['generator'])
     self.step, self.batches_seen, self._data = int(state['step']), int(state['data']['batches_seen']), None
     self.best = state.get('best')
@@ -212,8 +187,10 @@ def load_state_dict(self:Trainer, state:dict):
 # %% ../nbs/08c_trainer.ipynb #8a1189eb
 @patch
 def save(self:Trainer, kind:str='step') -> Path:
-    "Write a checkpoint of the current state (kind 'step', 'stop' or 'final') and rotate old ones."
-    return save_checkpoint(self.state_dict(), self.ckpt_dir, kind, self.cfg.keep_last)
+    "Write a checkpoint of the current state (kind 'step', 'stop' or 'final') and rotate old ones; one file, by the main process."
+    self.acc.wait_for_everyone()  # every process has finished the step (their states are identical, chapter 15)
+    p = save_checkpoint(self.state_dict(), self.ckpt_dir, kind, self.cfg.keep_last) if self.is_main else self.ckpt_dir / checkpoint_name(self.step, kind)
+    self.acc.wait_for_everyone(); return p  # nobody reads or resumes before the file is complete
 
 @patch
 def resume(self:Trainer, which='latest') -> Path|None:
@@ -230,9 +207,11 @@ def _next_batch(self:Trainer) -> tuple[torch.Tensor, dict]:
     if self._data is None:
         self.batches.start = self.batches_seen
         g = torch.Generator().manual_seed(self.cfg.seed + self.batches_seen)  # the loader's own: keeps the global RNG untouched
-        self._data = iter(DataLoader(SeededItems(self.dataset), batch_sampler=SeededBatches(self.batches), num_workers=self.cfg.num_workers,
+        self._data = iter(DataLoader(SeededItems(self.dataset), batch_sampler=SeededBatches(self.batches, *self._shard), num_workers=self.cfg.num_workers,
                                      pin_memory=self.device.type == 'cuda', generator=g))
-    batch = next(self._data); self.batches_seen += 1
+    batch = next(self._data)
+    if self.acc.num_processes > 1: torch.manual_seed(item_seed(self.cfg.seed, self.batches_seen, self.acc.process_index))  # each process its own dropout masks
+    self.batches_seen += 1
     x = batch['x'].to(self.device, non_blocking=True)
     if self.cfg.channels_last and x.ndim == 4: x = x.contiguous(memory_format=torch.channels_last)
     return x, (self._model_labels(batch['label']) if self.cfg.class_cond else {})
@@ -240,18 +219,17 @@ def _next_batch(self:Trainer) -> tuple[torch.Tensor, dict]:
 @patch
 def _model_labels(self:Trainer, labels:torch.Tensor) -> dict:
     "labels= for the model; with probability label_dropout a label becomes the 'no class' index (num_classes)."
-    labels = labels.to(self.device)
-    drop = torch.rand(labels.shape, generator=self.gen, device=self.gen.device).to(self.device) < self.cfg.label_dropout
+    (r, world), B, labels = self._shard, labels.shape[0], labels.to(self.device)  # drawn for all processes' items, like t and eps
+    drop = torch.rand(world * B, generator=self.gen, device=self.gen.device)[r * B:(r + 1) * B].to(self.device) < self.cfg.label_dropout
     return {'labels': torch.where(drop, torch.full_like(labels, self.num_classes), labels)}
 
 @patch
 def _loss(self:Trainer, x0:torch.Tensor, model_kwargs:dict) -> torch.Tensor:
-    "The loss (eq. 8.4) of one micro-batch, under autocast if mixed precision is on."
+    "The loss (eq. 8.4) of this process's share of one micro-batch, under autocast if mixed precision is on."
     c = self.cfg
-    dtype = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}[self.precision]
-    with torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+    with self.acc.autocast():
         return diffusion_loss(self.net, x0, self.sched, c.pred_type, c.loss, c.weighting, c.t_sampling, self.gen,
-                              c.huber_delta, c.min_snr_gamma, c.p2_gamma, c.p2_k, **model_kwargs)
+                              c.huber_delta, c.min_snr_gamma, c.p2_gamma, c.p2_k, shard=self._shard, **model_kwargs)
 
 @patch
 def _now(self:Trainer) -> float:
@@ -266,19 +244,26 @@ def train_step(self:Trainer) -> dict:
     loss = torch.zeros((), device=self.device)
     for _ in range(c.grad_accum):
         t = time.perf_counter(); x0, kw = self._next_batch(); fetch += time.perf_counter() - t
-        micro = self._loss(x0, kw) / c.grad_accum
-        self.scaler.scale(micro).backward(); loss += micro.detach()
+        with self.acc.accumulate(self.net):  # across processes, gradients are averaged on the last micro-batch only
+            micro = self._loss(x0, kw); self.acc.backward(micro); loss += micro.detach() / c.grad_accum  # backward divides by grad_accum
+    loss = self._agree(loss)
     t1 = self._now()
     lr = lr_at(self.step, c.lr, c.warmup_steps, c.steps, c.min_lr_ratio)
     for group in self.opt.param_groups: group['lr'] = lr
-    self.scaler.unscale_(self.opt)
-    gn = torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip or math.inf)
+    gn = self.acc.clip_grad_norm_(self.model.parameters(), c.grad_clip or math.inf)  # unscales fp16 gradients first
     self._check_step_finite(loss, gn)
-    self.scaler.step(self.opt); self.scaler.update(); self.opt.zero_grad(set_to_none=True)
+    self.opt.step(); self.opt.zero_grad(set_to_none=True)
     self.ema.update(self.model); self.step += 1
     t2 = self._now()
     return {'loss': loss.item(), 'grad_norm': gn.item(), 'lr': lr, 'data_fetch': fetch, 'fwd_bwd': t1 - t0 - fetch,
             'opt_step': t2 - t1, 'step_total': t2 - t0}
+
+@patch
+def _agree(self:Trainer, loss:torch.Tensor) -> torch.Tensor:
+    "The loss averaged over processes; sets `_agreed` if any process was asked to stop (one all-reduce, chapter 15)."
+    if self.acc.num_processes == 1: self._agreed = bool(self._stop); return loss
+    s = self.acc.reduce(torch.stack([loss.float(), torch.tensor(float(bool(self._stop)), device=loss.device)]), 'sum')
+    self._agreed = bool(s[1] > 0); return s[0] / self.acc.num_processes
 
 @patch
 def _check_step_finite(self:Trainer, loss, grad_norm):
@@ -298,8 +283,17 @@ def _prepare_run_dir(self:Trainer):
     ds = self.dataset
     config = {'train': self.cfg.to_dict(), 'model': _model_config(self.model), 'model_class': model_class_name(self.model),
               'dataset': {'name': getattr(ds, 'name', type(ds).__name__), 'len': len(ds)}}
-    meta = {**run_meta(self.device, self.step), 'precision': self.precision, 'precision_reason': self.precision_reason}
-    prepare_run_dir(self.run_dir, config, meta, self.step)
+    n, c = self.acc.num_processes, self.cfg
+    meta = {**run_meta(self.device, self.step), 'precision': self.precision, 'precision_reason': self.precision_reason,
+            'num_processes': n, 'per_process_batch': c.batch_size // n, 'effective_batch': c.batch_size * c.grad_accum}
+    if self.is_main: prepare_run_dir(self.run_dir, config, meta, self.step)
+    self.acc.wait_for_everyone()
+
+@patch
+def batch_text(self:Trainer) -> str:
+    "How the effective batch is made, e.g. 'effective batch 64 = 16 per process x 2 processes x 2 accumulation'."
+    n, c = self.acc.num_processes, self.cfg
+    return f"effective batch {c.batch_size * c.grad_accum} = {c.batch_size // n} per process x {n} process{'es' * (n > 1)} x {c.grad_accum} accumulation"
 
 # %% ../nbs/08c_trainer.ipynb #dca98967
 @patch
@@ -310,6 +304,7 @@ def _log(self:Trainer, window:list[dict], bar) -> dict:
     rec = {'step': self.step, 'loss': mean('loss'), 'lr': window[-1]['lr'], 'grad_norm': mean('grad_norm'),
            'images_per_s': imgs / sum(m['step_total'] for m in window), 'peak_mem_mb': peak_mem_mb(self.device),
            **{f'{k}_ms': 1000 * mean(k) for k in ('data_fetch', 'fwd_bwd', 'opt_step', 'step_total')}}
+    if not self.is_main: return rec
     append_event(self.run_dir, rec)
     bar.set_postfix(loss=f"{rec['loss']:.4f}", img_s=f"{rec['images_per_s']:.0f}", lr=f"{rec['lr']:.2e}", refresh=False)
     for k, v in rec.items():
@@ -345,16 +340,16 @@ def _after_step(self:Trainer, m:dict, window:list, bar):
     "Everything between two steps: progress, metrics, samples, checkpoints, callbacks."
     c = self.cfg; window.append(m); bar.update(1)
     if self.step % c.log_every == 0 or self.step == c.steps: self._log(window, bar); window.clear()
-    if c.sample_every and self.step % c.sample_every == 0: self.save_samples()
+    if c.sample_every and self.step % c.sample_every == 0 and self.is_main: self.save_samples()
     if c.ckpt_every and self.step % c.ckpt_every == 0: self.save()
-    if c.eval_every and self.step % c.eval_every == 0: self.evaluate()
+    if c.eval_every and self.step % c.eval_every == 0 and self.is_main: self.evaluate()  # the others wait at the next step's all-reduce
     for cb in self.callbacks: cb(self, m)
 
 @patch
 def _request_stop(self:Trainer, name:str):
     "Called by StopSignals on the first SIGINT/SIGTERM: stop after the current step."
     self._stop = name
-    tqdm.write(f"{name}: finishing step {self.step + 1 if self._in_step else self.step}, then saving a checkpoint "
+    if self.is_main: tqdm.write(f"{name}: finishing step {self.step + 1 if self._in_step else self.step}, then saving a checkpoint "
                f"(press Ctrl-C again to abort without saving)")
 
 @patch
@@ -362,12 +357,13 @@ def fit(self:Trainer, until:int|None=None # stop after this many steps in total 
         ) -> str: # 'completed', 'paused' (reached `until`) or 'SIGTERM'
     "Train until `cfg.steps` (or `until`); Ctrl-C / SIGTERM finish the step and save `ckpt_stop_<step>`; Ctrl-C then raises TrainingInterrupted."
     end = min(until or self.cfg.steps, self.cfg.steps)
-    self._prepare_run_dir(); self._tb, self._stop, self._in_step, window = open_tensorboard(self.run_dir, self.cfg.tensorboard), None, False, []
-    if self.cfg.progress: tqdm.write(f"training on {self.device} in {self.precision} ({self.precision_reason})")
-    bar = tqdm(total=self.cfg.steps, initial=self.step, disable=not self.cfg.progress, desc=f'train {self.precision}', dynamic_ncols=True)
+    self._prepare_run_dir(); self._stop, self._agreed, self._in_step, window = None, False, False, []
+    self._tb, show = open_tensorboard(self.run_dir, self.cfg.tensorboard and self.is_main), self.cfg.progress and self.is_main
+    if show: tqdm.write(f"training on {self.device} in {self.precision} ({self.precision_reason}); {self.batch_text()}")
+    bar = tqdm(total=self.cfg.steps, initial=self.step, disable=not show, desc=f'train {self.precision}', dynamic_ncols=True)
     try:
         with StopSignals(self._request_stop):
-            while self.step < end and not self._stop:
+            while self.step < end and not (self._agreed if self.acc.num_processes > 1 else self._stop):
                 self._in_step = True; m = self.train_step(); self._in_step = False
                 self._after_step(m, window, bar)
     except KeyboardInterrupt:
@@ -376,10 +372,12 @@ def fit(self:Trainer, until:int|None=None # stop after this many steps in total 
     finally:
         bar.close()
         if self._tb is not None: self._tb.close()
-    if self._stop:
-        p = self.save('stop'); msg = f"{self._stop} at step {self.step}: saved {p}; continue with trainer.resume('latest'); trainer.fit()"
+    if self._stop or self._agreed:
+        self._stop = self._stop or 'stopped by another process'; p = self.save('stop')
+        msg = f"{self._stop} at step {self.step}: saved {p}; continue with trainer.resume('latest'); trainer.fit()"
         if self._stop == 'KeyboardInterrupt': raise TrainingInterrupted(msg, self.step, p) from None  # one Ctrl-C stops the cell too
-        tqdm.write(msg); return self._stop
+        if self.is_main: tqdm.write(msg)
+        return self._stop
     if self.step >= self.cfg.steps: self.save('final'); return 'completed'
     return 'paused'
 
