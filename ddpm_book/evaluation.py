@@ -135,7 +135,7 @@ def frechet_distance(real:torch.Tensor, # (n_r, d) features of real images
     "Eq. 13.2 between Gaussians fitted to two feature sets, by torchmetrics (float64)."
     from torchmetrics.image.fid import FrechetInceptionDistance
     real, fake = _check_features(real, fake)
-    m = FrechetInceptionDistance(feature=_Given(real.shape[1])).double()
+    m = FrechetInceptionDistance(feature=_Given(real.shape[1]), sync_on_compute=False).double()  # all features are here, whatever the processes
     m.update(real, real=True); m.update(fake, real=False)
     return max(0.0, m.compute().item())
 
@@ -152,7 +152,7 @@ def kernel_distance(real:torch.Tensor, # (n_r, d) features of real images
     m = check_int('subset_size', subset_size or min(1000, len(real), len(fake)), 2, min(len(real), len(fake)))
     with warnings.catch_warnings():  # its note that it keeps all features in memory: that is what we hand it
         warnings.simplefilter('ignore', UserWarning)
-        kid = KernelInceptionDistance(feature=_Given(real.shape[1]), subsets=check_int('subsets', subsets, 1), subset_size=m)
+        kid = KernelInceptionDistance(feature=_Given(real.shape[1]), subsets=check_int('subsets', subsets, 1), subset_size=m, sync_on_compute=False)
     kid.update(real, real=True); kid.update(fake, real=False)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

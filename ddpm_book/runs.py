@@ -225,11 +225,11 @@ def _free_port() -> int:
     "A TCP port nobody listens on now, for the processes' rendezvous."
     with socket.socket() as s: s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
 
-def _supervise(procs:list, stopping:list, grace:float) -> int:
-    "Wait for every process; once one fails, stop the rest (SIGTERM, SIGKILL after `grace` s); the first failure's status, else 0."
-    first, t_fail = 0, None
+def _supervise(procs:list, stopping:list, grace:float, timeout:float|None=None) -> int:
+    "Wait for every process; once one fails (or `timeout` s pass: 124), stop the rest (SIGTERM, SIGKILL after `grace` s)."
+    first, t_fail, t0 = 0, None, time.monotonic()
     while any(p.poll() is None for p in procs):
-        bad = [p.returncode for p in procs if p.poll() not in (None, 0)]
+        bad = [p.returncode for p in procs if p.poll() not in (None, 0)] or ([124] if timeout and time.monotonic() - t0 > timeout else [])
         if bad and t_fail is None and not stopping: first, t_fail = bad[0], time.monotonic(); [p.terminate() for p in procs if p.poll() is None]
         if t_fail is not None and time.monotonic() - t_fail > grace: [p.kill() for p in procs if p.poll() is None]
         time.sleep(0.05)
@@ -239,7 +239,8 @@ def _supervise(procs:list, stopping:list, grace:float) -> int:
 def launch_local(args:list[str], # what follows `python` in every process, e.g. ['-m', 'ddpm_book.cli', 'train', ...]
                  n:int, # processes on this machine
                  env:dict|None=None, # their environment (default: ours) before the launcher's variables
-                 grace:float=10.0 # seconds the others get to stop after one failed
+                 grace:float=10.0, # seconds the others get to stop after one failed
+                 timeout:float|None=None # stop them all after this many seconds (exit status 124); None: no limit
                 ) -> int: # 130 after a forwarded stop, else the first non-zero exit status, else 0
     "Run `python ARGS` as one job of n processes on this machine, forwarding SIGINT/SIGTERM to each process once."
     if importlib.util.find_spec('accelerate') is None: raise ImportError(f"{n} processes need Hugging Face Accelerate: pip install accelerate")
@@ -252,7 +253,7 @@ def launch_local(args:list[str], # what follows `python` in every process, e.g. 
         sig = signal.SIGINT if stopping else signal.SIGTERM  # the first: stop after this step and save; a second: abort
         stopping.append(signum); [p.send_signal(sig) for p in procs if p.poll() is None]
     old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)} if threading.current_thread() is threading.main_thread() else {}
-    try: status = _supervise(procs, stopping, grace)
+    try: status = _supervise(procs, stopping, grace, timeout)
     finally:
         for s, h in old.items(): signal.signal(s, h)
     return 130 if stopping else status
