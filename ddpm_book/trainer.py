@@ -372,7 +372,7 @@ def fit(self:Trainer, until:int|None=None # stop after this many steps in total 
     finally:
         bar.close()
         if self._tb is not None: self._tb.close()
-    if self._stop or self._agreed:
+    if self._agreed if self.acc.num_processes > 1 else self._stop:  # several processes act on what they agreed, never alone
         self._stop = self._stop or 'stopped by another process'; p = self.save('stop')
         msg = f"{self._stop} at step {self.step}: saved {p}; continue with trainer.resume('latest'); trainer.fit()"
         if self._stop == 'KeyboardInterrupt': raise TrainingInterrupted(msg, self.step, p) from None  # one Ctrl-C stops the cell too
