@@ -249,6 +249,7 @@ def _cmd_train(args) -> int:
         return launch_local(['-m', 'ddpm_book.cli', *args.argv], args.num_processes)
     if int(os.environ.get('RANK', '0')): sys.stdout = open(os.devnull, 'w')  # one report, the main process's
     tr = build_trainer(args)
+    if args.no_progress: print(f"training on {tr.device} in {tr.precision}; {tr.batch_text()}")  # else the Trainer says it
     status = tr.fit(); print(f"{status} at step {tr.step}; checkpoints in {tr.ckpt_dir}")
     return 0 if status == 'completed' else 130
 
