@@ -4,13 +4,13 @@
 
 # %% ../nbs/14_cli.ipynb #1bdc2416
 from __future__ import annotations
-import argparse, json, os, sys, time
+import argparse, importlib.metadata, json, os, sys, time
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 from typing import Callable
 import torch
-from .core import save_images, check_int, check_float, PRECISIONS
+from .core import save_images, check_int, check_float, check_output_file, check_output_dir, PRECISIONS
 from .data import get_dataset, DATASETS
 from .schedules import KINDS, make_schedule
 from .unet import UNet, UNetConfig, PRESETS
@@ -26,8 +26,8 @@ from .diffusers_interop import convert_arguments, run_convert
 
 # %% auto #0
 __all__ = ['COMMANDS', 'USER_ERRORS', 'IMAGE_SUFFIXES', 'ANIMATION_SUFFIXES', 'TRAIN_DEFAULTS', 'QUICK_DEFAULTS', 'TRAIN_OPTIONS',
-           'DEMO_UNET', 'DEMO_MAX_STEPS', 'DEMO_DEFAULTS', 'DEMO_SAMPLES', 'DEMO_WALK', 'command', 'build_parser',
-           'main', 'check_output_file', 'check_output_dir', 'default_warmup', 'build_trainer', 'plan_steps']
+           'DEMO_UNET', 'DEMO_MAX_STEPS', 'DEMO_DEFAULTS', 'DEMO_SAMPLES', 'DEMO_WALK', 'command',
+           'load_command_plugins', 'build_parser', 'main', 'default_warmup', 'build_trainer', 'plan_steps']
 
 # %% ../nbs/14_cli.ipynb #ac657874
 COMMANDS: dict[str, tuple[str, Callable, Callable]] = {}  # name -> (help, add_arguments(parser), run(args) -> exit code)
@@ -40,8 +40,13 @@ def command(name:str, help:str, add_arguments:Callable):
     return register
 
 # %% ../nbs/14_cli.ipynb #957b20fe
+def load_command_plugins():
+    "Import what registers more commands: the package's entry points in group 'ddpm_book.commands' (later chapters, other packages)."
+    for ep in importlib.metadata.entry_points(group='ddpm_book.commands'): ep.load()
+
 def build_parser() -> argparse.ArgumentParser:
     "The `ddpm-book` argument parser with every registered subcommand; no option may be abbreviated."
+    load_command_plugins()
     p = argparse.ArgumentParser(prog='ddpm-book', description='ddpm_book: denoising diffusion models, built step by step.', allow_abbrev=False)
     p.add_argument('--debug', action='store_true', help='show the full traceback of an error instead of one line')
     sub = p.add_subparsers(dest='command', metavar='COMMAND', title='commands')
@@ -74,30 +79,6 @@ def main(argv:list[str]|None=None # arguments; default: sys.argv[1:]
 # %% ../nbs/14_cli.ipynb #e29cc7ac
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.webp', '.tif', '.tiff')  # what both save_images (PIL) and matplotlib write
 ANIMATION_SUFFIXES = ('.gif', '.mp4')  # chapter 12's save_animation
-
-def _existing_ancestor(p:Path, option:str) -> Path:
-    "The nearest existing folder above `p`; an error if it is a file or not writable."
-    a = next(q for q in p.absolute().parents if q.exists())
-    if not a.is_dir(): raise ValueError(f"{option}: cannot write '{p}': '{a}' is a file, not a folder")
-    if not os.access(a, os.W_OK | os.X_OK): raise ValueError(f"{option}: cannot write '{p}': folder '{a}' is not writable")
-    return a
-
-def check_output_file(path, option:str, suffixes:tuple) -> Path:
-    "Refuse an output file with an unknown suffix, a folder in its place, or no writable folder above it."
-    p = Path(path)
-    if p.is_dir(): raise ValueError(f"{option}: '{p}' is a folder; give a file name")
-    if p.suffix.lower() not in suffixes: raise ValueError(f"{option} must end in one of {', '.join(suffixes)}, got '{p}'")
-    if p.exists() and not os.access(p, os.W_OK): raise ValueError(f"{option}: '{p}' exists and is not writable")
-    _existing_ancestor(p, option); return p
-
-def check_output_dir(path, option:str) -> Path:
-    "Refuse an output folder that is a file, or with no writable folder above it."
-    p = Path(path)
-    if p.exists() and not p.is_dir(): raise ValueError(f"{option}: '{p}' is a file, not a folder")
-    if p.is_dir():
-        if not os.access(p, os.W_OK | os.X_OK): raise ValueError(f"{option}: folder '{p}' is not writable")
-    else: _existing_ancestor(p, option)
-    return p
 
 # %% ../nbs/14_cli.ipynb #9091d7ba
 def _data_arguments(d):
@@ -397,4 +378,5 @@ def _cmd_demo(args) -> int:
     return 0
 
 # %% ../nbs/14_cli.ipynb #d99a1f7f
-if __name__ == '__main__' and '__file__' in globals(): sys.exit(main())  # run as a module, not inside a notebook
+if __name__ == '__main__' and '__file__' in globals():  # run as a module (not inside a notebook): the importable copy's main,
+    from ddpm_book.cli import main as _main; sys.exit(_main())  # whose registry the plug-ins fill

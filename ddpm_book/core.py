@@ -17,8 +17,8 @@ from torchvision.utils import make_grid
 
 # %% auto #0
 __all__ = ['PRECISIONS', 'in_test', 'full_settings', 'quick_settings', 'check_choice', 'check_int', 'check_float',
-           'seed_everything', 'get_device', 'cpu_native_bf16', 'choose_precision', 'atomic_write', 'image_grid',
-           'show_images', 'save_images', 'tensor_to_pil', 'pil_to_tensor']
+           'seed_everything', 'get_device', 'cpu_native_bf16', 'choose_precision', 'atomic_write', 'check_output_file',
+           'check_output_dir', 'image_grid', 'show_images', 'save_images', 'tensor_to_pil', 'pil_to_tensor']
 
 # %% ../nbs/00_core.ipynb #106265da
 def in_test() -> bool:
@@ -163,6 +163,31 @@ def atomic_write(path:str|Path, # the file to (re)place
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+# %% ../nbs/00_core.ipynb #29f76042
+def _existing_ancestor(p:Path, option:str) -> Path:
+    "The nearest existing folder above `p`; an error if it is a file or not writable."
+    a = next(q for q in p.absolute().parents if q.exists())
+    if not a.is_dir(): raise ValueError(f"{option}: cannot write '{p}': '{a}' is a file, not a folder")
+    if not os.access(a, os.W_OK | os.X_OK): raise ValueError(f"{option}: cannot write '{p}': folder '{a}' is not writable")
+    return a
+
+def check_output_file(path, option:str, suffixes:tuple) -> Path:
+    "Refuse an output file with an unknown suffix, a folder in its place, or no writable folder above it."
+    p = Path(path)
+    if p.is_dir(): raise ValueError(f"{option}: '{p}' is a folder; give a file name")
+    if p.suffix.lower() not in suffixes: raise ValueError(f"{option} must end in one of {', '.join(suffixes)}, got '{p}'")
+    if p.exists() and not os.access(p, os.W_OK): raise ValueError(f"{option}: '{p}' exists and is not writable")
+    _existing_ancestor(p, option); return p
+
+def check_output_dir(path, option:str) -> Path:
+    "Refuse an output folder that is a file, or with no writable folder above it."
+    p = Path(path)
+    if p.exists() and not p.is_dir(): raise ValueError(f"{option}: '{p}' is a file, not a folder")
+    if p.is_dir():
+        if not os.access(p, os.W_OK | os.X_OK): raise ValueError(f"{option}: folder '{p}' is not writable")
+    else: _existing_ancestor(p, option)
+    return p
 
 # %% ../nbs/00_core.ipynb #22d7f669
 def _unit(x:torch.Tensor, value_range='auto') -> torch.Tensor:
