@@ -4,7 +4,7 @@
 
 # %% ../nbs/16_webui.ipynb #1e8987ce
 from __future__ import annotations
-import importlib.util, io, json, os, re, secrets, signal, subprocess, sys, tempfile, threading, time
+import base64, importlib.util, io, json, os, re, secrets, signal, subprocess, sys, tempfile, threading, time
 from pathlib import Path
 
 import ipywidgets as W
@@ -25,7 +25,7 @@ from .cli import command
 # %% auto #0
 __all__ = ['RUN_NAME', 'IMAGE_DATASETS', 'FORM', 'LOOPBACK', 'run_path', 'new_run_dir', 'run_status', 'list_runs',
            'train_command', 'start_run', 'stop_run', 'resume_run', 'run_charts', 'runs_table', 'RunsApp', 'ui_notebook',
-           'ui_command']
+           'ui_command', 'chapters', 'build_book']
 
 # %% ../nbs/16_webui.ipynb #7853fd99
 RUN_NAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.-]{0,63}')  # a run's folder name under --runs
@@ -147,14 +147,16 @@ def run_charts(run_dir:str|Path) -> bytes:
 
 # %% ../nbs/16_webui.ipynb #3251b2f5
 def _fmt(v, f='{:.4g}'): return '' if v is None else f.format(v)
+def _eta(s) -> str: return '' if s is None else f'{s / 3600:.1f} h' if s >= 3600 else f'{s / 60:.1f} min' if s >= 60 else f'{s:.0f} s'
+def _thumb(p:Path|None) -> str: return f"<img height='48' src='data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}'>" if p else ''
 
 def runs_table(runs:list[dict]) -> str:
     "The runs as an HTML table."
-    head = ''.join(f'<th>{h}</th>' for h in ('run', 'status', 'step', 'loss', 'lr', 'img/s', 'ETA', 'peak MB', 'precision', 'proxy FD'))
+    head = ''.join(f'<th>{h}</th>' for h in ('run', 'status', 'step', 'loss', 'lr', 'img/s', 'ETA', 'peak MB', 'precision', 'proxy FD', 'last samples'))
     rows = ''.join(f"<tr class='run-{r['status']}'><td>{r['name']}</td><td>{r['status']}</td><td>{r['step']} / {_fmt(r['steps'], '{}')}</td>"
                    f"<td>{_fmt(r['loss'])}</td><td>{_fmt(r['lr'], '{:.2e}')}</td><td>{_fmt(r['images_per_s'], '{:.0f}')}</td>"
-                   f"<td>{_fmt(r['eta_s'], '{:.0f} s')}</td><td>{_fmt(r['peak_mem_mb'], '{:.0f}')}</td><td>{r['precision'] or ''}</td>"
-                   f"<td>{_fmt(r['proxy_fd'])}</td></tr>" for r in runs)
+                   f"<td>{_eta(r['eta_s'])}</td><td>{_fmt(r['peak_mem_mb'], '{:.0f}')}</td><td>{r['precision'] or ''}</td>"
+                   f"<td>{_fmt(r['proxy_fd'])}</td><td>{_thumb(r['last_grid'])}</td></tr>" for r in runs)
     return f"<table class='ddpm-runs'><tr>{head}</tr>{rows}</table>"
 
 # %% ../nbs/16_webui.ipynb #c857e9f8
@@ -235,6 +237,7 @@ def _show_grid(self:RunsApp):
     "Show the samples grid the history slider points at."
     g = getattr(self, '_grids', [])
     self.grid.value = g[self.hist.value].read_bytes() if g else b''; self.hist.description = g[self.hist.value].name[5:13] if g else 'samples'
+    self.grid.layout.display = self.hist.layout.display = None if g else 'none'  # no empty picture before the first grid
 
 # %% ../nbs/16_webui.ipynb #0bf41ff7
 @patch
@@ -294,3 +297,47 @@ def _cmd_ui(args) -> int:
     print(f"ddpm-book ui: runs in {root.resolve()}; open http://{args.host}:{args.port}/?token={token}  (Ctrl-C stops the server, not the runs)", flush=True)
     try: return subprocess.call(cmd)
     except KeyboardInterrupt: return 130
+
+# %% ../nbs/16_webui.ipynb #29a3c8cd
+def chapters(nbs:str|Path) -> list[Path]:
+    "The book's notebooks in reading order: the index first, then by file name (00 < 08 < 08b < 09 ...)."
+    found = sorted(p for p in Path(nbs).glob('*.ipynb') if not p.name.startswith(('_', '.')))
+    if not found: raise ValueError(f"no notebooks in {nbs!r}: run `ddpm-book book` in a checkout of the book, or give --nbs")
+    return sorted(found, key=lambda p: (p.stem != 'index', p.stem))
+
+def _title(nb) -> str:
+    "A notebook's first '# ' heading."
+    for c in nb.cells:
+        m = c.cell_type == 'markdown' and re.search(r'^# (.+)$', c.source, re.M)
+        if m: return m[1].strip()
+    return ''
+
+# %% ../nbs/16_webui.ipynb #ac9393a3
+def build_book(nbs:str|Path, # a checkout's nbs/ folder
+               out:str|Path # the site's folder (created; its HTML files are replaced)
+              ) -> Path: # the index page
+    "Render every chapter to HTML, offline, with links between chapters and an index page in reading order."
+    import nbformat
+    from nbconvert import HTMLExporter
+    out = check_output_dir(out, '--out'); out.mkdir(parents=True, exist_ok=True)
+    ex, items = HTMLExporter(embed_images=True), []
+    for p in chapters(nbs):
+        nb = nbformat.read(p, as_version=4)
+        body, _ = ex.from_notebook_node(nb, resources={'metadata': {'path': str(p.parent)}})
+        body = re.sub(r'href="(?!https?:)([\w.-]+)\.ipynb(#[^"]*)?"', r'href="\1.html\2"', body)  # links between chapters
+        name = 'front' if p.stem == 'index' else p.stem  # index.html is the list of chapters below
+        (out / f'{name}.html').write_text(body, encoding='utf-8'); items.append((name, _title(nb) or p.stem))
+    links = ''.join(f'<li><a class="chapter" href="{s}.html">{s}: {t}</a></li>' for s, t in items)
+    (out / 'index.html').write_text(f'<!doctype html><meta charset="utf-8"><title>ddpm_book</title><h1>ddpm_book</h1><ol>{links}</ol>', encoding='utf-8')
+    return out / 'index.html'
+
+# %% ../nbs/16_webui.ipynb #17d7debb
+def _book_arguments(b):
+    "Options of `book`."
+    b.add_argument('--nbs', default='nbs', help="the book's notebooks (default: nbs, in a checkout)")
+    b.add_argument('--out', default='site', help='the folder of the site (default: site)')
+
+@command('book', "render the book's notebooks to a static HTML site with an index (chapter 16)", _book_arguments)
+def _cmd_book(args) -> int:
+    "ddpm-book book: the book as static HTML."
+    index = build_book(args.nbs, args.out); print(f"wrote {index} and {len(chapters(args.nbs))} chapters"); return 0
