@@ -100,10 +100,8 @@ def train_command(run_dir:Path, # the run's folder (from new_run_dir)
     unknown = set(settings) - set(FORM)
     if unknown: raise ValueError(f"unknown run settings {sorted(unknown)}; valid: {list(FORM)}")
     s = {k: settings.get(k, d) for k, (_, d) in FORM.items()}
-    for k, (valid, _) in FORM.items():
-        if isinstance(valid[0], bool) or valid[0] is False: s[k] = check_choice(k, s[k], valid)
-        elif isinstance(valid[0], int): s[k] = check_int(k, s[k], *valid)
-        else: s[k] = check_choice(k, s[k], valid)
+    for k, (valid, _) in FORM.items():  # (lo, hi) of an int field, else the valid choices (booleans: (False, True))
+        s[k] = check_int(k, s[k], *valid) if type(valid[0]) is int else check_choice(k, s[k], valid)
     cmd = [sys.executable, '-m', 'ddpm_book.cli', 'train', '--out', str(run_dir), '--no-progress', '--resume', 'none']
     cmd += [a for k in ('data', 'preset', 'steps', 'batch_size', 'image_size', 'schedule', 'pred_type', 'precision') for a in (f"--{k.replace('_', '-')}", str(s[k]))]
     return cmd + ['--class-cond'] * s['class_cond'] + ['--quick'] * s['quick']
