@@ -5,7 +5,7 @@
 # %% ../nbs/14_cli.ipynb #1bdc2416
 from __future__ import annotations
 import argparse, importlib.metadata, json, os, sys, time
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from functools import partial
 from pathlib import Path
 from typing import Callable
@@ -25,9 +25,10 @@ from .evaluation import eval_arguments, run_eval  # also registers the Trainer's
 from .diffusers_interop import convert_arguments, run_convert
 
 # %% auto #0
-__all__ = ['COMMANDS', 'USER_ERRORS', 'IMAGE_SUFFIXES', 'ANIMATION_SUFFIXES', 'TRAIN_DEFAULTS', 'QUICK_DEFAULTS', 'TRAIN_OPTIONS',
-           'DEMO_UNET', 'DEMO_MAX_STEPS', 'DEMO_DEFAULTS', 'DEMO_SAMPLES', 'DEMO_WALK', 'command',
-           'load_command_plugins', 'build_parser', 'main', 'default_warmup', 'build_trainer', 'plan_steps']
+__all__ = ['COMMANDS', 'USER_ERRORS', 'IMAGE_SUFFIXES', 'ANIMATION_SUFFIXES', 'TRAIN_VARIANTS', 'UNET_CLASS', 'TRAIN_DEFAULTS',
+           'QUICK_DEFAULTS', 'TRAIN_OPTIONS', 'DEMO_UNET', 'DEMO_MAX_STEPS', 'DEMO_DEFAULTS', 'DEMO_SAMPLES',
+           'DEMO_WALK', 'command', 'load_command_plugins', 'build_parser', 'main', 'train_variant', 'default_warmup',
+           'train_config', 'unet_config', 'stored_dataset', 'build_trainer', 'plan_steps']
 
 # %% ../nbs/14_cli.ipynb #ac657874
 COMMANDS: dict[str, tuple[str, Callable, Callable]] = {}  # name -> (help, add_arguments(parser), run(args) -> exit code)
@@ -125,19 +126,31 @@ def _cmd_schedule(args) -> int:
     for t in ts: print(f"{t:>6} {s.betas[t].item():>10.6f} {s.alpha_bar[t].item():>11.6f} {s.log_snr[t].item():>9.3f}")
     return 0
 
+# %% ../nbs/14_cli.ipynb #cf7f31f3
+TRAIN_VARIANTS: dict[str, tuple[Callable, Callable, bool]] = {}  # name -> (add_arguments(train parser), build(args, found) -> Trainer|None, a --model choice)
+UNET_CLASS = 'ddpm_book.unet.UNet'  # the model_class of a plain run's checkpoints
+
+def train_variant(name:str, add_arguments:Callable, model:bool=False # also a choice of `train --model`
+                 ):
+    "Decorator registering `build(args, found) -> Trainer|None` as a kind of `ddpm-book train` run; `found`: (path, state) being continued, or None."
+    def register(build): TRAIN_VARIANTS[name] = (add_arguments, build, model); return build
+    return register
+
 # %% ../nbs/14_cli.ipynb #6e349f45
 TRAIN_DEFAULTS = dict(steps=4000, batch_size=32, lr=2e-4, schedule='linear', T=1000, pred_type='eps', label_dropout=0.1,
                       precision='auto', ckpt_every=250, sample_every=500, seed=0)  # a fresh run's settings; warm-up: default_warmup(steps)
 QUICK_DEFAULTS = dict(steps=20, batch_size=8, warmup_steps=2)  # --quick: a smoke test
-TRAIN_OPTIONS = (*TRAIN_DEFAULTS, 'warmup_steps', 'class_cond', 'eval_every', 'eval_n')  # TrainConfig fields set by options of the same name
+TRAIN_OPTIONS = tuple(f.name for f in fields(TrainConfig) if f.name not in ('run_dir', 'device', 'progress', 'best_metric'))  # set by options (or chapter 14b's config keys) of the same name
 
 def default_warmup(steps:int) -> int: return min(200, steps // 10)
 
 def _train_arguments(t, demo:bool=False):
-    "Options of `train` (and `demo`, which fixes the data); settings default to None = 'not given' (see _train_config)."
+    "Options of `train` (and `demo`, which fixes the data); settings default to None = 'not given' (see train_config)."
     d = DEMO_DEFAULTS if demo else TRAIN_DEFAULTS
     dflt = lambda k, quick=None: f"(default: {d[k]}" + (f"; {quick} with --quick" if quick else '') + ("" if demo else "; continuing: the run's") + ')'
     if not demo:
+        t.add_argument('--model', choices=('unet', *(n for n, v in TRAIN_VARIANTS.items() if v[2])), default=None, help="the denoiser (default: unet; continuing: the run's)")
+        for add, _, _ in TRAIN_VARIANTS.values(): add(t)  # the options of later chapters' kinds of run
         t.add_argument('--data', default=None, help=f"data set; one of: {', '.join(DATASETS)} (default: mnist5k; continuing: the run's)")
         t.add_argument('--image-size', type=int, default=None, help="resize images to this size (continuing: the run's)")
         t.add_argument('--class-cond', action='store_true', default=None, help='class-conditional training (labels, with label dropout for guidance)')
@@ -166,10 +179,10 @@ def _train_arguments(t, demo:bool=False):
     if demo: t.add_argument('--minutes', type=float, default=8.0, help='time budget of the whole demo when --steps is not given (default: 8)')
 
 # %% ../nbs/14_cli.ipynb #65c469e3
-def _train_config(args, stored:dict|None=None, # the TrainConfig dict of the checkpoint being continued
+def train_config(args, stored:dict|None=None, # the TrainConfig dict of the checkpoint being continued
                   defaults:dict=TRAIN_DEFAULTS) -> TrainConfig:
     "TrainConfig from the parsed `train`/`demo` arguments: what was given, else the stored config, else the defaults."
-    given = {k: getattr(args, k) for k in TRAIN_OPTIONS if getattr(args, k, None) is not None}
+    given = {k: getattr(args, k) for k in TRAIN_OPTIONS if getattr(args, k, None) is not None or k in getattr(args, 'config_none', ())}  # null in a config file (14b)
     if stored is not None: settings = {**stored, **given}
     else:
         settings = {**defaults, **(QUICK_DEFAULTS if args.quick else {}), **given}
@@ -179,7 +192,7 @@ def _train_config(args, stored:dict|None=None, # the TrainConfig dict of the che
     best = 'proxy_fd' if settings.get('eval_every') else None  # --eval-every keeps checkpoints/best.pt by proxy FD
     return TrainConfig(**{**settings, 'best_metric': best, 'run_dir': str(args.out), 'device': args.device, 'progress': not args.no_progress})
 
-def _unet_config(args, ds, class_cond:bool|None=None, default:UNetConfig|None=None) -> UNetConfig:
+def unet_config(args, ds, class_cond:bool|None=None, default:UNetConfig|None=None) -> UNetConfig:
     "The preset (or `default`), resized to the data set's channels/size; tiny with --quick."
     c, size, _ = ds[0]['x'].shape
     ncls = len(ds.classes) if (args.class_cond if class_cond is None else class_cond) else None
@@ -197,7 +210,7 @@ def _checkpoint_to_continue(args) -> tuple[Path, dict]|None:
         return None
     return find_checkpoint(ckpt_dir, int(args.resume) if args.resume.isdigit() else args.resume)
 
-def _stored_dataset(run_dir) -> str|None:
+def stored_dataset(run_dir) -> str|None:
     "The data set name recorded in a run's config.json (None if there is none)."
     p = Path(run_dir) / 'config.json'
     return json.loads(p.read_text()).get('dataset', {}).get('name') if p.is_file() else None
@@ -210,13 +223,17 @@ def build_trainer(args, defaults:dict=TRAIN_DEFAULTS, # a fresh run's settings
     check_output_dir(args.out, '--out')
     found = _checkpoint_to_continue(args)
     stored = found[1] if found else None
-    data = args.data or (_stored_dataset(args.out) if stored else None) or 'mnist5k'
+    for _, build, _ in (TRAIN_VARIANTS.values() if hasattr(args, 'model') else ()):  # train, validate-config: a later chapter's kind of run?
+        if (tr := build(args, found)) is not None: return tr
+    if (getattr(args, 'model', None) or 'unet') != 'unet' or (stored and stored.get('model_class', UNET_CLASS) != UNET_CLASS):
+        raise ValueError(f"no train variant builds --model {getattr(args, 'model', None) or stored['model_class']!r}; registered: {', '.join(TRAIN_VARIANTS) or 'none'}")
+    data = args.data or (stored_dataset(args.out) if stored else None) or 'mnist5k'
     size = args.image_size or (stored['model_config']['image_size'] if stored else image_size)
     ds = get_dataset(data, root=args.root, split='train', image_size=size)
     if ds[0]['x'].ndim != 3: raise ValueError(f"train needs an image data set; {data!r} holds {ds[0]['x'].ndim}-D points")
-    cfg = _train_config(args, stored and stored['config'], defaults)
+    cfg = train_config(args, stored and stored['config'], defaults)
     if cfg.class_cond and not getattr(ds, 'classes', None): raise ValueError(f"--class-cond needs a labelled data set; {data!r} has no classes")
-    ucfg = UNetConfig(**stored['model_config']) if stored and args.preset is None else _unet_config(args, ds, cfg.class_cond, unet)
+    ucfg = UNetConfig(**stored['model_config']) if stored and args.preset is None else unet_config(args, ds, cfg.class_cond, unet)
     sample_fn = trainer_sample_fn(make_schedule(cfg.schedule, cfg.T, cfg.zero_terminal_snr), tuple(ds[0]['x'].shape), cfg.pred_type, ucfg.num_classes)
     torch.manual_seed(cfg.seed)
     tr = Trainer(UNet(ucfg), ds, cfg, sample_fn=sample_fn)

@@ -19,7 +19,7 @@ from .unet import with_added_fields  # configs stored before a UNet field existe
 from .checkpoints import (capture_rng_state, restore_rng_state, save_checkpoint, save_file, find_checkpoint, model_state,
                                    load_model_state, check_config, unwrap, list_checkpoints, model_class_name, checkpoint_name)
 from .objective import PRED_TYPES, WEIGHTINGS, LOSSES, T_SAMPLINGS, diffusion_loss, ddpm_sample_standin, EMA
-from .runs import (prepare_run_dir, run_meta, append_event, open_tensorboard, peak_mem_mb, save_points, StopSignals,
+from .runs import (prepare_run_dir, write_run_artifacts, run_meta, append_event, open_tensorboard, peak_mem_mb, save_points, StopSignals,
                             ResumableBatchSampler, SeededItems, SeededBatches, item_seed, default_eval_fn, make_accelerator)
 
 # %% auto #0
@@ -54,6 +54,8 @@ class TrainConfig:
     min_snr_gamma:float=5.0 # gamma of min-SNR
     p2_gamma:float=1.0 # gamma of P2
     p2_k:float=1.0 # k of P2
+    dream:bool=False # DREAM (chapter 08, eqs. 8.4a-b): train on the model's own estimate, one extra forward pass per micro-batch
+    dream_p:float=1.0 # DREAM's exponent p
     t_sampling:str='uniform' # 'uniform' or 'stratified'
     class_cond:bool=False # pass the items' 'label' to the model as labels= (class-conditional training)
     label_dropout:float=0.0 # probability of replacing a label by the "no class" index (for classifier-free guidance)
@@ -92,7 +94,7 @@ def _validate(c:TrainConfig):
     check_int('TrainConfig.keep_last', c.keep_last, 1, none_ok=True)
     for k in ('min_lr_ratio', 'label_dropout'): check_float(f'TrainConfig.{k}', getattr(c, k), 0, 1)
     check_float('TrainConfig.ema_decay', c.ema_decay, 0, 1, hi_open=True); check_float('TrainConfig.ema_warmup', c.ema_warmup, 1)
-    check_float('TrainConfig.weight_decay', c.weight_decay, 0); check_float('TrainConfig.p2_gamma', c.p2_gamma)
+    check_float('TrainConfig.weight_decay', c.weight_decay, 0); check_float('TrainConfig.p2_gamma', c.p2_gamma); check_float('TrainConfig.dream_p', c.dream_p, 0)
     if c.best_metric is not None and not c.eval_every: raise ValueError(f"TrainConfig.best_metric={c.best_metric!r} needs eval_every > 0")
     make_schedule(c.schedule, c.T, c.zero_terminal_snr)  # raises for an unknown schedule kind
 
@@ -229,7 +231,7 @@ def _loss(self:Trainer, x0:torch.Tensor, model_kwargs:dict) -> torch.Tensor:
     c = self.cfg
     with self.acc.autocast():
         return diffusion_loss(self.net, x0, self.sched, c.pred_type, c.loss, c.weighting, c.t_sampling, self.gen,
-                              c.huber_delta, c.min_snr_gamma, c.p2_gamma, c.p2_k, shard=self._shard, **model_kwargs)
+                              c.huber_delta, c.min_snr_gamma, c.p2_gamma, c.p2_k, shard=self._shard, dream=c.dream, dream_p=c.dream_p, **model_kwargs)
 
 @patch
 def _now(self:Trainer) -> float:
@@ -279,14 +281,14 @@ def _check_step_finite(self:Trainer, loss, grad_norm):
 # %% ../nbs/08c_trainer.ipynb #aac4937f
 @patch
 def _prepare_run_dir(self:Trainer):
-    "Create the run folder with config.json and meta.json, and drop metrics newer than the current step (chapter 08b)."
+    "Create the run folder with config.json, meta.json and the reproducibility artifacts; drop metrics newer than the current step (08b)."
     ds = self.dataset
     config = {'train': self.cfg.to_dict(), 'model': _model_config(self.model), 'model_class': model_class_name(self.model),
               'dataset': {'name': getattr(ds, 'name', type(ds).__name__), 'len': len(ds)}}
     n, c = self.acc.num_processes, self.cfg
     meta = {**run_meta(self.device, self.step), 'precision': self.precision, 'precision_reason': self.precision_reason,
             'num_processes': n, 'per_process_batch': c.batch_size // n, 'effective_batch': c.batch_size * c.grad_accum}
-    if self.is_main: prepare_run_dir(self.run_dir, config, meta, self.step)
+    if self.is_main: prepare_run_dir(self.run_dir, config, meta, self.step); write_run_artifacts(self.run_dir, config, ds, self.step)
     self.acc.wait_for_everyone()
 
 @patch
