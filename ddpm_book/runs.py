@@ -44,7 +44,7 @@ def run_meta(device:torch.device, # the device the run trains on
             'device': str(device), 'device_name': name, 'threads': torch.get_num_threads(), 'git_commit': git_commit(),
             'argv': sys.argv, 'started_at_step': step, 'time': time.strftime('%Y-%m-%d %H:%M:%S')}
 
-# %% ../nbs/08b_runs.ipynb #26902051
+# %% ../nbs/08b_runs.ipynb #959d3918
 PACKAGES = ('ddpm_book', 'torch', 'torchvision', 'numpy', 'accelerate', 'torchmetrics', 'tokenizers', 'fastcore', 'pyyaml', 'diffusers')
 
 def _version(name:str) -> str|None:
@@ -61,7 +61,7 @@ def env_info() -> dict:
             'mps': torch.backends.mps.is_available(), 'deterministic_algorithms': torch.are_deterministic_algorithms_enabled(),
             'cublas_workspace_config': os.environ.get('CUBLAS_WORKSPACE_CONFIG'), 'packages': {n: _version(n) for n in PACKAGES}}
 
-# %% ../nbs/08b_runs.ipynb #56a014b1
+# %% ../nbs/08b_runs.ipynb #7c9d6968
 def source_checkout(path:str|Path|None=None # a folder of the library's source; default: where ddpm_book was imported from
                    ) -> dict|None:
     "The git commit and dirty flag of the checkout `path` is tracked in, or None (an installed copy, no git)."
@@ -74,7 +74,7 @@ def source_checkout(path:str|Path|None=None # a folder of the library's source; 
                 'dirty': bool(dirty)}
     except (OSError, subprocess.SubprocessError): return None
 
-# %% ../nbs/08b_runs.ipynb #f2672095
+# %% ../nbs/08b_runs.ipynb #b49b7adf
 def _fingerprint_parts(ds):
     "What identifies a data set's content, from its attributes (in-memory tensors, torchvision arrays, files, captions), never its items."
     if isinstance(getattr(ds, 'x', None), torch.Tensor): yield from (ds.x, getattr(ds, 'labels', None))
@@ -92,7 +92,7 @@ def dataset_fingerprint(ds) -> str:
         h.update(part.tobytes() if isinstance(part, np.ndarray) else repr(part).encode())
     return h.hexdigest()
 
-# %% ../nbs/08b_runs.ipynb #342a12e8
+# %% ../nbs/08b_runs.ipynb #2dc26b90
 def write_run_artifacts(run_dir:str|Path, # the run folder
                         config:dict, # the resolved settings (the Trainer passes what it writes to config.json)
                         dataset, # the training data set
@@ -106,7 +106,9 @@ def write_run_artifacts(run_dir:str|Path, # the run folder
     try: sessions = json.loads((run_dir / 'run_manifest.json').read_text()).get('sessions', [])
     except (OSError, ValueError, AttributeError): sessions = []
     now = {'time': time.strftime('%Y-%m-%d %H:%M:%S'), 'started_at_step': step, 'command': sys.argv, 'cwd': os.getcwd(), 'git': source_checkout()}
-    manifest = {'ddpm_book': __version__, **now, 'config_sha256': hashlib.sha256(text.encode()).hexdigest(),
+    git = now['git'] or {}
+    manifest = {'ddpm_book': __version__, 'library_version': __version__, **now, 'git_commit': git.get('commit'), 'git_dirty': git.get('dirty'),
+                'config_sha256': hashlib.sha256(text.encode()).hexdigest(),
                 'dataset': {'name': getattr(dataset, 'name', type(dataset).__name__), 'len': len(dataset), 'fingerprint': dataset_fingerprint(dataset)},
                 'sessions': sessions + [now]}
     write_json(run_dir / 'run_manifest.json', manifest)
