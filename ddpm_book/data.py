@@ -18,9 +18,10 @@ from PIL import Image
 from .core import check_choice, check_float, check_int
 
 # %% auto #0
-__all__ = ['DATASETS', 'MNIST_CLASSES', 'IMAGE_EXTENSIONS', 'to_pm1', 'from_pm1', 'BookDataset', 'InMemoryDataset', 'get_dataset',
-           'DatasetUnavailableError', 'TorchvisionDataset', 'ImageReadError', 'ImageFolderDataset', 'make_moons',
-           'make_swiss_roll', 'make_gaussians8', 'get_dataloader']
+__all__ = ['DATASETS', 'MNIST_CLASSES', 'IMAGE_EXTENSIONS', 'FLICKR_HEADER', 'to_pm1', 'from_pm1', 'BookDataset',
+           'InMemoryDataset', 'get_dataset', 'DatasetUnavailableError', 'TorchvisionDataset', 'ImageReadError',
+           'ImageFolderDataset', 'make_moons', 'make_swiss_roll', 'make_gaussians8', 'get_dataloader',
+           'read_flickr_captions', 'Flickr30kDataset']
 
 # %% ../nbs/01_data.ipynb #0d232e86
 def to_pm1(u):
@@ -326,3 +327,57 @@ def get_dataloader(ds:Dataset, # a data set from `get_dataset` (or any map-style
     if num_workers is None: num_workers = 0 if getattr(ds, 'in_memory', False) else max(0, min(4, _cpu_count() - 1))
     return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, num_workers=num_workers,
                       generator=generator, pin_memory=torch.cuda.is_available(), persistent_workers=num_workers > 0)
+
+# %% ../nbs/01_data.ipynb #1c664936
+FLICKR_HEADER = ('image_name', 'comment_number', 'comment')  # results.csv's first line, separated by '|'
+
+def read_flickr_captions(path:str|Path # a Flickr30k results.csv
+                        ) -> dict[str, list[str]]: # image file name -> its captions, in file order
+    "The captions of every image in a Flickr30k caption file; ValueError naming the bad line."
+    path = Path(path); lines = path.read_text(encoding='utf-8').splitlines()
+    if not lines or [h.strip() for h in lines[0].split('|')] != list(FLICKR_HEADER):
+        raise ValueError(f"{path}: the first line must be the header 'image_name| comment_number| comment', got {(lines or [''])[0][:60]!r}")
+    caps = {}
+    for n, line in enumerate(lines[1:], 2):
+        if not line.strip(): continue
+        parts = [p.strip() for p in line.split('|', 2)]
+        if len(parts) == 2 and parts[1][:1].isdigit() and ' ' in parts[1]: parts = [parts[0], *parts[1].split(' ', 1)]  # '| 4 A dog ...'
+        if len(parts) != 3 or not parts[0] or not parts[1].isdigit() or not parts[2]:
+            raise ValueError(f"{path}: line {n} is not 'image_name| comment_number| comment': {line[:80]!r}")
+        caps.setdefault(parts[0], []).append(parts[2])
+    if not caps: raise ValueError(f"{path}: no caption lines after the header")
+    return caps
+
+# %% ../nbs/01_data.ipynb #ed4b9b35
+class Flickr30kDataset(BookDataset):
+    "Flickr30k's captioned images as `{'x': (C,H,W) in [-1, 1], 'caption': one of the image's captions}`."
+    def __init__(self, root:str|Path, # the folder holding results.csv (images beside it or in flickr30k_images/)
+                 image_size:int=64, channels:int=3, # output size; 1 (grey) or 3
+                 center_crop:bool=True, flip:bool=False, # as in ImageFolderDataset
+                 captions_file:str='results.csv', split:str='train'):
+        self.root, self.name, self.split = Path(root), 'flickr30k', split
+        image_size, channels = check_int('image_size', image_size, 1), check_choice('channels', channels, (1, 3))
+        path = self.root / captions_file
+        if not path.is_file(): raise FileNotFoundError(f"no Flickr30k caption file '{path}' (expected '{captions_file}' in the folder given as root)")
+        caps = read_flickr_captions(path)
+        folder = next((d for d in (self.root, self.root / 'flickr30k_images') if (d / next(iter(caps))).is_file()), None)
+        if folder is None: raise FileNotFoundError(f"image {next(iter(caps))!r} of '{path}' is neither in '{self.root}' nor in '{self.root / 'flickr30k_images'}'")
+        missing = [f for f in caps if not (folder / f).is_file()]
+        if missing: raise FileNotFoundError(f"{len(missing)} image(s) named in '{path}' are missing from '{folder}', e.g. {missing[:3]}")
+        self.files, self.captions = [(folder / f).relative_to(self.root).as_posix() for f in caps], list(caps.values())  # paths under root
+        self.all_captions = [c for cs in self.captions for c in cs]
+        self.mode, self.image_shape = ('L' if channels == 1 else 'RGB'), (channels, image_size, image_size)
+        resize = [v2.Resize(image_size, antialias=True), v2.CenterCrop(image_size)] if center_crop else [v2.Resize((image_size, image_size), antialias=True)]
+        self.transform = _image_transform(resize, flip)
+
+    def __len__(self): return len(self.files)
+    def __getitem__(self, i):
+        k = int(torch.randint(len(self.captions[i]), ())) if len(self.captions[i]) > 1 else 0  # seeded per item and epoch by the Trainer
+        x = to_pm1(self.transform(_read_image(self.root / self.files[i], self.mode))).as_subclass(torch.Tensor)
+        return {'x': x, 'caption': self.captions[i][k]}
+
+def _flickr30k(root, split, image_size, **kwargs) -> Flickr30kDataset:
+    "get_dataset's builder for 'flickr30k': image_size None means 64."
+    return Flickr30kDataset(root, 64 if image_size is None else image_size, split=split, **kwargs)
+
+DATASETS['flickr30k'] = (('train', 'all'), _flickr30k, ('channels', 'center_crop', 'flip', 'captions_file'))
