@@ -31,6 +31,8 @@ class NotebookFile(pytest.File):
 class NotebookItem(pytest.Item):
     def runtest(self):
         from nbdev.test import test_nb
+        import torch
+        torch.set_grad_enabled(True); torch.use_deterministic_algorithms(False)  # each notebook starts as in a fresh kernel, whatever the last one left
         os.environ['IN_TEST'] = '1'
         ok, secs = test_nb(self.path, skip_flags=[], force_flags=[], showerr=True)  # every cell, as Run All
         if not ok: raise NotebookFailed(self.path.name)
