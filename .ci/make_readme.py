@@ -3,7 +3,9 @@
 Markdown cells are copied, code cells shown as code (hidden cells, `#|hide`, are left out), and
 image links relative to nbs/ are rewritten to be relative to the repository root.
 """
-import json, re
+
+import json
+import re
 from pathlib import Path
 
 root = Path(__file__).resolve().parent.parent
@@ -11,7 +13,8 @@ nb = json.loads((root / 'nbs' / 'index.ipynb').read_text(encoding='utf-8'))
 parts = ['<!-- Generated from nbs/index.ipynb by .ci/make_readme.py: edit the notebook, not this file. -->']
 for cell in nb['cells']:
     src = ''.join(cell['source']).strip()
-    if not src: continue
+    if not src:
+        continue
     if cell['cell_type'] == 'markdown':
         parts.append(re.sub(r'\]\((?!https?:|/|#)([^)]+)\)', r'](nbs/\1)', src))
     elif cell['cell_type'] == 'code' and not re.search(r'^#\|\s*(hide|export)', src, re.M):

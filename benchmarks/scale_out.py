@@ -12,7 +12,14 @@ parallelism needs one GPU per process. Not a test: it prints numbers.
     python benchmarks/scale_out.py                          # mnist preset at 16x16, batch 32, 1 vs 2 processes
     python benchmarks/scale_out.py --processes 4 --threads 4 --steps 60
 """
-import argparse, json, os, statistics, subprocess, sys, tempfile
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import torch
@@ -33,15 +40,29 @@ Trainer(model, ds, TrainConfig(**a)).fit()
 def run(n: int, args, root: Path, k: int) -> float:
     "Train in n processes; the mean images/s after the first log window."
     from ddpm_book.runs import launch_local
+
     out = root / f'n{n}_{k}'
-    cfg = dict(run_dir=str(out), steps=args.steps, batch_size=args.batch_size, precision=args.precision, warmup_steps=5,
-               log_every=args.log_every, ckpt_every=0, sample_every=0, progress=False, threads=max(1, args.threads // n),
-               image_size=args.image_size, preset=args.preset)
-    script = root / 'worker.py'; script.write_text(WORKER)
+    cfg = dict(
+        run_dir=str(out),
+        steps=args.steps,
+        batch_size=args.batch_size,
+        precision=args.precision,
+        warmup_steps=5,
+        log_every=args.log_every,
+        ckpt_every=0,
+        sample_every=0,
+        progress=False,
+        threads=max(1, args.threads // n),
+        image_size=args.image_size,
+        preset=args.preset,
+    )
+    script = root / 'worker.py'
+    script.write_text(WORKER)
     env = {**os.environ, 'OMP_NUM_THREADS': str(max(1, args.threads // n))}
     argv = [str(script), json.dumps(cfg)]
     rc = launch_local(argv, n, env=env) if n > 1 else subprocess.run([sys.executable, *argv], env=env).returncode
-    if rc: sys.exit(f'run with {n} processes failed (exit status {rc})')
+    if rc:
+        sys.exit(f'run with {n} processes failed (exit status {rc})')
     recs = [json.loads(l) for l in (out / 'metrics' / 'events.jsonl').read_text().splitlines()]
     return statistics.mean(r['images_per_s'] for r in recs[1:])
 
@@ -58,14 +79,19 @@ def main():
     p.add_argument('--precision', default='fp32')
     p.add_argument('--repeats', type=int, default=2)
     args = p.parse_args()
-    print(f"CPU capability {torch.backends.cpu.get_cpu_capability()}, {os.cpu_count()} logical CPUs, torch {torch.__version__}; "
-          f"preset {args.preset} at {args.image_size}x{args.image_size}, global batch {args.batch_size}, {args.precision}, {args.threads} threads in all")
+    print(
+        f"CPU capability {torch.backends.cpu.get_cpu_capability()}, {os.cpu_count()} logical CPUs, torch {torch.__version__}; "
+        f"preset {args.preset} at {args.image_size}x{args.image_size}, global batch {args.batch_size}, {args.precision}, {args.threads} threads in all"
+    )
     root, res = Path(tempfile.mkdtemp()), {1: [], args.processes: []}
     for k in range(args.repeats):
-        for n in res: res[n].append(run(n, args, root, k))
+        for n in res:
+            res[n].append(run(n, args, root, k))
     one, many = statistics.median(res[1]), statistics.median(res[args.processes])
     print(f"1 process ({args.threads} threads): {one:.0f} images/s")
-    print(f"{args.processes} processes ({max(1, args.threads // args.processes)} threads each, batch {args.batch_size // args.processes} each): {many:.0f} images/s")
+    print(
+        f"{args.processes} processes ({max(1, args.threads // args.processes)} threads each, batch {args.batch_size // args.processes} each): {many:.0f} images/s"
+    )
     print(f"ratio {args.processes} processes / 1 process: {many / one:.2f}")
 
 

@@ -26,7 +26,15 @@ linear between boundaries. The last line reads `time_to_quality threshold=F ours
     python benchmarks/time_to_quality.py --budget-s 600 --segment-s 100 --n 256 --steps 10 --threads 2
     python benchmarks/time_to_quality.py --ablate --ablate-budget-s 60 --threads 2   # each lever reverted alone
 """
-import argparse, copy, math, statistics, sys, tempfile, time, warnings
+
+import argparse
+import copy
+import math
+import statistics
+import sys
+import tempfile
+import time
+import warnings
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -44,19 +52,37 @@ from ddpm_book.schedules import make_schedule  # noqa: E402
 from ddpm_book.trainer import Trainer, TrainConfig  # noqa: E402
 from ddpm_book.unet import UNet, UNetConfig, count_parameters  # noqa: E402
 
-SCRIPT = dict(lr=1e-4, warmup_steps=500, adam_betas=(0.95, 0.999), weight_decay=1e-6, epochs=100, ema_max=0.9999,
-              ema_inv_gamma=1.0, ema_power=0.75)  # train_unconditional.py's defaults
+SCRIPT = dict(
+    lr=1e-4,
+    warmup_steps=500,
+    adam_betas=(0.95, 0.999),
+    weight_decay=1e-6,
+    epochs=100,
+    ema_max=0.9999,
+    ema_inv_gamma=1.0,
+    ema_power=0.75,
+)  # train_unconditional.py's defaults
 
 
 def ours_settings(precision: str, args) -> dict:
     "Our TrainConfig fields for this hardware: `precision` is what choose_precision('auto') resolved to."
-    return dict(precision=precision, lr=args.ours_lr, warmup_steps=args.ours_warmup, weighting='min_snr', min_snr_gamma=5.0,
-                t_sampling='stratified', ema_decay=args.ours_ema_decay, ema_warmup=args.ours_ema_warmup, grad_clip=1.0,
-                channels_last=False,  # measured: no faster in fp32 and slower in bf16 on the CPU (see the closing note)
-                compile=False)  # measured: minutes of compiling, recompile-limit graph breaks, no faster step on the CPU
+    return dict(
+        precision=precision,
+        lr=args.ours_lr,
+        warmup_steps=args.ours_warmup,
+        weighting='min_snr',
+        min_snr_gamma=5.0,
+        t_sampling='stratified',
+        ema_decay=args.ours_ema_decay,
+        ema_warmup=args.ours_ema_warmup,
+        grad_clip=1.0,
+        channels_last=False,  # measured: no faster in fp32 and slower in bf16 on the CPU (see the closing note)
+        compile=False,
+    )  # measured: minutes of compiling, recompile-limit graph breaks, no faster step on the CPU
 
 
 # ---------------------------------------------------------------- data
+
 
 def to_pil(x: torch.Tensor) -> list:
     "Images (N, 1, H, W) in [-1, 1] as 8-bit grey PIL images (exact: mnist5k holds 8-bit levels)."
@@ -67,42 +93,58 @@ def to_pil(x: torch.Tensor) -> list:
 def script_transform(size: int):
     "train_unconditional.py's augmentations without the (default-off) flip."
     from torchvision.transforms import CenterCrop, Compose, InterpolationMode, Normalize, Resize, ToTensor
-    return Compose([Resize(size, interpolation=InterpolationMode.BILINEAR), CenterCrop(size), ToTensor(), Normalize([0.5], [0.5])])
+
+    return Compose(
+        [Resize(size, interpolation=InterpolationMode.BILINEAR), CenterCrop(size), ToTensor(), Normalize([0.5], [0.5])]
+    )
 
 
 class PILDigits(torch.utils.data.Dataset):
     "PIL images transformed per item, as the script's `dataset.set_transform`; key 'input' (theirs) or 'x' (ours)."
+
     def __init__(self, x: torch.Tensor, key: str = 'input'):
         self.images, self.key, self.tf = to_pil(x), key, script_transform(x.shape[-1])
         self.name, self.image_shape = 'mnist5k-pil', tuple(x.shape[1:])
-    def __len__(self): return len(self.images)
-    def __getitem__(self, i): return {self.key: self.tf(self.images[i])}
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        return {self.key: self.tf(self.images[i])}
 
 
 # ---------------------------------------------------------------- contestants
 
+
 class Ours:
     "ddpm_book's Trainer, driven by `fit(until=...)` in shrinking chunks that fill each segment; the cosine ends at the budget."
+
     def __init__(self, name: str, model, dataset, cfg: dict, budget_s: float, steps_per_s: float, replan: bool = True):
         self.name, self.budget_s, self.replanning = name, budget_s, replan
         planned = max(2, round(budget_s * steps_per_s))
-        self.tr = Trainer(model, dataset, TrainConfig(**{**cfg, 'steps': planned if replan else cfg.get('steps', planned)}))
+        self.tr = Trainer(
+            model, dataset, TrainConfig(**{**cfg, 'steps': planned if replan else cfg.get('steps', planned)})
+        )
         self.seconds, self.rate = 0.0, steps_per_s
 
     @property
-    def steps(self): return self.tr.step
+    def steps(self):
+        return self.tr.step
 
     def train(self, seconds: float):
         "Train about `seconds` more (whole steps, stopping where the next one would overshoot by more than half)."
         end = self.seconds + seconds
         while self.tr.step < self.tr.cfg.steps:
             left = end - self.seconds
-            if left * self.rate < 0.5: break
+            if left * self.rate < 0.5:
+                break
             k = max(1, int(left * self.rate * (0.6 if left * self.rate > 8 else 1)))
             t0, s0 = time.perf_counter(), self.tr.step
             self.tr.fit(until=min(self.tr.step + k, self.tr.cfg.steps))
-            dt = time.perf_counter() - t0; self.seconds += dt
-            if self.tr.step > s0: self.rate = 0.5 * self.rate + 0.5 * (self.tr.step - s0) / dt
+            dt = time.perf_counter() - t0
+            self.seconds += dt
+            if self.tr.step > s0:
+                self.rate = 0.5 * self.rate + 0.5 * (self.tr.step - s0) / dt
 
     def replan(self):
         "Set the cosine's length so that it ends when the budget does, at the speed measured so far."
@@ -112,7 +154,12 @@ class Ours:
     def data_ms(self) -> float:
         "Mean data-fetch milliseconds per step, from the Trainer's own events.jsonl."
         import json
-        recs = [json.loads(l) for l in (Path(self.tr.run_dir) / 'metrics' / 'events.jsonl').read_text().splitlines() if l.strip()]
+
+        recs = [
+            json.loads(l)
+            for l in (Path(self.tr.run_dir) / 'metrics' / 'events.jsonl').read_text().splitlines()
+            if l.strip()
+        ]
         return statistics.fmean(r['data_fetch_ms'] for r in recs) if recs else math.nan
 
     def eval_net(self):
@@ -128,28 +175,55 @@ def diffusers_ema_decay(step: int) -> float:
 
 class Theirs:
     "The training loop of diffusers' train_unconditional.py (single process, no accelerate wrappers), step by step."
-    def __init__(self, name: str, model, x: torch.Tensor, batch: int, precision: str, horizon_steps: int, seed: int = 0):
+
+    def __init__(
+        self, name: str, model, x: torch.Tensor, batch: int, precision: str, horizon_steps: int, seed: int = 0
+    ):
         from diffusers import DDPMScheduler
         from diffusers.optimization import get_scheduler
         from diffusers.training_utils import EMAModel
+
         self.name, self.model, self.precision = name, model.train(), precision
-        self.noise_scheduler = DDPMScheduler(num_train_timesteps=1000, beta_schedule='linear', prediction_type='epsilon')
-        self.opt = torch.optim.AdamW(model.parameters(), lr=SCRIPT['lr'], betas=SCRIPT['adam_betas'], weight_decay=SCRIPT['weight_decay'], eps=1e-8)
-        self.lr_scheduler = get_scheduler('cosine', optimizer=self.opt, num_warmup_steps=SCRIPT['warmup_steps'], num_training_steps=horizon_steps)
-        self.ema = EMAModel(model.parameters(), decay=SCRIPT['ema_max'], use_ema_warmup=True, inv_gamma=SCRIPT['ema_inv_gamma'],
-                            power=SCRIPT['ema_power'], model_cls=type(model), model_config=model.config)
-        self.loader = torch.utils.data.DataLoader(PILDigits(x), batch_size=batch, shuffle=True, num_workers=0,
-                                                  generator=torch.Generator().manual_seed(seed))
+        self.noise_scheduler = DDPMScheduler(
+            num_train_timesteps=1000, beta_schedule='linear', prediction_type='epsilon'
+        )
+        self.opt = torch.optim.AdamW(
+            model.parameters(),
+            lr=SCRIPT['lr'],
+            betas=SCRIPT['adam_betas'],
+            weight_decay=SCRIPT['weight_decay'],
+            eps=1e-8,
+        )
+        self.lr_scheduler = get_scheduler(
+            'cosine', optimizer=self.opt, num_warmup_steps=SCRIPT['warmup_steps'], num_training_steps=horizon_steps
+        )
+        self.ema = EMAModel(
+            model.parameters(),
+            decay=SCRIPT['ema_max'],
+            use_ema_warmup=True,
+            inv_gamma=SCRIPT['ema_inv_gamma'],
+            power=SCRIPT['ema_power'],
+            model_cls=type(model),
+            model_config=model.config,
+        )
+        self.loader = torch.utils.data.DataLoader(
+            PILDigits(x), batch_size=batch, shuffle=True, num_workers=0, generator=torch.Generator().manual_seed(seed)
+        )
         self._it, self.steps, self.seconds, self.data_s, self.horizon = iter(self.loader), 0, 0.0, 0.0, horizon_steps
         self._eval_model = copy.deepcopy(model).eval().requires_grad_(False)
 
     def _batch(self) -> torch.Tensor:
-        try: return next(self._it)['input']
-        except StopIteration: self._it = iter(self.loader); return next(self._it)['input']
+        try:
+            return next(self._it)['input']
+        except StopIteration:
+            self._it = iter(self.loader)
+            return next(self._it)['input']
 
     def step(self):
         "One step of the script's inner loop."
-        t0 = time.perf_counter(); clean = self._batch(); self.data_s += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        clean = self._batch()
+        self.data_s += time.perf_counter() - t0
         noise = torch.randn(clean.shape)
         timesteps = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (clean.shape[0],)).long()
         noisy = self.noise_scheduler.add_noise(clean, noise, timesteps)
@@ -158,15 +232,21 @@ class Theirs:
         loss = F.mse_loss(pred.float(), noise.float())
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
-        self.opt.step(); self.lr_scheduler.step(); self.opt.zero_grad()
+        self.opt.step()
+        self.lr_scheduler.step()
+        self.opt.zero_grad()
         self.ema.step(self.model.parameters())
-        self.steps += 1; loss.detach().item()  # the script logs the loss every step
+        self.steps += 1
+        loss.detach().item()  # the script logs the loss every step
 
     def train(self, seconds: float):
         "Whole steps for `seconds` more, stopping where the next one would overshoot by more than half."
         end, last = self.seconds + seconds, self.seconds / max(self.steps, 1)
         while end - self.seconds > 0.5 * last:
-            t0 = time.perf_counter(); self.step(); last = time.perf_counter() - t0; self.seconds += last
+            t0 = time.perf_counter()
+            self.step()
+            last = time.perf_counter() - t0
+            self.seconds += last
 
     def eval_net(self):
         "The EMA weights in a UNet2DModel, as net(x, t) -> eps."
@@ -176,10 +256,12 @@ class Theirs:
 
 # ---------------------------------------------------------------- sampling and judging
 
+
 @torch.no_grad()
 def diffusers_ddim(net, x_T: torch.Tensor, steps: int) -> torch.Tensor:
     "DDIM with diffusers' DDIMScheduler (eta 0, trailing, x0 clipped and eps re-derived from it)."
     from diffusers import DDIMScheduler
+
     sch = DDIMScheduler(num_train_timesteps=1000, beta_schedule='linear', clip_sample=True, timestep_spacing='trailing')
     sch.set_timesteps(steps)
     x = x_T.clone()
@@ -191,7 +273,9 @@ def diffusers_ddim(net, x_T: torch.Tensor, steps: int) -> torch.Tensor:
 
 def ours_ddim(net, x_T: torch.Tensor, steps: int) -> torch.Tensor:
     "DDIM with ddpm_book's `sample` (eta 0, trailing, x0 clipped)."
-    return sample(net, make_schedule('linear', 1000), x_T, sampler='ddim', steps=steps, eta=0.0, clip='clip', spacing='trailing')
+    return sample(
+        net, make_schedule('linear', 1000), x_T, sampler='ddim', steps=steps, eta=0.0, clip='clip', spacing='trailing'
+    )
 
 
 def check_samplers(cfg: UNetConfig, steps: int) -> float:
@@ -205,8 +289,10 @@ def check_samplers(cfg: UNetConfig, steps: int) -> float:
 
 class Judge:
     "Proxy FID of n samples (fixed starting noise) against the n-digit reference."
+
     def __init__(self, n: int, steps: int, image_size: int, seed: int = 0):
         from ddpm_book.evaluation import proxy_extractor, reference_features
+
         self.ext, self.steps = proxy_extractor(), steps
         self.ref = reference_features(self.ext, n, image_size=image_size)
         self.x_T = torch.randn((n, 1, image_size, image_size), generator=torch.Generator().manual_seed(1000 + seed))
@@ -214,6 +300,7 @@ class Judge:
 
     def __call__(self, c) -> float:
         from ddpm_book.evaluation import extract_features, frechet_distance
+
         t0 = time.perf_counter()
         x = (ours_ddim if isinstance(c, Ours) else diffusers_ddim)(c.eval_net(), self.x_T, self.steps)
         fd = frechet_distance(self.ref, extract_features(self.ext, x))
@@ -223,9 +310,11 @@ class Judge:
 
 # ---------------------------------------------------------------- the race
 
+
 def speed(make, steps: int = 6) -> float:
     "Steps/s of a throwaway contestant (untimed warm-up too: it fills the allocator and oneDNN caches)."
-    c = make(); c.train(0) if isinstance(c, Ours) else None
+    c = make()
+    c.train(0) if isinstance(c, Ours) else None
     times = []
     for _ in range(steps):
         t0 = time.perf_counter()
@@ -240,49 +329,72 @@ def train_segment(contestants: list, seconds: float, slice_s: float, flip: bool)
     active = list(order)
     while active:
         for c in list(active):
-            s0 = c.seconds; c.train(min(slice_s, seconds - done[c.name])); done[c.name] += c.seconds - s0
-            if c.seconds == s0 or seconds - done[c.name] < 1e-3: active.remove(c)
+            s0 = c.seconds
+            c.train(min(slice_s, seconds - done[c.name]))
+            done[c.name] += c.seconds - s0
+            if c.seconds == s0 or seconds - done[c.name] < 1e-3:
+                active.remove(c)
         active.reverse()
     for c in contestants:
-        if hasattr(c, 'replan'): c.replan()
+        if hasattr(c, 'replan'):
+            c.replan()
 
 
 def race(contestants: list, budget_s: float, segment_s: float, slice_s: float, judge, every: bool = True) -> dict:
     "Segments of `segment_s` training seconds each; judge all at 0 and at every boundary (or only at the end)."
     curves = {c.name: [] for c in contestants}
+
     def judge_all(k):
-        for c in contestants: curves[c.name].append((c.seconds, c.steps, judge(c)))
-        print(f"{k:>3} " + '  '.join(f"{c.name}: {curves[c.name][-1][0]:7.1f} s {curves[c.name][-1][1]:6d} steps FID {curves[c.name][-1][2]:8.2f}"
-                                    for c in contestants), flush=True)
-    if every: judge_all(0)
+        for c in contestants:
+            curves[c.name].append((c.seconds, c.steps, judge(c)))
+        print(
+            f"{k:>3} "
+            + '  '.join(
+                f"{c.name}: {curves[c.name][-1][0]:7.1f} s {curves[c.name][-1][1]:6d} steps FID {curves[c.name][-1][2]:8.2f}"
+                for c in contestants
+            ),
+            flush=True,
+        )
+
+    if every:
+        judge_all(0)
     n_seg = math.ceil(budget_s / segment_s - 1e-9)
     for k in range(n_seg):
         train_segment(contestants, min(segment_s, budget_s - k * segment_s), slice_s, k % 2 == 1)
-        if every or k == n_seg - 1: judge_all(k + 1)
+        if every or k == n_seg - 1:
+            judge_all(k + 1)
     return curves
 
 
 def time_to(curve: list, F: float) -> float:
     "Training seconds at which the curve [(s, steps, fid)] first reaches fid <= F, linear between points; inf if never."
-    if curve[0][2] <= F: return curve[0][0]
+    if curve[0][2] <= F:
+        return curve[0][0]
     for (s0, _, f0), (s1, _, f1) in zip(curve, curve[1:]):
-        if f1 <= F: return s0 + (s1 - s0) * (f0 - F) / (f0 - f1)
+        if f1 <= F:
+            return s0 + (s1 - s0) * (f0 - F) / (f0 - f1)
     return math.inf
 
 
 # ---------------------------------------------------------------- setup
 
+
 def build(args, precision: str):
     "The architecture, the data and constructors of both contestants (and of ours with fields changed)."
     cfg = UNetConfig.preset('mnist', base_channels=args.width, dropout=0.0)  # dropout 0: UNet2DModel's default
     ds = get_dataset('mnist5k', split='train')
-    if tuple(ds.x.shape[1:]) != (1, cfg.image_size, cfg.image_size): raise SystemExit(f"unexpected data shape {tuple(ds.x.shape)}")
+    if tuple(ds.x.shape[1:]) != (1, cfg.image_size, cfg.image_size):
+        raise SystemExit(f"unexpected data shape {tuple(ds.x.shape)}")
     run_root = tempfile.mkdtemp(prefix='ttq_')
-    base = dict(batch_size=args.batch, seed=args.seed, device='cpu', ckpt_every=0, sample_every=0, log_every=50, progress=False)
+    base = dict(
+        batch_size=args.batch, seed=args.seed, device='cpu', ckpt_every=0, sample_every=0, log_every=50, progress=False
+    )
 
     def model_pair():
-        torch.manual_seed(args.seed); ours = UNet(cfg)
-        torch.manual_seed(args.seed); theirs = diffusers_same_size(cfg)
+        torch.manual_seed(args.seed)
+        ours = UNet(cfg)
+        torch.manual_seed(args.seed)
+        theirs = diffusers_same_size(cfg)
         return ours, theirs
 
     def make_ours(name='ours', budget=args.budget_s, rate=1.0, data=ds, replan=True, **changes):
@@ -293,26 +405,42 @@ def build(args, precision: str):
     def make_theirs(name='diffusers', budget=args.budget_s, rate=1.0):
         per_epoch = math.ceil(len(ds) / args.batch)
         horizon = per_epoch * SCRIPT['epochs'] if args.theirs_horizon == 'script' else max(2, round(budget * rate))
-        return Theirs(name, model_pair()[1], ds.x, args.batch, args.theirs_precision if args.theirs_precision != 'no' else 'fp32', horizon, args.seed)
+        return Theirs(
+            name,
+            model_pair()[1],
+            ds.x,
+            args.batch,
+            args.theirs_precision if args.theirs_precision != 'no' else 'fp32',
+            horizon,
+            args.seed,
+        )
 
     return cfg, ds, model_pair, make_ours, make_theirs
 
 
 def print_header(args, precision: str, why: str, cfg: UNetConfig, model_pair):
     ours, theirs = model_pair()
-    print(f"CPU capability={torch.backends.cpu.get_cpu_capability()}  cpu_native_bf16={cpu_native_bf16()}  threads={torch.get_num_threads()}  torch={torch.__version__}")
-    print(f"precision: ours {precision} (choose_precision('auto', 'cpu'): {why}); diffusers loop: mixed_precision "
-          f"{args.theirs_precision!r} ({'the script default' if args.theirs_precision == 'no' else 'set by --theirs-precision'})")
-    print(f"architecture: mnist preset, base {cfg.base_channels}, mults {cfg.channel_mults}, attention at {cfg.attn_resolutions}, dropout 0; "
-          f"parameters: ours {count_parameters(ours):,}  diffusers UNet2DModel {count_parameters(theirs):,}")
+    print(
+        f"CPU capability={torch.backends.cpu.get_cpu_capability()}  cpu_native_bf16={cpu_native_bf16()}  threads={torch.get_num_threads()}  torch={torch.__version__}"
+    )
+    print(
+        f"precision: ours {precision} (choose_precision('auto', 'cpu'): {why}); diffusers loop: mixed_precision "
+        f"{args.theirs_precision!r} ({'the script default' if args.theirs_precision == 'no' else 'set by --theirs-precision'})"
+    )
+    print(
+        f"architecture: mnist preset, base {cfg.base_channels}, mults {cfg.channel_mults}, attention at {cfg.attn_resolutions}, dropout 0; "
+        f"parameters: ours {count_parameters(ours):,}  diffusers UNet2DModel {count_parameters(theirs):,}"
+    )
 
 
 def calibrate(make_ours, make_theirs, args):
     "Steps/s of both (throwaway copies, untimed), for planning the cosines."
     r_ours = speed(lambda: make_ours('calib-ours', budget=10))
     r_theirs = speed(lambda: make_theirs('calib-theirs', budget=10))
-    print(f"measured speed (untimed warm-up): ours {r_ours:.2f} steps/s ({r_ours * args.batch:.0f} img/s), "
-          f"diffusers loop {r_theirs:.2f} steps/s ({r_theirs * args.batch:.0f} img/s)")
+    print(
+        f"measured speed (untimed warm-up): ours {r_ours:.2f} steps/s ({r_ours * args.batch:.0f} img/s), "
+        f"diffusers loop {r_theirs:.2f} steps/s ({r_theirs * args.batch:.0f} img/s)"
+    )
     return r_ours, r_theirs
 
 
@@ -320,48 +448,90 @@ def main_race(args, precision, cfg, make_ours, make_theirs):
     "The race and its last line."
     r_ours, r_theirs = calibrate(make_ours, make_theirs, args)
     ours, theirs = make_ours(rate=r_ours), make_theirs(rate=r_theirs)
-    print(f"ours: {ours_settings(precision, args)}, batch {args.batch}, cosine planned over {ours.tr.cfg.steps} steps (re-planned every segment)")
-    print(f"diffusers loop: {SCRIPT}, batch {args.batch}, cosine over {theirs.horizon} steps "
-          f"({'the script default of 100 epochs' if args.theirs_horizon == 'script' else 'planned from the measured speed and the budget'})")
+    print(
+        f"ours: {ours_settings(precision, args)}, batch {args.batch}, cosine planned over {ours.tr.cfg.steps} steps (re-planned every segment)"
+    )
+    print(
+        f"diffusers loop: {SCRIPT}, batch {args.batch}, cosine over {theirs.horizon} steps "
+        f"({'the script default of 100 epochs' if args.theirs_horizon == 'script' else 'planned from the measured speed and the budget'})"
+    )
     judge = Judge(args.n, args.steps, cfg.image_size, args.seed)
-    print(f"judge: proxy FID ({judge.ext.name}), n={args.n}, DDIM {args.steps} steps (NFE {args.steps}), eta 0, EMA weights; "
-          f"real-vs-real floor at n={args.n}: {floor_fd(judge, args.n):.2f}")
-    print(f"sampler check: max |ours DDIM - diffusers DDIMScheduler| on one network = {check_samplers(cfg, args.steps):.2e}")
-    print(f"segments of {args.segment_s:g} s (taken in turns of {args.slice_s:g} s), budget {args.budget_s:g} training s each; "
-          "cumulative training seconds, steps, proxy FID:")
+    print(
+        f"judge: proxy FID ({judge.ext.name}), n={args.n}, DDIM {args.steps} steps (NFE {args.steps}), eta 0, EMA weights; "
+        f"real-vs-real floor at n={args.n}: {floor_fd(judge, args.n):.2f}"
+    )
+    print(
+        f"sampler check: max |ours DDIM - diffusers DDIMScheduler| on one network = {check_samplers(cfg, args.steps):.2e}"
+    )
+    print(
+        f"segments of {args.segment_s:g} s (taken in turns of {args.slice_s:g} s), budget {args.budget_s:g} training s each; "
+        "cumulative training seconds, steps, proxy FID:"
+    )
     t0 = time.perf_counter()
     curves = race([ours, theirs], args.budget_s, args.segment_s, args.slice_s, judge)
-    print(f"wall {time.perf_counter() - t0:.0f} s, of which judging {judge.seconds:.0f} s; diffusers DataLoader (PIL + transforms) "
-          f"{theirs.data_s:.1f} s = {100 * theirs.data_s / max(theirs.seconds, 1e-9):.1f}% of its training time "
-          f"({1000 * theirs.data_s / max(theirs.steps, 1):.1f} ms/step); ours (in-memory tensor, Trainer's DataLoader of indices) {ours.data_ms():.1f} ms/step")
+    print(
+        f"wall {time.perf_counter() - t0:.0f} s, of which judging {judge.seconds:.0f} s; diffusers DataLoader (PIL + transforms) "
+        f"{theirs.data_s:.1f} s = {100 * theirs.data_s / max(theirs.seconds, 1e-9):.1f}% of its training time "
+        f"({1000 * theirs.data_s / max(theirs.steps, 1):.1f} ms/step); ours (in-memory tensor, Trainer's DataLoader of indices) {ours.data_ms():.1f} ms/step"
+    )
     F_ = args.threshold if args.threshold is not None else min(f for _, _, f in curves['diffusers'][1:])
-    how = 'given by --threshold' if args.threshold is not None else "the diffusers loop's best proxy FID within its budget"
+    how = (
+        'given by --threshold'
+        if args.threshold is not None
+        else "the diffusers loop's best proxy FID within its budget"
+    )
     x, y = time_to(curves['ours'], F_), time_to(curves['diffusers'], F_)
     print(f"threshold F = {F_:.2f} ({how}); times are training seconds, linear between segment boundaries")
-    print(f"time_to_quality threshold={F_:.2f} ours_s={x:.1f} diffusers_s={y:.1f} ratio={(y / x if x > 0 else math.inf):.2f}")
+    print(
+        f"time_to_quality threshold={F_:.2f} ours_s={x:.1f} diffusers_s={y:.1f} ratio={(y / x if x > 0 else math.inf):.2f}"
+    )
 
 
 def floor_fd(judge, n: int) -> float:
     "The proxy's real-vs-real FD at this n (0 if the split is too small for two disjoint sets)."
     from ddpm_book.evaluation import floor
-    try: return floor(judge.ext, n)['fd']
-    except ValueError: return 0.0
+
+    try:
+        return floor(judge.ext, n)['fd']
+    except ValueError:
+        return 0.0
 
 
 # ---------------------------------------------------------------- ablation
 
+
 def levers(args, precision: str, ds) -> list:
     "(name, what is reverted, make_ours keyword changes) for each lever, reverted alone to the diffusers-style choice."
     out = []
-    if precision != 'fp32': out.append(('precision', f"{precision} -> fp32", dict(precision='fp32')))
-    out += [('weighting', 'min_snr -> uniform', dict(weighting='uniform')),
-            ('t_sampling', 'stratified -> uniform timesteps', dict(t_sampling='uniform')),
-            ('lr_schedule', f"lr {args.ours_lr:g}, warm-up {args.ours_warmup}, cosine to the budget -> the script's lr 1e-4, 500 warm-up, "
-                            f"cosine over 100 epochs, betas (0.95, 0.999), wd 1e-6",
-             dict(lr=SCRIPT['lr'], warmup_steps=SCRIPT['warmup_steps'], adam_betas=SCRIPT['adam_betas'], weight_decay=SCRIPT['weight_decay'],
-                  steps=math.ceil(len(ds) / args.batch) * SCRIPT['epochs'], replan=False)),
-            ('ema', f"decay {args.ours_ema_decay}, warm-up w={args.ours_ema_warmup:g} -> diffusers' EMA (power 3/4, max 0.9999)", dict(ema='diffusers')),
-            ('data', 'in-memory tensor -> DataLoader of PIL images + torchvision transforms', dict(data=PILDigits(ds.x, key='x')))]
+    if precision != 'fp32':
+        out.append(('precision', f"{precision} -> fp32", dict(precision='fp32')))
+    out += [
+        ('weighting', 'min_snr -> uniform', dict(weighting='uniform')),
+        ('t_sampling', 'stratified -> uniform timesteps', dict(t_sampling='uniform')),
+        (
+            'lr_schedule',
+            f"lr {args.ours_lr:g}, warm-up {args.ours_warmup}, cosine to the budget -> the script's lr 1e-4, 500 warm-up, "
+            f"cosine over 100 epochs, betas (0.95, 0.999), wd 1e-6",
+            dict(
+                lr=SCRIPT['lr'],
+                warmup_steps=SCRIPT['warmup_steps'],
+                adam_betas=SCRIPT['adam_betas'],
+                weight_decay=SCRIPT['weight_decay'],
+                steps=math.ceil(len(ds) / args.batch) * SCRIPT['epochs'],
+                replan=False,
+            ),
+        ),
+        (
+            'ema',
+            f"decay {args.ours_ema_decay}, warm-up w={args.ours_ema_warmup:g} -> diffusers' EMA (power 3/4, max 0.9999)",
+            dict(ema='diffusers'),
+        ),
+        (
+            'data',
+            'in-memory tensor -> DataLoader of PIL images + torchvision transforms',
+            dict(data=PILDigits(ds.x, key='x')),
+        ),
+    ]
     return out
 
 
@@ -371,16 +541,23 @@ def ablate(args, precision, cfg, ds, make_ours, make_theirs):
     b = args.ablate_budget_s
     cs = [make_ours('ours', budget=b, rate=r_ours)]
     for name, what, ch in levers(args, precision, ds):
-        ch = dict(ch); ema = ch.pop('ema', None)
+        ch = dict(ch)
+        ema = ch.pop('ema', None)
         c = make_ours(f"-{name}", budget=b, rate=r_ours * (0.6 if name == 'precision' else 1), **ch)
-        if ema == 'diffusers':  # diffusers' decay curve in our EMA (its n counts updates from 0; diffusers' step from 1)
+        if (
+            ema == 'diffusers'
+        ):  # diffusers' decay curve in our EMA (its n counts updates from 0; diffusers' step from 1)
             c.tr.ema.decay = lambda n=None, e=c.tr.ema: diffusers_ema_decay((e.num_updates if n is None else n) + 1)
-        c.what = what; cs.append(c)
-    cs.append(make_theirs('diffusers', budget=b, rate=r_theirs)); cs[-1].what = 'the plain diffusers loop (reference)'
+        c.what = what
+        cs.append(c)
+    cs.append(make_theirs('diffusers', budget=b, rate=r_theirs))
+    cs[-1].what = 'the plain diffusers loop (reference)'
     cs[0].what = 'nothing (our settings)'
     judge = Judge(args.n, args.steps, cfg.image_size, args.seed)
     seg = b / max(1, round(b / args.ablate_segment_s))
-    print(f"ablation: {len(cs)} contestants round-robin, {b:g} training s each in segments of {seg:g} s; proxy FID n={args.n}, DDIM {args.steps}")
+    print(
+        f"ablation: {len(cs)} contestants round-robin, {b:g} training s each in segments of {seg:g} s; proxy FID n={args.n}, DDIM {args.steps}"
+    )
     curves = race(cs, b, seg, args.slice_s, judge, every=False)
     best = curves['ours'][-1][2]
     print(f"\n{'variant':<13} {'steps':>6} {'train s':>8} {'proxy FID':>10} {'vs ours':>8}  reverted")
@@ -391,43 +568,72 @@ def ablate(args, precision, cfg, ds, make_ours, make_theirs):
 
 # ---------------------------------------------------------------- main
 
+
 def parse(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--budget-s', type=float, default=600, help='training seconds per contestant')
-    ap.add_argument('--segment-s', type=float, default=100, help='training seconds per segment (a judging point after each)')
+    ap.add_argument(
+        '--segment-s', type=float, default=100, help='training seconds per segment (a judging point after each)'
+    )
     ap.add_argument('--n', type=int, default=256, help='samples per proxy FID (and real images in the reference)')
     ap.add_argument('--steps', type=int, default=10, help='DDIM steps (= NFE) of the judging sampler')
-    ap.add_argument('--slice-s', type=float, default=10, help='within a segment the contestants take turns of this many training seconds')
+    ap.add_argument(
+        '--slice-s',
+        type=float,
+        default=10,
+        help='within a segment the contestants take turns of this many training seconds',
+    )
     ap.add_argument('--threads', type=int, default=None, help='torch intra-op threads (default: torch decides)')
     ap.add_argument('--batch', type=int, default=64, help='batch size of both')
-    ap.add_argument('--width', type=int, default=32, help="base channels of the shared architecture (the 'mnist' preset: 32)")
+    ap.add_argument(
+        '--width', type=int, default=32, help="base channels of the shared architecture (the 'mnist' preset: 32)"
+    )
     ap.add_argument('--seed', type=int, default=0)
-    ap.add_argument('--threshold', type=float, default=None, help="F (default: the diffusers loop's best proxy FID in its budget)")
-    ap.add_argument('--theirs-precision', default='no', choices=['no', 'bf16'], help="the diffusers loop's --mixed_precision (script default 'no')")
-    ap.add_argument('--theirs-horizon', default='script', choices=['script', 'budget'],
-                    help="the diffusers cosine's length: the script's 100 epochs (default) or planned from its speed and the budget")
+    ap.add_argument(
+        '--threshold', type=float, default=None, help="F (default: the diffusers loop's best proxy FID in its budget)"
+    )
+    ap.add_argument(
+        '--theirs-precision',
+        default='no',
+        choices=['no', 'bf16'],
+        help="the diffusers loop's --mixed_precision (script default 'no')",
+    )
+    ap.add_argument(
+        '--theirs-horizon',
+        default='script',
+        choices=['script', 'budget'],
+        help="the diffusers cosine's length: the script's 100 epochs (default) or planned from its speed and the budget",
+    )
     ap.add_argument('--ours-lr', type=float, default=2e-3)
     ap.add_argument('--ours-warmup', type=int, default=50)
     ap.add_argument('--ours-ema-decay', type=float, default=0.999)
     ap.add_argument('--ours-ema-warmup', type=float, default=10.0)
-    ap.add_argument('--ablate', action='store_true', help='instead of the race: each of our levers reverted alone, at --ablate-budget-s')
+    ap.add_argument(
+        '--ablate',
+        action='store_true',
+        help='instead of the race: each of our levers reverted alone, at --ablate-budget-s',
+    )
     ap.add_argument('--ablate-budget-s', type=float, default=60)
     ap.add_argument('--ablate-segment-s', type=float, default=20)
     ap.add_argument('--quick', action='store_true', help='smoke test: tiny budget, n and steps')
     a = ap.parse_args(argv)
-    if a.quick: a.budget_s, a.segment_s, a.slice_s, a.n, a.steps, a.ablate_budget_s, a.ablate_segment_s = 8, 4, 2, 32, 4, 4, 2
+    if a.quick:
+        a.budget_s, a.segment_s, a.slice_s, a.n, a.steps, a.ablate_budget_s, a.ablate_segment_s = 8, 4, 2, 32, 4, 4, 2
     return a
 
 
 def main(argv=None):
     args = parse(argv)
     warnings.filterwarnings('ignore', message='Metric `Kernel Inception Distance`')
-    if args.threads: torch.set_num_threads(args.threads)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     precision, why = choose_precision('auto', get_device('cpu'))
     cfg, ds, model_pair, make_ours, make_theirs = build(args, precision)
     print_header(args, precision, why, cfg, model_pair)
-    if args.ablate: ablate(args, precision, cfg, ds, make_ours, make_theirs)
-    else: main_race(args, precision, cfg, make_ours, make_theirs)
+    if args.ablate:
+        ablate(args, precision, cfg, ds, make_ours, make_theirs)
+    else:
+        main_race(args, precision, cfg, make_ours, make_theirs)
 
 
 if __name__ == '__main__':

@@ -12,7 +12,10 @@ eager mode, and our fastest setting (channels_last, bf16 autocast, torch.compile
     python benchmarks/unet_throughput.py --compile --only 'fp32 eager' 'bf16'   # + torch.compile (minutes to compile)
     python benchmarks/unet_throughput.py --preset cifar10 --batch 8 --iters 6
 """
-import argparse, statistics, time
+
+import argparse
+import statistics
+import time
 from contextlib import nullcontext
 
 import torch
@@ -25,24 +28,42 @@ from ddpm_book.unet import UNet, UNetConfig, count_parameters
 def diffusers_twin(cfg: UNetConfig):
     "diffusers' UNet2DModel with the architecture of `cfg`."
     from diffusers import UNet2DModel
+
     attn = [r in cfg.attn_resolutions for r in cfg.resolutions]
-    heads_dims = {cfg.channels(l) // cfg.num_heads for l, a in enumerate(attn) if a} | ({cfg.channels(-1) // cfg.num_heads} if cfg.mid_attention else set())
+    heads_dims = {cfg.channels(l) // cfg.num_heads for l, a in enumerate(attn) if a} | (
+        {cfg.channels(-1) // cfg.num_heads} if cfg.mid_attention else set()
+    )
     if cfg.num_heads > 1 and len(heads_dims) > 1:
-        raise ValueError(f"diffusers' UNet2DModel has one attention_head_dim for all levels; this config needs {sorted(heads_dims)}")
+        raise ValueError(
+            f"diffusers' UNet2DModel has one attention_head_dim for all levels; this config needs {sorted(heads_dims)}"
+        )
     return UNet2DModel(
-        sample_size=cfg.image_size, in_channels=cfg.in_channels, out_channels=cfg.out_channels,
-        block_out_channels=tuple(cfg.channels(l) for l in range(cfg.levels)), layers_per_block=cfg.num_res_blocks,
+        sample_size=cfg.image_size,
+        in_channels=cfg.in_channels,
+        out_channels=cfg.out_channels,
+        block_out_channels=tuple(cfg.channels(l) for l in range(cfg.levels)),
+        layers_per_block=cfg.num_res_blocks,
         down_block_types=tuple('AttnDownBlock2D' if a else 'DownBlock2D' for a in attn),
         up_block_types=tuple('AttnUpBlock2D' if a else 'UpBlock2D' for a in reversed(attn)),
-        attention_head_dim=None if cfg.num_heads == 1 else heads_dims.pop(), add_attention=cfg.mid_attention,
-        norm_num_groups=cfg.norm_groups, dropout=cfg.dropout, downsample_type='conv',
+        attention_head_dim=None if cfg.num_heads == 1 else heads_dims.pop(),
+        add_attention=cfg.mid_attention,
+        norm_num_groups=cfg.norm_groups,
+        dropout=cfg.dropout,
+        downsample_type='conv',
         resnet_time_scale_shift='scale_shift' if cfg.scale_shift else 'default',
-        norm_eps=cfg.norm_eps, downsample_padding=0 if cfg.resample == 'conv_same' else 1,
-        **(dict(flip_sin_to_cos=False, freq_shift=1) if cfg.time_embedding == 'ddpm' else dict(flip_sin_to_cos=True, freq_shift=0)))  # chapter 06's conventions
+        norm_eps=cfg.norm_eps,
+        downsample_padding=0 if cfg.resample == 'conv_same' else 1,
+        **(
+            dict(flip_sin_to_cos=False, freq_shift=1)
+            if cfg.time_embedding == 'ddpm'
+            else dict(flip_sin_to_cos=True, freq_shift=0)
+        ),
+    )  # chapter 06's conventions
 
 
 class Runner:
     "One model under one setting; `step()` does a forward + backward and returns its duration."
+
     def __init__(self, name, model, x, t, target, channels_last=False, bf16=False, compile=False, is_diffusers=False):
         self.name, self.bf16, self.is_diffusers = name, bf16, is_diffusers
         fmt = torch.channels_last if channels_last else torch.contiguous_format
@@ -58,9 +79,11 @@ class Runner:
             out = out.sample if self.is_diffusers else out
             loss = F.mse_loss(out.float(), self.target)
         loss.backward()
-        for p in self.model.parameters(): p.grad = None
+        for p in self.model.parameters():
+            p.grad = None
         dt = time.perf_counter() - t0
-        if self.first_call_s is None: self.first_call_s = dt
+        if self.first_call_s is None:
+            self.first_call_s = dt
         return dt
 
 
@@ -72,12 +95,22 @@ def main():
     ap.add_argument('--iters', type=int, default=10, help='timed steps per runner')
     ap.add_argument('--warmup', type=int, default=3, help='untimed steps per runner (the first includes compilation)')
     ap.add_argument('--threads', type=int, default=None, help='torch threads (default: torch\'s choice)')
-    ap.add_argument('--compile', action='store_true', help='add torch.compile runners (compilation takes minutes on 2 cores)')
-    ap.add_argument('--diffusers-fast', action='store_true', help='also run diffusers with bf16 autocast and channels_last + bf16')
-    ap.add_argument('--only', nargs='*', default=None, help='keep only the runners whose name contains one of these words '
-                    "(the 'diffusers fp32 eager' reference always runs), e.g. --only 'ours fp32' 'compile bf16'")
+    ap.add_argument(
+        '--compile', action='store_true', help='add torch.compile runners (compilation takes minutes on 2 cores)'
+    )
+    ap.add_argument(
+        '--diffusers-fast', action='store_true', help='also run diffusers with bf16 autocast and channels_last + bf16'
+    )
+    ap.add_argument(
+        '--only',
+        nargs='*',
+        default=None,
+        help='keep only the runners whose name contains one of these words '
+        "(the 'diffusers fp32 eager' reference always runs), e.g. --only 'ours fp32' 'compile bf16'",
+    )
     a = ap.parse_args()
-    if a.threads: torch.set_num_threads(a.threads)
+    if a.threads:
+        torch.set_num_threads(a.threads)
     cfg = UNetConfig.preset(a.preset, **({'image_size': a.image_size} if a.image_size else {}))
 
     torch.manual_seed(0)
@@ -87,31 +120,50 @@ def main():
     target = torch.randn(x.shape, generator=g)
     ours, theirs = UNet(cfg), diffusers_twin(cfg)
     n_ours, n_theirs = count_parameters(ours), count_parameters(theirs)
-    if abs(n_ours / n_theirs - 1) > 0.10: raise SystemExit(f"parameter counts differ by more than 10 %: {n_ours:,} vs {n_theirs:,}")
+    if abs(n_ours / n_theirs - 1) > 0.10:
+        raise SystemExit(f"parameter counts differ by more than 10 %: {n_ours:,} vs {n_theirs:,}")
 
     def mk(name, diff=False, **kw):
         m = diffusers_twin(cfg) if diff else UNet(cfg)
         return Runner(name, m, x, t, target, is_diffusers=diff, **kw)
-    auto, why = choose_precision('auto', 'cpu')
-    runners = [mk('diffusers fp32 eager', diff=True), mk('ours fp32 eager'), mk(f"ours auto ({auto})", bf16=auto == 'bf16'),
-               mk('ours channels_last', channels_last=True), mk('ours bf16 autocast', bf16=True),
-               mk('ours channels_last+bf16', channels_last=True, bf16=True)]
-    if a.diffusers_fast: runners += [mk('diffusers bf16 autocast', diff=True, bf16=True),
-                                     mk('diffusers channels_last+bf16', diff=True, channels_last=True, bf16=True)]
-    if a.compile:
-        runners += [mk('ours compile fp32', compile=True), mk('ours compile bf16', bf16=True, compile=True),
-                    mk('ours compile channels_last+bf16', channels_last=True, bf16=True, compile=True)]
-    if a.only: runners = runners[:1] + [r for r in runners[1:] if any(w in r.name for w in a.only)]
-    if not any(r.name == 'ours fp32 eager' for r in runners): raise SystemExit("--only must keep 'ours fp32 eager' (the fp32 eager ratio needs it)")
 
-    print(f"preset={a.preset} batch={a.batch} image={cfg.image_size}x{cfg.image_size} threads={torch.get_num_threads()} "
-          f"torch={torch.__version__} cpu={torch.backends.cpu.get_cpu_capability()} native bf16: {cpu_native_bf16()}")
+    auto, why = choose_precision('auto', 'cpu')
+    runners = [
+        mk('diffusers fp32 eager', diff=True),
+        mk('ours fp32 eager'),
+        mk(f"ours auto ({auto})", bf16=auto == 'bf16'),
+        mk('ours channels_last', channels_last=True),
+        mk('ours bf16 autocast', bf16=True),
+        mk('ours channels_last+bf16', channels_last=True, bf16=True),
+    ]
+    if a.diffusers_fast:
+        runners += [
+            mk('diffusers bf16 autocast', diff=True, bf16=True),
+            mk('diffusers channels_last+bf16', diff=True, channels_last=True, bf16=True),
+        ]
+    if a.compile:
+        runners += [
+            mk('ours compile fp32', compile=True),
+            mk('ours compile bf16', bf16=True, compile=True),
+            mk('ours compile channels_last+bf16', channels_last=True, bf16=True, compile=True),
+        ]
+    if a.only:
+        runners = runners[:1] + [r for r in runners[1:] if any(w in r.name for w in a.only)]
+    if not any(r.name == 'ours fp32 eager' for r in runners):
+        raise SystemExit("--only must keep 'ours fp32 eager' (the fp32 eager ratio needs it)")
+
+    print(
+        f"preset={a.preset} batch={a.batch} image={cfg.image_size}x{cfg.image_size} threads={torch.get_num_threads()} "
+        f"torch={torch.__version__} cpu={torch.backends.cpu.get_cpu_capability()} native bf16: {cpu_native_bf16()}"
+    )
     print(f"precision 'auto' here: {auto} ({why})")
     print(f"parameters: ours {n_ours:,}  diffusers UNet2DModel {n_theirs:,}  (ours/diffusers {n_ours / n_theirs:.3f})")
     for r in runners:
-        for _ in range(a.warmup): r.step()
+        for _ in range(a.warmup):
+            r.step()
     for _ in range(a.iters):
-        for r in runners: r.times.append(r.step())
+        for r in runners:
+            r.times.append(r.step())
 
     ref = a.batch / statistics.median(runners[0].times)
     print(f"\n{'runner':<34}{'images/s':>10}{'ms/step':>10}{'vs diffusers fp32':>19}")
@@ -121,7 +173,8 @@ def main():
         speed[r.name] = a.batch / med
         print(f"{r.name:<34}{speed[r.name]:>10.1f}{1000 * med:>10.0f}{speed[r.name] / ref:>18.2f}x")
     for r in runners:
-        if r.fn is not r.model: print(f"compile + first step of '{r.name}': {r.first_call_s:.1f} s (excluded from throughput)")
+        if r.fn is not r.model:
+            print(f"compile + first step of '{r.name}': {r.first_call_s:.1f} s (excluded from throughput)")
     best = max((n for n in speed if n.startswith('ours')), key=speed.get)
     print(f"best setting for ours: {best}")
     print(f"speedup fp32_eager={speed['ours fp32 eager'] / ref:.2f} best={speed[best] / ref:.2f}")

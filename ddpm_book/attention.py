@@ -14,99 +14,135 @@ from .blocks import _check_groups
 # %% auto #0
 __all__ = ['SelfAttention2d', 'CrossAttention2d', 'AttentionBlock']
 
+
 # %% ../nbs/05_attention.ipynb #c58259ae
-def _tokens(x:torch.Tensor) -> torch.Tensor:
+def _tokens(x: torch.Tensor) -> torch.Tensor:
     "(B, C, H, W) -> (B, H*W, C), a view."
     return x.flatten(2).transpose(1, 2)
 
-def _split_heads(t:torch.Tensor, n:int) -> torch.Tensor:
+
+def _split_heads(t: torch.Tensor, n: int) -> torch.Tensor:
     "(B, N, n*d) -> (B, n, N, d), a view."
     B, N, _ = t.shape
     return t.view(B, N, n, -1).transpose(1, 2)
 
+
 # %% ../nbs/05_attention.ipynb #3d7cbc75
 def _sdpa(q, k, v, mask=None):
     "SDPA; on CPUs always in float32, where PyTorch's bf16 attention backward is several times slower."
-    if q.device.type != 'cpu' or q.dtype == torch.float32: return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    if q.device.type != 'cpu' or q.dtype == torch.float32:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     with torch.autocast('cpu', enabled=False):
         return F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask).to(q.dtype)
 
+
 # %% ../nbs/05_attention.ipynb #0e82860c
-def _residual(x:torch.Tensor, o:torch.Tensor, proj:nn.Linear) -> torch.Tensor:
+def _residual(x: torch.Tensor, o: torch.Tensor, proj: nn.Linear) -> torch.Tensor:
     "x + proj(o) for attention output o (B, heads, N, d), added through a (B, C, H, W) view."
     B, C, H, W = x.shape
-    out = proj(o.transpose(1, 2).reshape(B, H * W, C))            # (B, N, C)
+    out = proj(o.transpose(1, 2).reshape(B, H * W, C))  # (B, N, C)
     return x + out.transpose(1, 2).view(B, C, H, W).to(x.dtype)
 
+
 # %% ../nbs/05_attention.ipynb #d9de7f6f
-def _check_heads(ch:int, heads:int) -> int:
+def _check_heads(ch: int, heads: int) -> int:
     "`heads` if it is a positive integer dividing `ch`; else a ValueError listing the valid head counts."
     heads = check_int('num_heads', heads, 1)
-    if ch % heads: raise ValueError(f"num_heads={heads} must divide the channel count {ch}; valid: {[h for h in range(1, ch + 1) if ch % h == 0]}")
+    if ch % heads:
+        raise ValueError(
+            f"num_heads={heads} must divide the channel count {ch}; valid: {[h for h in range(1, ch + 1) if ch % h == 0]}"
+        )
     return heads
+
 
 # %% ../nbs/05_attention.ipynb #d78921ea
 class SelfAttention2d(nn.Module):
     "Multi-head self-attention over the H*W positions of a feature map, with a residual connection (eq. 5.2)."
-    def __init__(self, ch:int, # channels C
-                 num_heads:int=1, # heads n_h; must divide C
-                 norm_groups:int=32): # GroupNorm groups; must divide C
-        super().__init__()
-        self.heads = _check_heads(ch, num_heads); _check_groups(ch, norm_groups)
-        self.norm = nn.GroupNorm(norm_groups, ch)
-        self.qkv = nn.Linear(ch, 3 * ch)   # W_q, W_k, W_v in one matrix
-        self.proj = nn.Linear(ch, ch)      # W_o
-        nn.init.zeros_(self.proj.weight); nn.init.zeros_(self.proj.bias)
 
-    def forward(self, x:torch.Tensor) -> torch.Tensor: # (B, C, H, W) -> (B, C, H, W)
+    def __init__(
+        self,
+        ch: int,  # channels C
+        num_heads: int = 1,  # heads n_h; must divide C
+        norm_groups: int = 32,
+    ):  # GroupNorm groups; must divide C
+        super().__init__()
+        self.heads = _check_heads(ch, num_heads)
+        _check_groups(ch, norm_groups)
+        self.norm = nn.GroupNorm(norm_groups, ch)
+        self.qkv = nn.Linear(ch, 3 * ch)  # W_q, W_k, W_v in one matrix
+        self.proj = nn.Linear(ch, ch)  # W_o
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, C, H, W)
         q, k, v = _split_heads(self.qkv(_tokens(self.norm(x))), 3 * self.heads).chunk(3, dim=1)
         return _residual(x, _sdpa(q, k, v), self.proj)
+
 
 # %% ../nbs/05_attention.ipynb #fdba8089
 class CrossAttention2d(nn.Module):
     "Multi-head attention from the pixels of a feature map to a sequence of context vectors, with a residual connection (eq. 5.3)."
-    def __init__(self, ch:int, # channels C of the feature map
-                 context_dim:int, # size D of each context vector
-                 num_heads:int=1, # heads; must divide C
-                 norm_groups:int=32): # GroupNorm groups; must divide C
+
+    def __init__(
+        self,
+        ch: int,  # channels C of the feature map
+        context_dim: int,  # size D of each context vector
+        num_heads: int = 1,  # heads; must divide C
+        norm_groups: int = 32,
+    ):  # GroupNorm groups; must divide C
         super().__init__()
-        self.heads, self.context_dim = _check_heads(ch, num_heads), context_dim; _check_groups(ch, norm_groups)
+        self.heads, self.context_dim = _check_heads(ch, num_heads), context_dim
+        _check_groups(ch, norm_groups)
         self.norm = nn.GroupNorm(norm_groups, ch)
         self.q = nn.Linear(ch, ch)
         self.kv = nn.Linear(context_dim, 2 * ch)
         self.proj = nn.Linear(ch, ch)
-        nn.init.zeros_(self.proj.weight); nn.init.zeros_(self.proj.bias)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
 
-    def forward(self, x:torch.Tensor, # (B, C, H, W)
-                context:torch.Tensor, # (B, L, D)
-                context_mask:torch.Tensor|None=None # (B, L) bool, True = a real token
-               ) -> torch.Tensor: # (B, C, H, W)
+    def forward(
+        self,
+        x: torch.Tensor,  # (B, C, H, W)
+        context: torch.Tensor,  # (B, L, D)
+        context_mask: torch.Tensor | None = None,  # (B, L) bool, True = a real token
+    ) -> torch.Tensor:  # (B, C, H, W)
         B, C, H, W = x.shape
         if context.ndim != 3 or context.shape[0] != B or context.shape[2] != self.context_dim:
             raise ValueError(f"context must have shape (B={B}, L, D={self.context_dim}), got {tuple(context.shape)}")
         mask = None
         if context_mask is not None:
-            if context_mask.shape != context.shape[:2]: raise ValueError(f"context_mask must have shape {tuple(context.shape[:2])}, got {tuple(context_mask.shape)}")
-            if not bool(context_mask.any(-1).all()): raise ValueError("context_mask must keep at least one token per sample (a row of all False gives NaN)")
+            if context_mask.shape != context.shape[:2]:
+                raise ValueError(
+                    f"context_mask must have shape {tuple(context.shape[:2])}, got {tuple(context_mask.shape)}"
+                )
+            if not bool(context_mask.any(-1).all()):
+                raise ValueError("context_mask must keep at least one token per sample (a row of all False gives NaN)")
             mask = context_mask.bool()[:, None, None, :]  # (B, 1, 1, L) broadcast over heads and queries
         q = _split_heads(self.q(_tokens(self.norm(x))), self.heads)
         k, v = _split_heads(self.kv(context).to(q.dtype), 2 * self.heads).chunk(2, dim=1)
         return _residual(x, _sdpa(q, k, v, mask), self.proj)
 
+
 # %% ../nbs/05_attention.ipynb #26c240e1
 class AttentionBlock(nn.Module):
     "Self-attention (eq. 5.2), then cross-attention to a context (eq. 5.3) when built with `context_dim` and given a context."
-    def __init__(self, ch:int, num_heads:int=1, norm_groups:int=32,
-                 context_dim:int|None=None): # None: self-attention only
+
+    def __init__(
+        self, ch: int, num_heads: int = 1, norm_groups: int = 32, context_dim: int | None = None
+    ):  # None: self-attention only
         super().__init__()
         self.self_attn = SelfAttention2d(ch, num_heads, norm_groups)
         self.cross_attn = CrossAttention2d(ch, context_dim, num_heads, norm_groups) if context_dim else None
 
-    def forward(self, x:torch.Tensor, # (B, C, H, W)
-                context:torch.Tensor|None=None, # (B, L, D), or None
-                context_mask:torch.Tensor|None=None # (B, L) bool
-               ) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,  # (B, C, H, W)
+        context: torch.Tensor | None = None,  # (B, L, D), or None
+        context_mask: torch.Tensor | None = None,  # (B, L) bool
+    ) -> torch.Tensor:
         x = self.self_attn(x)
-        if context is None: return x
-        if self.cross_attn is None: raise ValueError("this attention block was built with context_dim=None and takes no context")
+        if context is None:
+            return x
+        if self.cross_attn is None:
+            raise ValueError("this attention block was built with context_dim=None and takes no context")
         return self.cross_attn(x, context, context_mask)

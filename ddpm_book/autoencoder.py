@@ -4,7 +4,9 @@
 
 # %% ../nbs/17_autoencoder.ipynb #be2c4ba7
 from __future__ import annotations
-import hashlib, json, time
+import hashlib
+import json
+import time
 from dataclasses import dataclass, asdict, field
 from pathlib import Path
 
@@ -16,316 +18,517 @@ from .core import check_int, check_float, check_choice, get_device, check_output
 from .data import get_dataset, DATASETS
 from .blocks import ResBlock, Downsample, Upsample
 from .attention import SelfAttention2d
-from .checkpoints import save_file, load_file, save_checkpoint, find_checkpoint, class_name, load_model_state, list_checkpoints
+from ddpm_book.checkpoints import (
+    save_file,
+    load_file,
+    save_checkpoint,
+    find_checkpoint,
+    class_name,
+    load_model_state,
+    list_checkpoints,
+)
 from .runs import write_json, append_event, StopSignals
 from .trainer import TrainingInterrupted
 from .cli import command
 
 # %% auto #0
-__all__ = ['AE_CLASS', 'AE_DEFAULTS', 'AE_QUICK', 'AutoencoderConfig', 'Posterior', 'Encoder', 'Decoder', 'KLAutoencoder',
-           'ae_loss', 'AETrainConfig', 'AutoencoderTrainer', 'latent_scale_factor', 'fingerprint', 'save_autoencoder',
-           'load_autoencoder', 'DiffusersAutoencoder', 'ae_arguments', 'ae_trainer_from_args', 'run_train_autoencoder']
+__all__ = [
+    'AE_CLASS',
+    'AE_DEFAULTS',
+    'AE_QUICK',
+    'AutoencoderConfig',
+    'Posterior',
+    'Encoder',
+    'Decoder',
+    'KLAutoencoder',
+    'ae_loss',
+    'AETrainConfig',
+    'AutoencoderTrainer',
+    'latent_scale_factor',
+    'fingerprint',
+    'save_autoencoder',
+    'load_autoencoder',
+    'DiffusersAutoencoder',
+    'ae_arguments',
+    'ae_trainer_from_args',
+    'run_train_autoencoder',
+]
+
 
 # %% ../nbs/17_autoencoder.ipynb #8b5ea076
 @dataclass
 class AutoencoderConfig:
     "Architecture of a `KLAutoencoder`; a plain dataclass that round-trips through `asdict`."
-    in_channels:int=1 # image channels
-    base_channels:int=32 # channels of the first level
-    channel_mults:tuple=(1, 2, 2) # one entry per level; factor f = 2 ** (len - 1)
-    num_res_blocks:int=1 # ResBlocks per level
-    latent_channels:int=4 # c
-    attention:bool=True # self-attention in the middle blocks
-    norm_groups:int=8 # GroupNorm groups; must divide every level's channels
+
+    in_channels: int = 1  # image channels
+    base_channels: int = 32  # channels of the first level
+    channel_mults: tuple = (1, 2, 2)  # one entry per level; factor f = 2 ** (len - 1)
+    num_res_blocks: int = 1  # ResBlocks per level
+    latent_channels: int = 4  # c
+    attention: bool = True  # self-attention in the middle blocks
+    norm_groups: int = 8  # GroupNorm groups; must divide every level's channels
 
     def __post_init__(self):
         self.channel_mults = tuple(self.channel_mults)
-        for f in ('in_channels', 'base_channels', 'num_res_blocks', 'latent_channels', 'norm_groups'): check_int(f'AutoencoderConfig.{f}', getattr(self, f), 1)
+        for f in ('in_channels', 'base_channels', 'num_res_blocks', 'latent_channels', 'norm_groups'):
+            check_int(f'AutoencoderConfig.{f}', getattr(self, f), 1)
         if not self.channel_mults or any(not isinstance(m, int) or m < 1 for m in self.channel_mults):
-            raise ValueError(f"AutoencoderConfig.channel_mults must be positive integers, one per level, got {self.channel_mults!r}")
+            raise ValueError(
+                f"AutoencoderConfig.channel_mults must be positive integers, one per level, got {self.channel_mults!r}"
+            )
         bad = [self.base_channels * m for m in self.channel_mults if (self.base_channels * m) % self.norm_groups]
-        if bad: raise ValueError(f"norm_groups={self.norm_groups} must divide every level's channels; {bad[0]} is not divisible")
+        if bad:
+            raise ValueError(
+                f"norm_groups={self.norm_groups} must divide every level's channels; {bad[0]} is not divisible"
+            )
+
     @property
-    def factor(self) -> int: return 2 ** (len(self.channel_mults) - 1)
+    def factor(self) -> int:
+        return 2 ** (len(self.channel_mults) - 1)
+
 
 # %% ../nbs/17_autoencoder.ipynb #3aece231
 @dataclass
 class Posterior:
     "q(z|x) = N(mean, exp(logvar)) of an encoder, eq. 17.2."
-    mean:torch.Tensor # (B, c, h, w)
-    logvar:torch.Tensor # (B, c, h, w), clamped to [-30, 20]
 
-    def sample(self, generator:torch.Generator|None=None) -> torch.Tensor:
+    mean: torch.Tensor  # (B, c, h, w)
+    logvar: torch.Tensor  # (B, c, h, w), clamped to [-30, 20]
+
+    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
         "z = mean + sigma * eps (reparameterised: gradients flow to mean and logvar)."
         eps = torch.randn(self.mean.shape, generator=generator, device=self.mean.device, dtype=self.mean.dtype)
         return self.mean + torch.exp(0.5 * self.logvar) * eps
+
     def kl(self) -> torch.Tensor:
         "KL to N(0, I) per image, eq. 17.2: (B,)."
-        return 0.5 * (self.mean ** 2 + self.logvar.exp() - 1 - self.logvar).flatten(1).sum(1)
+        return 0.5 * (self.mean**2 + self.logvar.exp() - 1 - self.logvar).flatten(1).sum(1)
+
 
 # %% ../nbs/17_autoencoder.ipynb #89b95deb
-def _level_channels(cfg:AutoencoderConfig) -> list[int]: return [cfg.base_channels * m for m in cfg.channel_mults]
+def _level_channels(cfg: AutoencoderConfig) -> list[int]:
+    return [cfg.base_channels * m for m in cfg.channel_mults]
 
-def _mid(ch:int, cfg:AutoencoderConfig) -> nn.ModuleList:
+
+def _mid(ch: int, cfg: AutoencoderConfig) -> nn.ModuleList:
     "The middle: ResBlock, self-attention (optional), ResBlock."
-    return nn.ModuleList([ResBlock(ch, ch, norm_groups=cfg.norm_groups), SelfAttention2d(ch, 1, cfg.norm_groups) if cfg.attention else nn.Identity(),
-                          ResBlock(ch, ch, norm_groups=cfg.norm_groups)])
+    return nn.ModuleList(
+        [
+            ResBlock(ch, ch, norm_groups=cfg.norm_groups),
+            SelfAttention2d(ch, 1, cfg.norm_groups) if cfg.attention else nn.Identity(),
+            ResBlock(ch, ch, norm_groups=cfg.norm_groups),
+        ]
+    )
 
-def _head(ch:int, out:int, groups:int) -> nn.Sequential:
+
+def _head(ch: int, out: int, groups: int) -> nn.Sequential:
     return nn.Sequential(nn.GroupNorm(groups, ch), nn.SiLU(), nn.Conv2d(ch, out, 3, padding=1))
+
 
 class Encoder(nn.Module):
     "Images (B, C, H, W) -> posterior parameters (B, 2c, H/f, W/f)."
-    def __init__(self, cfg:AutoencoderConfig):
+
+    def __init__(self, cfg: AutoencoderConfig):
         super().__init__()
-        chs = _level_channels(cfg); self.conv_in = nn.Conv2d(cfg.in_channels, chs[0], 3, padding=1)
+        chs = _level_channels(cfg)
+        self.conv_in = nn.Conv2d(cfg.in_channels, chs[0], 3, padding=1)
         layers, ch = [], chs[0]
         for i, c in enumerate(chs):
-            for _ in range(cfg.num_res_blocks): layers.append(ResBlock(ch, c, norm_groups=cfg.norm_groups)); ch = c
-            if i < len(chs) - 1: layers.append(Downsample(ch))
-        self.down, self.mid, self.head = nn.Sequential(*layers), _mid(ch, cfg), _head(ch, 2 * cfg.latent_channels, cfg.norm_groups)
+            for _ in range(cfg.num_res_blocks):
+                layers.append(ResBlock(ch, c, norm_groups=cfg.norm_groups))
+                ch = c
+            if i < len(chs) - 1:
+                layers.append(Downsample(ch))
+        self.down, self.mid, self.head = (
+            nn.Sequential(*layers),
+            _mid(ch, cfg),
+            _head(ch, 2 * cfg.latent_channels, cfg.norm_groups),
+        )
+
     def forward(self, x):
         h = self.down(self.conv_in(x))
-        for m in self.mid: h = m(h)
+        for m in self.mid:
+            h = m(h)
         return self.head(h)
+
 
 class Decoder(nn.Module):
     "Latents (B, c, h, w) -> images (B, C, f h, f w)."
-    def __init__(self, cfg:AutoencoderConfig):
+
+    def __init__(self, cfg: AutoencoderConfig):
         super().__init__()
-        chs = _level_channels(cfg)[::-1]; ch = chs[0]
+        chs = _level_channels(cfg)[::-1]
+        ch = chs[0]
         self.conv_in, self.mid = nn.Conv2d(cfg.latent_channels, ch, 3, padding=1), _mid(ch, cfg)
         layers = []
         for i, c in enumerate(chs):
-            for _ in range(cfg.num_res_blocks + 1): layers.append(ResBlock(ch, c, norm_groups=cfg.norm_groups)); ch = c
-            if i < len(chs) - 1: layers.append(Upsample(ch))
+            for _ in range(cfg.num_res_blocks + 1):
+                layers.append(ResBlock(ch, c, norm_groups=cfg.norm_groups))
+                ch = c
+            if i < len(chs) - 1:
+                layers.append(Upsample(ch))
         self.up, self.head = nn.Sequential(*layers), _head(ch, cfg.in_channels, cfg.norm_groups)
+
     def forward(self, z):
         h = self.conv_in(z)
-        for m in self.mid: h = m(h)
+        for m in self.mid:
+            h = m(h)
         return self.head(self.up(h))
 
+
 # %% ../nbs/17_autoencoder.ipynb #be41ffdd
-def _check_images(x, channels:int, factor:int, what:str='images') -> torch.Tensor:
+def _check_images(x, channels: int, factor: int, what: str = 'images') -> torch.Tensor:
     "x if it is a (B, channels, H, W) float tensor with H and W multiples of factor; else ValueError."
     if not isinstance(x, torch.Tensor) or x.ndim != 4 or not x.is_floating_point() or x.shape[1] != channels:
-        raise ValueError(f"{what} must be a float tensor (B, {channels}, H, W), got {getattr(x, 'dtype', type(x).__name__)} {tuple(getattr(x, 'shape', ()))}")
+        raise ValueError(
+            f"{what} must be a float tensor (B, {channels}, H, W), got {getattr(x, 'dtype', type(x).__name__)} {tuple(getattr(x, 'shape', ()))}"
+        )
     H, W = x.shape[-2:]
     if H % factor or W % factor:
-        raise ValueError(f"image size {H}x{W} is not divisible by the autoencoder's factor {factor}: use sizes that are multiples of {factor} "
-                         f"(e.g. {max(factor, H // factor * factor)}x{max(factor, W // factor * factor)})")
+        raise ValueError(
+            f"image size {H}x{W} is not divisible by the autoencoder's factor {factor}: use sizes that are multiples of {factor} "
+            f"(e.g. {max(factor, H // factor * factor)}x{max(factor, W // factor * factor)})"
+        )
     return x
+
 
 AE_CLASS = 'ddpm_book.autoencoder.KLAutoencoder'  # the model_class of autoencoder files (also when the class is defined in this notebook)
 
+
 class KLAutoencoder(nn.Module):
     "A KL-regularised convolutional autoencoder (eq. 17.1–17.3), with its latent scale factor."
-    def __init__(self, config:AutoencoderConfig|dict):
+
+    def __init__(self, config: AutoencoderConfig | dict):
         super().__init__()
         cfg = self.config = AutoencoderConfig(**config) if isinstance(config, dict) else config
         self.encoder, self.decoder = Encoder(cfg), Decoder(cfg)
-        self.register_buffer('scale_factor', torch.tensor(1.0)); self.register_buffer('shift_factor', torch.tensor(0.0))
+        self.register_buffer('scale_factor', torch.tensor(1.0))
+        self.register_buffer('shift_factor', torch.tensor(0.0))
+
     factor = property(lambda self: self.config.factor)
     in_channels = property(lambda self: self.config.in_channels)
     latent_channels = property(lambda self: self.config.latent_channels)
 
-    def encode(self, x:torch.Tensor) -> Posterior:
+    def encode(self, x: torch.Tensor) -> Posterior:
         "q(z|x) of images x in [-1, 1]."
         mean, logvar = self.encoder(_check_images(x, self.in_channels, self.factor)).chunk(2, dim=1)
         return Posterior(mean, logvar.clamp(-30, 20))
-    def decode(self, z:torch.Tensor) -> torch.Tensor:
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
         "Images from unscaled latents z."
         return self.decoder(_check_images(z, self.latent_channels, 1, 'latents'))
-    def forward(self, x:torch.Tensor, generator=None) -> tuple[torch.Tensor, Posterior]:
+
+    def forward(self, x: torch.Tensor, generator=None) -> tuple[torch.Tensor, Posterior]:
         "(reconstruction from a posterior sample, posterior)."
-        q = self.encode(x); return self.decode(q.sample(generator)), q
+        q = self.encode(x)
+        return self.decode(q.sample(generator)), q
+
     @torch.no_grad()
-    def encode_latents(self, x:torch.Tensor) -> torch.Tensor:
+    def encode_latents(self, x: torch.Tensor) -> torch.Tensor:
         "Diffusion's latents of images x: s (mu(x) - b), eq. 17.3 (the posterior mean: deterministic, cacheable)."
         return (self.encode(x).mean - self.shift_factor) * self.scale_factor
+
     @torch.no_grad()
-    def decode_latents(self, z:torch.Tensor) -> torch.Tensor:
+    def decode_latents(self, z: torch.Tensor) -> torch.Tensor:
         "Images from diffusion's latents: D(z / s + b), eq. 17.3."
         return self.decode(z / self.scale_factor + self.shift_factor)
 
+
 # %% ../nbs/17_autoencoder.ipynb #15f13912
-def ae_loss(ae:nn.Module, # a KLAutoencoder
-            x:torch.Tensor, # images in [-1, 1]
-            kl_weight:float=1e-4, # beta of eq. 17.1
-            generator:torch.Generator|None=None) -> dict:
+def ae_loss(
+    ae: nn.Module,  # a KLAutoencoder
+    x: torch.Tensor,  # images in [-1, 1]
+    kl_weight: float = 1e-4,  # beta of eq. 17.1
+    generator: torch.Generator | None = None,
+) -> dict:
     "Eq. 17.1: {'loss', 'rec' (MSE per pixel), 'kl' (per pixel)} of a batch."
     xr, q = ae(x, generator)
     rec, kl = F.mse_loss(xr, x), q.kl().mean() / x[0].numel()
     return {'loss': rec + kl_weight * kl, 'rec': rec, 'kl': kl}
 
+
 # %% ../nbs/17_autoencoder.ipynb #776de19d
 @dataclass
 class AETrainConfig:
     "Settings of an autoencoder training run; round-trips through `asdict`."
-    run_dir:str='runs/autoencoder' # checkpoints/, metrics/, autoencoder.pt
-    steps:int=2000 # optimizer steps
-    batch_size:int=64
-    lr:float=1e-3
-    kl_weight:float=1e-4 # beta of eq. 17.1
-    seed:int=0
-    ckpt_every:int=500 # 0: only stop and final checkpoints
-    keep_last:int=2
-    log_every:int=50
-    scale_n:int=1000 # images used to measure the scale factor (at most the data set's size)
-    device:str='auto'
+
+    run_dir: str = 'runs/autoencoder'  # checkpoints/, metrics/, autoencoder.pt
+    steps: int = 2000  # optimizer steps
+    batch_size: int = 64
+    lr: float = 1e-3
+    kl_weight: float = 1e-4  # beta of eq. 17.1
+    seed: int = 0
+    ckpt_every: int = 500  # 0: only stop and final checkpoints
+    keep_last: int = 2
+    log_every: int = 50
+    scale_n: int = 1000  # images used to measure the scale factor (at most the data set's size)
+    device: str = 'auto'
 
     def __post_init__(self):
-        for f in ('steps', 'batch_size', 'keep_last', 'log_every', 'scale_n'): check_int(f'AETrainConfig.{f}', getattr(self, f), 1)
-        for f in ('seed', 'ckpt_every'): check_int(f'AETrainConfig.{f}', getattr(self, f), 0)
-        check_float('AETrainConfig.lr', self.lr, 0, lo_open=True); check_float('AETrainConfig.kl_weight', self.kl_weight, 0)
+        for f in ('steps', 'batch_size', 'keep_last', 'log_every', 'scale_n'):
+            check_int(f'AETrainConfig.{f}', getattr(self, f), 1)
+        for f in ('seed', 'ckpt_every'):
+            check_int(f'AETrainConfig.{f}', getattr(self, f), 0)
+        check_float('AETrainConfig.lr', self.lr, 0, lo_open=True)
+        check_float('AETrainConfig.kl_weight', self.kl_weight, 0)
+
 
 # %% ../nbs/17_autoencoder.ipynb #32ec69b6
-def _images(ds, idx:torch.Tensor) -> torch.Tensor:
+def _images(ds, idx: torch.Tensor) -> torch.Tensor:
     "The 'x' of items idx (a fast path for in-memory sets)."
-    return ds.x[idx] if getattr(ds, 'in_memory', False) and hasattr(ds, 'x') else torch.stack([ds[int(i)]['x'] for i in idx])
+    return (
+        ds.x[idx]
+        if getattr(ds, 'in_memory', False) and hasattr(ds, 'x')
+        else torch.stack([ds[int(i)]['x'] for i in idx])
+    )
+
 
 class AutoencoderTrainer:
     "Trains a KLAutoencoder with eq. 17.1; resumable (checkpoints/), writes autoencoder.pt with the scale factor at the end."
-    def __init__(self, ae:KLAutoencoder, dataset, config:AETrainConfig|dict):
+
+    def __init__(self, ae: KLAutoencoder, dataset, config: AETrainConfig | dict):
         self.cfg = cfg = config if isinstance(config, AETrainConfig) else AETrainConfig(**config)
-        if len(dataset) < 1: raise ValueError("the data set is empty")
-        x0 = dataset[0]['x']; _check_images(x0[None], ae.in_channels, ae.factor, 'the data set\'s images')
+        if len(dataset) < 1:
+            raise ValueError("the data set is empty")
+        x0 = dataset[0]['x']
+        _check_images(x0[None], ae.in_channels, ae.factor, 'the data set\'s images')
         self.device = get_device(None if cfg.device == 'auto' else cfg.device)
         self.ae, self.dataset, self.step = ae.to(self.device), dataset, 0
         self.opt = torch.optim.AdamW(ae.parameters(), lr=cfg.lr)
-        self.run_dir = Path(cfg.run_dir); self.ckpt_dir = self.run_dir / 'checkpoints'
+        self.run_dir = Path(cfg.run_dir)
+        self.ckpt_dir = self.run_dir / 'checkpoints'
         self.history: list[dict] = []
 
     def state_dict(self) -> dict:
-        return {'step': self.step, 'model': self.ae.state_dict(), 'optimizer': self.opt.state_dict(), 'config': asdict(self.cfg),
-                'model_config': asdict(self.ae.config), 'model_class': AE_CLASS, 'dataset_len': len(self.dataset)}
+        return {
+            'step': self.step,
+            'model': self.ae.state_dict(),
+            'optimizer': self.opt.state_dict(),
+            'config': asdict(self.cfg),
+            'model_config': asdict(self.ae.config),
+            'model_class': AE_CLASS,
+            'dataset_len': len(self.dataset),
+        }
 
-    def resume(self, which='latest') -> Path|None:
+    def resume(self, which='latest') -> Path | None:
         "Continue from a checkpoint of this run ('latest', a step or a file); None when there is none."
         found = find_checkpoint(self.ckpt_dir, which)
-        if found is None: return None
+        if found is None:
+            return None
         p, s = found
-        if s.get('model_config') != asdict(self.ae.config): raise ValueError(f"'{p}' holds an autoencoder with config {s.get('model_config')}, not {asdict(self.ae.config)}")
-        load_model_state(self.ae, s['model'], 'autoencoder'); self.opt.load_state_dict(s['optimizer']); self.step = int(s['step'])
+        if s.get('model_config') != asdict(self.ae.config):
+            raise ValueError(
+                f"'{p}' holds an autoencoder with config {s.get('model_config')}, not {asdict(self.ae.config)}"
+            )
+        load_model_state(self.ae, s['model'], 'autoencoder')
+        self.opt.load_state_dict(s['optimizer'])
+        self.step = int(s['step'])
         return p
+
 
 # %% ../nbs/17_autoencoder.ipynb #4fdf80ff
 @patch
-def train_step(self:AutoencoderTrainer) -> dict:
+def train_step(self: AutoencoderTrainer) -> dict:
     "One optimizer step on the batch of this step (seeded by seed and step: resuming draws the same batches)."
-    c = self.cfg; g = torch.Generator().manual_seed(c.seed * 1_000_003 + self.step)
+    c = self.cfg
+    g = torch.Generator().manual_seed(c.seed * 1_000_003 + self.step)
     x = _images(self.dataset, torch.randint(len(self.dataset), (c.batch_size,), generator=g)).to(self.device)
     out = ae_loss(self.ae.train(), x, c.kl_weight, torch.Generator(self.device).manual_seed(c.seed + self.step))
-    self.opt.zero_grad(set_to_none=True); out['loss'].backward(); self.opt.step(); self.step += 1
+    self.opt.zero_grad(set_to_none=True)
+    out['loss'].backward()
+    self.opt.step()
+    self.step += 1
     return {k: v.item() for k, v in out.items()}
 
+
 @patch
-def save(self:AutoencoderTrainer, kind:str='step') -> Path:
+def save(self: AutoencoderTrainer, kind: str = 'step') -> Path:
     return save_checkpoint(self.state_dict(), self.ckpt_dir, kind, self.cfg.keep_last)
+
 
 # %% ../nbs/17_autoencoder.ipynb #f2a17018
 @patch
-def fit(self:AutoencoderTrainer, until:int|None=None) -> str:
+def fit(self: AutoencoderTrainer, until: int | None = None) -> str:
     "Train to cfg.steps (or `until`): 'completed' (autoencoder.pt written), 'paused' or 'SIGTERM'; Ctrl-C saves a stop checkpoint and raises TrainingInterrupted."
     c, end = self.cfg, min(until or self.cfg.steps, self.cfg.steps)
-    (self.run_dir / 'metrics').mkdir(parents=True, exist_ok=True); write_json(self.run_dir / 'config.json', {'train': asdict(c), 'model': asdict(self.ae.config),
-        'model_class': AE_CLASS, 'dataset': {'name': getattr(self.dataset, 'name', ''), 'len': len(self.dataset)}})
+    (self.run_dir / 'metrics').mkdir(parents=True, exist_ok=True)
+    write_json(
+        self.run_dir / 'config.json',
+        {
+            'train': asdict(c),
+            'model': asdict(self.ae.config),
+            'model_class': AE_CLASS,
+            'dataset': {'name': getattr(self.dataset, 'name', ''), 'len': len(self.dataset)},
+        },
+    )
     t0 = time.perf_counter()
     with StopSignals() as stop:  # chapter 08b: the first Ctrl-C / SIGTERM finishes the step; a second Ctrl-C aborts it
         while self.step < end and not stop.requested:
-            m = self.train_step(); self.history.append({'step': self.step, **m})
-            if self.step % c.log_every == 0: append_event(self.run_dir, {'step': self.step, **m, 'images_per_s': c.batch_size * len(self.history) / (time.perf_counter() - t0)})
-            if c.ckpt_every and self.step % c.ckpt_every == 0: self.save()
+            m = self.train_step()
+            self.history.append({'step': self.step, **m})
+            if self.step % c.log_every == 0:
+                append_event(
+                    self.run_dir,
+                    {
+                        'step': self.step,
+                        **m,
+                        'images_per_s': c.batch_size * len(self.history) / (time.perf_counter() - t0),
+                    },
+                )
+            if c.ckpt_every and self.step % c.ckpt_every == 0:
+                self.save()
     if stop.requested:
-        p = self.save('stop'); msg = f"{stop.requested} at step {self.step}: saved {p}; continue with resume('latest'); fit()"
-        if stop.requested == 'KeyboardInterrupt': raise TrainingInterrupted(msg, self.step, p)
-        print(msg); return stop.requested
-    if self.step < c.steps: return 'paused'
-    self.save('final'); self.finish(); return 'completed'
+        p = self.save('stop')
+        msg = f"{stop.requested} at step {self.step}: saved {p}; continue with resume('latest'); fit()"
+        if stop.requested == 'KeyboardInterrupt':
+            raise TrainingInterrupted(msg, self.step, p)
+        print(msg)
+        return stop.requested
+    if self.step < c.steps:
+        return 'paused'
+    self.save('final')
+    self.finish()
+    return 'completed'
+
 
 # %% ../nbs/17_autoencoder.ipynb #32ad5d0e
 @torch.no_grad()
-def latent_scale_factor(ae:nn.Module, # a KLAutoencoder (or a DiffusersAutoencoder)
-                        x:torch.Tensor, # (n, C, H, W) images of the data set in [-1, 1]
-                        batch_size:int=250) -> float:
+def latent_scale_factor(
+    ae: nn.Module,  # a KLAutoencoder (or a DiffusersAutoencoder)
+    x: torch.Tensor,  # (n, C, H, W) images of the data set in [-1, 1]
+    batch_size: int = 250,
+) -> float:
     "s of eq. 17.4: one over the standard deviation of the unscaled latents of x."
-    mu = torch.cat([ae.encode(x[i:i + batch_size].to(ae.scale_factor.device)).mean.float().cpu() for i in range(0, len(x), batch_size)])
+    mu = torch.cat(
+        [
+            ae.encode(x[i : i + batch_size].to(ae.scale_factor.device)).mean.float().cpu()
+            for i in range(0, len(x), batch_size)
+        ]
+    )
     return 1.0 / (mu - ae.shift_factor.item()).std().item()
 
+
 @patch
-def set_scale_factor(self:KLAutoencoder, s:float):
+def set_scale_factor(self: KLAutoencoder, s: float):
     "Store the scale factor s (eq. 17.4)."
     self.scale_factor.fill_(check_float('scale_factor', s, 0, lo_open=True))
 
+
 # %% ../nbs/17_autoencoder.ipynb #ea438c42
 @patch
-def finish(self:AutoencoderTrainer) -> Path:
+def finish(self: AutoencoderTrainer) -> Path:
     "Measure the scale factor on the first scale_n images of a seeded permutation, then write run_dir/autoencoder.pt."
     n = min(self.cfg.scale_n, len(self.dataset))
     idx = torch.randperm(len(self.dataset), generator=torch.Generator().manual_seed(self.cfg.seed))[:n]
     self.ae.eval().set_scale_factor(latent_scale_factor(self.ae, _images(self.dataset, idx)))
     rec = self.history[-1]['rec'] if self.history else None
-    return save_autoencoder(self.ae, self.run_dir / 'autoencoder.pt', step=self.step, train_config=asdict(self.cfg), final_rec=rec)
+    return save_autoencoder(
+        self.ae, self.run_dir / 'autoencoder.pt', step=self.step, train_config=asdict(self.cfg), final_rec=rec
+    )
+
 
 # %% ../nbs/17_autoencoder.ipynb #f8982f27
-def fingerprint(ae:nn.Module) -> str:
+def fingerprint(ae: nn.Module) -> str:
     "16 hex digits of SHA-256 over the state dict (names, dtypes, shapes, values): weights and scale factor."
     h = hashlib.sha256()
     for k, v in sorted(ae.state_dict().items()):
         v = v.detach().cpu().contiguous()
-        h.update(f'{k}:{v.dtype}:{tuple(v.shape)};'.encode()); h.update(v.reshape(-1).view(torch.uint8).numpy().tobytes())
+        h.update(f'{k}:{v.dtype}:{tuple(v.shape)};'.encode())
+        h.update(v.reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()[:16]
 
-# %% ../nbs/17_autoencoder.ipynb #e5af5500
-def save_autoencoder(ae:KLAutoencoder, path:str|Path, **info) -> Path:
-    "Write config, weights (with scale factor) and fingerprint as a checkpoint file (atomic; weights_only=True loadable)."
-    if not isinstance(ae, KLAutoencoder): raise TypeError(f"save_autoencoder writes a KLAutoencoder, got {type(ae).__name__}; a diffusers AutoencoderKL stays a folder")
-    return save_file({'model_class': AE_CLASS, 'model_config': asdict(ae.config), 'model': {k: v.cpu() for k, v in ae.state_dict().items()},
-                      'scale_factor': ae.scale_factor.item(), 'fingerprint': fingerprint(ae), **info}, path)
 
-def _load_book_autoencoder(path:Path) -> KLAutoencoder:
+# %% ../nbs/17_autoencoder.ipynb #e5af5500
+def save_autoencoder(ae: KLAutoencoder, path: str | Path, **info) -> Path:
+    "Write config, weights (with scale factor) and fingerprint as a checkpoint file (atomic; weights_only=True loadable)."
+    if not isinstance(ae, KLAutoencoder):
+        raise TypeError(
+            f"save_autoencoder writes a KLAutoencoder, got {type(ae).__name__}; a diffusers AutoencoderKL stays a folder"
+        )
+    return save_file(
+        {
+            'model_class': AE_CLASS,
+            'model_config': asdict(ae.config),
+            'model': {k: v.cpu() for k, v in ae.state_dict().items()},
+            'scale_factor': ae.scale_factor.item(),
+            'fingerprint': fingerprint(ae),
+            **info,
+        },
+        path,
+    )
+
+
+def _load_book_autoencoder(path: Path) -> KLAutoencoder:
     s = load_file(path)
-    if s.get('model_class') != AE_CLASS: raise ValueError(f"'{path}' is not an autoencoder file (model_class {s.get('model_class')!r}); write one with save_autoencoder or ddpm-book train-autoencoder")
-    ae = KLAutoencoder(s['model_config']); load_model_state(ae, s['model'], 'autoencoder')
+    if s.get('model_class') != AE_CLASS:
+        raise ValueError(
+            f"'{path}' is not an autoencoder file (model_class {s.get('model_class')!r}); write one with save_autoencoder or ddpm-book train-autoencoder"
+        )
+    ae = KLAutoencoder(s['model_config'])
+    load_model_state(ae, s['model'], 'autoencoder')
     return ae.eval()
 
+
 # %% ../nbs/17_autoencoder.ipynb #4cfdba9a
-def _diffusers_vae_folder(p:Path) -> Path|None:
+def _diffusers_vae_folder(p: Path) -> Path | None:
     "p or p/vae if it holds an AutoencoderKL config.json."
     for d in (p, p / 'vae'):
         f = d / 'config.json'
         if f.is_file():
-            try: name = json.loads(f.read_text()).get('_class_name')
-            except (json.JSONDecodeError, AttributeError): continue
-            if name == 'AutoencoderKL': return d
+            try:
+                name = json.loads(f.read_text()).get('_class_name')
+            except (json.JSONDecodeError, AttributeError):
+                continue
+            if name == 'AutoencoderKL':
+                return d
     return None
 
-def load_autoencoder(src, # a KLAutoencoder/DiffusersAutoencoder, autoencoder.pt, a train-autoencoder run folder, or an AutoencoderKL folder
-                     device=None) -> nn.Module:
+
+def load_autoencoder(
+    src,  # a KLAutoencoder/DiffusersAutoencoder, autoencoder.pt, a train-autoencoder run folder, or an AutoencoderKL folder
+    device=None,
+) -> nn.Module:
     "The autoencoder `src` names, in eval mode; FileNotFoundError saying what was looked for."
-    if isinstance(src, nn.Module) and hasattr(src, 'encode_latents'): return src.to(device or 'cpu').eval()
+    if isinstance(src, nn.Module) and hasattr(src, 'encode_latents'):
+        return src.to(device or 'cpu').eval()
     p = Path(src)
-    if p.is_file(): return _load_book_autoencoder(p).to(device or 'cpu')
+    if p.is_file():
+        return _load_book_autoencoder(p).to(device or 'cpu')
     if p.is_dir():
-        if (p / 'autoencoder.pt').is_file(): return _load_book_autoencoder(p / 'autoencoder.pt').to(device or 'cpu')
-        if (d := _diffusers_vae_folder(p)) is not None: return DiffusersAutoencoder.from_folder(d).to(device or 'cpu')
-        if list_checkpoints(p / 'checkpoints'): raise FileNotFoundError(f"'{p}' is an autoencoder run that has not finished (no autoencoder.pt yet): run `ddpm-book train-autoencoder --out {p}` again to continue it")
-    raise FileNotFoundError(f"no autoencoder at '{p}': give an autoencoder.pt, a train-autoencoder run folder, or a diffusers AutoencoderKL folder (config.json with _class_name AutoencoderKL)")
+        if (p / 'autoencoder.pt').is_file():
+            return _load_book_autoencoder(p / 'autoencoder.pt').to(device or 'cpu')
+        if (d := _diffusers_vae_folder(p)) is not None:
+            return DiffusersAutoencoder.from_folder(d).to(device or 'cpu')
+        if list_checkpoints(p / 'checkpoints'):
+            raise FileNotFoundError(
+                f"'{p}' is an autoencoder run that has not finished (no autoencoder.pt yet): run `ddpm-book train-autoencoder --out {p}` again to continue it"
+            )
+    raise FileNotFoundError(
+        f"no autoencoder at '{p}': give an autoencoder.pt, a train-autoencoder run folder, or a diffusers AutoencoderKL folder (config.json with _class_name AutoencoderKL)"
+    )
+
 
 # %% ../nbs/17_autoencoder.ipynb #4b8352d4
 def _import_diffusers():
     "diffusers' AutoencoderKL, or an ImportError saying how to install it."
-    try: from diffusers import AutoencoderKL
-    except ImportError: raise ImportError("using a diffusers AutoencoderKL folder needs the diffusers package: pip install diffusers") from None
+    try:
+        from diffusers import AutoencoderKL
+    except ImportError:
+        raise ImportError(
+            "using a diffusers AutoencoderKL folder needs the diffusers package: pip install diffusers"
+        ) from None
     return AutoencoderKL
+
 
 class DiffusersAutoencoder(nn.Module):
     "A diffusers `AutoencoderKL` behind KLAutoencoder's interface, with its config's scaling_factor and shift_factor."
-    def __init__(self, vae:nn.Module):
+
+    def __init__(self, vae: nn.Module):
         super().__init__()
         self.vae, c = vae.eval(), vae.config
         self.register_buffer('scale_factor', torch.tensor(float(c.get('scaling_factor') or 1.0)))
         self.register_buffer('shift_factor', torch.tensor(float(c.get('shift_factor') or 0.0)))
+
     factor = property(lambda self: 2 ** (len(self.vae.config['block_out_channels']) - 1))
     in_channels = property(lambda self: self.vae.config['in_channels'])
     latent_channels = property(lambda self: self.vae.config['latent_channels'])
@@ -334,62 +537,112 @@ class DiffusersAutoencoder(nn.Module):
     def from_folder(cls, folder) -> DiffusersAutoencoder:
         "Load an AutoencoderKL saved with save_pretrained (local files only, nothing is downloaded)."
         return cls(_import_diffusers().from_pretrained(str(folder), local_files_only=True))
+
     @classmethod
-    def from_config(cls, config:dict) -> DiffusersAutoencoder:
+    def from_config(cls, config: dict) -> DiffusersAutoencoder:
         "An AutoencoderKL with this config and fresh weights (load a state dict next)."
         return cls(_import_diffusers().from_config(dict(config)))
-    def config_dict(self) -> dict: return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dict(self.vae.config).items()}
-    def encode(self, x:torch.Tensor) -> Posterior:
+
+    def config_dict(self) -> dict:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dict(self.vae.config).items()}
+
+    def encode(self, x: torch.Tensor) -> Posterior:
         "q(z|x) from AutoencoderKL.encode."
         d = self.vae.encode(_check_images(x, self.in_channels, self.factor)).latent_dist
         return Posterior(d.mean, d.logvar)
-    def decode(self, z:torch.Tensor) -> torch.Tensor:
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
         "Images from unscaled latents, AutoencoderKL.decode."
         return self.vae.decode(_check_images(z, self.latent_channels, 1, 'latents')).sample
-    encode_latents, decode_latents = KLAutoencoder.encode_latents, KLAutoencoder.decode_latents  # eq. 17.3, the same code
+
+    encode_latents, decode_latents = (
+        KLAutoencoder.encode_latents,
+        KLAutoencoder.decode_latents,
+    )  # eq. 17.3, the same code
+
 
 # %% ../nbs/17_autoencoder.ipynb #688e320c
 AE_DEFAULTS = dict(steps=2000, batch_size=64, lr=1e-3, kl_weight=1e-4, seed=0, ckpt_every=500)
 AE_QUICK = dict(steps=20, batch_size=8, ckpt_every=10)
 
+
 def ae_arguments(p):
     "Options of `train-autoencoder`."
     p.add_argument('--data', default='mnist5k', help=f"data set; one of: {', '.join(DATASETS)} (default: mnist5k)")
     p.add_argument('--root', default='data', help='data folder (default: data)')
-    p.add_argument('--image-size', type=int, default=32, help='resize images to this size; a multiple of the factor (default: 32)')
+    p.add_argument(
+        '--image-size', type=int, default=32, help='resize images to this size; a multiple of the factor (default: 32)'
+    )
     p.add_argument('--out', default='runs/autoencoder', help='run folder (default: %(default)s)')
     p.add_argument('--factor', type=int, choices=(2, 4, 8), default=4, help='spatial downsampling (default: 4)')
     p.add_argument('--latent-channels', type=int, default=4, help='latent channels (default: 4)')
-    p.add_argument('--base-channels', type=int, default=32, help='channels of the first level (default: 32; 8 with --quick)')
-    for k, v in AE_DEFAULTS.items(): p.add_argument(f"--{k.replace('_', '-')}", type=type(v), default=None, help=f"(default: {v}; continuing: the run's)")
+    p.add_argument(
+        '--base-channels', type=int, default=32, help='channels of the first level (default: 32; 8 with --quick)'
+    )
+    for k, v in AE_DEFAULTS.items():
+        p.add_argument(
+            f"--{k.replace('_', '-')}", type=type(v), default=None, help=f"(default: {v}; continuing: the run's)"
+        )
     p.add_argument('--resume', default='latest', help="'latest' (default: continue if checkpoints exist) or 'none'")
     p.add_argument('--device', default='auto', help="'auto' (default), 'cpu', 'cuda', ...")
     p.add_argument('--quick', action='store_true', help='a tiny autoencoder for a few steps (smoke test)')
 
+
 # %% ../nbs/17_autoencoder.ipynb #d15c818d
 def ae_trainer_from_args(args) -> AutoencoderTrainer:
     "The AutoencoderTrainer of `train-autoencoder`: a fresh run, or the run in --out continued."
-    check_output_dir(args.out, '--out'); check_choice('--resume', args.resume, ('latest', 'none'))
+    check_output_dir(args.out, '--out')
+    check_choice('--resume', args.resume, ('latest', 'none'))
     ckpts = Path(args.out) / 'checkpoints'
-    if args.resume == 'none' and list_checkpoints(ckpts): raise ValueError(f"'{args.out}' already holds checkpoints; continue it with --resume latest or choose a new --out")
+    if args.resume == 'none' and list_checkpoints(ckpts):
+        raise ValueError(
+            f"'{args.out}' already holds checkpoints; continue it with --resume latest or choose a new --out"
+        )
     found = find_checkpoint(ckpts) if args.resume == 'latest' else None
     given = {k: getattr(args, k) for k in AE_DEFAULTS if getattr(args, k) is not None}
-    settings = {**found[1]['config'], **given} if found else {**AE_DEFAULTS, **(AE_QUICK if args.quick else {}), **given}
-    cfg = AETrainConfig(**{**settings, 'run_dir': str(args.out), 'device': args.device, 'log_every': min(settings.get('log_every', 50), settings['steps'])})
+    settings = (
+        {**found[1]['config'], **given} if found else {**AE_DEFAULTS, **(AE_QUICK if args.quick else {}), **given}
+    )
+    cfg = AETrainConfig(
+        **{
+            **settings,
+            'run_dir': str(args.out),
+            'device': args.device,
+            'log_every': min(settings.get('log_every', 50), settings['steps']),
+        }
+    )
     ds = get_dataset(args.data, root=args.root, image_size=check_int('--image-size', args.image_size, 1))
     mults = {2: (1, 2), 4: (1, 2, 2), 8: (1, 2, 2, 4)}[args.factor]
-    model_cfg = found[1]['model_config'] if found else AutoencoderConfig(ds[0]['x'].shape[0], 8 if args.quick else check_int('--base-channels', args.base_channels, 1), mults,
-                                                                        latent_channels=check_int('--latent-channels', args.latent_channels, 1), norm_groups=4 if args.quick else 8)
+    model_cfg = (
+        found[1]['model_config']
+        if found
+        else AutoencoderConfig(
+            ds[0]['x'].shape[0],
+            8 if args.quick else check_int('--base-channels', args.base_channels, 1),
+            mults,
+            latent_channels=check_int('--latent-channels', args.latent_channels, 1),
+            norm_groups=4 if args.quick else 8,
+        )
+    )
     torch.manual_seed(cfg.seed)
     tr = AutoencoderTrainer(KLAutoencoder(model_cfg), ds, cfg)
-    if found: tr.resume(found[0])
+    if found:
+        tr.resume(found[0])
     return tr
 
-@command('train-autoencoder', 'train a KL autoencoder for latent diffusion (chapter 17); continues an interrupted run', ae_arguments)
+
+@command(
+    'train-autoencoder',
+    'train a KL autoencoder for latent diffusion (chapter 17); continues an interrupted run',
+    ae_arguments,
+)
 def run_train_autoencoder(args) -> int:
     "ddpm-book train-autoencoder: train (or continue) an autoencoder run; print where it wrote."
-    tr = ae_trainer_from_args(args); start = tr.step
+    tr = ae_trainer_from_args(args)
+    start = tr.step
     status = tr.fit()
-    print(f"{status} at step {tr.step} (started at {start}); checkpoints in {tr.ckpt_dir}; wrote {tr.run_dir / 'autoencoder.pt'} "
-          f"(scale factor {tr.ae.scale_factor.item():.4f}, fingerprint {fingerprint(tr.ae)})")
+    print(
+        f"{status} at step {tr.step} (started at {start}); checkpoints in {tr.ckpt_dir}; wrote {tr.run_dir / 'autoencoder.pt'} "
+        f"(scale factor {tr.ae.scale_factor.item():.4f}, fingerprint {fingerprint(tr.ae)})"
+    )
     return 0

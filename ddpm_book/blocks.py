@@ -11,147 +11,212 @@ import torch.nn.functional as F
 from .core import check_choice, check_float, check_int
 
 # %% auto #0
-__all__ = ['RESAMPLE', 'timestep_embedding', 'TimeEmbedding', 'group_norm_scale_shift', 'dropout', 'ResBlock', 'upsample_conv',
-           'Downsample', 'Upsample']
+__all__ = [
+    'RESAMPLE',
+    'timestep_embedding',
+    'TimeEmbedding',
+    'group_norm_scale_shift',
+    'dropout',
+    'ResBlock',
+    'upsample_conv',
+    'Downsample',
+    'Upsample',
+]
+
 
 # %% ../nbs/04_blocks.ipynb #a202fb41
-def timestep_embedding(t:torch.Tensor, # (B,) timesteps (integer or float)
-                       dim:int, # embedding size d >= 2
-                       max_period:float=10000., # the slowest frequency's period
-                       flip_sin_to_cos:bool=True # True: [cos | sin] as in eq. 4.1; False: [sin | cos]
-                      ) -> torch.Tensor: # (B, dim) float32
+def timestep_embedding(
+    t: torch.Tensor,  # (B,) timesteps (integer or float)
+    dim: int,  # embedding size d >= 2
+    max_period: float = 10000.0,  # the slowest frequency's period
+    flip_sin_to_cos: bool = True,  # True: [cos | sin] as in eq. 4.1; False: [sin | cos]
+) -> torch.Tensor:  # (B, dim) float32
     "Sinusoidal embedding of timesteps, eq. 4.1."
     dim, max_period = check_int('dim', dim, 2), check_float('max_period', max_period, 1, lo_open=True)
-    if not isinstance(t, torch.Tensor) or t.ndim != 1: raise ValueError(f"t must be a 1-D tensor of shape (B,), got {t if not isinstance(t, torch.Tensor) else tuple(t.shape)!r}")
+    if not isinstance(t, torch.Tensor) or t.ndim != 1:
+        raise ValueError(
+            f"t must be a 1-D tensor of shape (B,), got {t if not isinstance(t, torch.Tensor) else tuple(t.shape)!r}"
+        )
     half = dim // 2
     freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
     args = t.float()[:, None] * freqs[None]
-    emb = torch.cat([torch.cos(args), torch.sin(args)] if flip_sin_to_cos else [torch.sin(args), torch.cos(args)], dim=-1)
+    emb = torch.cat(
+        [torch.cos(args), torch.sin(args)] if flip_sin_to_cos else [torch.sin(args), torch.cos(args)], dim=-1
+    )
     return F.pad(emb, (0, 1)) if dim % 2 else emb
+
 
 # %% ../nbs/04_blocks.ipynb #ac4293a1
 class TimeEmbedding(nn.Module):
     "Sinusoidal features of `t` (eq. 4.1) followed by a two-layer SiLU MLP (eq. 4.2)."
-    def __init__(self, dim:int, # size of the sinusoidal features
-                 emb_dim:int, # output size
-                 max_period:float=10000.): # see `timestep_embedding`
+
+    def __init__(
+        self,
+        dim: int,  # size of the sinusoidal features
+        emb_dim: int,  # output size
+        max_period: float = 10000.0,
+    ):  # see `timestep_embedding`
         super().__init__()
         self.dim, self.max_period = dim, max_period
         self.lin1, self.lin2 = nn.Linear(dim, emb_dim), nn.Linear(emb_dim, emb_dim)
 
-    def forward(self, t:torch.Tensor) -> torch.Tensor: # (B,) timesteps -> (B, emb_dim)
+    def forward(self, t: torch.Tensor) -> torch.Tensor:  # (B,) timesteps -> (B, emb_dim)
         e = timestep_embedding(t, self.dim, self.max_period).to(self.lin1.weight.dtype)
         return self.lin2(F.silu(self.lin1(e)))
 
+
 # %% ../nbs/04_blocks.ipynb #4f9d2086
-def group_norm_scale_shift(h:torch.Tensor, # (B,C,H,W) features
-                           groups:int, # number of GroupNorm groups
-                           weight:torch.Tensor, bias:torch.Tensor, # (C,) the norm's affine
-                           scale:torch.Tensor, shift:torch.Tensor, # (B,C) from the time embedding
-                           eps:float=1e-5) -> torch.Tensor:
+def group_norm_scale_shift(
+    h: torch.Tensor,  # (B,C,H,W) features
+    groups: int,  # number of GroupNorm groups
+    weight: torch.Tensor,
+    bias: torch.Tensor,  # (C,) the norm's affine
+    scale: torch.Tensor,
+    shift: torch.Tensor,  # (B,C) from the time embedding
+    eps: float = 1e-5,
+) -> torch.Tensor:
     "`GN(h) * (1 + scale) + shift` computed as one GroupNorm over a (1, B*C, H, W) view."
     B, C = h.shape[:2]
     w, b = weight * (1 + scale), torch.addcmul(shift, bias, 1 + scale)  # (B, C) each
     if h.is_contiguous():
         return F.group_norm(h.reshape(1, B * C, *h.shape[2:]), B * groups, w.reshape(-1), b.reshape(-1), eps).view_as(h)
-    return torch.addcmul(b[..., None, None], F.group_norm(h, groups, None, None, eps), w[..., None, None])  # e.g. channels_last
+    return torch.addcmul(
+        b[..., None, None], F.group_norm(h, groups, None, None, eps), w[..., None, None]
+    )  # e.g. channels_last
+
 
 # %% ../nbs/04_blocks.ipynb #bd7d26fe
-def dropout(h:torch.Tensor, # activations
-            p:float, # drop probability, 0 <= p < 1 (used as round(65536 p) / 65536)
-            training:bool=True # identity when False
-           ) -> torch.Tensor:
+def dropout(
+    h: torch.Tensor,  # activations
+    p: float,  # drop probability, 0 <= p < 1 (used as round(65536 p) / 65536)
+    training: bool = True,  # identity when False
+) -> torch.Tensor:
     "Inverted dropout, eq. 4.4: a mask from 16 random bits per element, much faster than `F.dropout` on CPUs."
     p = check_float('dropout p', p, 0, 1, hi_open=True)
     k = round(p * 65536)
-    if not training or k == 0: return h
-    if k >= 65536: raise ValueError(f"dropout p={p!r} rounds to 1; use p < 1 - 2**-17")
+    if not training or k == 0:
+        return h
+    if k >= 65536:
+        raise ValueError(f"dropout p={p!r} rounds to 1; use p < 1 - 2**-17")
     n = h.numel()
-    r = torch.empty((n + 3) // 4, dtype=torch.int64, device=h.device).random_(-2**63, None)  # 64 uniform bits each
-    keep = r.view(torch.int16)[:n].view(h.shape) >= k - 32768                         # P(keep) = 1 - k/65536
+    r = torch.empty((n + 3) // 4, dtype=torch.int64, device=h.device).random_(-(2**63), None)  # 64 uniform bits each
+    keep = r.view(torch.int16)[:n].view(h.shape) >= k - 32768  # P(keep) = 1 - k/65536
     return h * keep.to(h.dtype).mul_(65536 / (65536 - k))
+
 
 # %% ../nbs/04_blocks.ipynb #26d42dc7
 class ResBlock(nn.Module):
     "Pre-activation residual block with timestep injection, eq. 4.3; a fresh block equals its skip path."
-    def __init__(self, in_ch:int, # input channels
-                 out_ch:int|None=None, # output channels (default: in_ch); a 1x1 conv skip when they differ
-                 emb_dim:int|None=None, # time-embedding size; None: no time input
-                 dropout:float=0., # dropout before the last conv
-                 norm_groups:int=32, # GroupNorm groups; must divide in_ch and out_ch
-                 scale_shift:bool=True): # True: GN(h)*(1+s)+b; False: h + b before GN (DDPM)
+
+    def __init__(
+        self,
+        in_ch: int,  # input channels
+        out_ch: int | None = None,  # output channels (default: in_ch); a 1x1 conv skip when they differ
+        emb_dim: int | None = None,  # time-embedding size; None: no time input
+        dropout: float = 0.0,  # dropout before the last conv
+        norm_groups: int = 32,  # GroupNorm groups; must divide in_ch and out_ch
+        scale_shift: bool = True,
+    ):  # True: GN(h)*(1+s)+b; False: h + b before GN (DDPM)
         super().__init__()
         out_ch = out_ch or in_ch
-        _check_groups(in_ch, norm_groups, 'in_ch'); _check_groups(out_ch, norm_groups, 'out_ch')
+        _check_groups(in_ch, norm_groups, 'in_ch')
+        _check_groups(out_ch, norm_groups, 'out_ch')
         dropout = check_float('dropout', dropout, 0, 1, hi_open=True)
         self.groups, self.dropout, self.scale_shift = norm_groups, dropout, scale_shift
         self.norm1, self.norm2 = nn.GroupNorm(norm_groups, in_ch), nn.GroupNorm(norm_groups, out_ch)
         self.conv1 = nn.Conv2d(in_ch, out_ch, 3, padding=1)
         self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1)
-        nn.init.zeros_(self.conv2.weight); nn.init.zeros_(self.conv2.bias)
+        nn.init.zeros_(self.conv2.weight)
+        nn.init.zeros_(self.conv2.bias)
         self.emb_proj = nn.Linear(emb_dim, out_ch * (2 if scale_shift else 1)) if emb_dim else None
         self.skip = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
 
     def _norm2(self, h, emb):
         "GN_2 with the timestep injected, then SiLU."
-        if self.emb_proj is None: return F.silu(self.norm2(h), inplace=True)
+        if self.emb_proj is None:
+            return F.silu(self.norm2(h), inplace=True)
         e = self.emb_proj(F.silu(emb)).to(h.dtype)
         if self.scale_shift:
             s, b = e.chunk(2, dim=1)
             h = group_norm_scale_shift(h, self.groups, self.norm2.weight, self.norm2.bias, s, b, self.norm2.eps)
-        else: h = self.norm2(h + e[..., None, None])
+        else:
+            h = self.norm2(h + e[..., None, None])
         return F.silu(h, inplace=True)
 
-    def forward(self, x:torch.Tensor, # (B, in_ch, H, W)
-                emb:torch.Tensor|None=None # (B, emb_dim) time embedding
-               ) -> torch.Tensor: # (B, out_ch, H, W)
+    def forward(
+        self,
+        x: torch.Tensor,  # (B, in_ch, H, W)
+        emb: torch.Tensor | None = None,  # (B, emb_dim) time embedding
+    ) -> torch.Tensor:  # (B, out_ch, H, W)
         if (emb is None) != (self.emb_proj is None):
-            raise ValueError("this block was built with emb_dim=None and takes no emb" if emb is not None else "this block needs emb (B, emb_dim)")
+            raise ValueError(
+                "this block was built with emb_dim=None and takes no emb"
+                if emb is not None
+                else "this block needs emb (B, emb_dim)"
+            )
         h = self.conv1(F.silu(self.norm1(x), inplace=True))
         h = self._norm2(h, emb)
         h = dropout(h, self.dropout, self.training)
         h = self.conv2(h)
         return h.add_(self.skip(x))
 
-def _check_groups(ch:int, groups:int, what:str='channels'):
+
+def _check_groups(ch: int, groups: int, what: str = 'channels'):
     "Raise unless `groups` divides `ch`."
-    if groups < 1 or ch % groups: raise ValueError(f"norm_groups={groups} must divide {what}={ch}; divisors of {ch}: {[g for g in range(1, ch + 1) if ch % g == 0]}")
+    if groups < 1 or ch % groups:
+        raise ValueError(
+            f"norm_groups={groups} must divide {what}={ch}; divisors of {ch}: {[g for g in range(1, ch + 1) if ch % g == 0]}"
+        )
+
 
 # %% ../nbs/04_blocks.ipynb #d8c8278a
-_PHASE = torch.tensor([[[1., 0, 0], [0, 1, 1]], [[1, 1, 0], [0, 0, 1]]])  # [phase a, 2x2 tap, 3x3 tap], eq. 4.5
+_PHASE = torch.tensor([[[1.0, 0, 0], [0, 1, 1]], [[1, 1, 0], [0, 0, 1]]])  # [phase a, 2x2 tap, 3x3 tap], eq. 4.5
 
-def upsample_conv(x:torch.Tensor, # (B, C, H, W)
-                  weight:torch.Tensor, # (O, C, 3, 3) conv weight
-                  bias:torch.Tensor|None=None # (O,)
-                 ) -> torch.Tensor: # (B, O, 2H, 2W)
+
+def upsample_conv(
+    x: torch.Tensor,  # (B, C, H, W)
+    weight: torch.Tensor,  # (O, C, 3, 3) conv weight
+    bias: torch.Tensor | None = None,  # (O,)
+) -> torch.Tensor:  # (B, O, 2H, 2W)
     "`conv3x3(nearest_upsample_x2(x))` computed as four 2x2 convs at low resolution, eq. 4.5."
     B, _, H, W = x.shape
     O = weight.shape[0]
     M = _PHASE.to(weight)
     w4 = torch.einsum('aik,bjl,ockl->abocij', M, M, weight).reshape(4 * O, -1, 2, 2)
     z = F.conv2d(x, w4, None if bias is None else bias.repeat(4), padding=1).view(B, 2, 2, O, H + 1, W + 1)
-    y = torch.stack([z[:, a, b, :, a:a + H, b:b + W] for a in (0, 1) for b in (0, 1)], dim=-1)  # (B,O,H,W,4)
+    y = torch.stack([z[:, a, b, :, a : a + H, b : b + W] for a in (0, 1) for b in (0, 1)], dim=-1)  # (B,O,H,W,4)
     y = y.view(B, O, H, W, 2, 2).permute(0, 1, 2, 4, 3, 5).reshape(B, O, 2 * H, 2 * W)
-    return y.contiguous(memory_format=torch.channels_last) if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous() else y
+    return (
+        y.contiguous(memory_format=torch.channels_last)
+        if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+        else y
+    )
+
 
 # %% ../nbs/04_blocks.ipynb #07fb66b1
 RESAMPLE = ('conv', 'avgpool')
 
+
 class Downsample(nn.Module):
     "Halve H and W: a stride-2 3x3 conv (`'conv'`) or a 2x2 average pool (`'avgpool'`)."
-    def __init__(self, ch:int, mode:str='conv'):
+
+    def __init__(self, ch: int, mode: str = 'conv'):
         super().__init__()
         check_choice('resample mode', mode, RESAMPLE)
         self.conv = nn.Conv2d(ch, ch, 3, stride=2, padding=1) if mode == 'conv' else None
 
-    def forward(self, x): return self.conv(x) if self.conv is not None else F.avg_pool2d(x, 2)
+    def forward(self, x):
+        return self.conv(x) if self.conv is not None else F.avg_pool2d(x, 2)
+
 
 class Upsample(nn.Module):
     "Double H and W: nearest-neighbour upsampling followed by a 3x3 conv (computed as in eq. 4.5), or nearest only."
-    def __init__(self, ch:int, use_conv:bool=True):
+
+    def __init__(self, ch: int, use_conv: bool = True):
         super().__init__()
         self.conv = nn.Conv2d(ch, ch, 3, padding=1) if use_conv else None
 
     def forward(self, x):
-        if self.conv is None: return F.interpolate(x, scale_factor=2., mode='nearest')
+        if self.conv is None:
+            return F.interpolate(x, scale_factor=2.0, mode='nearest')
         return upsample_conv(x, self.conv.weight, self.conv.bias)

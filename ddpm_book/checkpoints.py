@@ -4,7 +4,12 @@
 
 # %% ../nbs/07_checkpoints.ipynb #90c62abe
 from __future__ import annotations
-import random, re, sys, warnings, zipfile, zlib
+import random
+import re
+import sys
+import warnings
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -13,245 +18,378 @@ import torch.nn as nn
 from .core import atomic_write, check_int, check_choice
 
 # %% auto #0
-__all__ = ['FORMAT', 'FORMAT_VERSION', 'CHECKPOINT_KINDS', 'capture_rng_state', 'restore_rng_state', 'save_file',
-           'CheckpointError', 'verify_file', 'load_file', 'checkpoint_name', 'list_checkpoints', 'rotate_checkpoints',
-           'save_checkpoint', 'find_checkpoint', 'unwrap', 'model_state', 'class_name', 'model_class_name',
-           'load_model_state', 'config_diff', 'check_config']
+__all__ = [
+    'FORMAT',
+    'FORMAT_VERSION',
+    'CHECKPOINT_KINDS',
+    'capture_rng_state',
+    'restore_rng_state',
+    'save_file',
+    'CheckpointError',
+    'verify_file',
+    'load_file',
+    'checkpoint_name',
+    'list_checkpoints',
+    'rotate_checkpoints',
+    'save_checkpoint',
+    'find_checkpoint',
+    'unwrap',
+    'model_state',
+    'class_name',
+    'model_class_name',
+    'load_model_state',
+    'config_diff',
+    'check_config',
+]
+
 
 # %% ../nbs/07_checkpoints.ipynb #501c682c
 def _python_rng() -> dict:
     version, state, gauss_next = random.getstate()
     return {'version': version, 'state': torch.tensor(state, dtype=torch.int64), 'gauss_next': gauss_next}
 
+
 def _numpy_rng() -> dict:
     key, state, pos, has_gauss, cached = np.random.get_state()
-    return {'key': key, 'state': torch.from_numpy(state.astype(np.int64)), 'pos': int(pos),
-            'has_gauss': int(has_gauss), 'cached_gaussian': float(cached)}
+    return {
+        'key': key,
+        'state': torch.from_numpy(state.astype(np.int64)),
+        'pos': int(pos),
+        'has_gauss': int(has_gauss),
+        'cached_gaussian': float(cached),
+    }
+
 
 def capture_rng_state() -> dict:
     "The states of python's, numpy's and torch's (CPU and every CUDA device) generators, as plain tensors and numbers."
-    return {'python': _python_rng(), 'numpy': _numpy_rng(), 'torch': torch.get_rng_state(),
-            'cuda': torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+    return {
+        'python': _python_rng(),
+        'numpy': _numpy_rng(),
+        'torch': torch.get_rng_state(),
+        'cuda': torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
 
 # %% ../nbs/07_checkpoints.ipynb #27b018e3
-def restore_rng_state(state:dict # from `capture_rng_state`
-                     ):
+def restore_rng_state(
+    state: dict,  # from `capture_rng_state`
+):
     "Put python's, numpy's and torch's generators back into a state from `capture_rng_state`."
     missing = {'python', 'numpy', 'torch', 'cuda'} - set(state)
-    if missing: raise ValueError(f"RNG state lacks {sorted(missing)}; expected the dict made by capture_rng_state()")
+    if missing:
+        raise ValueError(f"RNG state lacks {sorted(missing)}; expected the dict made by capture_rng_state()")
     p, n = state['python'], state['numpy']
     random.setstate((p['version'], tuple(p['state'].tolist()), p['gauss_next']))
-    np.random.set_state((n['key'], n['state'].numpy().astype(np.uint32), n['pos'], n['has_gauss'], n['cached_gaussian']))
+    np.random.set_state(
+        (n['key'], n['state'].numpy().astype(np.uint32), n['pos'], n['has_gauss'], n['cached_gaussian'])
+    )
     torch.set_rng_state(state['torch'])
     cuda = list(state['cuda'])
-    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count(): torch.cuda.set_rng_state_all(cuda)
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
     elif cuda or torch.cuda.is_available():
-        warnings.warn(f"checkpoint has {len(cuda)} CUDA RNG state(s) but this machine has "
-                      f"{torch.cuda.device_count() if torch.cuda.is_available() else 0} GPU(s); CUDA RNGs not restored")
+        warnings.warn(
+            f"checkpoint has {len(cuda)} CUDA RNG state(s) but this machine has "
+            f"{torch.cuda.device_count() if torch.cuda.is_available() else 0} GPU(s); CUDA RNGs not restored"
+        )
+
 
 # %% ../nbs/07_checkpoints.ipynb #3d488477
 def _flat_tensors(obj, prefix=''):
     "(key, tensor) pairs of a nested dict/list of tensors."
-    if isinstance(obj, torch.Tensor): yield prefix, obj
+    if isinstance(obj, torch.Tensor):
+        yield prefix, obj
     elif isinstance(obj, dict):
-        for k, v in obj.items(): yield from _flat_tensors(v, f'{prefix}.{k}' if prefix else str(k))
+        for k, v in obj.items():
+            yield from _flat_tensors(v, f'{prefix}.{k}' if prefix else str(k))
     elif isinstance(obj, (list, tuple)):
-        for i, v in enumerate(obj): yield from _flat_tensors(v, f'{prefix}.{i}')
+        for i, v in enumerate(obj):
+            yield from _flat_tensors(v, f'{prefix}.{i}')
+
 
 # %% ../nbs/07_checkpoints.ipynb #31b70fbd
-def _check_state_finite(state:dict):
+def _check_state_finite(state: dict):
     "Raise if a floating-point tensor under state['model'] or state['ema'] holds NaN or inf."
     for part in ('model', 'ema'):
         for k, v in _flat_tensors(state.get(part)):
             if v.is_floating_point() and not torch.isfinite(v).all():
-                raise ValueError(f"refusing to save a checkpoint at step {state.get('step')}: {part} tensor {k!r} is not finite")
+                raise ValueError(
+                    f"refusing to save a checkpoint at step {state.get('step')}: {part} tensor {k!r} is not finite"
+                )
+
 
 # %% ../nbs/07_checkpoints.ipynb #81f843a7
 FORMAT = 'ddpm_book.checkpoint'  # marker stored in every checkpoint
 FORMAT_VERSION = 1
 
-def save_file(state:dict, # the checkpoint contents: tensors, numbers, strings, lists and dicts only
-              path:str|Path # target file; replaced atomically
-             ) -> Path:
+
+def save_file(
+    state: dict,  # the checkpoint contents: tensors, numbers, strings, lists and dicts only
+    path: str | Path,  # target file; replaced atomically
+) -> Path:
     "Write a checkpoint dict to `path` atomically (temporary file + rename), refusing non-finite weights."
-    if not isinstance(state, dict): raise TypeError(f"a checkpoint must be a dict, got {type(state).__name__}")
+    if not isinstance(state, dict):
+        raise TypeError(f"a checkpoint must be a dict, got {type(state).__name__}")
     _check_state_finite(state)
     state = {'format': FORMAT, 'format_version': FORMAT_VERSION, **state}
-    with atomic_write(path) as f: torch.save(state, f)
+    with atomic_write(path) as f:
+        torch.save(state, f)
     return Path(path)
+
 
 # %% ../nbs/07_checkpoints.ipynb #11767119
 class CheckpointError(RuntimeError):
     "A checkpoint file is missing, incomplete, corrupt, unsafe or not a ddpm_book checkpoint."
 
-def verify_file(path:str|Path # a checkpoint file
-               ) -> Path:
+
+def verify_file(
+    path: str | Path,  # a checkpoint file
+) -> Path:
     "Check every member of a checkpoint's zip archive against its stored CRC-32; CheckpointError naming the file otherwise."
     path = Path(path)
     try:
-        with zipfile.ZipFile(path) as z: bad = z.testzip()
+        with zipfile.ZipFile(path) as z:
+            bad = z.testzip()
     except (zipfile.BadZipFile, EOFError, OSError, zlib.error) as e:
-        raise CheckpointError(f"cannot load checkpoint '{path}': not a complete zip archive (truncated, overwritten or not a checkpoint): {e}") from e
+        raise CheckpointError(
+            f"cannot load checkpoint '{path}': not a complete zip archive (truncated, overwritten or not a checkpoint): {e}"
+        ) from e
     if bad is not None:
-        raise CheckpointError(f"cannot load checkpoint '{path}': it is corrupt, member {bad!r} fails its CRC-32 check (a changed bit on disk or in a copy)")
+        raise CheckpointError(
+            f"cannot load checkpoint '{path}': it is corrupt, member {bad!r} fails its CRC-32 check (a changed bit on disk or in a copy)"
+        )
     return path
 
+
 # %% ../nbs/07_checkpoints.ipynb #d26224b8
-def load_file(path:str|Path, # a checkpoint written by `save_file`
-              map_location='cpu' # where tensors go: 'cpu', a device, or torch.load's other options
-             ) -> dict:
+def load_file(
+    path: str | Path,  # a checkpoint written by `save_file`
+    map_location='cpu',  # where tensors go: 'cpu', a device, or torch.load's other options
+) -> dict:
     "Load a checkpoint with `weights_only=True`; any problem raises `CheckpointError` naming the file."
     path = Path(path)
-    if not path.is_file(): raise CheckpointError(f"checkpoint file '{path}' does not exist")
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint file '{path}' does not exist")
     verify_file(path)
-    try: state = torch.load(path, map_location=map_location, weights_only=True)
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:
         why = ' '.join(str(e).split())[:300]
-        raise CheckpointError(f"cannot load checkpoint '{path}' (truncated, corrupt, or holding objects that "
-                              f"weights_only=True refuses): {type(e).__name__}: {why}") from e
+        raise CheckpointError(
+            f"cannot load checkpoint '{path}' (truncated, corrupt, or holding objects that "
+            f"weights_only=True refuses): {type(e).__name__}: {why}"
+        ) from e
     if not isinstance(state, dict) or state.get('format') != FORMAT:
         raise CheckpointError(f"'{path}' is not a ddpm_book checkpoint (no format marker {FORMAT!r})")
     if state.get('format_version', 0) > FORMAT_VERSION:
-        raise CheckpointError(f"'{path}' has format version {state['format_version']}; this ddpm_book reads up to {FORMAT_VERSION}")
+        raise CheckpointError(
+            f"'{path}' has format version {state['format_version']}; this ddpm_book reads up to {FORMAT_VERSION}"
+        )
     return state
+
 
 # %% ../nbs/07_checkpoints.ipynb #2871d354
 CHECKPOINT_KINDS = ('step', 'stop', 'final')
 _NAME = re.compile(r'^ckpt_(?:(stop|final)_)?(\d{8,})\.pt$')
 
-def checkpoint_name(step:int, # optimizer steps done
-                    kind:str='step' # one of CHECKPOINT_KINDS
-                   ) -> str:
+
+def checkpoint_name(
+    step: int,  # optimizer steps done
+    kind: str = 'step',  # one of CHECKPOINT_KINDS
+) -> str:
     "The file name of a checkpoint: `ckpt_00000100.pt`, `ckpt_stop_00000100.pt`, `ckpt_final_00000100.pt`."
-    check_choice('checkpoint kind', kind, CHECKPOINT_KINDS); step = check_int('step', step, 0)
+    check_choice('checkpoint kind', kind, CHECKPOINT_KINDS)
+    step = check_int('step', step, 0)
     return f"ckpt_{'' if kind == 'step' else kind + '_'}{step:08d}.pt"
 
+
 # %% ../nbs/07_checkpoints.ipynb #7b257e49
-def list_checkpoints(folder:str|Path # a run's checkpoint folder
-                    ) -> list[tuple[int, str, Path]]: # (step, kind, path), oldest first
+def list_checkpoints(
+    folder: str | Path,  # a run's checkpoint folder
+) -> list[tuple[int, str, Path]]:  # (step, kind, path), oldest first
     "Checkpoints in `folder` that follow our naming pattern, sorted by step (then step < stop < final)."
     folder = Path(folder)
-    if not folder.is_dir(): return []
+    if not folder.is_dir():
+        return []
     found = [(int(m[2]), m[1] or 'step', p) for p in folder.iterdir() if p.is_file() and (m := _NAME.match(p.name))]
     return sorted(found, key=lambda c: (c[0], CHECKPOINT_KINDS.index(c[1])))
 
-# %% ../nbs/07_checkpoints.ipynb #d14b3acc
-def _intact(path:Path) -> bool:
-    try: verify_file(path); return True
-    except CheckpointError: return False
 
-def rotate_checkpoints(folder:str|Path, # a run's checkpoint folder
-                       keep_last:int|None # how many intact `step`/`stop` checkpoints to keep; None keeps all
-                      ) -> list[Path]: # the deleted files, oldest first
+# %% ../nbs/07_checkpoints.ipynb #d14b3acc
+def _intact(path: Path) -> bool:
+    try:
+        verify_file(path)
+        return True
+    except CheckpointError:
+        return False
+
+
+def rotate_checkpoints(
+    folder: str | Path,  # a run's checkpoint folder
+    keep_last: int | None,  # how many intact `step`/`stop` checkpoints to keep; None keeps all
+) -> list[Path]:  # the deleted files, oldest first
     "Keep the newest `keep_last` intact step/stop checkpoints (damaged ones do not count), delete older ones; never touches `final` ones or foreign files."
-    if check_int('keep_last', keep_last, 1, none_ok=True) is None: return []
+    if check_int('keep_last', keep_last, 1, none_ok=True) is None:
+        return []
     deleted, kept = [], 0
     for _, kind, p in reversed(list_checkpoints(folder)):
-        if kind == 'final': continue
-        if kept >= keep_last: p.unlink(missing_ok=True); deleted.append(p)
-        elif _intact(p): kept += 1
+        if kind == 'final':
+            continue
+        if kept >= keep_last:
+            p.unlink(missing_ok=True)
+            deleted.append(p)
+        elif _intact(p):
+            kept += 1
     return deleted[::-1]
 
+
 # %% ../nbs/07_checkpoints.ipynb #09559529
-def save_checkpoint(state:dict, # checkpoint contents; state['step'] names the file
-                    folder:str|Path, # a run's checkpoint folder
-                    kind:str='step', # one of CHECKPOINT_KINDS
-                    keep_last:int|None=None # rotate to this many after the new file is complete
-                   ) -> Path:
+def save_checkpoint(
+    state: dict,  # checkpoint contents; state['step'] names the file
+    folder: str | Path,  # a run's checkpoint folder
+    kind: str = 'step',  # one of CHECKPOINT_KINDS
+    keep_last: int | None = None,  # rotate to this many after the new file is complete
+) -> Path:
     "Save `state` as `folder/ckpt_[kind_]<step>.pt` atomically, then rotate old checkpoints."
-    for stale in Path(folder).glob('.ckpt_*.tmp'): stale.unlink(missing_ok=True)  # left by a save that was killed (one writer per run)
+    for stale in Path(folder).glob('.ckpt_*.tmp'):
+        stale.unlink(missing_ok=True)  # left by a save that was killed (one writer per run)
     path = save_file(state, Path(folder) / checkpoint_name(state.get('step'), kind))
     rotate_checkpoints(folder, keep_last)
     return path
 
+
 # %% ../nbs/07_checkpoints.ipynb #b2d77e11
-def find_checkpoint(folder:str|Path, # a run's checkpoint folder
-                    which='latest', # 'latest', a step number, or a path to a checkpoint file
-                    map_location='cpu' # where tensors go
-                   ) -> tuple[Path, dict] | None: # (path, state), or None when 'latest' finds no checkpoint
+def find_checkpoint(
+    folder: str | Path,  # a run's checkpoint folder
+    which='latest',  # 'latest', a step number, or a path to a checkpoint file
+    map_location='cpu',  # where tensors go
+) -> tuple[Path, dict] | None:  # (path, state), or None when 'latest' finds no checkpoint
     "Resolve and load a checkpoint; 'latest' skips damaged files (with a warning), explicit requests must exist."
     if isinstance(which, (str, Path)) and str(which) != 'latest':
         p = Path(which)
-        if not p.is_file(): raise FileNotFoundError(f"resume checkpoint '{p}' does not exist (resume= takes 'latest', a step number or an existing file)")
+        if not p.is_file():
+            raise FileNotFoundError(
+                f"resume checkpoint '{p}' does not exist (resume= takes 'latest', a step number or an existing file)"
+            )
         return p, load_file(p, map_location)
     ckpts = list_checkpoints(folder)
     if which != 'latest':
-        if isinstance(which, bool) or not isinstance(which, int): raise TypeError(f"resume must be 'latest', a step number or a path, got {which!r}")
+        if isinstance(which, bool) or not isinstance(which, int):
+            raise TypeError(f"resume must be 'latest', a step number or a path, got {which!r}")
         ckpts = [c for c in ckpts if c[0] == which]
-        if not ckpts: raise FileNotFoundError(f"no checkpoint for step {which} in '{folder}'; available steps: {sorted({s for s, _, _ in list_checkpoints(folder)})}")
+        if not ckpts:
+            raise FileNotFoundError(
+                f"no checkpoint for step {which} in '{folder}'; available steps: {sorted({s for s, _, _ in list_checkpoints(folder)})}"
+            )
     for _, _, p in reversed(ckpts):
-        try: return p, load_file(p, map_location)
+        try:
+            return p, load_file(p, map_location)
         except CheckpointError as e:
-            if which != 'latest': raise
+            if which != 'latest':
+                raise
             warnings.warn(f"skipping damaged checkpoint: {e}")
-    if ckpts: raise CheckpointError(f"every checkpoint in '{folder}' is damaged: {[c[2].name for c in ckpts]}")
+    if ckpts:
+        raise CheckpointError(f"every checkpoint in '{folder}' is damaged: {[c[2].name for c in ckpts]}")
     return None
+
 
 # %% ../nbs/07_checkpoints.ipynb #5862e6ff
 _COMPILED = '_orig_mod.'
 
-def unwrap(model:nn.Module) -> nn.Module:
+
+def unwrap(model: nn.Module) -> nn.Module:
     "The eager module inside a `torch.compile`d one (or the model itself)."
     return getattr(model, '_orig_mod', model)
 
-def model_state(model:nn.Module) -> dict:
+
+def model_state(model: nn.Module) -> dict:
     "The model's `state_dict` with the same keys whether or not it is compiled."
     return unwrap(model).state_dict()
 
+
 # %% ../nbs/07_checkpoints.ipynb #c3bba0f1
-def _exported_from_notebook(qualname:str) -> str|None:
+def _exported_from_notebook(qualname: str) -> str | None:
     "The ddpm_book module that exports `qualname`, for a class defined in a notebook of this book (module '__main__')."
-    if hasattr(sys.modules.get('__main__'), '__file__'): return None  # a script's own class, not a notebook cell's
+    if hasattr(sys.modules.get('__main__'), '__file__'):
+        return None  # a script's own class, not a notebook cell's
     from ddpm_book._modidx import d
+
     return next((mod for mod, syms in d['syms'].items() if f'{mod}.{qualname}' in syms), None)
 
-def class_name(cls:type) -> str:
+
+def class_name(cls: type) -> str:
     "'module.QualName' of a class; a class defined in a notebook cell of this book is named after the module it is exported to."
     mod = cls.__module__
-    if mod == '__main__': mod = _exported_from_notebook(cls.__qualname__) or mod
+    if mod == '__main__':
+        mod = _exported_from_notebook(cls.__qualname__) or mod
     return f"{mod}.{cls.__qualname__}"
 
-def model_class_name(model:nn.Module) -> str:
+
+def model_class_name(model: nn.Module) -> str:
     "'module.QualName' of the (unwrapped) model's class, e.g. 'ddpm_book.unet.UNet'."
-    if not isinstance(model, nn.Module): raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     return class_name(type(unwrap(model)))
 
+
 # %% ../nbs/07_checkpoints.ipynb #82b35ed0
-def _state_diff(expected:dict, got:dict) -> list[str]:
+def _state_diff(expected: dict, got: dict) -> list[str]:
     "Human-readable differences between two state dicts' keys and shapes."
     missing = [k for k in expected if k not in got]
     unexpected = [k for k in got if k not in expected]
-    shapes = [f"{k}: checkpoint {tuple(got[k].shape)} vs model {tuple(v.shape)}" for k, v in expected.items()
-              if k in got and hasattr(got[k], 'shape') and tuple(got[k].shape) != tuple(v.shape)]
-    return ([f"missing keys: {missing}"] if missing else []) + ([f"unexpected keys: {unexpected}"] if unexpected else []) + \
-           ([f"shape mismatches: {shapes}"] if shapes else [])
+    shapes = [
+        f"{k}: checkpoint {tuple(got[k].shape)} vs model {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in got and hasattr(got[k], 'shape') and tuple(got[k].shape) != tuple(v.shape)
+    ]
+    return (
+        ([f"missing keys: {missing}"] if missing else [])
+        + ([f"unexpected keys: {unexpected}"] if unexpected else [])
+        + ([f"shape mismatches: {shapes}"] if shapes else [])
+    )
+
 
 # %% ../nbs/07_checkpoints.ipynb #47d3f577
-def load_model_state(model:nn.Module, # eager or compiled
-                     state:dict, # a state dict saved by `model_state` (or with `_orig_mod.` keys)
-                     what:str='model' # name used in the error message
-                    ):
+def load_model_state(
+    model: nn.Module,  # eager or compiled
+    state: dict,  # a state dict saved by `model_state` (or with `_orig_mod.` keys)
+    what: str = 'model',  # name used in the error message
+):
     "Load weights strictly into `model`, compiled or not; a mismatch raises ValueError listing the keys."
     state = {k.removeprefix(_COMPILED): v for k, v in state.items()}
     target = unwrap(model)
     diff = _state_diff(target.state_dict(), state)
-    if diff: raise ValueError(f"the checkpoint's {what} does not fit this architecture; " + '; '.join(diff))
+    if diff:
+        raise ValueError(f"the checkpoint's {what} does not fit this architecture; " + '; '.join(diff))
     target.load_state_dict(state, strict=True)
 
+
 # %% ../nbs/07_checkpoints.ipynb #a8d4f492
-def config_diff(saved:dict, # configuration stored in the checkpoint
-                current:dict, # configuration of the run being resumed
-                ignore=() # keys that may differ
-               ) -> list[str]:
+def config_diff(
+    saved: dict,  # configuration stored in the checkpoint
+    current: dict,  # configuration of the run being resumed
+    ignore=(),  # keys that may differ
+) -> list[str]:
     "The settings that differ between two configuration dicts, as 'key: checkpoint X, now Y' strings."
-    norm = lambda v: list(map(norm, v)) if isinstance(v, (list, tuple)) else ({k: norm(x) for k, x in v.items()} if isinstance(v, dict) else v)
+    norm = lambda v: (
+        list(map(norm, v))
+        if isinstance(v, (list, tuple))
+        else ({k: norm(x) for k, x in v.items()} if isinstance(v, dict) else v)
+    )
     keys = [k for k in dict.fromkeys([*saved, *current]) if k not in ignore]
-    return [f"{k}: checkpoint {saved.get(k, '<absent>')!r}, now {current.get(k, '<absent>')!r}"
-            for k in keys if norm(saved.get(k, '<absent>')) != norm(current.get(k, '<absent>'))]
+    return [
+        f"{k}: checkpoint {saved.get(k, '<absent>')!r}, now {current.get(k, '<absent>')!r}"
+        for k in keys
+        if norm(saved.get(k, '<absent>')) != norm(current.get(k, '<absent>'))
+    ]
+
 
 # %% ../nbs/07_checkpoints.ipynb #aa950214
-def check_config(saved:dict, current:dict, ignore=(), what:str='config'):
+def check_config(saved: dict, current: dict, ignore=(), what: str = 'config'):
     "Raise ValueError listing every differing setting (tuples and lists compare equal)."
     diff = config_diff(saved, current, ignore)
-    if diff: raise ValueError(f"the checkpoint's {what} differs from this run's: " + '; '.join(diff) + ". "
-                              "Start a new run directory, or resume with the same settings.")
+    if diff:
+        raise ValueError(
+            f"the checkpoint's {what} differs from this run's: " + '; '.join(diff) + ". "
+            "Start a new run directory, or resume with the same settings."
+        )

@@ -4,7 +4,12 @@
 
 # %% ../nbs/14_cli.ipynb #1bdc2416
 from __future__ import annotations
-import argparse, importlib.metadata, json, os, sys, time
+import argparse
+import importlib.metadata
+import json
+import os
+import sys
+import time
 from dataclasses import asdict, fields
 from functools import partial
 from pathlib import Path
@@ -25,89 +30,169 @@ from .evaluation import eval_arguments, run_eval  # also registers the Trainer's
 from .diffusers_interop import convert_arguments, run_convert
 
 # %% auto #0
-__all__ = ['COMMANDS', 'USER_ERRORS', 'IMAGE_SUFFIXES', 'ANIMATION_SUFFIXES', 'TRAIN_VARIANTS', 'UNET_CLASS', 'TRAIN_DEFAULTS',
-           'QUICK_DEFAULTS', 'TRAIN_OPTIONS', 'DEMO_UNET', 'DEMO_MAX_STEPS', 'DEMO_DEFAULTS', 'DEMO_SAMPLES',
-           'DEMO_WALK', 'command', 'load_command_plugins', 'build_parser', 'main', 'train_variant', 'default_warmup',
-           'train_config', 'unet_config', 'stored_dataset', 'build_trainer', 'plan_steps']
+__all__ = [
+    'COMMANDS',
+    'USER_ERRORS',
+    'IMAGE_SUFFIXES',
+    'ANIMATION_SUFFIXES',
+    'TRAIN_VARIANTS',
+    'UNET_CLASS',
+    'TRAIN_DEFAULTS',
+    'QUICK_DEFAULTS',
+    'TRAIN_OPTIONS',
+    'DEMO_UNET',
+    'DEMO_MAX_STEPS',
+    'DEMO_DEFAULTS',
+    'DEMO_SAMPLES',
+    'DEMO_WALK',
+    'command',
+    'load_command_plugins',
+    'build_parser',
+    'main',
+    'train_variant',
+    'default_warmup',
+    'train_config',
+    'unet_config',
+    'stored_dataset',
+    'build_trainer',
+    'plan_steps',
+]
 
 # %% ../nbs/14_cli.ipynb #ac657874
-COMMANDS: dict[str, tuple[str, Callable, Callable]] = {}  # name -> (help, add_arguments(parser), run(args) -> exit code)
+COMMANDS: dict[
+    str, tuple[str, Callable, Callable]
+] = {}  # name -> (help, add_arguments(parser), run(args) -> exit code)
 
-def command(name:str, help:str, add_arguments:Callable):
+
+def command(name: str, help: str, add_arguments: Callable):
     "Decorator registering `run(args) -> exit code` as `ddpm-book NAME`; `add_arguments(parser)` declares its options."
+
     def register(run):
         COMMANDS[name] = (help, add_arguments, run)
         return run
+
     return register
+
 
 # %% ../nbs/14_cli.ipynb #957b20fe
 def load_command_plugins():
     "Import what registers more commands: the package's entry points in group 'ddpm_book.commands' (later chapters, other packages)."
-    for ep in importlib.metadata.entry_points(group='ddpm_book.commands'): ep.load()
+    for ep in importlib.metadata.entry_points(group='ddpm_book.commands'):
+        ep.load()
+
 
 def build_parser() -> argparse.ArgumentParser:
     "The `ddpm-book` argument parser with every registered subcommand; no option may be abbreviated."
     load_command_plugins()
-    p = argparse.ArgumentParser(prog='ddpm-book', description='ddpm_book: denoising diffusion models, built step by step.', allow_abbrev=False)
+    p = argparse.ArgumentParser(
+        prog='ddpm-book', description='ddpm_book: denoising diffusion models, built step by step.', allow_abbrev=False
+    )
     p.add_argument('--debug', action='store_true', help='show the full traceback of an error instead of one line')
     sub = p.add_subparsers(dest='command', metavar='COMMAND', title='commands')
     for name, (help, add_arguments, run) in COMMANDS.items():
-        s = sub.add_parser(name, help=help, allow_abbrev=False); add_arguments(s); s.set_defaults(func=run)
-        s.add_argument('--debug', action='store_true', default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # also after the command
+        s = sub.add_parser(name, help=help, allow_abbrev=False)
+        add_arguments(s)
+        s.set_defaults(func=run)
+        s.add_argument(
+            '--debug', action='store_true', default=argparse.SUPPRESS, help=argparse.SUPPRESS
+        )  # also after the command
     return p
 
+
 # %% ../nbs/14_cli.ipynb #4efd9f20
-USER_ERRORS = (OSError, ValueError, TypeError, RuntimeError, ImportError)  # ImageReadError is an OSError, CheckpointError a RuntimeError
+USER_ERRORS = (
+    OSError,
+    ValueError,
+    TypeError,
+    RuntimeError,
+    ImportError,
+)  # ImageReadError is an OSError, CheckpointError a RuntimeError
 
-def _one_line(e:BaseException) -> str: return ' '.join(str(e).split()) or type(e).__name__
 
-def main(argv:list[str]|None=None # arguments; default: sys.argv[1:]
-        ) -> int: # exit status: 0 ok, 2 bad usage or input, 130 interrupted
+def _one_line(e: BaseException) -> str:
+    return ' '.join(str(e).split()) or type(e).__name__
+
+
+def main(
+    argv: list[str] | None = None,  # arguments; default: sys.argv[1:]
+) -> int:  # exit status: 0 ok, 2 bad usage or input, 130 interrupted
     "Entry point of the `ddpm-book` command."
-    p = build_parser(); args = p.parse_args(argv); args.argv = sys.argv[1:] if argv is None else list(argv)  # --num-processes starts it again
-    if args.command is None: p.print_help(); return 0
-    try: return args.func(args)
+    p = build_parser()
+    args = p.parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else list(argv)  # --num-processes starts it again
+    if args.command is None:
+        p.print_help()
+        return 0
+    try:
+        return args.func(args)
     except TrainingInterrupted as e:
-        if args.debug: raise
-        print(f"ddpm-book {args.command}: interrupted at step {e.step}; saved {e.checkpoint}; run the same command again to continue", file=sys.stderr); return 130
+        if args.debug:
+            raise
+        print(
+            f"ddpm-book {args.command}: interrupted at step {e.step}; saved {e.checkpoint}; run the same command again to continue",
+            file=sys.stderr,
+        )
+        return 130
     except KeyboardInterrupt:
-        if args.debug: raise
-        print(f"ddpm-book {args.command}: interrupted", file=sys.stderr); return 130
+        if args.debug:
+            raise
+        print(f"ddpm-book {args.command}: interrupted", file=sys.stderr)
+        return 130
     except USER_ERRORS as e:
-        if args.debug: raise
-        print(f"ddpm-book {args.command}: error: {_one_line(e)}", file=sys.stderr); return 2
+        if args.debug:
+            raise
+        print(f"ddpm-book {args.command}: error: {_one_line(e)}", file=sys.stderr)
+        return 2
+
 
 # %% ../nbs/14_cli.ipynb #e29cc7ac
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.webp', '.tif', '.tiff')  # what both save_images (PIL) and matplotlib write
 ANIMATION_SUFFIXES = ('.gif', '.mp4')  # chapter 12's save_animation
 
+
 # %% ../nbs/14_cli.ipynb #9091d7ba
 def _data_arguments(d):
     "Options of `data`."
-    d.add_argument('name', nargs='?', default='mnist5k', help=f"data set; one of: {', '.join(DATASETS)} (default: mnist5k)")
+    d.add_argument(
+        'name', nargs='?', default='mnist5k', help=f"data set; one of: {', '.join(DATASETS)} (default: mnist5k)"
+    )
     d.add_argument('--root', default='data', help='folder to download into or read from (default: data)')
     d.add_argument('--split', default='train', help='split to load (default: train)')
     d.add_argument('--image-size', type=int, default=None, help='resize images to this size')
-    d.add_argument('--out', default=None, help='save a grid of examples (or a scatter plot of 2-D points) to this image file')
+    d.add_argument(
+        '--out', default=None, help='save a grid of examples (or a scatter plot of 2-D points) to this image file'
+    )
     d.add_argument('-n', type=int, default=64, help='number of examples in the grid (default: 64)')
     d.add_argument('--seed', type=int, default=0, help='seed for picking the examples (default: 0)')
+
 
 # %% ../nbs/14_cli.ipynb #e87b5265
 @command('data', 'describe a data set, optionally save a grid of examples', _data_arguments)
 def _cmd_data(args) -> int:
     "ddpm-book data: describe a data set and optionally save a grid of examples."
-    if args.out: check_output_file(args.out, '--out', IMAGE_SUFFIXES)
-    check_int('-n', args.n, 1); kw = {} if args.image_size is None else {'image_size': args.image_size}
+    if args.out:
+        check_output_file(args.out, '--out', IMAGE_SUFFIXES)
+    check_int('-n', args.n, 1)
+    kw = {} if args.image_size is None else {'image_size': args.image_size}
     ds = get_dataset(args.name, root=args.root, split=args.split, **kw)
     print(f"{args.name} ({args.split}): {len(ds)} items, shape {tuple(ds[0]['x'].shape)}")
-    if getattr(ds, 'classes', None): print(f"{len(ds.classes)} classes: {', '.join(map(str, ds.classes))}")
+    if getattr(ds, 'classes', None):
+        print(f"{len(ds.classes)} classes: {', '.join(map(str, ds.classes))}")
     if args.out:
         n = min(args.n, len(ds))
-        x = torch.stack([ds[i]['x'] for i in torch.randperm(len(ds), generator=torch.Generator().manual_seed(args.seed))[:n].tolist()])
-        if x.ndim == 2: save_points(x, args.out, inches=4, dpi=100)
-        else: save_images(x, args.out, value_range=(-1, 1))
+        x = torch.stack(
+            [
+                ds[i]['x']
+                for i in torch.randperm(len(ds), generator=torch.Generator().manual_seed(args.seed))[:n].tolist()
+            ]
+        )
+        if x.ndim == 2:
+            save_points(x, args.out, inches=4, dpi=100)
+        else:
+            save_images(x, args.out, value_range=(-1, 1))
         print(f"wrote {args.out}")
     return 0
+
 
 # %% ../nbs/14_cli.ipynb #a8266845
 def _schedule_arguments(s):
@@ -117,156 +202,347 @@ def _schedule_arguments(s):
     s.add_argument('--zero-terminal-snr', action='store_true', help='rescale so the last step has zero SNR')
     s.add_argument('--every', type=int, default=100, help='print every N-th step (default: 100)')
 
+
 @command('schedule', 'print a noise schedule', _schedule_arguments)
 def _cmd_schedule(args) -> int:
     "ddpm-book schedule: print a noise schedule at a few timesteps."
     s = make_schedule(args.kind, args.T, zero_terminal_snr=args.zero_terminal_snr)
     ts = sorted(set(list(range(0, s.T, max(1, args.every))) + [s.T - 1]))
     print(f"{'t':>6} {'beta':>10} {'alpha_bar':>11} {'log_snr':>9}")
-    for t in ts: print(f"{t:>6} {s.betas[t].item():>10.6f} {s.alpha_bar[t].item():>11.6f} {s.log_snr[t].item():>9.3f}")
+    for t in ts:
+        print(f"{t:>6} {s.betas[t].item():>10.6f} {s.alpha_bar[t].item():>11.6f} {s.log_snr[t].item():>9.3f}")
     return 0
 
+
 # %% ../nbs/14_cli.ipynb #cf7f31f3
-TRAIN_VARIANTS: dict[str, tuple[Callable, Callable, bool]] = {}  # name -> (add_arguments(train parser), build(args, found) -> Trainer|None, a --model choice)
+TRAIN_VARIANTS: dict[
+    str, tuple[Callable, Callable, bool]
+] = {}  # name -> (add_arguments(train parser), build(args, found) -> Trainer|None, a --model choice)
 UNET_CLASS = 'ddpm_book.unet.UNet'  # the model_class of a plain run's checkpoints
 
-def train_variant(name:str, add_arguments:Callable, model:bool=False # also a choice of `train --model`
-                 ):
+
+def train_variant(
+    name: str,
+    add_arguments: Callable,
+    model: bool = False,  # also a choice of `train --model`
+):
     "Decorator registering `build(args, found) -> Trainer|None` as a kind of `ddpm-book train` run; `found`: (path, state) being continued, or None."
-    def register(build): TRAIN_VARIANTS[name] = (add_arguments, build, model); return build
+
+    def register(build):
+        TRAIN_VARIANTS[name] = (add_arguments, build, model)
+        return build
+
     return register
 
+
 # %% ../nbs/14_cli.ipynb #6e349f45
-TRAIN_DEFAULTS = dict(steps=4000, batch_size=32, lr=2e-4, schedule='linear', T=1000, pred_type='eps', label_dropout=0.1,
-                      precision='auto', ckpt_every=250, sample_every=500, seed=0)  # a fresh run's settings; warm-up: default_warmup(steps)
+TRAIN_DEFAULTS = dict(
+    steps=4000,
+    batch_size=32,
+    lr=2e-4,
+    schedule='linear',
+    T=1000,
+    pred_type='eps',
+    label_dropout=0.1,
+    precision='auto',
+    ckpt_every=250,
+    sample_every=500,
+    seed=0,
+)  # a fresh run's settings; warm-up: default_warmup(steps)
 QUICK_DEFAULTS = dict(steps=20, batch_size=8, warmup_steps=2)  # --quick: a smoke test
-TRAIN_OPTIONS = tuple(f.name for f in fields(TrainConfig) if f.name not in ('run_dir', 'device', 'progress', 'best_metric'))  # set by options (or chapter 14b's config keys) of the same name
+TRAIN_OPTIONS = tuple(
+    f.name for f in fields(TrainConfig) if f.name not in ('run_dir', 'device', 'progress', 'best_metric')
+)  # set by options (or chapter 14b's config keys) of the same name
 
-def default_warmup(steps:int) -> int: return min(200, steps // 10)
 
-def _train_arguments(t, demo:bool=False):
+def default_warmup(steps: int) -> int:
+    return min(200, steps // 10)
+
+
+def _train_arguments(t, demo: bool = False):
     "Options of `train` (and `demo`, which fixes the data); settings default to None = 'not given' (see train_config)."
     d = DEMO_DEFAULTS if demo else TRAIN_DEFAULTS
-    dflt = lambda k, quick=None: f"(default: {d[k]}" + (f"; {quick} with --quick" if quick else '') + ("" if demo else "; continuing: the run's") + ')'
+    dflt = lambda k, quick=None: (
+        f"(default: {d[k]}"
+        + (f"; {quick} with --quick" if quick else '')
+        + ("" if demo else "; continuing: the run's")
+        + ')'
+    )
     if not demo:
-        t.add_argument('--model', choices=('unet', *(n for n, v in TRAIN_VARIANTS.items() if v[2])), default=None, help="the denoiser (default: unet; continuing: the run's)")
-        for add, _, _ in TRAIN_VARIANTS.values(): add(t)  # the options of later chapters' kinds of run
-        t.add_argument('--data', default=None, help=f"data set; one of: {', '.join(DATASETS)} (default: mnist5k; continuing: the run's)")
-        t.add_argument('--image-size', type=int, default=None, help="resize images to this size (continuing: the run's)")
-        t.add_argument('--class-cond', action='store_true', default=None, help='class-conditional training (labels, with label dropout for guidance)')
-        t.add_argument('--resume', default='latest', help="'latest' (default: continue if checkpoints exist), a step, a file, or 'none'")
-        t.add_argument('--num-processes', type=int, default=1, help='data-parallel processes on this machine (chapter 15; gloo on the CPU); --batch-size is split among them (default: 1)')
+        t.add_argument(
+            '--model',
+            choices=('unet', *(n for n, v in TRAIN_VARIANTS.items() if v[2])),
+            default=None,
+            help="the denoiser (default: unet; continuing: the run's)",
+        )
+        for add, _, _ in TRAIN_VARIANTS.values():
+            add(t)  # the options of later chapters' kinds of run
+        t.add_argument(
+            '--data',
+            default=None,
+            help=f"data set; one of: {', '.join(DATASETS)} (default: mnist5k; continuing: the run's)",
+        )
+        t.add_argument(
+            '--image-size', type=int, default=None, help="resize images to this size (continuing: the run's)"
+        )
+        t.add_argument(
+            '--class-cond',
+            action='store_true',
+            default=None,
+            help='class-conditional training (labels, with label dropout for guidance)',
+        )
+        t.add_argument(
+            '--resume',
+            default='latest',
+            help="'latest' (default: continue if checkpoints exist), a step, a file, or 'none'",
+        )
+        t.add_argument(
+            '--num-processes',
+            type=int,
+            default=1,
+            help='data-parallel processes on this machine (chapter 15; gloo on the CPU); --batch-size is split among them (default: 1)',
+        )
     t.add_argument('--root', default='data', help='data folder (default: data)')
     t.add_argument('--out', default='runs/demo' if demo else 'runs/run', help='run folder (default: %(default)s)')
-    t.add_argument('--preset', choices=sorted(PRESETS), default=None, help='UNet preset (default: ' + ('a small UNet without attention, see DEMO_UNET' if demo else 'mnist for 1 channel, cifar10 for 3') + ')')
-    t.add_argument('--steps', type=int, default=None, help=('optimizer steps (default: as many as --minutes allow, at most %d; 20 with --quick)' % DEMO_MAX_STEPS) if demo else 'optimizer steps ' + dflt('steps', 20))
-    t.add_argument('--warmup-steps', type=int, default=None, help='linear LR warm-up steps ' + (dflt('warmup_steps', 2) if demo else "(default: min(200, steps / 10); 2 with --quick; continuing: the run's)"))
+    t.add_argument(
+        '--preset',
+        choices=sorted(PRESETS),
+        default=None,
+        help='UNet preset (default: '
+        + ('a small UNet without attention, see DEMO_UNET' if demo else 'mnist for 1 channel, cifar10 for 3')
+        + ')',
+    )
+    t.add_argument(
+        '--steps',
+        type=int,
+        default=None,
+        help=('optimizer steps (default: as many as --minutes allow, at most %d; 20 with --quick)' % DEMO_MAX_STEPS)
+        if demo
+        else 'optimizer steps ' + dflt('steps', 20),
+    )
+    t.add_argument(
+        '--warmup-steps',
+        type=int,
+        default=None,
+        help='linear LR warm-up steps '
+        + (
+            dflt('warmup_steps', 2)
+            if demo
+            else "(default: min(200, steps / 10); 2 with --quick; continuing: the run's)"
+        ),
+    )
     t.add_argument('--batch-size', type=int, default=None, help='batch size ' + dflt('batch_size', 8))
     t.add_argument('--lr', type=float, default=None, help='peak learning rate ' + dflt('lr'))
     t.add_argument('--schedule', choices=KINDS, default=None, help='noise schedule ' + dflt('schedule'))
     t.add_argument('-T', type=int, default=None, help='diffusion steps ' + dflt('T'))
-    t.add_argument('--pred-type', choices=PRED_TYPES, default=None, help='what the network predicts ' + dflt('pred_type'))
-    t.add_argument('--label-dropout', type=float, default=None, help='probability of dropping a label, for guidance ' + dflt('label_dropout'))
-    t.add_argument('--precision', choices=PRECISIONS, default=None, help="'auto': bf16 where the hardware does it natively, else fp32 (chapter 00); fp16: CUDA only " + dflt('precision'))
+    t.add_argument(
+        '--pred-type', choices=PRED_TYPES, default=None, help='what the network predicts ' + dflt('pred_type')
+    )
+    t.add_argument(
+        '--label-dropout',
+        type=float,
+        default=None,
+        help='probability of dropping a label, for guidance ' + dflt('label_dropout'),
+    )
+    t.add_argument(
+        '--precision',
+        choices=PRECISIONS,
+        default=None,
+        help="'auto': bf16 where the hardware does it natively, else fp32 (chapter 00); fp16: CUDA only "
+        + dflt('precision'),
+    )
     t.add_argument('--ckpt-every', type=int, default=None, help='steps between checkpoints ' + dflt('ckpt_every'))
-    t.add_argument('--sample-every', type=int, default=None, help='steps between sample grids, 0 for none ' + dflt('sample_every'))
-    t.add_argument('--eval-every', type=int, default=None, help='steps between proxy evaluations (chapter 13), kept in checkpoints/best.pt by proxy FD; 0: none (default)')
+    t.add_argument(
+        '--sample-every', type=int, default=None, help='steps between sample grids, 0 for none ' + dflt('sample_every')
+    )
+    t.add_argument(
+        '--eval-every',
+        type=int,
+        default=None,
+        help='steps between proxy evaluations (chapter 13), kept in checkpoints/best.pt by proxy FD; 0: none (default)',
+    )
     t.add_argument('--eval-n', type=int, default=None, help='samples per proxy evaluation (default: 200)')
     t.add_argument('--seed', type=int, default=None, help='seed ' + dflt('seed'))
     t.add_argument('--device', default='auto', help="'auto' (default), 'cpu', 'cuda', 'cuda:1', 'mps'")
     t.add_argument('--quick', action='store_true', help='a tiny model for a few steps (smoke test)')
     t.add_argument('--no-progress', action='store_true', help='no progress bar')
-    if demo: t.add_argument('--minutes', type=float, default=8.0, help='time budget of the whole demo when --steps is not given (default: 8)')
+    if demo:
+        t.add_argument(
+            '--minutes',
+            type=float,
+            default=8.0,
+            help='time budget of the whole demo when --steps is not given (default: 8)',
+        )
+
 
 # %% ../nbs/14_cli.ipynb #65c469e3
-def train_config(args, stored:dict|None=None, # the TrainConfig dict of the checkpoint being continued
-                  defaults:dict=TRAIN_DEFAULTS) -> TrainConfig:
+def train_config(
+    args,
+    stored: dict | None = None,  # the TrainConfig dict of the checkpoint being continued
+    defaults: dict = TRAIN_DEFAULTS,
+) -> TrainConfig:
     "TrainConfig from the parsed `train`/`demo` arguments: what was given, else the stored config, else the defaults."
-    given = {k: getattr(args, k) for k in TRAIN_OPTIONS if getattr(args, k, None) is not None or k in getattr(args, 'config_none', ())}  # null in a config file (14b)
-    if stored is not None: settings = {**stored, **given}
+    given = {
+        k: getattr(args, k)
+        for k in TRAIN_OPTIONS
+        if getattr(args, k, None) is not None or k in getattr(args, 'config_none', ())
+    }  # null in a config file (14b)
+    if stored is not None:
+        settings = {**stored, **given}
     else:
         settings = {**defaults, **(QUICK_DEFAULTS if args.quick else {}), **given}
         settings.setdefault('warmup_steps', default_warmup(settings['steps']))
-        if not settings.get('class_cond'): settings['label_dropout'] = 0.0
+        if not settings.get('class_cond'):
+            settings['label_dropout'] = 0.0
         settings.update(ema_decay=0.999, log_every=10 if args.quick else 50)
     best = 'proxy_fd' if settings.get('eval_every') else None  # --eval-every keeps checkpoints/best.pt by proxy FD
-    return TrainConfig(**{**settings, 'best_metric': best, 'run_dir': str(args.out), 'device': args.device, 'progress': not args.no_progress})
+    return TrainConfig(
+        **{
+            **settings,
+            'best_metric': best,
+            'run_dir': str(args.out),
+            'device': args.device,
+            'progress': not args.no_progress,
+        }
+    )
 
-def unet_config(args, ds, class_cond:bool|None=None, default:UNetConfig|None=None) -> UNetConfig:
+
+def unet_config(args, ds, class_cond: bool | None = None, default: UNetConfig | None = None) -> UNetConfig:
     "The preset (or `default`), resized to the data set's channels/size; tiny with --quick."
     c, size, _ = ds[0]['x'].shape
     ncls = len(ds.classes) if (args.class_cond if class_cond is None else class_cond) else None
-    if args.quick: return tiny_unet_config(size, c, ncls)
-    if default is not None and args.preset is None: return UNetConfig(**{**asdict(default), 'image_size': size, 'in_channels': c, 'num_classes': ncls})
-    return UNetConfig.preset(args.preset or ('mnist' if c == 1 else 'cifar10'), image_size=size, in_channels=c, num_classes=ncls)
+    if args.quick:
+        return tiny_unet_config(size, c, ncls)
+    if default is not None and args.preset is None:
+        return UNetConfig(**{**asdict(default), 'image_size': size, 'in_channels': c, 'num_classes': ncls})
+    return UNetConfig.preset(
+        args.preset or ('mnist' if c == 1 else 'cifar10'), image_size=size, in_channels=c, num_classes=ncls
+    )
+
 
 # %% ../nbs/14_cli.ipynb #314168e7
-def _checkpoint_to_continue(args) -> tuple[Path, dict]|None:
+def _checkpoint_to_continue(args) -> tuple[Path, dict] | None:
     "(path, state) of the checkpoint `--resume` names, None for a fresh run; starting afresh over checkpoints is refused."
     ckpt_dir = Path(args.out) / 'checkpoints'
     if args.resume == 'none':
         existing = list_checkpoints(ckpt_dir)
-        if existing: raise ValueError(f"'{args.out}' already holds {len(existing)} checkpoint(s); continue it with --resume latest or choose a new --out")
+        if existing:
+            raise ValueError(
+                f"'{args.out}' already holds {len(existing)} checkpoint(s); continue it with --resume latest or choose a new --out"
+            )
         return None
     return find_checkpoint(ckpt_dir, int(args.resume) if args.resume.isdigit() else args.resume)
 
-def stored_dataset(run_dir) -> str|None:
+
+def stored_dataset(run_dir) -> str | None:
     "The data set name recorded in a run's config.json (None if there is none)."
     p = Path(run_dir) / 'config.json'
     return json.loads(p.read_text()).get('dataset', {}).get('name') if p.is_file() else None
 
+
 # %% ../nbs/14_cli.ipynb #5cc2154c
-def build_trainer(args, defaults:dict=TRAIN_DEFAULTS, # a fresh run's settings
-                  image_size:int|None=None, unet:UNetConfig|None=None # a fresh run's image size and UNet (None: the data's size, a preset)
-                 ) -> Trainer:
+def build_trainer(
+    args,
+    defaults: dict = TRAIN_DEFAULTS,  # a fresh run's settings
+    image_size: int | None = None,
+    unet: UNetConfig | None = None,  # a fresh run's image size and UNet (None: the data's size, a preset)
+) -> Trainer:
     "The Trainer of `train`/`demo`: a fresh run, or the run in `--out` continued with only the given options changed."
     check_output_dir(args.out, '--out')
     found = _checkpoint_to_continue(args)
     stored = found[1] if found else None
-    for _, build, _ in (TRAIN_VARIANTS.values() if hasattr(args, 'model') else ()):  # train, validate-config: a later chapter's kind of run?
-        if (tr := build(args, found)) is not None: return tr
-    if (getattr(args, 'model', None) or 'unet') != 'unet' or (stored and stored.get('model_class', UNET_CLASS) != UNET_CLASS):
-        raise ValueError(f"no train variant builds --model {getattr(args, 'model', None) or stored['model_class']!r}; registered: {', '.join(TRAIN_VARIANTS) or 'none'}")
+    for _, build, _ in (
+        TRAIN_VARIANTS.values() if hasattr(args, 'model') else ()
+    ):  # train, validate-config: a later chapter's kind of run?
+        if (tr := build(args, found)) is not None:
+            return tr
+    if (getattr(args, 'model', None) or 'unet') != 'unet' or (
+        stored and stored.get('model_class', UNET_CLASS) != UNET_CLASS
+    ):
+        raise ValueError(
+            f"no train variant builds --model {getattr(args, 'model', None) or stored['model_class']!r}; registered: {', '.join(TRAIN_VARIANTS) or 'none'}"
+        )
     data = args.data or (stored_dataset(args.out) if stored else None) or 'mnist5k'
     size = args.image_size or (stored['model_config']['image_size'] if stored else image_size)
     ds = get_dataset(data, root=args.root, split='train', image_size=size)
-    if ds[0]['x'].ndim != 3: raise ValueError(f"train needs an image data set; {data!r} holds {ds[0]['x'].ndim}-D points")
+    if ds[0]['x'].ndim != 3:
+        raise ValueError(f"train needs an image data set; {data!r} holds {ds[0]['x'].ndim}-D points")
     cfg = train_config(args, stored and stored['config'], defaults)
-    if cfg.class_cond and not getattr(ds, 'classes', None): raise ValueError(f"--class-cond needs a labelled data set; {data!r} has no classes")
-    ucfg = UNetConfig(**stored['model_config']) if stored and args.preset is None else unet_config(args, ds, cfg.class_cond, unet)
-    sample_fn = trainer_sample_fn(make_schedule(cfg.schedule, cfg.T, cfg.zero_terminal_snr), tuple(ds[0]['x'].shape), cfg.pred_type, ucfg.num_classes)
+    if cfg.class_cond and not getattr(ds, 'classes', None):
+        raise ValueError(f"--class-cond needs a labelled data set; {data!r} has no classes")
+    ucfg = (
+        UNetConfig(**stored['model_config'])
+        if stored and args.preset is None
+        else unet_config(args, ds, cfg.class_cond, unet)
+    )
+    sample_fn = trainer_sample_fn(
+        make_schedule(cfg.schedule, cfg.T, cfg.zero_terminal_snr),
+        tuple(ds[0]['x'].shape),
+        cfg.pred_type,
+        ucfg.num_classes,
+    )
     torch.manual_seed(cfg.seed)
     tr = Trainer(UNet(ucfg), ds, cfg, sample_fn=sample_fn)
-    if found: tr.load_state_dict(stored); print(f"resumed from {found[0]} (step {tr.step})")
+    if found:
+        tr.load_state_dict(stored)
+        print(f"resumed from {found[0]} (step {tr.step})")
     return tr
+
 
 @command('train', 'train a UNet into a run folder (continues an interrupted run)', _train_arguments)
 def _cmd_train(args) -> int:
     "ddpm-book train: train (or continue training) a UNet into a run folder."
-    if check_int('--num-processes', args.num_processes, 1) > 1 and launched_processes() == 1:  # under a launcher already: train
+    if (
+        check_int('--num-processes', args.num_processes, 1) > 1 and launched_processes() == 1
+    ):  # under a launcher already: train
         return launch_local(['-m', 'ddpm_book.cli', *args.argv], args.num_processes)
-    if int(os.environ.get('RANK', '0')): sys.stdout = open(os.devnull, 'w')  # one report, the main process's
+    if int(os.environ.get('RANK', '0')):
+        sys.stdout = open(os.devnull, 'w')  # one report, the main process's
     tr = build_trainer(args)
-    if args.no_progress: print(f"training on {tr.device} in {tr.precision}; {tr.batch_text()}")  # else the Trainer says it
-    status = tr.fit(); print(f"{status} at step {tr.step}; checkpoints in {tr.ckpt_dir}")
+    if args.no_progress:
+        print(f"training on {tr.device} in {tr.precision}; {tr.batch_text()}")  # else the Trainer says it
+    status = tr.fit()
+    print(f"{status} at step {tr.step}; checkpoints in {tr.ckpt_dir}")
     return 0 if status == 'completed' else 130
+
 
 # %% ../nbs/14_cli.ipynb #b870c55c
 def _sample_arguments(s):
     "Options of `sample`."
-    s.add_argument('--ckpt', required=True, help="checkpoint file, run folder (its latest checkpoint), or 'book' (the shipped model)")
-    s.add_argument('-n', '--n', dest='n', type=int, default=None, help='number of samples (default: one per --labels, else 16)')
-    s.add_argument('--labels', type=int, nargs='+', default=None, help='class of each sample (class-conditional models)')
+    s.add_argument(
+        '--ckpt',
+        required=True,
+        help="checkpoint file, run folder (its latest checkpoint), or 'book' (the shipped model)",
+    )
+    s.add_argument(
+        '-n', '--n', dest='n', type=int, default=None, help='number of samples (default: one per --labels, else 16)'
+    )
+    s.add_argument(
+        '--labels', type=int, nargs='+', default=None, help='class of each sample (class-conditional models)'
+    )
     s.add_argument('--prompt', default=None, help='text prompt (text-conditional models)')
-    s.add_argument('--sampler', default=FAST_SAMPLING['sampler'], help=f"ddpm, ddim, euler, heun, dpm_solver, dpmpp_3m, unipc, ... (default: {FAST_SAMPLING['sampler']}, chapter 10a's best at 10 calls)")
-    s.add_argument('--steps', type=int, default=FAST_SAMPLING['steps'], help=f"sampling steps (default: {FAST_SAMPLING['steps']})")
+    s.add_argument(
+        '--sampler',
+        default=FAST_SAMPLING['sampler'],
+        help=f"ddpm, ddim, euler, heun, dpm_solver, dpmpp_3m, unipc, ... (default: {FAST_SAMPLING['sampler']}, chapter 10a's best at 10 calls)",
+    )
+    s.add_argument(
+        '--steps', type=int, default=FAST_SAMPLING['steps'], help=f"sampling steps (default: {FAST_SAMPLING['steps']})"
+    )
     s.add_argument('--eta', type=float, default=0.0, help='DDIM eta (default: 0)')
-    s.add_argument('--spacing', choices=SPACINGS + tuple(STEP_SCHEDULES), default=None, help="time grid (default: the sampler's own, chapter 10a)")
+    s.add_argument(
+        '--spacing',
+        choices=SPACINGS + tuple(STEP_SCHEDULES),
+        default=None,
+        help="time grid (default: the sampler's own, chapter 10a)",
+    )
     s.add_argument('--guidance', type=float, default=1.0, help='classifier-free guidance scale (default: 1 = off)')
     s.add_argument('--clip', choices=('clip', 'dynamic', 'none'), default='clip', help='x0 clipping (default: clip)')
     s.add_argument('--seed', type=int, default=0, help='seed (default: 0)')
     s.add_argument('--batch-size', type=int, default=None, help='sample at most this many at once')
-    s.add_argument('--out', default='samples.png', help=f"image grid file, {'/'.join(IMAGE_SUFFIXES)} (default: samples.png)")
+    s.add_argument(
+        '--out', default='samples.png', help=f"image grid file, {'/'.join(IMAGE_SUFFIXES)} (default: samples.png)"
+    )
     s.add_argument('--nrow', type=int, default=None, help='images per row')
     s.add_argument('--gif', default=None, help='also write the denoising trajectory to this .gif/.mp4')
     s.add_argument('--fps', type=int, default=12, help='frames per second of --gif (default: 12)')
@@ -274,44 +550,71 @@ def _sample_arguments(s):
     s.add_argument('--raw', action='store_true', help='use the raw weights instead of the EMA')
     s.add_argument('--device', default='auto', help="'auto' (default), 'cpu', 'cuda', ...")
 
+
 # %% ../nbs/14_cli.ipynb #ba96cceb
 def _sample_count(args) -> int:
     "How many samples: -n, or one per --labels (a single label is repeated -n times)."
     n = None if args.n is None else check_int('-n', args.n, 1)
-    if not args.labels: return n or 16
-    if n is not None and len(args.labels) not in (1, n): raise ValueError(f"-n {n} samples but {len(args.labels)} --labels; give one label per sample, or one label for all")
+    if not args.labels:
+        return n or 16
+    if n is not None and len(args.labels) not in (1, n):
+        raise ValueError(
+            f"-n {n} samples but {len(args.labels)} --labels; give one label per sample, or one label for all"
+        )
     return n or len(args.labels)
+
 
 def _sample_to_files(args) -> torch.Tensor:
     "Sample as the `sample` options say, write the grid (and trajectory); return the images."
     check_output_file(args.out, '--out', IMAGE_SUFFIXES)
-    if args.gif: check_output_file(args.gif, '--gif', ANIMATION_SUFFIXES)
+    if args.gif:
+        check_output_file(args.gif, '--gif', ANIMATION_SUFFIXES)
     n = _sample_count(args)
-    for k, lo in (('nrow', 1), ('fps', 1), ('scale', 1), ('batch_size', 1)): check_int(f"--{k.replace('_', '-')}", getattr(args, k), lo, none_ok=True)
+    for k, lo in (('nrow', 1), ('fps', 1), ('scale', 1), ('batch_size', 1)):
+        check_int(f"--{k.replace('_', '-')}", getattr(args, k), lo, none_ok=True)
     pipe = load_pipeline(args.ckpt, ema=not args.raw, device=args.device if args.device != 'auto' else None)
     labels = args.labels * n if args.labels and len(args.labels) == 1 else args.labels
     cond = {'labels': labels} if labels else ({'prompts': [args.prompt] * n} if args.prompt is not None else {})
-    out = pipe.sample(n, sampler=args.sampler, steps=args.steps, eta=args.eta, spacing=args.spacing, guidance=args.guidance,
-                      clip=None if args.clip == 'none' else args.clip, generator=torch.Generator().manual_seed(args.seed),
-                      batch_size=args.batch_size, return_trajectory=bool(args.gif), progress=True, **cond)
+    out = pipe.sample(
+        n,
+        sampler=args.sampler,
+        steps=args.steps,
+        eta=args.eta,
+        spacing=args.spacing,
+        guidance=args.guidance,
+        clip=None if args.clip == 'none' else args.clip,
+        generator=torch.Generator().manual_seed(args.seed),
+        batch_size=args.batch_size,
+        return_trajectory=bool(args.gif),
+        progress=True,
+        **cond,
+    )
     images = out.images if args.gif else out
-    save_images(images.cpu(), args.out, nrow=args.nrow, value_range=(-1, 1)); print(f"wrote {args.out}: {n} samples, {args.sampler}, {args.steps} steps")
+    save_images(images.cpu(), args.out, nrow=args.nrow, value_range=(-1, 1))
+    print(f"wrote {args.out}: {n} samples, {args.sampler}, {args.steps} steps")
     if args.gif:
         from ddpm_book.interpolation import save_animation
+
         frames = torch.stack([x[: min(n, 8)] for x in out.trajectory])  # (steps+1, k, C, H, W)
-        save_animation(frames, args.gif, fps=args.fps, scale=args.scale); print(f"wrote {args.gif}: {len(frames)} frames")
+        save_animation(frames, args.gif, fps=args.fps, scale=args.scale)
+        print(f"wrote {args.gif}: {len(frames)} frames")
     return images.cpu()
+
 
 @command('sample', 'sample a checkpoint into an image grid', _sample_arguments)
 def _cmd_sample(args) -> int:
     "ddpm-book sample: sample a checkpoint into an image grid (and optionally a trajectory GIF)."
-    _sample_to_files(args); return 0
+    _sample_to_files(args)
+    return 0
+
 
 # %% ../nbs/14_cli.ipynb #3a7d86d2
 def _interpolate_arguments(i):
     "Options of `interpolate`."
     i.add_argument('--ckpt', required=True, help="checkpoint file, run folder, or 'book' (the shipped model)")
-    i.add_argument('--seeds', type=int, nargs=2, default=[1, 2], metavar=('A', 'B'), help='the two seeds (default: 1 2)')
+    i.add_argument(
+        '--seeds', type=int, nargs=2, default=[1, 2], metavar=('A', 'B'), help='the two seeds (default: 1 2)'
+    )
     i.add_argument('--frames', type=int, default=16, help='number of frames (default: 16)')
     i.add_argument('--out', default='walk.gif', help='output .gif or .mp4 (default: walk.gif)')
     i.add_argument('--steps', type=int, default=50, help='DDIM steps per frame (default: 50)')
@@ -321,79 +624,187 @@ def _interpolate_arguments(i):
     i.add_argument('--scale', type=int, default=2, help='enlarge frames by this factor (default: 2)')
     i.add_argument('--device', default='auto', help="'auto' (default), 'cpu', 'cuda', ...")
 
-command('eval', 'judge a checkpoint: FD/KID against real images (--data) with their floor (chapter 13)', eval_arguments)(run_eval)
-command('convert', 'turn a diffusers UNet2DModel folder (e.g. google/ddpm-cifar10-32) into a checkpoint of this book (chapter 10c)', convert_arguments)(run_convert)
+
+command(
+    'eval', 'judge a checkpoint: FD/KID against real images (--data) with their floor (chapter 13)', eval_arguments
+)(run_eval)
+command(
+    'convert',
+    'turn a diffusers UNet2DModel folder (e.g. google/ddpm-cifar10-32) into a checkpoint of this book (chapter 10c)',
+    convert_arguments,
+)(run_convert)
+
 
 @command('interpolate', 'animate an interpolation between two seeds', _interpolate_arguments)
 def _cmd_interpolate(args) -> int:
     "ddpm-book interpolate: an animation between the samples of two seeds."
     from ddpm_book.interpolation import interpolate_to_file
+
     check_output_file(args.out, '--out', ANIMATION_SUFFIXES)
-    path = interpolate_to_file(args.ckpt, seeds=tuple(args.seeds), frames=args.frames, out=args.out, steps=args.steps, fps=args.fps,
-                               loop=args.loop, label=args.label, device=args.device if args.device != 'auto' else None, scale=args.scale)
-    print(f"wrote {path}: {args.frames} frames between seeds {args.seeds[0]} and {args.seeds[1]}"); return 0
+    path = interpolate_to_file(
+        args.ckpt,
+        seeds=tuple(args.seeds),
+        frames=args.frames,
+        out=args.out,
+        steps=args.steps,
+        fps=args.fps,
+        loop=args.loop,
+        label=args.label,
+        device=args.device if args.device != 'auto' else None,
+        scale=args.scale,
+    )
+    print(f"wrote {path}: {args.frames} frames between seeds {args.seeds[0]} and {args.seeds[1]}")
+    return 0
+
 
 # %% ../nbs/14_cli.ipynb #a016029b
-DEMO_UNET = UNetConfig(image_size=16, in_channels=1, base_channels=32, channel_mults=(1, 2, 2), num_res_blocks=1, attn_resolutions=(),
-                       num_heads=4, norm_groups=8, dropout=0.0, mid_attention=True, num_classes=10)  # attention only at 4 x 4
+DEMO_UNET = UNetConfig(
+    image_size=16,
+    in_channels=1,
+    base_channels=32,
+    channel_mults=(1, 2, 2),
+    num_res_blocks=1,
+    attn_resolutions=(),
+    num_heads=4,
+    norm_groups=8,
+    dropout=0.0,
+    mid_attention=True,
+    num_classes=10,
+)  # attention only at 4 x 4
 DEMO_MAX_STEPS = 3000  # the budget's cap (a GPU gets there in a minute or two)
-DEMO_DEFAULTS = dict(TRAIN_DEFAULTS, steps=DEMO_MAX_STEPS, batch_size=64, lr=1e-3, warmup_steps=50, ckpt_every=100, sample_every=0)
-DEMO_SAMPLES = dict(n=100, sampler='ddpm', steps=50, guidance=2.0)  # samples.png: ten of each digit; they are also what the classifier judges
+DEMO_DEFAULTS = dict(
+    TRAIN_DEFAULTS, steps=DEMO_MAX_STEPS, batch_size=64, lr=1e-3, warmup_steps=50, ckpt_every=100, sample_every=0
+)
+DEMO_SAMPLES = dict(
+    n=100, sampler='ddpm', steps=50, guidance=2.0
+)  # samples.png: ten of each digit; they are also what the classifier judges
 DEMO_WALK = dict(frames=16, steps=25)
 
-def plan_steps(seconds_left:float, # what is left of the budget
-               step_s:float, # measured seconds per training step
-               batch_size:int, # images per step
-               sample_forwards:int, # model evaluations of single images still to come (sampling)
-               done:int=0, # steps already done
-               reserve_s:float=30.0, # for loading, writing files, the classifier's verdict
-               lo:int=20, hi:int=DEMO_MAX_STEPS) -> int:
+
+def plan_steps(
+    seconds_left: float,  # what is left of the budget
+    step_s: float,  # measured seconds per training step
+    batch_size: int,  # images per step
+    sample_forwards: int,  # model evaluations of single images still to come (sampling)
+    done: int = 0,  # steps already done
+    reserve_s: float = 30.0,  # for loading, writing files, the classifier's verdict
+    lo: int = 20,
+    hi: int = DEMO_MAX_STEPS,
+) -> int:
     "Total training steps that fit in `seconds_left`; one model evaluation costs about half a trained image."
     train_s = seconds_left - reserve_s - sample_forwards * 0.5 * step_s / batch_size
     return max(lo, min(hi, done + int(max(0.0, train_s) / step_s)))
 
+
 # %% ../nbs/14_cli.ipynb #edb1e2d4
-def _budgeted_fit(tr:Trainer, args, t0:float, sample_forwards:int):
+def _budgeted_fit(tr: Trainer, args, t0: float, sample_forwards: int):
     "Measure a dozen steps, then set tr.cfg.steps to what fits in the rest of `--minutes`."
     tr.fit(until=tr.step + 3)  # the first steps pay for allocations and kernel selection
-    t, s0 = time.perf_counter(), tr.step; tr.fit(until=s0 + 10)
+    t, s0 = time.perf_counter(), tr.step
+    tr.fit(until=s0 + 10)
     step_s = (time.perf_counter() - t) / max(1, tr.step - s0)
     left = args.minutes * 60 - (time.perf_counter() - t0)
     tr.cfg.steps = plan_steps(left, step_s, tr.cfg.batch_size, sample_forwards, done=tr.step)
     print(f"time budget {args.minutes:g} min: {step_s:.2f} s per step of {tr.cfg.batch_size} -> {tr.cfg.steps} steps")
-    if tr.cfg.steps < 500: print(f"warning: {tr.cfg.steps} steps are too few for good digits; is the machine busy? (give --minutes or --steps)")
+    if tr.cfg.steps < 500:
+        print(
+            f"warning: {tr.cfg.steps} steps are too few for good digits; is the machine busy? (give --minutes or --steps)"
+        )
 
-@command('demo', 'train a small model on the offline digits, write samples and GIFs', partial(_train_arguments, demo=True))
+
+@command(
+    'demo', 'train a small model on the offline digits, write samples and GIFs', partial(_train_arguments, demo=True)
+)
 def _cmd_demo(args) -> int:
     "ddpm-book demo: train within a time budget, then write samples.png, trajectory.gif, walk.gif and demo.json into the run folder."
     from ddpm_book.guidance import train_digit_classifier, label_agreement
+
     t0, q = time.perf_counter(), args.quick
-    check_float('--minutes', args.minutes, 0, lo_open=True); check_output_dir(args.out, '--out')
+    check_float('--minutes', args.minutes, 0, lo_open=True)
+    check_output_dir(args.out, '--out')
     args.class_cond, args.data, args.image_size, args.resume = True, 'mnist5k', None, 'latest'
     clf = train_digit_classifier(get_dataset('mnist5k', split='test', image_size=16), epochs=1 if q else 10)
     tr = build_trainer(args, DEMO_DEFAULTS, image_size=16, unet=DEMO_UNET)
     ns, ss, walk = (40, 10, dict(frames=8, steps=5)) if q else (DEMO_SAMPLES['n'], DEMO_SAMPLES['steps'], DEMO_WALK)
     forwards = ns * 2 * ss + walk['frames'] * walk['steps']  # guidance evaluates every sample twice
-    if args.steps is None and not q and tr.step < 13: _budgeted_fit(tr, args, t0, forwards)
-    t_train = time.perf_counter(); status = tr.fit(); t_train = time.perf_counter() - t_train
+    if args.steps is None and not q and tr.step < 13:
+        _budgeted_fit(tr, args, t0, forwards)
+    t_train = time.perf_counter()
+    status = tr.fit()
+    t_train = time.perf_counter() - t_train
     print(f"{status} at step {tr.step}; checkpoints in {tr.ckpt_dir}")
-    if status != 'completed': return 130
+    if status != 'completed':
+        return 130
     run_dir, labels = Path(args.out), [i % 10 for i in range(ns)]
-    x = _sample_to_files(argparse.Namespace(ckpt=args.out, raw=False, device=args.device, labels=labels, prompt=None, n=ns, sampler=DEMO_SAMPLES['sampler'],
-                                            steps=ss, eta=0.0, spacing='trailing', guidance=DEMO_SAMPLES['guidance'], clip='clip', seed=tr.cfg.seed,
-                                            batch_size=None, out=str(run_dir / 'samples.png'), nrow=10, gif=str(run_dir / 'trajectory.gif'), fps=12, scale=4))
+    x = _sample_to_files(
+        argparse.Namespace(
+            ckpt=args.out,
+            raw=False,
+            device=args.device,
+            labels=labels,
+            prompt=None,
+            n=ns,
+            sampler=DEMO_SAMPLES['sampler'],
+            steps=ss,
+            eta=0.0,
+            spacing='trailing',
+            guidance=DEMO_SAMPLES['guidance'],
+            clip='clip',
+            seed=tr.cfg.seed,
+            batch_size=None,
+            out=str(run_dir / 'samples.png'),
+            nrow=10,
+            gif=str(run_dir / 'trajectory.gif'),
+            fps=12,
+            scale=4,
+        )
+    )
     agreement = label_agreement(clf, x, torch.tensor(labels))
-    _cmd_interpolate(argparse.Namespace(ckpt=args.out, seeds=[1, 2], frames=walk['frames'], out=str(run_dir / 'walk.gif'), steps=walk['steps'],
-                                        fps=8, loop=0, label=None, device=args.device, scale=4))
+    _cmd_interpolate(
+        argparse.Namespace(
+            ckpt=args.out,
+            seeds=[1, 2],
+            frames=walk['frames'],
+            out=str(run_dir / 'walk.gif'),
+            steps=walk['steps'],
+            fps=8,
+            loop=0,
+            label=None,
+            device=args.device,
+            scale=4,
+        )
+    )
     wall = time.perf_counter() - t0
-    write_json(run_dir / 'demo.json', {'wall_time_s': round(wall, 1), 'label_agreement': agreement, 'n_samples': ns, 'steps': tr.step,
-        'batch_size': tr.cfg.batch_size, 'budget_minutes': None if (args.steps or q) else args.minutes, 'last_fit_s': round(t_train, 1),
-        'sampler': {**DEMO_SAMPLES, 'n': ns, 'steps': ss}, 'device': str(tr.device), 'precision': tr.precision, 'precision_reason': tr.precision_reason,
-        'cpu_capability': torch.backends.cpu.get_cpu_capability(), 'threads': torch.get_num_threads(), 'command': sys.argv,
-        'classifier': "train_digit_classifier on mnist5k split 'test' (1,000 digits the model never saw)"})
-    print(f"demo: {wall / 60:.1f} min wall time; the classifier agrees with {agreement:.0%} of the {ns} requested digits; see {run_dir / 'demo.json'}")
+    write_json(
+        run_dir / 'demo.json',
+        {
+            'wall_time_s': round(wall, 1),
+            'label_agreement': agreement,
+            'n_samples': ns,
+            'steps': tr.step,
+            'batch_size': tr.cfg.batch_size,
+            'budget_minutes': None if (args.steps or q) else args.minutes,
+            'last_fit_s': round(t_train, 1),
+            'sampler': {**DEMO_SAMPLES, 'n': ns, 'steps': ss},
+            'device': str(tr.device),
+            'precision': tr.precision,
+            'precision_reason': tr.precision_reason,
+            'cpu_capability': torch.backends.cpu.get_cpu_capability(),
+            'threads': torch.get_num_threads(),
+            'command': sys.argv,
+            'classifier': "train_digit_classifier on mnist5k split 'test' (1,000 digits the model never saw)",
+        },
+    )
+    print(
+        f"demo: {wall / 60:.1f} min wall time; the classifier agrees with {agreement:.0%} of the {ns} requested digits; see {run_dir / 'demo.json'}"
+    )
     return 0
 
+
 # %% ../nbs/14_cli.ipynb #d99a1f7f
-if __name__ == '__main__' and '__file__' in globals():  # run as a module (not inside a notebook): the importable copy's main,
-    from ddpm_book.cli import main as _main; sys.exit(_main())  # whose registry the plug-ins fill
+if (
+    __name__ == '__main__' and '__file__' in globals()
+):  # run as a module (not inside a notebook): the importable copy's main,
+    from ddpm_book.cli import main as _main
+
+    sys.exit(_main())  # whose registry the plug-ins fill

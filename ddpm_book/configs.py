@@ -4,7 +4,12 @@
 
 # %% ../nbs/14b_configs.ipynb #d77e2b50
 from __future__ import annotations
-import argparse, copy, difflib, functools, os, tomllib
+import argparse
+import copy
+import difflib
+import functools
+import os
+import tomllib
 from dataclasses import fields
 from pathlib import Path
 import torch
@@ -17,129 +22,230 @@ from .trainer import TrainConfig, _model_config
 from .cli import COMMANDS, command, build_trainer
 
 # %% auto #0
-__all__ = ['CONFIG_SUFFIXES', 'CONFIG_PRESETS', 'read_config_file', 'config_keys', 'check_setting', 'apply_configs',
-           'set_deterministic', 'config_arguments', 'validate_config']
+__all__ = [
+    'CONFIG_SUFFIXES',
+    'CONFIG_PRESETS',
+    'read_config_file',
+    'config_keys',
+    'check_setting',
+    'apply_configs',
+    'set_deterministic',
+    'config_arguments',
+    'validate_config',
+]
 
 # %% ../nbs/14b_configs.ipynb #268c0526
 CONFIG_SUFFIXES = ('.yaml', '.yml', '.toml')
-_MNIST = dict(data='mnist5k', image_size=32, preset='mnist', class_cond=True, steps=4000, batch_size=32, lr=2e-4, label_dropout=0.1,
-              ckpt_every=250, sample_every=500, eval_every=500, eval_n=200)
+_MNIST = dict(
+    data='mnist5k',
+    image_size=32,
+    preset='mnist',
+    class_cond=True,
+    steps=4000,
+    batch_size=32,
+    lr=2e-4,
+    label_dropout=0.1,
+    ckpt_every=250,
+    sample_every=500,
+    eval_every=500,
+    eval_n=200,
+)
 CONFIG_PRESETS = {  # name -> settings; later chapters add theirs
     'mnist-quick': dict(data='mnist5k', image_size=16, quick=True, class_cond=True, steps=20),
     'mnist': _MNIST,
     'mnist-dream': {**_MNIST, 'dream': True},
     'mnist-v-min-snr': {**_MNIST, 'pred_type': 'v', 'weighting': 'min_snr'},
-    'cifar10': dict(data='cifar10', image_size=32, preset='cifar10', steps=800_000, batch_size=128, lr=2e-4, warmup_steps=5000,
-                    ckpt_every=5000, sample_every=10_000, eval_every=10_000, eval_n=1000),  # a GPU run (Ho et al.'s recipe)
+    'cifar10': dict(
+        data='cifar10',
+        image_size=32,
+        preset='cifar10',
+        steps=800_000,
+        batch_size=128,
+        lr=2e-4,
+        warmup_steps=5000,
+        ckpt_every=5000,
+        sample_every=10_000,
+        eval_every=10_000,
+        eval_n=1000,
+    ),  # a GPU run (Ho et al.'s recipe)
 }
 
-def read_config_file(path:str|Path # a .yaml/.yml/.toml file, or the name of one of CONFIG_PRESETS
-                    ) -> dict:
+
+def read_config_file(
+    path: str | Path,  # a .yaml/.yml/.toml file, or the name of one of CONFIG_PRESETS
+) -> dict:
     "The settings of a config file (or preset) as a dict; raises an error that names the file."
     p = Path(path)
-    if not p.exists() and str(path) in CONFIG_PRESETS: return copy.deepcopy(CONFIG_PRESETS[str(path)])
-    if not p.is_file(): raise FileNotFoundError(f"config file '{path}' does not exist (or is not a file); shipped presets: {', '.join(CONFIG_PRESETS)}")
-    if p.suffix.lower() not in CONFIG_SUFFIXES: raise ValueError(f"config file '{p}': the name must end in one of {', '.join(CONFIG_SUFFIXES)}")
-    try: d = tomllib.loads(p.read_text()) if p.suffix.lower() == '.toml' else yaml.safe_load(p.read_text())
+    if not p.exists() and str(path) in CONFIG_PRESETS:
+        return copy.deepcopy(CONFIG_PRESETS[str(path)])
+    if not p.is_file():
+        raise FileNotFoundError(
+            f"config file '{path}' does not exist (or is not a file); shipped presets: {', '.join(CONFIG_PRESETS)}"
+        )
+    if p.suffix.lower() not in CONFIG_SUFFIXES:
+        raise ValueError(f"config file '{p}': the name must end in one of {', '.join(CONFIG_SUFFIXES)}")
+    try:
+        d = tomllib.loads(p.read_text()) if p.suffix.lower() == '.toml' else yaml.safe_load(p.read_text())
     except (yaml.YAMLError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"config file '{p}' is not valid {'TOML' if p.suffix.lower() == '.toml' else 'YAML'}: {' '.join(str(e).split())}") from None
-    if d is None: return {}
-    if not isinstance(d, dict): raise ValueError(f"config file '{p}' must hold a mapping of settings (key: value), not a {type(d).__name__}")
+        raise ValueError(
+            f"config file '{p}' is not valid {'TOML' if p.suffix.lower() == '.toml' else 'YAML'}: {' '.join(str(e).split())}"
+        ) from None
+    if d is None:
+        return {}
+    if not isinstance(d, dict):
+        raise ValueError(f"config file '{p}' must hold a mapping of settings (key: value), not a {type(d).__name__}")
     return d
+
 
 # %% ../nbs/14b_configs.ipynb #d513a081
 _BASE = {}  # 'add', 'run': train's own add_arguments and run, before this chapter wraps them
 
+
 def _train_actions() -> list[argparse.Action]:
     "The options of `train` (with those of registered train variants), from a parser built the way `build_parser` builds it."
-    p = argparse.ArgumentParser(add_help=False); _BASE['add'](p)
+    p = argparse.ArgumentParser(add_help=False)
+    _BASE['add'](p)
     return [a for a in p._actions if a.option_strings]
 
-def _kind(type_text:str) -> tuple[str, bool]:
+
+def _kind(type_text: str) -> tuple[str, bool]:
     "('int', none_ok) from a dataclass annotation such as 'float|None' or 'tuple'."
     parts = [t.strip() for t in str(type_text).split('|')]
     return next(t for t in parts if t != 'None'), 'None' in parts
 
+
 def config_keys() -> dict[str, dict]:
     "Every valid config key -> {'kind', 'choices', 'none_ok', 'options'}: the options of `train` and the fields of TrainConfig."
-    keys = {f.name: dict(zip(('kind', 'none_ok'), _kind(f.type)), choices=None, options=()) for f in fields(TrainConfig)}
+    keys = {
+        f.name: dict(zip(('kind', 'none_ok'), _kind(f.type)), choices=None, options=()) for f in fields(TrainConfig)
+    }
     for a in _train_actions():
         flag = isinstance(a, (argparse._StoreTrueAction, argparse._StoreFalseAction))
         kind = 'bool' if flag else {int: 'int', float: 'float'}.get(a.type, 'str')
         keys[a.dest] = dict(kind=kind, choices=a.choices, none_ok=True, options=tuple(a.option_strings))
-    for k in ('run_dir', 'progress', 'best_metric'): keys.pop(k)  # set by --out, --no-progress, --eval-every
+    for k in ('run_dir', 'progress', 'best_metric'):
+        keys.pop(k)  # set by --out, --no-progress, --eval-every
     return keys
 
+
 # %% ../nbs/14b_configs.ipynb #ddc5a6af
-def _as_kind(value, kind:str):
+def _as_kind(value, kind: str):
     "`value` as a `kind` value, or raise TypeError; ints are floats, a numeric string is a float (YAML 1.1's `1e-4`)."
-    if kind == 'bool' and isinstance(value, bool): return value
-    if isinstance(value, bool): raise TypeError
-    if kind == 'int' and isinstance(value, int): return value
-    if kind == 'float' and isinstance(value, (int, float)): return float(value)
-    if kind == 'float' and isinstance(value, str): return float(value)  # ValueError -> TypeError below
-    if kind == 'tuple' and isinstance(value, (list, tuple)): return tuple(value)
-    if kind == 'str' and isinstance(value, (str, int)): return str(value)  # e.g. resume: 1200
+    if kind == 'bool' and isinstance(value, bool):
+        return value
+    if isinstance(value, bool):
+        raise TypeError
+    if kind == 'int' and isinstance(value, int):
+        return value
+    if kind == 'float' and isinstance(value, (int, float)):
+        return float(value)
+    if kind == 'float' and isinstance(value, str):
+        return float(value)  # ValueError -> TypeError below
+    if kind == 'tuple' and isinstance(value, (list, tuple)):
+        return tuple(value)
+    if kind == 'str' and isinstance(value, (str, int)):
+        return str(value)  # e.g. resume: 1200
     raise TypeError
 
-def check_setting(key:str, value, source:str, keys:dict|None=None):
+
+def check_setting(key: str, value, source: str, keys: dict | None = None):
     "The value of config key `key` from `source` (a file, '--set ...'), typed; errors name the key, the source and what is valid."
     keys = config_keys() if keys is None else keys
     if key not in keys:
         near = difflib.get_close_matches(key, keys, n=1)
-        raise ValueError(f"{source}: unknown key {key!r}" + (f" (did you mean {near[0]!r}?)" if near else '') + f"; valid keys: {', '.join(sorted(keys))}")
+        raise ValueError(
+            f"{source}: unknown key {key!r}"
+            + (f" (did you mean {near[0]!r}?)" if near else '')
+            + f"; valid keys: {', '.join(sorted(keys))}"
+        )
     spec = keys[key]
     if value is None:
-        if spec['none_ok']: return None
+        if spec['none_ok']:
+            return None
         raise ValueError(f"{source}: {key} cannot be null; give a {spec['kind']}")
-    try: typed = _as_kind(value, spec['kind'])
-    except (TypeError, ValueError): raise TypeError(f"{source}: {key} must be a {spec['kind']}, got {value!r} ({type(value).__name__})") from None
-    if spec['choices'] and typed not in spec['choices']: raise ValueError(f"{source}: {key} must be one of {', '.join(map(str, spec['choices']))}; got {typed!r}")
+    try:
+        typed = _as_kind(value, spec['kind'])
+    except (TypeError, ValueError):
+        raise TypeError(f"{source}: {key} must be a {spec['kind']}, got {value!r} ({type(value).__name__})") from None
+    if spec['choices'] and typed not in spec['choices']:
+        raise ValueError(f"{source}: {key} must be one of {', '.join(map(str, spec['choices']))}; got {typed!r}")
     return typed
 
+
 # %% ../nbs/14b_configs.ipynb #a1b7873a
-def _given(argv:list[str], options:tuple) -> bool:
+def _given(argv: list[str], options: tuple) -> bool:
     "Whether one of `options` (e.g. ('--steps',)) appears in the command line `argv`."
     return any(a == o or a.startswith(o + '=') for a in argv for o in options)
+
 
 def apply_configs(args) -> dict:
     "Set the options the command line did not give from args.config files (later wins) and args.set items; return what was set."
     keys, merged = config_keys(), {}
     for path in args.config or []:
-        for k, v in read_config_file(path).items(): merged[str(k).replace('-', '_')] = (v, f"config file '{path}'")
+        for k, v in read_config_file(path).items():
+            merged[str(k).replace('-', '_')] = (v, f"config file '{path}'")
     for item in args.set or []:
         k, eq, v = item.partition('=')
-        if not eq or not k.strip(): raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. --set steps=100")
-        try: merged[k.strip().replace('-', '_')] = (yaml.safe_load(v), f"--set {item}")
-        except yaml.YAMLError: raise ValueError(f"--set {item!r}: the value is not valid YAML") from None
+        if not eq or not k.strip():
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. --set steps=100")
+        try:
+            merged[k.strip().replace('-', '_')] = (yaml.safe_load(v), f"--set {item}")
+        except yaml.YAMLError:
+            raise ValueError(f"--set {item!r}: the value is not valid YAML") from None
     applied, args.config_none = {}, set()
     for k, (v, source) in merged.items():
         value = check_setting(k, v, source, keys)
-        if _given(getattr(args, 'argv', []), keys[k]['options']): continue  # the command line wins
-        setattr(args, k, value); applied[k] = value
-        if value is None: args.config_none.add(k)
+        if _given(getattr(args, 'argv', []), keys[k]['options']):
+            continue  # the command line wins
+        setattr(args, k, value)
+        applied[k] = value
+        if value is None:
+            args.config_none.add(k)
     return applied
 
+
 # %% ../nbs/14b_configs.ipynb #5c73a1cf
-def set_deterministic(on:bool=True):
+def set_deterministic(on: bool = True):
     "Switch PyTorch's deterministic algorithms on (or off), with cuBLAS's workspace setting on CUDA and cuDNN autotuning off."
-    if on and torch.cuda.is_available(): os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
+    if on and torch.cuda.is_available():
+        os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
     torch.use_deterministic_algorithms(on)
     torch.backends.cudnn.deterministic = on
-    if on: torch.backends.cudnn.benchmark = False
+    if on:
+        torch.backends.cudnn.benchmark = False
 
-def config_arguments(p:argparse.ArgumentParser):
+
+def config_arguments(p: argparse.ArgumentParser):
     "The options this chapter adds to `train` (and `validate-config`)."
-    p.add_argument('--config', action='append', default=None, metavar='FILE', help=f"settings from a .yaml/.yml/.toml file or a preset ({', '.join(CONFIG_PRESETS)}); repeatable, later files win")
-    p.add_argument('--set', action='append', default=None, metavar='KEY=VALUE', help='one setting, the value read as YAML (e.g. --set dream=true); repeatable; wins over --config')
-    p.add_argument('--deterministic', action='store_true', help="PyTorch's deterministic algorithms (and CUBLAS_WORKSPACE_CONFIG on CUDA)")
+    p.add_argument(
+        '--config',
+        action='append',
+        default=None,
+        metavar='FILE',
+        help=f"settings from a .yaml/.yml/.toml file or a preset ({', '.join(CONFIG_PRESETS)}); repeatable, later files win",
+    )
+    p.add_argument(
+        '--set',
+        action='append',
+        default=None,
+        metavar='KEY=VALUE',
+        help='one setting, the value read as YAML (e.g. --set dream=true); repeatable; wins over --config',
+    )
+    p.add_argument(
+        '--deterministic',
+        action='store_true',
+        help="PyTorch's deterministic algorithms (and CUBLAS_WORKSPACE_CONFIG on CUDA)",
+    )
+
 
 # %% ../nbs/14b_configs.ipynb #d6f56a4a
 def _train_with_config(args) -> int:
     "ddpm-book train, after --config/--set (and --deterministic) are applied."
     apply_configs(args)
-    if args.deterministic: set_deterministic()
+    if args.deterministic:
+        set_deterministic()
     return _BASE['run'](args)
+
 
 def _register_train():
     "Wrap `train`'s options and run with this chapter's (once, however often this module is imported)."
@@ -148,48 +254,91 @@ def _register_train():
     both = functools.wraps(_BASE['add'])(lambda p: (_BASE['add'](p), config_arguments(p)))
     COMMANDS['train'] = (help, both, functools.wraps(_BASE['run'])(_train_with_config))
 
+
 _register_train()
+
 
 # %% ../nbs/14b_configs.ipynb #2103f3fe
 def validate_config(args) -> dict:
     "Check the settings of `args` end to end without training; write env.json, config.resolved.yaml, run_manifest.json into args.out."
     apply_configs(args)
-    if args.deterministic: set_deterministic()
+    if args.deterministic:
+        set_deterministic()
     n = check_int('--num-processes', args.num_processes, 1)
     tr = build_trainer(args)  # data found, model built (or the run in --out continued)
-    if tr.cfg.batch_size % n: raise ValueError(f"batch_size={tr.cfg.batch_size} is not divisible by --num-processes {n}")
+    if tr.cfg.batch_size % n:
+        raise ValueError(f"batch_size={tr.cfg.batch_size} is not divisible by --num-processes {n}")
     x0, kw = tr._next_batch()
-    loss = tr._loss(x0, kw); tr.acc.backward(loss); tr.opt.zero_grad(set_to_none=True)  # one pass, no optimizer step
-    if not torch.isfinite(loss): raise ValueError(f"the loss of the first batch is {loss.item()}: not finite (check lr, precision, data)")
+    loss = tr._loss(x0, kw)
+    tr.acc.backward(loss)
+    tr.opt.zero_grad(set_to_none=True)  # one pass, no optimizer step
+    if not torch.isfinite(loss):
+        raise ValueError(f"the loss of the first batch is {loss.item()}: not finite (check lr, precision, data)")
     ds, m = tr.dataset, tr.model
-    config = {'train': tr.cfg.to_dict(), 'model': _model_config(m), 'model_class': model_class_name(m),
-              'dataset': {'name': getattr(ds, 'name', type(ds).__name__), 'len': len(ds)}}
+    config = {
+        'train': tr.cfg.to_dict(),
+        'model': _model_config(m),
+        'model_class': model_class_name(m),
+        'dataset': {'name': getattr(ds, 'name', type(ds).__name__), 'len': len(ds)},
+    }
     write_run_artifacts(args.out, config, ds, tr.step)
-    return {'data': config['dataset'], 'item_shape': tuple(x0.shape[1:]), 'model_class': config['model_class'], 'loss': loss.item(),
-            'parameters': sum(p.numel() for p in m.parameters()), 'device': str(tr.device), 'precision': tr.precision,
-            'deterministic': torch.are_deterministic_algorithms_enabled(), 'step': tr.step}
+    return {
+        'data': config['dataset'],
+        'item_shape': tuple(x0.shape[1:]),
+        'model_class': config['model_class'],
+        'loss': loss.item(),
+        'parameters': sum(p.numel() for p in m.parameters()),
+        'device': str(tr.device),
+        'precision': tr.precision,
+        'deterministic': torch.are_deterministic_algorithms_enabled(),
+        'step': tr.step,
+    }
 
-@command('validate-config', 'check a config without training (data, model, one forward/backward pass); write env.json, config.resolved.yaml, run_manifest.json into --out',
-         lambda p: COMMANDS['train'][1](p))
+
+@command(
+    'validate-config',
+    'check a config without training (data, model, one forward/backward pass); write env.json, config.resolved.yaml, run_manifest.json into --out',
+    lambda p: COMMANDS['train'][1](p),
+)
 def _cmd_validate(args) -> int:
     "ddpm-book validate-config: check the settings train would use; write the three artifacts."
-    r = validate_config(args); d = r['data']
+    r = validate_config(args)
+    d = r['data']
     print(f"data: {d['name']}, {d['len']} items of shape {r['item_shape']}")
-    print(f"model: {r['model_class']}, {r['parameters']:,} parameters" + (f" (continuing at step {r['step']})" if r['step'] else ''))
-    print(f"one forward and backward pass: loss {r['loss']:.4f} on {r['device']} in {r['precision']}, deterministic algorithms {'on' if r['deterministic'] else 'off'}")
-    print(f"wrote {', '.join(str(Path(args.out) / f) for f in ('env.json', 'config.resolved.yaml', 'run_manifest.json'))}; nothing was trained")
+    print(
+        f"model: {r['model_class']}, {r['parameters']:,} parameters"
+        + (f" (continuing at step {r['step']})" if r['step'] else '')
+    )
+    print(
+        f"one forward and backward pass: loss {r['loss']:.4f} on {r['device']} in {r['precision']}, deterministic algorithms {'on' if r['deterministic'] else 'off'}"
+    )
+    print(
+        f"wrote {', '.join(str(Path(args.out) / f) for f in ('env.json', 'config.resolved.yaml', 'run_manifest.json'))}; nothing was trained"
+    )
     return 0
+
 
 # %% ../nbs/14b_configs.ipynb #46c965c3
 def _config_arguments(p):
     p.add_argument('name', nargs='?', default=None, help=f"a preset: {', '.join(CONFIG_PRESETS)} (default: list them)")
     p.add_argument('--out', default=None, help='write the preset to this .yaml file instead of printing it')
 
-@command('config', 'list the shipped config presets, or print one as YAML to start a config file from', _config_arguments)
+
+@command(
+    'config', 'list the shipped config presets, or print one as YAML to start a config file from', _config_arguments
+)
 def _cmd_config(args) -> int:
     "ddpm-book config: list the presets, or print (or write) one."
-    if args.name is None: print('\n'.join(f"{k}: {', '.join(f'{a}={b}' for a, b in v.items())}" for k, v in CONFIG_PRESETS.items())); return 0
-    if args.name not in CONFIG_PRESETS: raise ValueError(f"no preset {args.name!r}; presets: {', '.join(CONFIG_PRESETS)}")
+    if args.name is None:
+        print('\n'.join(f"{k}: {', '.join(f'{a}={b}' for a, b in v.items())}" for k, v in CONFIG_PRESETS.items()))
+        return 0
+    if args.name not in CONFIG_PRESETS:
+        raise ValueError(f"no preset {args.name!r}; presets: {', '.join(CONFIG_PRESETS)}")
     text = yaml.safe_dump(CONFIG_PRESETS[args.name], sort_keys=False)
-    if args.out is None: print(text, end=''); return 0
-    check_output_file(args.out, '--out', ('.yaml', '.yml')); Path(args.out).write_text(text); print(f"wrote {args.out}"); return 0
+    if args.out is None:
+        print(text, end='')
+        return 0
+    check_output_file(args.out, '--out', ('.yaml', '.yml'))
+    Path(args.out).write_text(text)
+    print(f"wrote {args.out}")
+    return 0

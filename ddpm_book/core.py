@@ -4,7 +4,10 @@
 
 # %% ../nbs/00_core.ipynb #a08fcb5c
 from __future__ import annotations
-import math, os, random, tempfile
+import math
+import os
+import random
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -16,139 +19,238 @@ import torchvision.transforms.functional as TF
 from torchvision.utils import make_grid
 
 # %% auto #0
-__all__ = ['PRECISIONS', 'in_test', 'full_settings', 'quick_settings', 'check_choice', 'check_int', 'check_float',
-           'seed_everything', 'get_device', 'cpu_native_bf16', 'choose_precision', 'atomic_write', 'check_output_file',
-           'check_output_dir', 'image_grid', 'show_images', 'save_images', 'tensor_to_pil', 'pil_to_tensor']
+__all__ = [
+    'PRECISIONS',
+    'in_test',
+    'full_settings',
+    'quick_settings',
+    'check_choice',
+    'check_int',
+    'check_float',
+    'seed_everything',
+    'get_device',
+    'cpu_native_bf16',
+    'choose_precision',
+    'atomic_write',
+    'check_output_file',
+    'check_output_dir',
+    'image_grid',
+    'show_images',
+    'save_images',
+    'tensor_to_pil',
+    'pil_to_tensor',
+]
+
 
 # %% ../nbs/00_core.ipynb #106265da
 def in_test() -> bool:
     "True when running under the test command (`IN_TEST` set)."
     return os.environ.get('IN_TEST', '') not in ('', '0')
 
+
 _SETTINGS = {'full': None}  # the last switch seen, for library functions that choose quick or full settings
 
-def full_settings(default:bool=False # the notebook's own switch
-                 ) -> bool:
+
+def full_settings(
+    default: bool = False,  # the notebook's own switch
+) -> bool:
     "True for full settings: `DDPM_BOOK_FULL=1` (or 0) in the environment decides, else `default`; remembered for library calls."
     env = os.environ.get('DDPM_BOOK_FULL', '').strip().lower()
-    if env not in ('', '0', '1', 'true', 'false', 'yes', 'no'): raise ValueError(f"DDPM_BOOK_FULL must be 1 or 0, got {env!r}")
+    if env not in ('', '0', '1', 'true', 'false', 'yes', 'no'):
+        raise ValueError(f"DDPM_BOOK_FULL must be 1 or 0, got {env!r}")
     _SETTINGS['full'] = bool(default) if env == '' else env in ('1', 'true', 'yes')
     return _SETTINGS['full']
+
 
 def quick_settings() -> bool:
     "What library functions use when not told: quick unless `full_settings` said full (or `DDPM_BOOK_FULL=1`)."
     return not (_SETTINGS['full'] if _SETTINGS['full'] is not None else full_settings())
 
+
 # %% ../nbs/00_core.ipynb #3a2a4078
 def _range_text(lo, hi, lo_open=False, hi_open=False) -> str:
     "'>= 1', '> 0', '<= 5', 'in [0, 1)' or '' for a range with optional open ends."
-    if lo is not None and hi is not None: return f"in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
-    if lo is not None: return f"{'>' if lo_open else '>='} {lo}"
+    if lo is not None and hi is not None:
+        return f"in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
+    if lo is not None:
+        return f"{'>' if lo_open else '>='} {lo}"
     return f"{'<' if hi_open else '<='} {hi}" if hi is not None else ''
+
 
 def _in_range(v, lo, hi, lo_open, hi_open) -> bool:
     return (lo is None or (v > lo if lo_open else v >= lo)) and (hi is None or (v < hi if hi_open else v <= hi))
 
+
 # %% ../nbs/00_core.ipynb #aa813353
-def check_choice(name:str, # the argument's name, as the caller wrote it
-                 value, # what the caller passed
-                 valid # the allowed values
-                ):
+def check_choice(
+    name: str,  # the argument's name, as the caller wrote it
+    value,  # what the caller passed
+    valid,  # the allowed values
+):
     "`value` if it is one of `valid`; else a ValueError naming `name`, the value and the options."
-    if value not in valid: raise ValueError(f"{name} must be one of {tuple(valid)}, got {value!r}")
+    if value not in valid:
+        raise ValueError(f"{name} must be one of {tuple(valid)}, got {value!r}")
     return value
 
-def check_int(name:str, value, lo:int|None=None, hi:int|None=None, # inclusive bounds (None: unbounded)
-              none_ok:bool=False # also accept None
-             ) -> int|None:
+
+def check_int(
+    name: str,
+    value,
+    lo: int | None = None,
+    hi: int | None = None,  # inclusive bounds (None: unbounded)
+    none_ok: bool = False,  # also accept None
+) -> int | None:
     "`value` as an `int` if it is an integer (never a bool) in [lo, hi]; else a ValueError naming it and the range."
-    if value is None and none_ok: return None
-    ok = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)) and _in_range(value, lo, hi, False, False)
-    if not ok: raise ValueError(f"{name} must be an integer {_range_text(lo, hi)}{' or None' if none_ok else ''}, got {value!r}".replace('  ', ' '))
+    if value is None and none_ok:
+        return None
+    ok = (
+        isinstance(value, (int, np.integer))
+        and not isinstance(value, (bool, np.bool_))
+        and _in_range(value, lo, hi, False, False)
+    )
+    if not ok:
+        raise ValueError(
+            f"{name} must be an integer {_range_text(lo, hi)}{' or None' if none_ok else ''}, got {value!r}".replace(
+                '  ', ' '
+            )
+        )
     return int(value)
 
-def check_float(name:str, value, lo:float|None=None, hi:float|None=None, # bounds (None: unbounded)
-                lo_open:bool=False, hi_open:bool=False, # exclude the bound itself
-                none_ok:bool=False # also accept None
-               ) -> float|None:
+
+def check_float(
+    name: str,
+    value,
+    lo: float | None = None,
+    hi: float | None = None,  # bounds (None: unbounded)
+    lo_open: bool = False,
+    hi_open: bool = False,  # exclude the bound itself
+    none_ok: bool = False,  # also accept None
+) -> float | None:
     "`value` as a finite `float` if it is a real number (never a bool or a string) in the range; else a ValueError."
-    if value is None and none_ok: return None
-    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_)) and math.isfinite(value)
+    if value is None and none_ok:
+        return None
+    ok = (
+        isinstance(value, (int, float, np.integer, np.floating))
+        and not isinstance(value, (bool, np.bool_))
+        and math.isfinite(value)
+    )
     if not (ok and _in_range(value, lo, hi, lo_open, hi_open)):
-        raise ValueError(f"{name} must be a number {_range_text(lo, hi, lo_open, hi_open)}{' or None' if none_ok else ''}, got {value!r}".replace('  ', ' '))
+        raise ValueError(
+            f"{name} must be a number {_range_text(lo, hi, lo_open, hi_open)}{' or None' if none_ok else ''}, got {value!r}".replace(
+                '  ', ' '
+            )
+        )
     return float(value)
 
+
 # %% ../nbs/00_core.ipynb #e7d5d24d
-def seed_everything(seed:int # seed for python, numpy and torch (CPU and every GPU); 0 <= seed < 2**32
-                   ) -> torch.Generator: # a CPU generator seeded with `seed`, for `generator=` arguments
+def seed_everything(
+    seed: int,  # seed for python, numpy and torch (CPU and every GPU); 0 <= seed < 2**32
+) -> torch.Generator:  # a CPU generator seeded with `seed`, for `generator=` arguments
     "Seed python, numpy and torch in one call and return a seeded `torch.Generator`."
     seed = check_int('seed', seed, 0, 2**32 - 1)
-    random.seed(seed); np.random.seed(seed); torch.manual_seed(seed)  # torch.manual_seed seeds CUDA too
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # torch.manual_seed seeds CUDA too
     return torch.Generator().manual_seed(seed)
+
 
 # %% ../nbs/00_core.ipynb #2e65a846
 def _available_devices() -> list[str]:
     "Device strings usable on this machine."
     devs = ['cpu']
-    if torch.cuda.is_available(): devs += ['cuda'] + [f'cuda:{i}' for i in range(torch.cuda.device_count())]
-    if getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available(): devs.append('mps')
+    if torch.cuda.is_available():
+        devs += ['cuda'] + [f'cuda:{i}' for i in range(torch.cuda.device_count())]
+    if getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available():
+        devs.append('mps')
     return devs
 
-def get_device(device:str|torch.device|None=None # None or 'auto' picks cuda, then mps, then cpu
-              ) -> torch.device:
+
+def get_device(
+    device: str | torch.device | None = None,  # None or 'auto' picks cuda, then mps, then cpu
+) -> torch.device:
     "The `torch.device` to use: the best available one, or `device` after checking it exists here."
     avail = _available_devices()
-    if device is None or device == 'auto': return torch.device(avail[1] if len(avail) > 1 else 'cpu')
-    try: dev = torch.device(device)
+    if device is None or device == 'auto':
+        return torch.device(avail[1] if len(avail) > 1 else 'cpu')
+    try:
+        dev = torch.device(device)
     except (RuntimeError, TypeError) as e:
         raise ValueError(f"unknown device {device!r}; valid here: {avail} or 'auto'") from e
     name = dev.type if dev.index is None else f'{dev.type}:{dev.index}'
-    if name not in avail: raise ValueError(f"device {device!r} is not available on this machine; valid here: {avail} or 'auto'")
+    if name not in avail:
+        raise ValueError(f"device {device!r} is not available on this machine; valid here: {avail} or 'auto'")
     return dev
+
 
 # %% ../nbs/00_core.ipynb #b0e563c6
 PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16')
 
+
 def _cpu_flags() -> set[str]:
     "The CPU feature flags the kernel reports (Linux), else an empty set."
-    try: return set(next(l for l in Path('/proc/cpuinfo').read_text().splitlines() if l.startswith('flags')).split(':', 1)[1].split())
-    except (OSError, StopIteration): return set()
+    try:
+        return set(
+            next(l for l in Path('/proc/cpuinfo').read_text().splitlines() if l.startswith('flags'))
+            .split(':', 1)[1]
+            .split()
+        )
+    except (OSError, StopIteration):
+        return set()
+
 
 def cpu_native_bf16() -> tuple[bool, str]:
     "Does this CPU compute bf16 natively (AVX512-BF16 or AMX, as the kernel and oneDNN report it)? With the evidence."
     cap, flags = torch.backends.cpu.get_cpu_capability(), _cpu_flags()
     found = sorted(flags & {'avx512_bf16', 'amx_bf16'})
-    if not cap.startswith('AVX512'): return False, f"CPU {cap}"  # torch's kernels run below AVX-512 (or ATEN_CPU_CAPABILITY limits them)
-    if flags: return bool(found), f"CPU {cap}" + (f" with {'/'.join(found)}" if found else ", no avx512_bf16/amx_bf16")
+    if not cap.startswith('AVX512'):
+        return False, f"CPU {cap}"  # torch's kernels run below AVX-512 (or ATEN_CPU_CAPABILITY limits them)
+    if flags:
+        return bool(found), f"CPU {cap}" + (f" with {'/'.join(found)}" if found else ", no avx512_bf16/amx_bf16")
     onednn = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
     return onednn, f"CPU {cap}, oneDNN bf16 {'supported' if onednn else 'not supported'}"
 
+
 # %% ../nbs/00_core.ipynb #e5e574c6
-def choose_precision(precision:str='auto', # one of PRECISIONS
-                     device:str|torch.device='cpu', # where the run computes
-                     native_bf16:bool|None=None # override the hardware check (None: ask the hardware)
-                    ) -> tuple[str, str]: # ('fp32' | 'bf16' | 'fp16', why)
+def choose_precision(
+    precision: str = 'auto',  # one of PRECISIONS
+    device: str | torch.device = 'cpu',  # where the run computes
+    native_bf16: bool | None = None,  # override the hardware check (None: ask the hardware)
+) -> tuple[str, str]:  # ('fp32' | 'bf16' | 'fp16', why)
     "Resolve 'auto' to bf16 where the device does bf16 natively and fp32 otherwise; check explicit choices."
     precision, dev = check_choice('precision', precision, PRECISIONS), torch.device(device)
     if precision == 'fp16' and dev.type != 'cuda':
-        raise ValueError(f"precision='fp16' needs a CUDA device (GradScaler), but the device is {dev}; use 'auto', 'bf16' or 'fp32'")
-    if precision != 'auto': return precision, 'requested'
+        raise ValueError(
+            f"precision='fp16' needs a CUDA device (GradScaler), but the device is {dev}; use 'auto', 'bf16' or 'fp32'"
+        )
+    if precision != 'auto':
+        return precision, 'requested'
     if dev.type == 'cuda':
         ok = torch.cuda.is_bf16_supported() if native_bf16 is None else native_bf16
-        return ('bf16' if ok else 'fp32'), f"auto: {torch.cuda.get_device_name(dev) if native_bf16 is None else 'this GPU'} {'supports' if ok else 'lacks'} bf16"
+        return (
+            ('bf16' if ok else 'fp32'),
+            f"auto: {torch.cuda.get_device_name(dev) if native_bf16 is None else 'this GPU'} {'supports' if ok else 'lacks'} bf16",
+        )
     if dev.type == 'cpu':
         ok, why = cpu_native_bf16() if native_bf16 is None else (native_bf16, 'CPU (capability given)')
-        return ('bf16' if ok else 'fp32'), f"auto: {why}: " + ('native bf16' if ok else 'bf16 would be emulated (slower than fp32)')
+        return ('bf16' if ok else 'fp32'), f"auto: {why}: " + (
+            'native bf16' if ok else 'bf16 would be emulated (slower than fp32)'
+        )
     return 'fp32', f"auto: no bf16 autocast on {dev.type}"
+
 
 # %% ../nbs/00_core.ipynb #85f48a71
 def _umask() -> int:
-    m = os.umask(0); os.umask(m); return m
+    m = os.umask(0)
+    os.umask(m)
+    return m
+
 
 @contextmanager
-def atomic_write(path:str|Path, # the file to (re)place
-                 mode:str='wb'  # 'wb' or 'w'
-                ):
+def atomic_write(
+    path: str | Path,  # the file to (re)place
+    mode: str = 'wb',  # 'wb' or 'w'
+):
     "Open a temporary file next to `path` and move it over `path` only if the block finishes without error."
     check_choice('mode', mode, ('wb', 'w'))
     path = Path(path)
@@ -157,62 +259,85 @@ def atomic_write(path:str|Path, # the file to (re)place
     try:
         with os.fdopen(fd, mode, **({} if 'b' in mode else {'encoding': 'utf-8'})) as f:
             yield f
-            f.flush(); os.fsync(f.fileno())
+            f.flush()
+            os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the result the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
+
 # %% ../nbs/00_core.ipynb #29f76042
-def _existing_ancestor(p:Path, option:str) -> Path:
+def _existing_ancestor(p: Path, option: str) -> Path:
     "The nearest existing folder above `p`; an error if it is a file or not writable."
     a = next(q for q in p.absolute().parents if q.exists())
-    if not a.is_dir(): raise ValueError(f"{option}: cannot write '{p}': '{a}' is a file, not a folder")
-    if not os.access(a, os.W_OK | os.X_OK): raise ValueError(f"{option}: cannot write '{p}': folder '{a}' is not writable")
+    if not a.is_dir():
+        raise ValueError(f"{option}: cannot write '{p}': '{a}' is a file, not a folder")
+    if not os.access(a, os.W_OK | os.X_OK):
+        raise ValueError(f"{option}: cannot write '{p}': folder '{a}' is not writable")
     return a
 
-def check_output_file(path, option:str, suffixes:tuple) -> Path:
+
+def check_output_file(path, option: str, suffixes: tuple) -> Path:
     "Refuse an output file with an unknown suffix, a folder in its place, or no writable folder above it."
     p = Path(path)
-    if p.is_dir(): raise ValueError(f"{option}: '{p}' is a folder; give a file name")
-    if p.suffix.lower() not in suffixes: raise ValueError(f"{option} must end in one of {', '.join(suffixes)}, got '{p}'")
-    if p.exists() and not os.access(p, os.W_OK): raise ValueError(f"{option}: '{p}' exists and is not writable")
-    _existing_ancestor(p, option); return p
-
-def check_output_dir(path, option:str) -> Path:
-    "Refuse an output folder that is a file, or with no writable folder above it."
-    p = Path(path)
-    if p.exists() and not p.is_dir(): raise ValueError(f"{option}: '{p}' is a file, not a folder")
     if p.is_dir():
-        if not os.access(p, os.W_OK | os.X_OK): raise ValueError(f"{option}: folder '{p}' is not writable")
-    else: _existing_ancestor(p, option)
+        raise ValueError(f"{option}: '{p}' is a folder; give a file name")
+    if p.suffix.lower() not in suffixes:
+        raise ValueError(f"{option} must end in one of {', '.join(suffixes)}, got '{p}'")
+    if p.exists() and not os.access(p, os.W_OK):
+        raise ValueError(f"{option}: '{p}' exists and is not writable")
+    _existing_ancestor(p, option)
     return p
 
+
+def check_output_dir(path, option: str) -> Path:
+    "Refuse an output folder that is a file, or with no writable folder above it."
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise ValueError(f"{option}: '{p}' is a file, not a folder")
+    if p.is_dir():
+        if not os.access(p, os.W_OK | os.X_OK):
+            raise ValueError(f"{option}: folder '{p}' is not writable")
+    else:
+        _existing_ancestor(p, option)
+    return p
+
+
 # %% ../nbs/00_core.ipynb #22d7f669
-def _unit(x:torch.Tensor, value_range='auto') -> torch.Tensor:
+def _unit(x: torch.Tensor, value_range='auto') -> torch.Tensor:
     "Map `x` from `value_range` to [0, 1] (clipped), as float32 on the CPU."
     if isinstance(value_range, str):
-        if value_range != 'auto': raise ValueError(f"value_range must be 'auto' or a (low, high) pair, got {value_range!r}")
-        value_range = (-1., 1.) if x.numel() and x.min() < 0 else (0., 1.)
+        if value_range != 'auto':
+            raise ValueError(f"value_range must be 'auto' or a (low, high) pair, got {value_range!r}")
+        value_range = (-1.0, 1.0) if x.numel() and x.min() < 0 else (0.0, 1.0)
     lo, hi = value_range
-    if not hi > lo: raise ValueError(f"value_range must have low < high, got {value_range!r}")
+    if not hi > lo:
+        raise ValueError(f"value_range must have low < high, got {value_range!r}")
     return ((x.detach().float().cpu() - lo) / (hi - lo)).clamp(0, 1)
+
 
 def _as_batch(x) -> torch.Tensor:
     "A `(B, C, H, W)` view of an image tensor given as `(H, W)`, `(C, H, W)` or `(B, C, H, W)`."
-    if not isinstance(x, torch.Tensor): raise TypeError(f"expected a torch.Tensor, got {type(x).__name__}")
-    if x.ndim == 2: return x[None, None]
-    if x.ndim == 3: return x[None]
-    if x.ndim == 4: return x
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"expected a torch.Tensor, got {type(x).__name__}")
+    if x.ndim == 2:
+        return x[None, None]
+    if x.ndim == 3:
+        return x[None]
+    if x.ndim == 4:
+        return x
     raise ValueError(f"expected an image tensor of shape (H,W), (C,H,W) or (B,C,H,W), got shape {tuple(x.shape)}")
 
+
 # %% ../nbs/00_core.ipynb #0f787e6b
-def image_grid(x:torch.Tensor, # images (B,C,H,W), (C,H,W) or (H,W)
-               nrow:int|None=None, # images per row; default: a near-square grid
-               padding:int=2, # pixels between tiles
-               value_range='auto' # (low, high) of the input, or 'auto'
-              ) -> np.ndarray: # (H, W, 3) uint8 array
+def image_grid(
+    x: torch.Tensor,  # images (B,C,H,W), (C,H,W) or (H,W)
+    nrow: int | None = None,  # images per row; default: a near-square grid
+    padding: int = 2,  # pixels between tiles
+    value_range='auto',  # (low, high) of the input, or 'auto'
+) -> np.ndarray:  # (H, W, 3) uint8 array
     "Tile a batch of images into one uint8 RGB array."
     nrow = check_int('nrow', nrow, 1, none_ok=True)
     x = _unit(_as_batch(x), value_range)
@@ -223,49 +348,65 @@ def image_grid(x:torch.Tensor, # images (B,C,H,W), (C,H,W) or (H,W)
     g = make_grid(x, nrow=nrow, padding=padding, pad_value=1.0)
     return (g * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
 
+
 # %% ../nbs/00_core.ipynb #23b17c95
-def show_images(x:torch.Tensor, # images (B,C,H,W), (C,H,W) or (H,W)
-                nrow:int|None=None, # images per row
-                title:str|None=None, # axes title
-                ax=None, # matplotlib axes to draw on; a new figure if None
-                value_range='auto', # (low, high) of the input, or 'auto'
-                figsize=None # figure size when a new figure is made
-               ):
+def show_images(
+    x: torch.Tensor,  # images (B,C,H,W), (C,H,W) or (H,W)
+    nrow: int | None = None,  # images per row
+    title: str | None = None,  # axes title
+    ax=None,  # matplotlib axes to draw on; a new figure if None
+    value_range='auto',  # (low, high) of the input, or 'auto'
+    figsize=None,  # figure size when a new figure is made
+):
     "Show a batch of images as one grid with matplotlib; returns the axes."
     g = image_grid(x, nrow=nrow, value_range=value_range)
-    if ax is None: _, ax = plt.subplots(figsize=figsize or (min(8, 1 + g.shape[1] / 40), min(8, 1 + g.shape[0] / 40)))
-    ax.imshow(g, interpolation='nearest'); ax.axis('off')
-    if title: ax.set_title(title)
+    if ax is None:
+        _, ax = plt.subplots(figsize=figsize or (min(8, 1 + g.shape[1] / 40), min(8, 1 + g.shape[0] / 40)))
+    ax.imshow(g, interpolation='nearest')
+    ax.axis('off')
+    if title:
+        ax.set_title(title)
     return ax
 
-def save_images(x:torch.Tensor, # images (B,C,H,W), (C,H,W) or (H,W)
-                path:str|Path, # output file; the suffix picks the format (.png, .jpg, ...)
-                nrow:int|None=None, # images per row
-                value_range='auto' # (low, high) of the input, or 'auto'
-               ) -> Path:
+
+def save_images(
+    x: torch.Tensor,  # images (B,C,H,W), (C,H,W) or (H,W)
+    path: str | Path,  # output file; the suffix picks the format (.png, .jpg, ...)
+    nrow: int | None = None,  # images per row
+    value_range='auto',  # (low, high) of the input, or 'auto'
+) -> Path:
     "Save a batch of images as one grid image file, atomically."
     path = Path(path)
     fmt = Image.registered_extensions().get(path.suffix.lower())
-    if fmt is None: raise ValueError(f"cannot tell the image format of {str(path)!r}; use a suffix such as .png, .jpg or .webp")
+    if fmt is None:
+        raise ValueError(f"cannot tell the image format of {str(path)!r}; use a suffix such as .png, .jpg or .webp")
     img = Image.fromarray(image_grid(x, nrow=nrow, value_range=value_range))
-    with atomic_write(path) as f: img.save(f, format=fmt)
+    with atomic_write(path) as f:
+        img.save(f, format=fmt)
     return path
 
+
 # %% ../nbs/00_core.ipynb #9faaceeb
-def tensor_to_pil(x:torch.Tensor, # (C,H,W) with C in {1,3}, or a batch (B,C,H,W)
-                  value_range='auto' # (low, high) of the input, or 'auto'
-                 ):
+def tensor_to_pil(
+    x: torch.Tensor,  # (C,H,W) with C in {1,3}, or a batch (B,C,H,W)
+    value_range='auto',  # (low, high) of the input, or 'auto'
+):
     "A PIL image from a `(C,H,W)` tensor, or a list of them from a batch."
-    if x.ndim == 4: return [tensor_to_pil(xi, value_range) for xi in x]
+    if x.ndim == 4:
+        return [tensor_to_pil(xi, value_range) for xi in x]
     if x.ndim != 3 or x.shape[0] not in (1, 3):
         raise ValueError(f"expected (C,H,W) with C in (1, 3), or a batch of them; got shape {tuple(x.shape)}")
     return TF.to_pil_image((_unit(x, value_range) * 255).round().to(torch.uint8))
 
-def pil_to_tensor(img:Image.Image, # any PIL image; 'L' stays one channel, other modes become RGB
-                  value_range=(-1., 1.) # range of the returned floats
-                 ) -> torch.Tensor: # float32 (C,H,W)
+
+def pil_to_tensor(
+    img: Image.Image,  # any PIL image; 'L' stays one channel, other modes become RGB
+    value_range=(-1.0, 1.0),  # range of the returned floats
+) -> torch.Tensor:  # float32 (C,H,W)
     "A float `(C,H,W)` tensor in `value_range` from a PIL image."
-    if img.mode not in ('L', 'RGB'): img = img.convert('L' if img.mode in ('1', 'I', 'I;16', 'F') else 'RGB')
+    if img.mode not in ('L', 'RGB'):
+        img = img.convert('L' if img.mode in ('1', 'I', 'I;16', 'F') else 'RGB')
     lo, hi = value_range
-    if not hi > lo: raise ValueError(f"value_range must have low < high, got {value_range!r}")
+    if not hi > lo:
+        raise ValueError(f"value_range must have low < high, got {value_range!r}")
     return TF.pil_to_tensor(img).float() / 255 * (hi - lo) + lo

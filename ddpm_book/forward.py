@@ -4,7 +4,8 @@
 
 # %% ../nbs/02_forward.ipynb #e99ea9ae
 from __future__ import annotations
-import io, math
+import io
+import math
 import numpy as np
 import torch
 import matplotlib.pyplot as plt
@@ -13,100 +14,143 @@ from fastcore.basics import patch
 from .core import show_images
 
 # %% auto #0
-__all__ = ['NoiseSchedule', 'q_step', 'q_sample', 'q_sample_iterative', 'snr', 'log_snr', 'plot_forward', 'StaticPicture',
-           'figure_png', 'forward_widget']
+__all__ = [
+    'NoiseSchedule',
+    'q_step',
+    'q_sample',
+    'q_sample_iterative',
+    'snr',
+    'log_snr',
+    'plot_forward',
+    'StaticPicture',
+    'figure_png',
+    'forward_widget',
+]
+
 
 # %% ../nbs/02_forward.ipynb #2bbcb331
 class NoiseSchedule:
     "The per-step constants of a diffusion process: `betas`, `alphas`, `alpha_bar`, SNR, all float64 of shape `(T,)`."
-    def __init__(self, betas # 1-D, every value in (0, 1]; a final 1 gives zero terminal SNR
-                ):
+
+    def __init__(
+        self,
+        betas,  # 1-D, every value in (0, 1]; a final 1 gives zero terminal SNR
+    ):
         self.betas = _check_betas(betas)
         self.alphas = 1 - self.betas
         self.alpha_bar = torch.cumprod(self.alphas, 0)
 
     @property
-    def T(self) -> int: return len(self.betas)
-    def __len__(self): return self.T
-    def __repr__(self): return f"NoiseSchedule(T={self.T}, beta {self.betas[0]:.3g}..{self.betas[-1]:.3g}, alpha_bar[-1]={self.alpha_bar[-1]:.3g})"
+    def T(self) -> int:
+        return len(self.betas)
+
+    def __len__(self):
+        return self.T
+
+    def __repr__(self):
+        return f"NoiseSchedule(T={self.T}, beta {self.betas[0]:.3g}..{self.betas[-1]:.3g}, alpha_bar[-1]={self.alpha_bar[-1]:.3g})"
+
 
 def _check_betas(betas) -> torch.Tensor:
     "`betas` as a float64 CPU tensor after checking: 1-D, T >= 1, every value in (0, 1] (the index of a bad one named)."
     betas = torch.as_tensor(betas, dtype=torch.float64).detach().cpu()
-    if betas.ndim != 1 or len(betas) < 1: raise ValueError(f"betas must be a 1-D sequence of length T >= 1, got shape {tuple(betas.shape)}")
+    if betas.ndim != 1 or len(betas) < 1:
+        raise ValueError(f"betas must be a 1-D sequence of length T >= 1, got shape {tuple(betas.shape)}")
     bad = ~((betas > 0) & (betas <= 1))
     if bad.any():
         i = int(bad.nonzero()[0])
         raise ValueError(f"every beta must be in (0, 1]; betas[{i}] = {betas[i].item()!r}")
     return betas
 
+
 # %% ../nbs/02_forward.ipynb #81676262
 @patch
-def gather(self:NoiseSchedule, values:torch.Tensor, # a per-step table such as `sched.alpha_bar`, shape (T,)
-           t, # (B,) integer timesteps or an int
-           like:torch.Tensor # result broadcasts against this tensor and takes its dtype and device
-          ) -> torch.Tensor: # shape (B, 1, 1, ...) with like.ndim dims
+def gather(
+    self: NoiseSchedule,
+    values: torch.Tensor,  # a per-step table such as `sched.alpha_bar`, shape (T,)
+    t,  # (B,) integer timesteps or an int
+    like: torch.Tensor,  # result broadcasts against this tensor and takes its dtype and device
+) -> torch.Tensor:  # shape (B, 1, 1, ...) with like.ndim dims
     "`values[t]`, shaped `(B, 1, ...)` to broadcast against `like`, in `like`'s dtype and device."
     t = _check_t(t, self.T, like.shape[0] if like.ndim else None)
     v = values.to(like.device)[t.to(like.device)]
     return v.view(-1, *([1] * (like.ndim - 1))).to(like.dtype)
 
-def _check_t(t, T:int, batch:int|None=None) -> torch.Tensor:
+
+def _check_t(t, T: int, batch: int | None = None) -> torch.Tensor:
     "Validate timesteps: integer values in [0, T), one per batch item (a plain int is broadcast)."
-    if isinstance(t, bool): raise TypeError(f"t must be an integer timestep or an integer tensor, got {t!r}")
-    if isinstance(t, (int, np.integer)): t = torch.full((batch or 1,), int(t), dtype=torch.long)
+    if isinstance(t, bool):
+        raise TypeError(f"t must be an integer timestep or an integer tensor, got {t!r}")
+    if isinstance(t, (int, np.integer)):
+        t = torch.full((batch or 1,), int(t), dtype=torch.long)
     if not isinstance(t, torch.Tensor) or t.dtype.is_floating_point or t.dtype == torch.bool or t.is_complex():
         raise TypeError(f"t must hold integer timesteps in [0, {T}), got {t!r}")
-    if t.ndim == 0: t = t.expand(batch or 1)
-    if t.ndim != 1: raise ValueError(f"t must have shape (B,), got {tuple(t.shape)}")
-    if batch is not None and len(t) != batch: raise ValueError(f"t has {len(t)} timesteps for a batch of {batch} images")
+    if t.ndim == 0:
+        t = t.expand(batch or 1)
+    if t.ndim != 1:
+        raise ValueError(f"t must have shape (B,), got {tuple(t.shape)}")
+    if batch is not None and len(t) != batch:
+        raise ValueError(f"t has {len(t)} timesteps for a batch of {batch} images")
     if len(t) and (t.min() < 0 or t.max() >= T):
         bad = t[(t < 0) | (t >= T)][0].item()
-        raise ValueError(f"timestep {bad} is out of range: valid timesteps are 0..{T-1} (T={T})")
+        raise ValueError(f"timestep {bad} is out of range: valid timesteps are 0..{T - 1} (T={T})")
     return t.long()
 
+
 # %% ../nbs/02_forward.ipynb #ab70f4f5
-def q_step(x_prev:torch.Tensor, # x_{t-1}, shape (B, ...)
-           t, # (B,) integer timesteps in [0, T), or an int
-           sched:NoiseSchedule, # the noise schedule
-           noise:torch.Tensor|None=None, # eps; drawn if None
-           generator:torch.Generator|None=None # for drawing eps reproducibly
-          ) -> torch.Tensor: # x_t
+def q_step(
+    x_prev: torch.Tensor,  # x_{t-1}, shape (B, ...)
+    t,  # (B,) integer timesteps in [0, T), or an int
+    sched: NoiseSchedule,  # the noise schedule
+    noise: torch.Tensor | None = None,  # eps; drawn if None
+    generator: torch.Generator | None = None,  # for drawing eps reproducibly
+) -> torch.Tensor:  # x_t
     "One forward step, eq. 2.1: $x_t = \\sqrt{\\alpha_t}\\,x_{t-1} + \\sqrt{\\beta_t}\\,\\epsilon$."
     eps = _noise_like(x_prev, noise, generator)
     return sched.gather(sched.alphas, t, x_prev).sqrt() * x_prev + sched.gather(sched.betas, t, x_prev).sqrt() * eps
 
-def _noise_like(x:torch.Tensor, noise, generator) -> torch.Tensor:
+
+def _noise_like(x: torch.Tensor, noise, generator) -> torch.Tensor:
     "`noise` after checking its shape, or fresh standard Gaussian noise like `x`."
     if noise is None:
-        return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=generator.device if generator is not None else x.device).to(x.device)
-    if noise.shape != x.shape: raise ValueError(f"noise has shape {tuple(noise.shape)} but the images have shape {tuple(x.shape)}")
+        return torch.randn(
+            x.shape, generator=generator, dtype=x.dtype, device=generator.device if generator is not None else x.device
+        ).to(x.device)
+    if noise.shape != x.shape:
+        raise ValueError(f"noise has shape {tuple(noise.shape)} but the images have shape {tuple(x.shape)}")
     return noise
 
+
 # %% ../nbs/02_forward.ipynb #754d68d7
-def q_sample(x0:torch.Tensor, # clean data x_0, shape (B, ...)
-             t, # (B,) integer timesteps in [0, T), or an int for all
-             sched:NoiseSchedule, # the noise schedule
-             noise:torch.Tensor|None=None, # eps, same shape as x0; drawn if None
-             generator:torch.Generator|None=None # for drawing eps reproducibly
-            ) -> torch.Tensor: # x_t
+def q_sample(
+    x0: torch.Tensor,  # clean data x_0, shape (B, ...)
+    t,  # (B,) integer timesteps in [0, T), or an int for all
+    sched: NoiseSchedule,  # the noise schedule
+    noise: torch.Tensor | None = None,  # eps, same shape as x0; drawn if None
+    generator: torch.Generator | None = None,  # for drawing eps reproducibly
+) -> torch.Tensor:  # x_t
     "Sample $x_t \\sim q(x_t \\mid x_0)$ in closed form, eq. 2.2."
     _check_x0(x0)
     eps = _noise_like(x0, noise, generator)
     ab_t = sched.gather(sched.alpha_bar, t, x0)
     return ab_t.sqrt() * x0 + (1 - ab_t).sqrt() * eps
 
+
 def _check_x0(x0):
     "Raise unless `x0` is a floating-point tensor with a batch dimension."
-    if not isinstance(x0, torch.Tensor) or not x0.is_floating_point(): raise TypeError(f"x0 must be a floating-point tensor, got {type(x0).__name__}")
-    if x0.ndim < 1: raise ValueError("x0 must have a batch dimension: shape (B, ...)")
+    if not isinstance(x0, torch.Tensor) or not x0.is_floating_point():
+        raise TypeError(f"x0 must be a floating-point tensor, got {type(x0).__name__}")
+    if x0.ndim < 1:
+        raise ValueError("x0 must have a batch dimension: shape (B, ...)")
+
 
 # %% ../nbs/02_forward.ipynb #3c07a91e
-def q_sample_iterative(x0:torch.Tensor, # clean data x_0, shape (B, ...)
-                       t, # (B,) integer timesteps, or an int
-                       sched:NoiseSchedule, # the noise schedule
-                       generator:torch.Generator|None=None # for drawing the noise of each step
-                      ) -> torch.Tensor: # x_t
+def q_sample_iterative(
+    x0: torch.Tensor,  # clean data x_0, shape (B, ...)
+    t,  # (B,) integer timesteps, or an int
+    sched: NoiseSchedule,  # the noise schedule
+    generator: torch.Generator | None = None,  # for drawing the noise of each step
+) -> torch.Tensor:  # x_t
     "Sample $x_t$ by iterating eq. 2.1 from $x_0$: slow, but a check on the closed form."
     t = _check_t(t, sched.T, x0.shape[0])
     x = x0
@@ -115,72 +159,98 @@ def q_sample_iterative(x0:torch.Tensor, # clean data x_0, shape (B, ...)
         x = torch.where((s <= t).view(-1, *([1] * (x0.ndim - 1))), step, x)
     return x
 
+
 # %% ../nbs/02_forward.ipynb #e7923611
-def snr(sched:NoiseSchedule) -> torch.Tensor:
+def snr(sched: NoiseSchedule) -> torch.Tensor:
     "Signal-to-noise ratio per step, eq. 2.3: $\\bar\\alpha_t / (1-\\bar\\alpha_t)$."
     return sched.alpha_bar / (1 - sched.alpha_bar)
 
-def log_snr(sched:NoiseSchedule) -> torch.Tensor:
+
+def log_snr(sched: NoiseSchedule) -> torch.Tensor:
     "$\\log \\mathrm{SNR}(t)$, computed stably (`-inf` where $\\bar\\alpha_t = 0$)."
     return torch.log(sched.alpha_bar) - torch.log1p(-sched.alpha_bar)
 
+
 # %% ../nbs/02_forward.ipynb #d95d2bb5
 @patch(as_prop=True)
-def snr(self:NoiseSchedule) -> torch.Tensor:
+def snr(self: NoiseSchedule) -> torch.Tensor:
     "`snr(self)`, eq. 2.3, as a property."
     return snr(self)  # `@patch` leaves the module-level name bound to the function above
 
+
 @patch(as_prop=True)
-def log_snr(self:NoiseSchedule) -> torch.Tensor:
+def log_snr(self: NoiseSchedule) -> torch.Tensor:
     "`log_snr(self)` as a property."
     return log_snr(self)
 
+
 # %% ../nbs/02_forward.ipynb #d9f165b2
-def plot_forward(x0:torch.Tensor, # clean images (B, C, H, W) in [-1, 1]
-                 sched:NoiseSchedule, # the noise schedule
-                 t:int, # timestep to show
-                 noise:torch.Tensor|None=None, # fixed eps, so only t changes between calls
-                 axs=None # three matplotlib axes; a new figure if None
-                ) -> dict: # the numbers shown: t, alpha_bar, snr
+def plot_forward(
+    x0: torch.Tensor,  # clean images (B, C, H, W) in [-1, 1]
+    sched: NoiseSchedule,  # the noise schedule
+    t: int,  # timestep to show
+    noise: torch.Tensor | None = None,  # fixed eps, so only t changes between calls
+    axs=None,  # three matplotlib axes; a new figure if None
+) -> dict:  # the numbers shown: t, alpha_bar, snr
     "Draw $x_t$, its pixel histogram against $\\mathcal N(0,1)$, and $\\log\\mathrm{SNR}$ with $t$ marked."
     x_t = q_sample(x0, t, sched, noise=noise)
     ab_t = sched.alpha_bar[t].item()
-    if axs is None: _, axs = plt.subplots(1, 3, figsize=(10, 2.8), gridspec_kw=dict(width_ratios=[1.6, 1, 1]))
+    if axs is None:
+        _, axs = plt.subplots(1, 3, figsize=(10, 2.8), gridspec_kw=dict(width_ratios=[1.6, 1, 1]))
     show_images(x_t, ax=axs[0], value_range=(-1, 1), title=f't = {t}   ᾱ = {ab_t:.4f}')
     z = np.linspace(-4, 4, 200)
     axs[1].hist(x_t.flatten().numpy(), bins=60, range=(-4, 4), density=True, alpha=0.7)
-    axs[1].plot(z, np.exp(-z**2 / 2) / math.sqrt(2 * math.pi), 'k--', lw=1); axs[1].set_title('pixel values')
-    axs[2].plot(sched.log_snr.numpy()); axs[2].axvline(t, c='r'); axs[2].set_title(f'log SNR = {sched.log_snr[t].item():.2f}')
+    axs[1].plot(z, np.exp(-(z**2) / 2) / math.sqrt(2 * math.pi), 'k--', lw=1)
+    axs[1].set_title('pixel values')
+    axs[2].plot(sched.log_snr.numpy())
+    axs[2].axvline(t, c='r')
+    axs[2].set_title(f'log SNR = {sched.log_snr[t].item():.2f}')
     return dict(t=t, alpha_bar=ab_t, snr=ab_t / (1 - ab_t) if ab_t < 1 else math.inf)
+
 
 # %% ../nbs/02_forward.ipynb #b2fb07f9
 class StaticPicture:
     "A PNG shown as an ordinary output, so it stays in the saved notebook; `update` replaces it in place when a widget redraws."
-    def __init__(self, png:bytes|None=None # the PNG to show first
-                ): self.png, self.handle = png, None
+
+    def __init__(
+        self,
+        png: bytes | None = None,  # the PNG to show first
+    ):
+        self.png, self.handle = png, None
+
     def _image(self):
         from IPython.display import Image
+
         return Image(data=self.png, format='png')
-    def update(self, png:bytes):
+
+    def update(self, png: bytes):
         "Show `png` instead (in place, where it is displayed)."
         self.png = png
-        if self.handle is not None: self.handle.update(self._image())
+        if self.handle is not None:
+            self.handle.update(self._image())
+
     def _ipython_display_(self):
         from IPython.display import display
+
         self.handle = display(self._image(), display_id=True)
 
-def figure_png(fig=None, dpi:int=80) -> bytes:
+
+def figure_png(fig=None, dpi: int = 80) -> bytes:
     "PNG bytes of a matplotlib figure (default: the current one)."
-    buf = io.BytesIO(); (fig or plt.gcf()).savefig(buf, format='png', dpi=dpi, bbox_inches='tight')
+    buf = io.BytesIO()
+    (fig or plt.gcf()).savefig(buf, format='png', dpi=dpi, bbox_inches='tight')
     return buf.getvalue()
 
+
 # %% ../nbs/02_forward.ipynb #2ee5b674
-def forward_widget(x0:torch.Tensor, # clean images (B, C, H, W) in [-1, 1]
-                   schedules, # a NoiseSchedule, or a dict name -> NoiseSchedule to choose from
-                   seed:int=0 # seed of the fixed noise
-                  ) -> widgets.interactive:
+def forward_widget(
+    x0: torch.Tensor,  # clean images (B, C, H, W) in [-1, 1]
+    schedules,  # a NoiseSchedule, or a dict name -> NoiseSchedule to choose from
+    seed: int = 0,  # seed of the fixed noise
+) -> widgets.interactive:
     "A t-slider (with play button) and schedule dropdown showing $x_t$, its histogram and the SNR; `.picture` is a static copy."
-    if isinstance(schedules, NoiseSchedule): schedules = {'schedule': schedules}
+    if isinstance(schedules, NoiseSchedule):
+        schedules = {'schedule': schedules}
     if not schedules or not all(isinstance(s, NoiseSchedule) for s in schedules.values()):
         raise TypeError("schedules must be a NoiseSchedule or a non-empty dict of name -> NoiseSchedule")
     noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed))
@@ -189,12 +259,17 @@ def forward_widget(x0:torch.Tensor, # clean images (B, C, H, W) in [-1, 1]
     choice = widgets.Dropdown(options=list(schedules), description='schedule')
     choice.observe(lambda ch: setattr(t_slider, 'max', schedules[ch.new].T - 1), names='value')
     picture = StaticPicture()
+
     def _draw(schedule, t):
         res = plot_forward(x0, schedules[schedule], t, noise=noise)
-        picture.update(figure_png()); plt.show(); return res
+        picture.update(figure_png())
+        plt.show()
+        return res
+
     w = widgets.interactive(_draw, schedule=choice, t=t_slider)
     w.picture = picture  # display(w, w.picture): the live widget and a static copy of its last drawing
     play = widgets.Play(min=0, max=first.T - 1, step=max(1, first.T // 50), interval=200, description='play')
-    widgets.jslink((play, 'value'), (t_slider, 'value')); widgets.jslink((play, 'max'), (t_slider, 'max'))
+    widgets.jslink((play, 'value'), (t_slider, 'value'))
+    widgets.jslink((play, 'max'), (t_slider, 'max'))
     w.children = (play,) + w.children
     return w

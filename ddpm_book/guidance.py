@@ -16,80 +16,124 @@ from .sampling import sample, cfg_combine, rescale_guidance
 # %% auto #0
 __all__ = ['MixtureDenoiser', 'class_agreement', 'train_digit_classifier', 'label_agreement', 'guidance_grid']
 
+
 # %% ../nbs/11_guidance.ipynb #19137140
 class MixtureDenoiser:
     "The exact denoiser of a Gaussian mixture, per class and unconditional, eq. 11.4: `model(x_t, t, labels=None)`."
-    def __init__(self, means:torch.Tensor, # (K, D) component means
-                 std:float, # the components' standard deviation s > 0
-                 sched:NoiseSchedule, # the schedule the 'model' pretends to be trained with
-                 weights:torch.Tensor|None=None, # (K,) mixture weights; None: equal
-                 pred_type:str='eps'): # what it returns: 'eps', 'x0' or 'v'
-        if means.ndim != 2: raise ValueError(f"means must be a (K, D) tensor, got shape {tuple(means.shape)}")
+
+    def __init__(
+        self,
+        means: torch.Tensor,  # (K, D) component means
+        std: float,  # the components' standard deviation s > 0
+        sched: NoiseSchedule,  # the schedule the 'model' pretends to be trained with
+        weights: torch.Tensor | None = None,  # (K,) mixture weights; None: equal
+        pred_type: str = 'eps',
+    ):  # what it returns: 'eps', 'x0' or 'v'
+        if means.ndim != 2:
+            raise ValueError(f"means must be a (K, D) tensor, got shape {tuple(means.shape)}")
         K = len(means)
         self.means, self.std, self.sched = means.double(), check_float('std', std, 0, lo_open=True), sched
         self.pred_type = check_choice('pred_type', pred_type, PRED_TYPES)
         self.log_w = (torch.full((K,), 1 / K) if weights is None else weights / weights.sum()).double().log()
         self.config = SimpleNamespace(num_classes=K)  # like the UNet's: label K means "no class"
 
-    def __call__(self, x_t:torch.Tensor, t:torch.Tensor, labels:torch.Tensor|None=None) -> torch.Tensor:
+    def __call__(self, x_t: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         K, x = len(self.means), x_t.double()
         if labels is not None and (labels.shape != (len(x),) or int(labels.min()) < 0 or int(labels.max()) > K):
-            raise ValueError(f"labels must be a ({len(x)},) tensor with values in [0, {K}] ({K} = no class), got {labels.tolist()}")
-        ab_t = self.sched.alpha_bar.to(x.device)[t].view(-1, 1, 1)                      # (B, 1, 1)
-        v = ab_t * self.std ** 2 + 1 - ab_t
-        diff = x[:, None] - ab_t.sqrt() * self.means.to(x.device)                        # (B, K, D)
-        eps_k = (1 - ab_t).sqrt() / v * diff                                             # E[eps | x_t, k]
-        r = torch.softmax(self.log_w.to(x.device) - diff.pow(2).sum(-1) / (2 * v[:, :, 0]), dim=1)   # p_t(k | x_t)
-        if labels is not None: r = torch.where((labels < K)[:, None], nn.functional.one_hot(labels.clamp(max=K - 1), K).double(), r)
+            raise ValueError(
+                f"labels must be a ({len(x)},) tensor with values in [0, {K}] ({K} = no class), got {labels.tolist()}"
+            )
+        ab_t = self.sched.alpha_bar.to(x.device)[t].view(-1, 1, 1)  # (B, 1, 1)
+        v = ab_t * self.std**2 + 1 - ab_t
+        diff = x[:, None] - ab_t.sqrt() * self.means.to(x.device)  # (B, K, D)
+        eps_k = (1 - ab_t).sqrt() / v * diff  # E[eps | x_t, k]
+        r = torch.softmax(self.log_w.to(x.device) - diff.pow(2).sum(-1) / (2 * v[:, :, 0]), dim=1)  # p_t(k | x_t)
+        if labels is not None:
+            r = torch.where((labels < K)[:, None], nn.functional.one_hot(labels.clamp(max=K - 1), K).double(), r)
         eps = (r[:, :, None] * eps_k).sum(1)
         ab_t = ab_t[:, 0]
         return target_for(self.pred_type, (x - (1 - ab_t).sqrt() * eps) / ab_t.sqrt(), eps, ab_t).to(x_t.dtype)
 
+
 # %% ../nbs/11_guidance.ipynb #0460694c
-def class_agreement(x:torch.Tensor, # (N, D) samples
-                    labels:torch.Tensor, # (N,) requested classes
-                    means:torch.Tensor # (K, D) class means
-                   ) -> float:
+def class_agreement(
+    x: torch.Tensor,  # (N, D) samples
+    labels: torch.Tensor,  # (N,) requested classes
+    means: torch.Tensor,  # (K, D) class means
+) -> float:
     "Share of samples whose nearest class mean is the requested class (the exact classifier of an equal-weight, equal-variance mixture)."
     return (torch.cdist(x.double(), means.double()).argmin(1) == labels.to(x.device)).double().mean().item()
 
+
 # %% ../nbs/11_guidance.ipynb #1c1b25ab
-def train_digit_classifier(dataset, # an in-memory labelled set with `.x` (N, C, H, W) and `.labels`, e.g. get_dataset('mnist5k', image_size=16)
-                           epochs:int=5, batch_size:int=128, lr:float=3e-3, seed:int=0) -> nn.Module:
+def train_digit_classifier(
+    dataset,  # an in-memory labelled set with `.x` (N, C, H, W) and `.labels`, e.g. get_dataset('mnist5k', image_size=16)
+    epochs: int = 5,
+    batch_size: int = 128,
+    lr: float = 3e-3,
+    seed: int = 0,
+) -> nn.Module:
     "A small CNN classifier of the data set's classes (eval mode; `.image_size` = its input size)."
-    if not getattr(dataset, 'num_classes', 0) or not hasattr(dataset, 'x'): raise ValueError(f"need an in-memory labelled data set, got {dataset!r}")
-    g = torch.Generator().manual_seed(seed); torch.manual_seed(seed)
-    net = nn.Sequential(nn.Conv2d(dataset.x.shape[1], 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(),
-                        nn.AdaptiveMaxPool2d(2), nn.Flatten(), nn.Dropout(0.3), nn.Linear(256, dataset.num_classes))
+    if not getattr(dataset, 'num_classes', 0) or not hasattr(dataset, 'x'):
+        raise ValueError(f"need an in-memory labelled data set, got {dataset!r}")
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    net = nn.Sequential(
+        nn.Conv2d(dataset.x.shape[1], 32, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(64, 64, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveMaxPool2d(2),
+        nn.Flatten(),
+        nn.Dropout(0.3),
+        nn.Linear(256, dataset.num_classes),
+    )
     opt = torch.optim.AdamW(net.parameters(), lr=lr)
     for _ in range(epochs):
         for idx in torch.randperm(len(dataset.x), generator=g).split(batch_size):
             loss = nn.functional.cross_entropy(net(dataset.x[idx]), dataset.labels[idx])
-            opt.zero_grad(); loss.backward(); opt.step()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
     net.image_size = dataset.x.shape[-1]
     return net.eval()
 
+
 @torch.no_grad()
-def label_agreement(classifier:nn.Module, # from train_digit_classifier
-                    x:torch.Tensor, # (N, C, H, W) images in [-1, 1]
-                    labels:torch.Tensor # (N,) requested classes
-                   ) -> float:
+def label_agreement(
+    classifier: nn.Module,  # from train_digit_classifier
+    x: torch.Tensor,  # (N, C, H, W) images in [-1, 1]
+    labels: torch.Tensor,  # (N,) requested classes
+) -> float:
     "Share of images that `classifier` assigns to the requested class."
     s = classifier.image_size
-    if x.shape[-1] != s: x = nn.functional.interpolate(x.float(), size=(s, s), mode='bilinear', antialias=True).clamp(-1, 1)
+    if x.shape[-1] != s:
+        x = nn.functional.interpolate(x.float(), size=(s, s), mode='bilinear', antialias=True).clamp(-1, 1)
     return (classifier(x.float()).argmax(1) == labels.to(x.device)).float().mean().item()
 
+
 # %% ../nbs/11_guidance.ipynb #6fd7f879
-def guidance_grid(pipe, # a Pipeline: pipe.sample(n, labels=, prompts=, guidance=, generator=, **kw)
-                  scales, # guidance scales, one row each
-                  labels=None, # one class per column ...
-                  prompts=None, # ... or one prompt per column
-                  seed:int=0, # every row starts from the noise of this seed
-                  **kw # passed on to pipe.sample (steps=, sampler=, guidance_rescale=, ...)
-                 ) -> torch.Tensor: # (len(scales) * n, C, H, W), row by row
+def guidance_grid(
+    pipe,  # a Pipeline: pipe.sample(n, labels=, prompts=, guidance=, generator=, **kw)
+    scales,  # guidance scales, one row each
+    labels=None,  # one class per column ...
+    prompts=None,  # ... or one prompt per column
+    seed: int = 0,  # every row starts from the noise of this seed
+    **kw,  # passed on to pipe.sample (steps=, sampler=, guidance_rescale=, ...)
+) -> torch.Tensor:  # (len(scales) * n, C, H, W), row by row
     "Samples for every condition (columns) at every guidance scale (rows), all rows from the same noise."
-    if (labels is None) == (prompts is None): raise ValueError("pass exactly one of labels= or prompts= (one per column)")
+    if (labels is None) == (prompts is None):
+        raise ValueError("pass exactly one of labels= or prompts= (one per column)")
     n = len(labels if labels is not None else prompts)
-    return torch.cat([pipe.sample(n, labels=labels, prompts=prompts, guidance=w, generator=torch.Generator().manual_seed(seed), **kw).cpu()
-                      for w in scales])
+    return torch.cat(
+        [
+            pipe.sample(
+                n, labels=labels, prompts=prompts, guidance=w, generator=torch.Generator().manual_seed(seed), **kw
+            ).cpu()
+            for w in scales
+        ]
+    )

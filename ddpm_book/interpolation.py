@@ -4,7 +4,8 @@
 
 # %% ../nbs/12_interpolation.ipynb #f76ea733
 from __future__ import annotations
-import importlib.util, io
+import importlib.util
+import io
 from pathlib import Path
 
 import numpy as np
@@ -15,49 +16,88 @@ from PIL import Image
 from .core import atomic_write, image_grid, check_choice, check_int, check_float
 from tqdm.auto import tqdm
 from .forward import NoiseSchedule
-from .sampling import SampleContext, SampleOutput, check_pairs, timestep_pairs, eval_mode, _check_sample_args, _default_uncond
+from ddpm_book.sampling import (
+    SampleContext,
+    SampleOutput,
+    check_pairs,
+    timestep_pairs,
+    eval_mode,
+    _check_sample_args,
+    _default_uncond,
+)
 from .forward import StaticPicture
 from .pipeline import load_pipeline, PIXELATED_CSS
 
 # %% auto #0
-__all__ = ['INTERPOLATIONS', 'ANIMATION_FORMATS', 'lerp', 'slerp', 'noise_for_seeds', 'decode', 'seed_walk', 'ddim_invert',
-           'invert', 'interpolate_images', 'has_ffmpeg', 'save_animation', 'animation_info', 'trajectory_frames',
-           'interpolation_widget', 'interpolate_to_file']
+__all__ = [
+    'INTERPOLATIONS',
+    'ANIMATION_FORMATS',
+    'lerp',
+    'slerp',
+    'noise_for_seeds',
+    'decode',
+    'seed_walk',
+    'ddim_invert',
+    'invert',
+    'interpolate_images',
+    'has_ffmpeg',
+    'save_animation',
+    'animation_info',
+    'trajectory_frames',
+    'interpolation_widget',
+    'interpolate_to_file',
+]
+
 
 # %% ../nbs/12_interpolation.ipynb #c6c1302d
-def lerp(z0:torch.Tensor, # (B, ...) start points
-         z1:torch.Tensor, # (B, ...) end points (batch sizes broadcast)
-         alpha # a number in [0, 1], or N of them (broadcast against the batch)
-        ) -> torch.Tensor:
+def lerp(
+    z0: torch.Tensor,  # (B, ...) start points
+    z1: torch.Tensor,  # (B, ...) end points (batch sizes broadcast)
+    alpha,  # a number in [0, 1], or N of them (broadcast against the batch)
+) -> torch.Tensor:
     "Linear interpolation (1 - alpha) z0 + alpha z1, eq. 12.2."
     a = _alphas(alpha, z0, z1)
     return ((1 - a) * z0.double() + a * z1.double()).to(z0.dtype)
+
 
 def _alphas(alpha, z0, z1) -> torch.Tensor:
     "alpha (a number or N values in [0, 1]) as float64 shaped (N or 1, 1, ..., 1), after checking z0, z1 and alpha."
     _check_endpoints(z0, z1)
     a = torch.as_tensor(alpha, dtype=torch.float64).detach().cpu()
-    if a.ndim > 1: raise ValueError(f"alpha must be a number or a 1-D sequence, got shape {tuple(a.shape)}")
-    if not torch.isfinite(a).all() or (a < 0).any() or (a > 1).any(): raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
+    if a.ndim > 1:
+        raise ValueError(f"alpha must be a number or a 1-D sequence, got shape {tuple(a.shape)}")
+    if not torch.isfinite(a).all() or (a < 0).any() or (a > 1).any():
+        raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
     n, batch = (a.numel() if a.ndim else 1), max(len(z0), len(z1))
-    if a.ndim and n not in (1, batch) and batch != 1: raise ValueError(f"{n} alphas do not broadcast against a batch of {batch}")
+    if a.ndim and n not in (1, batch) and batch != 1:
+        raise ValueError(f"{n} alphas do not broadcast against a batch of {batch}")
     return a.reshape(-1, *[1] * (z0.ndim - 1)).to(z0.device)
+
 
 def _check_endpoints(z0, z1):
     "Two float tensors (B, ...) with equal sample shapes and batch sizes that broadcast."
     for name, z in (('z0', z0), ('z1', z1)):
-        if not isinstance(z, torch.Tensor): raise TypeError(f"{name} must be a torch.Tensor, got {type(z).__name__}")
-        if not z.is_floating_point(): raise TypeError(f"{name} must be a floating-point tensor, got dtype {z.dtype}")
-        if z.ndim < 2: raise ValueError(f"{name} must be a batch (B, ...) with at least 2 dims, got shape {tuple(z.shape)}; use z[None] for one sample")
+        if not isinstance(z, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(z).__name__}")
+        if not z.is_floating_point():
+            raise TypeError(f"{name} must be a floating-point tensor, got dtype {z.dtype}")
+        if z.ndim < 2:
+            raise ValueError(
+                f"{name} must be a batch (B, ...) with at least 2 dims, got shape {tuple(z.shape)}; use z[None] for one sample"
+            )
     if z0.shape[1:] != z1.shape[1:] or (z0.shape[0] != z1.shape[0] and 1 not in (z0.shape[0], z1.shape[0])):
-        raise ValueError(f"z0 and z1 must have the same sample shape and broadcastable batch sizes, got {tuple(z0.shape)} and {tuple(z1.shape)}")
+        raise ValueError(
+            f"z0 and z1 must have the same sample shape and broadcastable batch sizes, got {tuple(z0.shape)} and {tuple(z1.shape)}"
+        )
+
 
 # %% ../nbs/12_interpolation.ipynb #f011ed3d
-def slerp(z0:torch.Tensor, # (B, ...) start points; each sample's angle is taken over all its entries
-          z1:torch.Tensor, # (B, ...) end points (batch sizes broadcast)
-          alpha, # a number in [0, 1], or N of them (broadcast against the batch)
-          eps:float=1e-4 # fall back to lerp where sin(theta) < eps (nearly parallel or opposite)
-         ) -> torch.Tensor:
+def slerp(
+    z0: torch.Tensor,  # (B, ...) start points; each sample's angle is taken over all its entries
+    z1: torch.Tensor,  # (B, ...) end points (batch sizes broadcast)
+    alpha,  # a number in [0, 1], or N of them (broadcast against the batch)
+    eps: float = 1e-4,  # fall back to lerp where sin(theta) < eps (nearly parallel or opposite)
+) -> torch.Tensor:
     "Spherical linear interpolation between z0 and z1, eq. 12.3, per sample."
     a = _alphas(alpha, z0, z1)
     x0, x1 = z0.double(), z1.double()
@@ -68,68 +108,114 @@ def slerp(z0:torch.Tensor, # (B, ...) start points; each sample's angle is taken
     w1 = torch.where(safe, torch.sin(a * theta) / sin.clamp_min(eps), a)
     return (w0 * x0 + w1 * x1).to(z0.dtype)
 
+
 INTERPOLATIONS = {'slerp': slerp, 'lerp': lerp}
 
+
 # %% ../nbs/12_interpolation.ipynb #089cb035
-def noise_for_seeds(seeds, # one seed (int) or a sequence of them, each in [0, 2**32)
-                    shape, # shape of ONE noise tensor, e.g. (C, H, W)
-                    device=None, # where to put the result (drawn on the CPU either way)
-                    dtype=torch.float32
-                   ) -> torch.Tensor: # (len(seeds), *shape)
+def noise_for_seeds(
+    seeds,  # one seed (int) or a sequence of them, each in [0, 2**32)
+    shape,  # shape of ONE noise tensor, e.g. (C, H, W)
+    device=None,  # where to put the result (drawn on the CPU either way)
+    dtype=torch.float32,
+) -> torch.Tensor:  # (len(seeds), *shape)
     "Standard normal noise, one tensor per seed, each from its own generator so it depends on its seed only."
     seeds = [seeds] if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool) else list(seeds)
-    if not seeds: raise ValueError("seeds must hold at least one seed")
+    if not seeds:
+        raise ValueError("seeds must hold at least one seed")
     gens = [torch.Generator().manual_seed(check_int('seeds', s, 0, 2**32 - 1)) for s in seeds]
-    return torch.stack([torch.randn(tuple(shape), generator=g, dtype=torch.float32) for g in gens]).to(device=device, dtype=dtype)
+    return torch.stack([torch.randn(tuple(shape), generator=g, dtype=torch.float32) for g in gens]).to(
+        device=device, dtype=dtype
+    )
+
 
 # %% ../nbs/12_interpolation.ipynb #94e4cb8a
-def decode(pipe, # a Pipeline (chapter 10b)
-           x_T:torch.Tensor, # (N, C, H, W) noises or DDIM latents
-           steps:int=50, # DDIM steps
-           labels=None, # None, one class for all, or N classes (class-conditional pipelines)
-           batch_size:int=16, # images per network call: bounds the memory
-           progress:bool=False, # show a progress bar
-           **sample_kw # more arguments of `sample`, e.g. guidance=
-          ) -> torch.Tensor: # (N, C, H, W) images on the CPU
+def decode(
+    pipe,  # a Pipeline (chapter 10b)
+    x_T: torch.Tensor,  # (N, C, H, W) noises or DDIM latents
+    steps: int = 50,  # DDIM steps
+    labels=None,  # None, one class for all, or N classes (class-conditional pipelines)
+    batch_size: int = 16,  # images per network call: bounds the memory
+    progress: bool = False,  # show a progress bar
+    **sample_kw,  # more arguments of `sample`, e.g. guidance=
+) -> torch.Tensor:  # (N, C, H, W) images on the CPU
     "Deterministic DDIM (eta = 0) from the given noises, `batch_size` at a time."
     check_int('batch_size', batch_size, 1)
-    if isinstance(labels, (int, np.integer)) and not isinstance(labels, bool): labels = [int(labels)] * len(x_T)
-    out = pipe.sample(len(x_T), labels=labels, x_T=x_T.to(pipe.device), sampler='ddim', eta=0.0, steps=steps, batch_size=batch_size,
-                      progress=progress, **sample_kw)
+    if isinstance(labels, (int, np.integer)) and not isinstance(labels, bool):
+        labels = [int(labels)] * len(x_T)
+    out = pipe.sample(
+        len(x_T),
+        labels=labels,
+        x_T=x_T.to(pipe.device),
+        sampler='ddim',
+        eta=0.0,
+        steps=steps,
+        batch_size=batch_size,
+        progress=progress,
+        **sample_kw,
+    )
     return out.float().cpu()
 
-def seed_walk(pipe, # a Pipeline (chapter 10b)
-              seed_a:int, # seed of the first frame's noise
-              seed_b:int, # seed of the last frame's noise
-              frames:int=16, # number of frames F >= 2, alpha_k = k / (F - 1)
-              steps:int=50, # DDIM steps per frame
-              labels=None, # None, one class for all frames, or one per frame
-              method:str='slerp', # 'slerp' (eq. 12.3) or 'lerp' (eq. 12.2)
-              batch_size:int=16, # frames per network call
-              **sample_kw # more arguments of `sample`, e.g. guidance=, progress=
-             ) -> torch.Tensor: # (F, C, H, W) in [-1, 1], on the CPU
+
+def seed_walk(
+    pipe,  # a Pipeline (chapter 10b)
+    seed_a: int,  # seed of the first frame's noise
+    seed_b: int,  # seed of the last frame's noise
+    frames: int = 16,  # number of frames F >= 2, alpha_k = k / (F - 1)
+    steps: int = 50,  # DDIM steps per frame
+    labels=None,  # None, one class for all frames, or one per frame
+    method: str = 'slerp',  # 'slerp' (eq. 12.3) or 'lerp' (eq. 12.2)
+    batch_size: int = 16,  # frames per network call
+    **sample_kw,  # more arguments of `sample`, e.g. guidance=, progress=
+) -> torch.Tensor:  # (F, C, H, W) in [-1, 1], on the CPU
     "Frames of a latent walk: interpolate the noises of two seeds, decode every point with deterministic DDIM."
     frames, method = check_int('frames', frames, 2), check_choice('method', method, tuple(INTERPOLATIONS))
     z = noise_for_seeds([seed_a, seed_b], pipe.shape)
     x_T = INTERPOLATIONS[method](z[:1], z[1:], torch.linspace(0, 1, frames))
     return decode(pipe, x_T, steps, labels, batch_size, **sample_kw)
 
+
 # %% ../nbs/12_interpolation.ipynb #1a27f548
 @torch.no_grad()
-def ddim_invert(model, # denoiser model(x_t, t, **cond)
-                sched:NoiseSchedule, # its schedule
-                x0:torch.Tensor, # clean samples to encode
-                *, steps:int=50, pred_type:str='eps', spacing:str='trailing', steps_offset:int=0,
-                timesteps:list|None=None, # explicit (t, t_prev) pairs, as for `sample`
-                cond:dict|None=None, uncond:dict|None=None, guidance:float=1.0, guidance_rescale:float=0.0,
-                refine:int=0, # fixed-point refinements per step (k more network calls each); 0: plain DDIM inversion
-                return_trajectory:bool=False, progress:bool=False
-               ) -> torch.Tensor|SampleOutput:
+def ddim_invert(
+    model,  # denoiser model(x_t, t, **cond)
+    sched: NoiseSchedule,  # its schedule
+    x0: torch.Tensor,  # clean samples to encode
+    *,
+    steps: int = 50,
+    pred_type: str = 'eps',
+    spacing: str = 'trailing',
+    steps_offset: int = 0,
+    timesteps: list | None = None,  # explicit (t, t_prev) pairs, as for `sample`
+    cond: dict | None = None,
+    uncond: dict | None = None,
+    guidance: float = 1.0,
+    guidance_rescale: float = 0.0,
+    refine: int = 0,  # fixed-point refinements per step (k more network calls each); 0: plain DDIM inversion
+    return_trajectory: bool = False,
+    progress: bool = False,
+) -> torch.Tensor | SampleOutput:
     "Deterministic DDIM encoding x0 -> x_T; `sample(..., sampler='ddim', eta=0, x_T=result)` decodes it."
     refine = check_int('refine', refine, 0)
-    _check_sample_args(sched, None if timesteps is not None else steps, 0.0, pred_type, guidance, guidance_rescale, None, 'small', cond, None)
-    pairs = check_pairs(timesteps, sched.T) if timesteps is not None else timestep_pairs(sched.T, steps, spacing, steps_offset, sched)
-    if guidance != 1 and uncond is None: uncond = _default_uncond(model, cond)
+    _check_sample_args(
+        sched,
+        None if timesteps is not None else steps,
+        0.0,
+        pred_type,
+        guidance,
+        guidance_rescale,
+        None,
+        'small',
+        cond,
+        None,
+    )
+    pairs = (
+        check_pairs(timesteps, sched.T)
+        if timesteps is not None
+        else timestep_pairs(sched.T, steps, spacing, steps_offset, sched)
+    )
+    if guidance != 1 and uncond is None:
+        uncond = _default_uncond(model, cond)
     ctx = SampleContext(model, sched, pairs, pred_type, cond, uncond, guidance, guidance_rescale)
     x, traj = x0, [x0.detach().cpu()]
     with eval_mode(model):
@@ -138,38 +224,46 @@ def ddim_invert(model, # denoiser model(x_t, t, **cond)
             x_t = x  # eps-hat at the noisier level t, evaluated on x_{t'} first, then on the refined x_t
             for _ in range(refine + 1):
                 _, eps = ctx.denoise(x_t, t)
-                x_t = ab_t ** 0.5 * (x - (1 - ab_p) ** 0.5 * eps) / ab_p ** 0.5 + (1 - ab_t) ** 0.5 * eps
+                x_t = ab_t**0.5 * (x - (1 - ab_p) ** 0.5 * eps) / ab_p**0.5 + (1 - ab_t) ** 0.5 * eps
             x = x_t
             traj.append(x.detach().cpu())
     return SampleOutput(x, traj, [], ctx.nfe, pairs[::-1]) if return_trajectory else x
 
+
 # %% ../nbs/12_interpolation.ipynb #b95cb8fc
 @torch.no_grad()
-def invert(pipe, # a Pipeline (chapter 10b)
-           x0:torch.Tensor, # (N, C, H, W) clean images in [-1, 1]
-           steps:int=50, # DDIM steps; decode with the same number
-           labels=None, # None, one class for all, or N classes (class-conditional pipelines)
-           refine:int=0, # fixed-point iterations (eq. 12.6) per step: 0 is plain DDIM inversion (eq. 12.5)
-           progress:bool=False # show a progress bar
-          ) -> torch.Tensor: # (N, C, H, W) DDIM latents x_T
+def invert(
+    pipe,  # a Pipeline (chapter 10b)
+    x0: torch.Tensor,  # (N, C, H, W) clean images in [-1, 1]
+    steps: int = 50,  # DDIM steps; decode with the same number
+    labels=None,  # None, one class for all, or N classes (class-conditional pipelines)
+    refine: int = 0,  # fixed-point iterations (eq. 12.6) per step: 0 is plain DDIM inversion (eq. 12.5)
+    progress: bool = False,  # show a progress bar
+) -> torch.Tensor:  # (N, C, H, W) DDIM latents x_T
     "DDIM-encode images with the pipeline's model, schedule and conditioning: `ddim_invert`, eq. 12.5, refined by eq. 12.6."
-    _check_images(pipe, x0); refine = check_int('refine', refine, 0)
-    if isinstance(labels, (int, np.integer)) and not isinstance(labels, bool): labels = [int(labels)] * len(x0)
+    _check_images(pipe, x0)
+    refine = check_int('refine', refine, 0)
+    if isinstance(labels, (int, np.integer)) and not isinstance(labels, bool):
+        labels = [int(labels)] * len(x0)
     _, cond, _ = pipe.conditioning(len(x0), labels=labels)
     x = x0.to(pipe.device)
-    return ddim_invert(pipe.model, pipe.sched, x, steps=steps, pred_type=pipe.pred_type, cond=cond, refine=refine, progress=progress)
+    return ddim_invert(
+        pipe.model, pipe.sched, x, steps=steps, pred_type=pipe.pred_type, cond=cond, refine=refine, progress=progress
+    )
 
-def interpolate_images(pipe, # a Pipeline (chapter 10b)
-                       x_a:torch.Tensor, # first image (C, H, W) in [-1, 1]
-                       x_b:torch.Tensor, # last image (C, H, W) in [-1, 1]
-                       frames:int=16, # number of frames F >= 2
-                       steps:int=50, # DDIM steps for encoding and decoding
-                       label=None, # one class for encoding and decoding (class-conditional pipelines)
-                       refine:int=0, # fixed-point iterations per inversion step, eq. 12.6
-                       method:str='slerp', # 'slerp' (eq. 12.3) or 'lerp' (eq. 12.2)
-                       batch_size:int=16, # frames per network call
-                       return_latents:bool=False # also return the (F, C, H, W) latents
-                      ):
+
+def interpolate_images(
+    pipe,  # a Pipeline (chapter 10b)
+    x_a: torch.Tensor,  # first image (C, H, W) in [-1, 1]
+    x_b: torch.Tensor,  # last image (C, H, W) in [-1, 1]
+    frames: int = 16,  # number of frames F >= 2
+    steps: int = 50,  # DDIM steps for encoding and decoding
+    label=None,  # one class for encoding and decoding (class-conditional pipelines)
+    refine: int = 0,  # fixed-point iterations per inversion step, eq. 12.6
+    method: str = 'slerp',  # 'slerp' (eq. 12.3) or 'lerp' (eq. 12.2)
+    batch_size: int = 16,  # frames per network call
+    return_latents: bool = False,  # also return the (F, C, H, W) latents
+):
     "Frames morphing real image x_a into x_b: DDIM-invert both, interpolate the latents, decode."
     frames, method = check_int('frames', frames, 2), check_choice('method', method, tuple(INTERPOLATIONS))
     z = invert(pipe, torch.stack([x_a, x_b]), steps, label, refine)
@@ -177,169 +271,279 @@ def interpolate_images(pipe, # a Pipeline (chapter 10b)
     out = decode(pipe, lat, steps, label, batch_size, clip=None)  # inversion never clips x0, so neither may its inverse
     return (out, lat.cpu()) if return_latents else out
 
+
 def _check_images(pipe, x0):
     "ValueError unless x0 is a batch of images of the pipeline's shape."
     if not isinstance(x0, torch.Tensor) or tuple(x0.shape[1:]) != tuple(pipe.shape) or x0.ndim != 1 + len(pipe.shape):
-        raise ValueError(f"images must be a batch of shape (N, {', '.join(map(str, pipe.shape))}), got {tuple(getattr(x0, 'shape', ())) or type(x0).__name__}")
+        raise ValueError(
+            f"images must be a batch of shape (N, {', '.join(map(str, pipe.shape))}), got {tuple(getattr(x0, 'shape', ())) or type(x0).__name__}"
+        )
+
 
 # %% ../nbs/12_interpolation.ipynb #08016986
 ANIMATION_FORMATS = ('.gif', '.mp4')
+
 
 def has_ffmpeg() -> bool:
     "True when imageio's ffmpeg plugin (the `imageio-ffmpeg` package) is installed, so MP4 can be written."
     return importlib.util.find_spec('imageio_ffmpeg') is not None
 
-def _frame_arrays(frames, nrow=None, value_range=(-1, 1), scale:int=1) -> list[np.ndarray]:
+
+def _frame_arrays(frames, nrow=None, value_range=(-1, 1), scale: int = 1) -> list[np.ndarray]:
     "uint8 (H, W, 3) arrays from (N,C,H,W) images, (N,B,C,H,W) grids, or a list of tensors / uint8 arrays."
     if isinstance(frames, torch.Tensor):
-        if frames.ndim not in (4, 5): raise ValueError(f"frames must be (N, C, H, W) images or (N, B, C, H, W) grids, got shape {tuple(frames.shape)}")
+        if frames.ndim not in (4, 5):
+            raise ValueError(
+                f"frames must be (N, C, H, W) images or (N, B, C, H, W) grids, got shape {tuple(frames.shape)}"
+            )
         frames = list(frames)
-    if not len(frames): raise ValueError("frames is empty: an animation needs at least one frame")
-    arrs = [image_grid(f, nrow=nrow, value_range=value_range) if isinstance(f, torch.Tensor) else np.asarray(f) for f in frames]
+    if not len(frames):
+        raise ValueError("frames is empty: an animation needs at least one frame")
+    arrs = [
+        image_grid(f, nrow=nrow, value_range=value_range) if isinstance(f, torch.Tensor) else np.asarray(f)
+        for f in frames
+    ]
     for a in arrs:
         if a.dtype != np.uint8 or not (a.ndim == 2 or (a.ndim == 3 and a.shape[2] == 3)):
-            raise TypeError(f"frames given as arrays must be uint8 of shape (H, W) or (H, W, 3), got {a.dtype} {a.shape}")
+            raise TypeError(
+                f"frames given as arrays must be uint8 of shape (H, W) or (H, W, 3), got {a.dtype} {a.shape}"
+            )
     arrs = [np.repeat(a[..., None], 3, axis=2) if a.ndim == 2 else a for a in arrs]
-    if len({a.shape for a in arrs}) > 1: raise ValueError(f"all frames must have the same size, got {sorted({a.shape for a in arrs})}")
+    if len({a.shape for a in arrs}) > 1:
+        raise ValueError(f"all frames must have the same size, got {sorted({a.shape for a in arrs})}")
     scale = check_int('scale', scale, 1)
     return [a.repeat(scale, 0).repeat(scale, 1) for a in arrs] if scale > 1 else arrs
 
-def _pad_to(a:np.ndarray, m:int) -> np.ndarray:
+
+def _pad_to(a: np.ndarray, m: int) -> np.ndarray:
     "Pad an (H, W, 3) frame with white at the bottom and right to multiples of m (video codecs want that)."
     return np.pad(a, ((0, -a.shape[0] % m), (0, -a.shape[1] % m), (0, 0)), constant_values=255)
 
-def _encode_animation(arrs:list, ext:str, fps:float, loop:int) -> bytes:
+
+def _encode_animation(arrs: list, ext: str, fps: float, loop: int) -> bytes:
     "The bytes of a GIF or an MP4 of the frames."
     buf = io.BytesIO()
-    if ext == '.gif': iio.imwrite(buf, np.stack(arrs), extension='.gif', plugin='pillow', duration=10 * round(100 / fps), loop=loop)
-    else: iio.imwrite(buf, np.stack([_pad_to(a, 16) for a in arrs]), extension='.mp4', plugin='FFMPEG', fps=fps, macro_block_size=16)
+    if ext == '.gif':
+        iio.imwrite(buf, np.stack(arrs), extension='.gif', plugin='pillow', duration=10 * round(100 / fps), loop=loop)
+    else:
+        iio.imwrite(
+            buf,
+            np.stack([_pad_to(a, 16) for a in arrs]),
+            extension='.mp4',
+            plugin='FFMPEG',
+            fps=fps,
+            macro_block_size=16,
+        )
     return buf.getvalue()
 
+
 # %% ../nbs/12_interpolation.ipynb #65abc4eb
-def save_animation(frames, # (N,C,H,W) images, (N,B,C,H,W) grids, or a list of tensors / uint8 arrays
-                   path:str|Path, # output file; '.gif' or '.mp4' (needs imageio-ffmpeg)
-                   fps:float=8.0, # frames per second (<= 50 for GIF)
-                   loop:int=0, # GIF repeat count, 0 = forever (MP4: ignored)
-                   boomerang:bool=False, # append the frames backwards: a -> b -> a
-                   nrow:int|None=None, # images per row when a frame is a grid
-                   value_range=(-1, 1), # (low, high) of tensor frames, or 'auto'
-                   scale:int=1 # enlarge frames by this integer factor (nearest neighbour)
-                  ) -> Path:
+def save_animation(
+    frames,  # (N,C,H,W) images, (N,B,C,H,W) grids, or a list of tensors / uint8 arrays
+    path: str | Path,  # output file; '.gif' or '.mp4' (needs imageio-ffmpeg)
+    fps: float = 8.0,  # frames per second (<= 50 for GIF)
+    loop: int = 0,  # GIF repeat count, 0 = forever (MP4: ignored)
+    boomerang: bool = False,  # append the frames backwards: a -> b -> a
+    nrow: int | None = None,  # images per row when a frame is a grid
+    value_range=(-1, 1),  # (low, high) of tensor frames, or 'auto'
+    scale: int = 1,  # enlarge frames by this integer factor (nearest neighbour)
+) -> Path:
     "Write frames as an animated GIF or an MP4 (by the suffix of `path`), atomically."
     ext = _check_animation_output(path, fps, loop)
     arrs = _frame_arrays(frames, nrow, value_range, scale)
-    if boomerang: arrs = arrs + arrs[-2:0:-1]
+    if boomerang:
+        arrs = arrs + arrs[-2:0:-1]
     data = _encode_animation(arrs, ext, float(fps), int(loop))
-    with atomic_write(path) as f: f.write(data)
+    with atomic_write(path) as f:
+        f.write(data)
     return Path(path)
 
-def animation_info(path:str|Path # a GIF or MP4 file
-                  ) -> dict: # frames, size (W, H), fps, loop (None for MP4)
+
+def animation_info(
+    path: str | Path,  # a GIF or MP4 file
+) -> dict:  # frames, size (W, H), fps, loop (None for MP4)
     "Read an animation back: number of frames, frame size, frame rate and GIF loop count."
     path = Path(path)
     if path.suffix.lower() == '.gif':
         meta, fr = iio.immeta(path, index=0, plugin='pillow'), iio.imread(path, index=None, plugin='pillow')
-        return {'frames': len(fr), 'size': (fr.shape[2], fr.shape[1]), 'fps': 1000 / meta['duration'], 'loop': meta.get('loop')}
+        return {
+            'frames': len(fr),
+            'size': (fr.shape[2], fr.shape[1]),
+            'fps': 1000 / meta['duration'],
+            'loop': meta.get('loop'),
+        }
     meta, fr = iio.immeta(path, plugin='FFMPEG'), iio.imread(path, index=None, plugin='FFMPEG')
     return {'frames': len(fr), 'size': tuple(meta['size']), 'fps': meta['fps'], 'loop': None}
+
 
 def _check_animation_output(path, fps, loop) -> str:
     "The suffix of an animation file, after checking it, fps, loop and (for MP4) the ffmpeg plugin."
     ext = Path(path).suffix.lower()
-    if ext not in ANIMATION_FORMATS: raise ValueError(f"cannot tell the animation format of {str(path)!r}; use one of the suffixes {ANIMATION_FORMATS}")
-    check_float('fps', fps, 0, lo_open=True); check_int('loop', loop, 0)
+    if ext not in ANIMATION_FORMATS:
+        raise ValueError(
+            f"cannot tell the animation format of {str(path)!r}; use one of the suffixes {ANIMATION_FORMATS}"
+        )
+    check_float('fps', fps, 0, lo_open=True)
+    check_int('loop', loop, 0)
     if ext == '.gif' and fps > 50:
-        raise ValueError(f"fps must be <= 50 for a GIF (frame delays are whole 1/100 s and browsers slow down shorter ones), got {fps!r}")
-    if ext == '.mp4' and not has_ffmpeg(): raise RuntimeError(f"writing {Path(path).name} needs imageio's ffmpeg plugin: pip install imageio-ffmpeg (or save a .gif)")
+        raise ValueError(
+            f"fps must be <= 50 for a GIF (frame delays are whole 1/100 s and browsers slow down shorter ones), got {fps!r}"
+        )
+    if ext == '.mp4' and not has_ffmpeg():
+        raise RuntimeError(
+            f"writing {Path(path).name} needs imageio's ffmpeg plugin: pip install imageio-ffmpeg (or save a .gif)"
+        )
     return ext
 
+
 # %% ../nbs/12_interpolation.ipynb #cf9d60e4
-def trajectory_frames(out, # a SampleOutput of `sample(..., return_trajectory=True)`
-                      frames:int|None=None, # keep this many evenly spaced states, first and last included; None: all
-                      with_x0:bool=True # stack the model's x0 estimate at each state under the state
-                     ) -> torch.Tensor: # (F, B, C, H, W), or (F, 2B, C, H, W) with x0
+def trajectory_frames(
+    out,  # a SampleOutput of `sample(..., return_trajectory=True)`
+    frames: int | None = None,  # keep this many evenly spaced states, first and last included; None: all
+    with_x0: bool = True,  # stack the model's x0 estimate at each state under the state
+) -> torch.Tensor:  # (F, B, C, H, W), or (F, 2B, C, H, W) with x0
     "Animation frames of a denoising run: the state after every step (and the x0 estimate made from it)."
     xs = list(getattr(out, 'trajectory', None) or [])
-    if len(xs) < 2: raise ValueError("out must be a SampleOutput with a trajectory: call sample(..., return_trajectory=True)")
-    idx = range(len(xs)) if frames is None else sorted(set(torch.linspace(0, len(xs) - 1, check_int('frames', frames, 2)).round().long().tolist()))
-    if not with_x0: return torch.stack([xs[i] for i in idx])
-    x0s = list(out.x0_trajectory) + [xs[-1]]  # the estimate made from each state; from the last state, the answer itself
-    if len(x0s) != len(xs) or any(x is None for x in x0s): raise ValueError("this trajectory has no x0 estimate for every step; use with_x0=False")
+    if len(xs) < 2:
+        raise ValueError("out must be a SampleOutput with a trajectory: call sample(..., return_trajectory=True)")
+    idx = (
+        range(len(xs))
+        if frames is None
+        else sorted(set(torch.linspace(0, len(xs) - 1, check_int('frames', frames, 2)).round().long().tolist()))
+    )
+    if not with_x0:
+        return torch.stack([xs[i] for i in idx])
+    x0s = list(out.x0_trajectory) + [
+        xs[-1]
+    ]  # the estimate made from each state; from the last state, the answer itself
+    if len(x0s) != len(xs) or any(x is None for x in x0s):
+        raise ValueError("this trajectory has no x0 estimate for every step; use with_x0=False")
     return torch.stack([torch.cat([xs[i], x0s[i]]) for i in idx])
 
+
 # %% ../nbs/12_interpolation.ipynb #e0b4148d
-def _png_bytes(img:torch.Tensor, scale:int=1) -> bytes:
+def _png_bytes(img: torch.Tensor, scale: int = 1) -> bytes:
     "PNG bytes of one (C, H, W) image in [-1, 1], enlarged by `scale` (nearest neighbour)."
     a = image_grid(img, value_range=(-1, 1))
     buf = io.BytesIO()
     Image.fromarray(a).resize((a.shape[1] * scale, a.shape[0] * scale), Image.NEAREST).save(buf, format='png')
     return buf.getvalue()
 
-def interpolation_widget(pipe, # a Pipeline (chapter 10b)
-                         seed_a:int=0, seed_b:int=1, # the starting seeds
-                         frames:int=16, # frames per walk (slider positions)
-                         steps:int=25, # DDIM steps per frame
-                         label=None, # starting class (class-conditional pipelines); None: unconditional
-                         scale:int=4, # display enlargement
-                         interval:int=150, # ms per frame of the play button
-                         cache_size:int=16, # walks kept in memory
-                         **walk_kw # more arguments of `seed_walk`, e.g. method='lerp', guidance=
-                        ) -> widgets.VBox:
+
+def interpolation_widget(
+    pipe,  # a Pipeline (chapter 10b)
+    seed_a: int = 0,
+    seed_b: int = 1,  # the starting seeds
+    frames: int = 16,  # frames per walk (slider positions)
+    steps: int = 25,  # DDIM steps per frame
+    label=None,  # starting class (class-conditional pipelines); None: unconditional
+    scale: int = 4,  # display enlargement
+    interval: int = 150,  # ms per frame of the play button
+    cache_size: int = 16,  # walks kept in memory
+    **walk_kw,  # more arguments of `seed_walk`, e.g. method='lerp', guidance=
+) -> widgets.VBox:
     "A live latent walk: alpha slider + play button, two seed pickers and a class menu; walks are sampled once and cached; `.picture` is a static copy."
     n, scale = check_int('frames', frames, 2) - 1, check_int('scale', scale, 1)
-    check_int('seed_a', seed_a, 0, 2**32 - 1); check_int('seed_b', seed_b, 0, 2**32 - 1)
+    check_int('seed_a', seed_a, 0, 2**32 - 1)
+    check_int('seed_b', seed_b, 0, 2**32 - 1)
     alpha = widgets.FloatSlider(value=0.0, min=0.0, max=1.0, step=1 / n, description='α', readout_format='.3f')
     play = widgets.Play(value=0, min=0, max=n, interval=interval, description='play')
     widgets.link((play, 'value'), (alpha, 'value'), transform=(lambda i: i / n, lambda a: round(a * n)))
-    seeds = [widgets.BoundedIntText(value=s, min=0, max=2**32 - 1, description=d) for s, d in ((seed_a, 'seed a'), (seed_b, 'seed b'))]
+    seeds = [
+        widgets.BoundedIntText(value=s, min=0, max=2**32 - 1, description=d)
+        for s, d in ((seed_a, 'seed a'), (seed_b, 'seed b'))
+    ]
     k = getattr(pipe, 'num_classes', None)
-    if label is not None and k: check_int('label', label, 0, k - 1)
-    menu = widgets.Dropdown(options=[('none', -1)] + [(str(c), c) for c in range(k)], value=-1 if label is None else label, description='class') if k else None
+    if label is not None and k:
+        check_int('label', label, 0, k - 1)
+    menu = (
+        widgets.Dropdown(
+            options=[('none', -1)] + [(str(c), c) for c in range(k)],
+            value=-1 if label is None else label,
+            description='class',
+        )
+        if k
+        else None
+    )
     image, status, cache, picture = widgets.Image(format='png'), widgets.Label(), {}, StaticPicture()
     image.add_class('ddpm-pixelated')  # sharp pixels (chapter 10b's CSS), at a fixed size set by the first frame
 
     def walk():
-        key = (seeds[0].value, seeds[1].value, menu.value if menu and menu.value not in (None, -1) else None)  # -1: 'none'
+        key = (
+            seeds[0].value,
+            seeds[1].value,
+            menu.value if menu and menu.value not in (None, -1) else None,
+        )  # -1: 'none'
         if key not in cache:
-            while len(cache) >= cache_size: cache.pop(next(iter(cache)))
+            while len(cache) >= cache_size:
+                cache.pop(next(iter(cache)))
             status.value = f'sampling {n + 1} frames ...'
             cache[key] = seed_walk(pipe, key[0], key[1], frames=n + 1, steps=steps, labels=key[2], **walk_kw)
         return key, cache[key]
 
     def draw(change=None):
-        key, fr = walk(); i = round(alpha.value * n)
-        image.value = _png_bytes(fr[i], scale); picture.update(image.value)
+        key, fr = walk()
+        i = round(alpha.value * n)
+        image.value = _png_bytes(fr[i], scale)
+        picture.update(image.value)
         status.value = f"seeds {key[0]} → {key[1]}{'' if key[2] is None else f', class {key[2]}'}: frame {i} of {n}, α = {alpha.value:.3f}"
 
-    for w in [alpha, *seeds] + ([menu] if menu else []): w.observe(draw, names='value')
+    for w in [alpha, *seeds] + ([menu] if menu else []):
+        w.observe(draw, names='value')
     draw()
     w, h = Image.open(io.BytesIO(image.value)).size
     image.width, image.height, image.layout = str(w), str(h), widgets.Layout(width=f'{w}px', height=f'{h}px')
-    box = widgets.VBox([widgets.HTML(PIXELATED_CSS), widgets.HBox([play, alpha]), widgets.HBox(seeds + ([menu] if menu else [])), status, image])
-    box.picture = picture  # display(box, box.picture): the live widget and a static copy of its image for the saved notebook
-    box.controls, box.cache = {'alpha': alpha, 'play': play, 'seed_a': seeds[0], 'seed_b': seeds[1], 'label': menu, 'image': image, 'status': status}, cache
+    box = widgets.VBox(
+        [
+            widgets.HTML(PIXELATED_CSS),
+            widgets.HBox([play, alpha]),
+            widgets.HBox(seeds + ([menu] if menu else [])),
+            status,
+            image,
+        ]
+    )
+    box.picture = (
+        picture  # display(box, box.picture): the live widget and a static copy of its image for the saved notebook
+    )
+    box.controls, box.cache = (
+        {
+            'alpha': alpha,
+            'play': play,
+            'seed_a': seeds[0],
+            'seed_b': seeds[1],
+            'label': menu,
+            'image': image,
+            'status': status,
+        },
+        cache,
+    )
     return box
 
+
 # %% ../nbs/12_interpolation.ipynb #7530cdec
-def interpolate_to_file(ckpt:str|Path, # a checkpoint file, or a run directory (its latest checkpoint)
-                        seeds=(1, 2), # two or more seeds; the walk visits them in order
-                        frames:int=16, # frames per leg between consecutive seeds (>= 2)
-                        out:str|Path='walk.gif', # output file: .gif, or .mp4 with imageio-ffmpeg
-                        steps:int=50, # DDIM steps per frame
-                        fps:float=8.0, # frames per second
-                        loop:int=0, # GIF repeat count, 0 = forever
-                        label:int|None=None, # class for every frame (class-conditional models); None: unconditional
-                        device=None, # where to sample, e.g. 'cuda'; None: the CPU (load_pipeline's default)
-                        method:str='slerp', # 'slerp' or 'lerp'
-                        boomerang:bool=False, # play forwards then backwards
-                        scale:int=1, # enlarge frames by this factor
-                        batch_size:int=16, # frames per network call
-                        ema:bool=True # use the EMA weights of the checkpoint
-                       ) -> Path: # the written file
+def interpolate_to_file(
+    ckpt: str | Path,  # a checkpoint file, or a run directory (its latest checkpoint)
+    seeds=(1, 2),  # two or more seeds; the walk visits them in order
+    frames: int = 16,  # frames per leg between consecutive seeds (>= 2)
+    out: str | Path = 'walk.gif',  # output file: .gif, or .mp4 with imageio-ffmpeg
+    steps: int = 50,  # DDIM steps per frame
+    fps: float = 8.0,  # frames per second
+    loop: int = 0,  # GIF repeat count, 0 = forever
+    label: int | None = None,  # class for every frame (class-conditional models); None: unconditional
+    device=None,  # where to sample, e.g. 'cuda'; None: the CPU (load_pipeline's default)
+    method: str = 'slerp',  # 'slerp' or 'lerp'
+    boomerang: bool = False,  # play forwards then backwards
+    scale: int = 1,  # enlarge frames by this factor
+    batch_size: int = 16,  # frames per network call
+    ema: bool = True,  # use the EMA weights of the checkpoint
+) -> Path:  # the written file
     "Load a checkpoint, walk through `seeds` with deterministic DDIM and save the animation: `ddpm-book interpolate`."
     seeds = [check_int('seeds', s, 0, 2**32 - 1) for s in ([seeds] if isinstance(seeds, (int, np.integer)) else seeds)]
-    if len(seeds) < 2: raise ValueError(f"seeds must hold at least two seeds to walk between, got {seeds}")
-    _check_animation_output(out, fps, loop); check_int('frames', frames, 2); check_int('scale', scale, 1)
+    if len(seeds) < 2:
+        raise ValueError(f"seeds must hold at least two seeds to walk between, got {seeds}")
+    _check_animation_output(out, fps, loop)
+    check_int('frames', frames, 2)
+    check_int('scale', scale, 1)
     pipe = load_pipeline(ckpt, ema=ema, device=device)
     legs = [seed_walk(pipe, a, b, frames, steps, label, method, batch_size) for a, b in zip(seeds, seeds[1:])]
     x = torch.cat([legs[0]] + [leg[1:] for leg in legs[1:]])

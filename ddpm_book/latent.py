@@ -4,7 +4,9 @@
 
 # %% ../nbs/17b_latent.ipynb #28dd0b37
 from __future__ import annotations
-import hashlib, json, time
+import hashlib
+import json
+import time
 from dataclasses import dataclass, asdict, replace
 from pathlib import Path
 
@@ -22,87 +24,168 @@ from .cli import train_variant, train_config, stored_dataset
 from .autoencoder import KLAutoencoder, DiffusersAutoencoder, load_autoencoder, fingerprint, _check_images
 
 # %% auto #0
-__all__ = ['LATENT_UNET', 'dataset_identity', 'LatentDataset', 'cache_key', 'cache_latents', 'captioned', 'latent_text_dataset',
-           'describe_autoencoder', 'build_autoencoder', 'LatentUNetConfig', 'LatentUNet', 'LatentPipeline',
-           'latent_model_from_state', 'latent_sample_fn', 'grid_prompts', 'build_latent_trainer']
+__all__ = [
+    'LATENT_UNET',
+    'dataset_identity',
+    'LatentDataset',
+    'cache_key',
+    'cache_latents',
+    'captioned',
+    'latent_text_dataset',
+    'describe_autoencoder',
+    'build_autoencoder',
+    'LatentUNetConfig',
+    'LatentUNet',
+    'LatentPipeline',
+    'latent_model_from_state',
+    'latent_sample_fn',
+    'grid_prompts',
+    'build_latent_trainer',
+]
+
 
 # %% ../nbs/17b_latent.ipynb #78904966
-def _tensor_hash(t:torch.Tensor) -> str: return hashlib.sha256(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes()).hexdigest()[:16]
+def _tensor_hash(t: torch.Tensor) -> str:
+    return hashlib.sha256(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes()).hexdigest()[:16]
+
 
 def dataset_identity(ds) -> dict:
     "What identifies a data set's content: name, split, length, image shape, and a hash of its pixels, files or captions."
-    ident = {'name': getattr(ds, 'name', type(ds).__name__), 'split': getattr(ds, 'split', ''), 'len': len(ds), 'image_shape': list(getattr(ds, 'image_shape', ()) or ())}
-    base = ds if hasattr(ds, 'x') or hasattr(ds, 'files') else getattr(ds, 'base', ds)  # e.g. chapter 11b's CaptionedDataset
-    if isinstance(getattr(base, 'x', None), torch.Tensor): ident['x'] = _tensor_hash(base.x)
+    ident = {
+        'name': getattr(ds, 'name', type(ds).__name__),
+        'split': getattr(ds, 'split', ''),
+        'len': len(ds),
+        'image_shape': list(getattr(ds, 'image_shape', ()) or ()),
+    }
+    base = (
+        ds if hasattr(ds, 'x') or hasattr(ds, 'files') else getattr(ds, 'base', ds)
+    )  # e.g. chapter 11b's CaptionedDataset
+    if isinstance(getattr(base, 'x', None), torch.Tensor):
+        ident['x'] = _tensor_hash(base.x)
     if getattr(base, 'files', None):
         st = [(f, (base.root / f).stat().st_size, (base.root / f).stat().st_mtime_ns) for f in base.files]
-        ident.update(root=str(Path(base.root).resolve()), files=hashlib.sha256(json.dumps(st).encode()).hexdigest()[:16])
+        ident.update(
+            root=str(Path(base.root).resolve()), files=hashlib.sha256(json.dumps(st).encode()).hexdigest()[:16]
+        )
     caps = getattr(ds, 'captions', None)
-    if caps: ident['captions'] = hashlib.sha256('\n'.join(caps).encode()).hexdigest()[:16]
+    if caps:
+        ident['captions'] = hashlib.sha256('\n'.join(caps).encode()).hexdigest()[:16]
     return ident
+
 
 # %% ../nbs/17b_latent.ipynb #65a1c66e
 class LatentDataset(torch.utils.data.Dataset):
     "Cached latents (N, c, h, w) as items {'x': z} plus 'caption'/'label' when the source had them."
+
     in_memory = True
-    def __init__(self, x:torch.Tensor, captions:list[str]|None=None, labels:torch.Tensor|None=None, classes=None, name:str='latents',
-                 source:dict|None=None): # the cache file's key, fingerprint, data set identity, path
+
+    def __init__(
+        self,
+        x: torch.Tensor,
+        captions: list[str] | None = None,
+        labels: torch.Tensor | None = None,
+        classes=None,
+        name: str = 'latents',
+        source: dict | None = None,
+    ):  # the cache file's key, fingerprint, data set identity, path
         self.x, self.captions, self.labels, self.classes, self.name = x, captions, labels, classes, name
-        self.image_shape, self.source, self.split = tuple(x.shape[1:]), source or {}, (source or {}).get('dataset', {}).get('split', 'train')
+        self.image_shape, self.source, self.split = (
+            tuple(x.shape[1:]),
+            source or {},
+            (source or {}).get('dataset', {}).get('split', 'train'),
+        )
+
     @property
-    def num_classes(self) -> int: return len(self.classes) if self.classes else 0
-    def __len__(self): return len(self.x)
+    def num_classes(self) -> int:
+        return len(self.classes) if self.classes else 0
+
+    def __len__(self):
+        return len(self.x)
+
     def __getitem__(self, i):
         item = {'x': self.x[i]}
-        if self.captions is not None: item['caption'] = self.captions[i]
-        if self.labels is not None: item['label'] = int(self.labels[i])
+        if self.captions is not None:
+            item['caption'] = self.captions[i]
+        if self.labels is not None:
+            item['label'] = int(self.labels[i])
         return item
-    def __repr__(self): return f"LatentDataset(name={self.name!r}, n={len(self)}, latent_shape={self.image_shape}, captions={self.captions is not None})"
+
+    def __repr__(self):
+        return f"LatentDataset(name={self.name!r}, n={len(self)}, latent_shape={self.image_shape}, captions={self.captions is not None})"
+
 
 # %% ../nbs/17b_latent.ipynb #61ad0546
-def cache_key(ae:nn.Module, ds) -> str:
+def cache_key(ae: nn.Module, ds) -> str:
     "20 hex digits naming the latents of data set `ds` under autoencoder `ae`."
-    return hashlib.sha256(json.dumps({'ae': fingerprint(ae), 'data': dataset_identity(ds)}, sort_keys=True).encode()).hexdigest()[:20]
+    return hashlib.sha256(
+        json.dumps({'ae': fingerprint(ae), 'data': dataset_identity(ds)}, sort_keys=True).encode()
+    ).hexdigest()[:20]
+
 
 @torch.no_grad()
-def _encode_all(ae, ds, batch_size:int) -> tuple[torch.Tensor, list|None, torch.Tensor|None]:
+def _encode_all(ae, ds, batch_size: int) -> tuple[torch.Tensor, list | None, torch.Tensor | None]:
     "Latents of every item, and the items' captions and labels (None when absent)."
     zs, caps, labels, dev = [], [], [], ae.scale_factor.device
     for s in range(0, len(ds), batch_size):
         items = [ds[i] for i in range(s, min(len(ds), s + batch_size))]
         zs.append(ae.encode_latents(torch.stack([it['x'] for it in items]).to(dev)).float().cpu())
-        caps += [it.get('caption') for it in items]; labels += [it.get('label') for it in items]
-    return torch.cat(zs), (caps if all(isinstance(c, str) for c in caps) else None), (torch.tensor(labels) if all(isinstance(l, int) for l in labels) else None)
+        caps += [it.get('caption') for it in items]
+        labels += [it.get('label') for it in items]
+    return (
+        torch.cat(zs),
+        (caps if all(isinstance(c, str) for c in caps) else None),
+        (torch.tensor(labels) if all(isinstance(l, int) for l in labels) else None),
+    )
+
 
 # %% ../nbs/17b_latent.ipynb #01796340
-def cache_latents(ae:nn.Module, # the autoencoder (see `load_autoencoder`)
-                  ds, # a data set of chapter 01 (or 11b's CaptionedDataset)
-                  cache_dir:str|Path|None=None, # default: book_cache_dir() / 'latents'
-                  batch_size:int=100, device=None) -> LatentDataset:
+def cache_latents(
+    ae: nn.Module,  # the autoencoder (see `load_autoencoder`)
+    ds,  # a data set of chapter 01 (or 11b's CaptionedDataset)
+    cache_dir: str | Path | None = None,  # default: book_cache_dir() / 'latents'
+    batch_size: int = 100,
+    device=None,
+) -> LatentDataset:
     "The data set's latents, encoded once and reused from `cache_dir/<key>.pt` while the autoencoder and the data are unchanged."
     ae = load_autoencoder(ae, device)
     _check_images(ds[0]['x'][None], ae.in_channels, ae.factor, "the data set's images")
-    key = cache_key(ae, ds); path = Path(cache_dir or book_cache_dir() / 'latents') / f'{key}.pt'
+    key = cache_key(ae, ds)
+    path = Path(cache_dir or book_cache_dir() / 'latents') / f'{key}.pt'
     hit = path.is_file()
     if hit:
-        try: s = load_file(path)
-        except Exception: hit = False  # a damaged cache file is recomputed
+        try:
+            s = load_file(path)
+        except Exception:
+            hit = False  # a damaged cache file is recomputed
     if not hit:
         z, caps, labels = _encode_all(ae, ds, check_int('batch_size', batch_size, 1))
-        s = {'latents': z, 'captions': caps, 'labels': labels, 'classes': list(getattr(ds, 'classes', None) or []) or None, 'key': key,
-             'fingerprint': fingerprint(ae), 'dataset': dataset_identity(ds)}
+        s = {
+            'latents': z,
+            'captions': caps,
+            'labels': labels,
+            'classes': list(getattr(ds, 'classes', None) or []) or None,
+            'key': key,
+            'fingerprint': fingerprint(ae),
+            'dataset': dataset_identity(ds),
+        }
         save_file(s, path)
     src = {'key': key, 'fingerprint': s['fingerprint'], 'dataset': s['dataset'], 'path': str(path), 'cache_hit': hit}
     return LatentDataset(s['latents'], s['captions'], s['labels'], s['classes'], f"{s['dataset']['name']}+latents", src)
+
 
 # %% ../nbs/17b_latent.ipynb #13a3df38
 def captioned(ds):
     "`ds` if its items carry a 'caption'; else chapter 11b's CaptionedDataset of a labelled set; else a ValueError."
     item = ds[0]
-    if isinstance(item.get('caption'), str): return ds
-    if getattr(ds, 'classes', None): return CaptionedDataset(ds)
-    raise ValueError(f"latent text-to-image needs captions: {getattr(ds, 'name', type(ds).__name__)!r} has neither captions (an image folder with "
-                     "metadata.jsonl) nor class labels to make them from")
+    if isinstance(item.get('caption'), str):
+        return ds
+    if getattr(ds, 'classes', None):
+        return CaptionedDataset(ds)
+    raise ValueError(
+        f"latent text-to-image needs captions: {getattr(ds, 'name', type(ds).__name__)!r} has neither captions (an image folder with "
+        "metadata.jsonl) nor class labels to make them from"
+    )
+
 
 def latent_text_dataset(ae, ds, cache_dir=None, device=None) -> LatentDataset:
     "Cached latents of `ds` with captions (its own, or made from its labels)."
@@ -110,161 +193,287 @@ def latent_text_dataset(ae, ds, cache_dir=None, device=None) -> LatentDataset:
     lat.name = getattr(ds, 'name', lat.name)  # the source's name: config.json records it, `train` continues with it
     return lat
 
-# %% ../nbs/17b_latent.ipynb #ecbeb7ac
-def describe_autoencoder(ae:nn.Module) -> dict:
-    "What a checkpoint records of an autoencoder: kind ('book' or 'diffusers'), its config and its fingerprint."
-    if isinstance(ae, KLAutoencoder): return {'kind': 'book', 'config': asdict(ae.config), 'fingerprint': fingerprint(ae)}
-    if isinstance(ae, DiffusersAutoencoder): return {'kind': 'diffusers', 'config': ae.config_dict(), 'fingerprint': fingerprint(ae)}
-    raise TypeError(f"the autoencoder must be a KLAutoencoder or a DiffusersAutoencoder (chapter 17), got {type(ae).__name__}")
 
-def build_autoencoder(desc:dict) -> nn.Module:
+# %% ../nbs/17b_latent.ipynb #ecbeb7ac
+def describe_autoencoder(ae: nn.Module) -> dict:
+    "What a checkpoint records of an autoencoder: kind ('book' or 'diffusers'), its config and its fingerprint."
+    if isinstance(ae, KLAutoencoder):
+        return {'kind': 'book', 'config': asdict(ae.config), 'fingerprint': fingerprint(ae)}
+    if isinstance(ae, DiffusersAutoencoder):
+        return {'kind': 'diffusers', 'config': ae.config_dict(), 'fingerprint': fingerprint(ae)}
+    raise TypeError(
+        f"the autoencoder must be a KLAutoencoder or a DiffusersAutoencoder (chapter 17), got {type(ae).__name__}"
+    )
+
+
+def build_autoencoder(desc: dict) -> nn.Module:
     "A fresh autoencoder of the architecture `describe_autoencoder` recorded (weights come from the checkpoint)."
-    if desc.get('kind') == 'book': return KLAutoencoder(desc['config'])
-    if desc.get('kind') == 'diffusers': return DiffusersAutoencoder.from_config(desc['config'])
+    if desc.get('kind') == 'book':
+        return KLAutoencoder(desc['config'])
+    if desc.get('kind') == 'diffusers':
+        return DiffusersAutoencoder.from_config(desc['config'])
     raise ValueError(f"unknown autoencoder kind {desc.get('kind')!r}; known: 'book', 'diffusers'")
+
 
 # %% ../nbs/17b_latent.ipynb #1ba09def
 @dataclass
 class LatentUNetConfig(TextUNetConfig):
     "A TextUNetConfig on latents plus the autoencoder's description (`describe_autoencoder`)."
-    autoencoder:dict|None=None
+
+    autoencoder: dict | None = None
 
     def __post_init__(self):
         super().__post_init__()
         d = self.autoencoder
-        if not isinstance(d, dict) or not {'kind', 'config', 'fingerprint'} <= set(d): raise ValueError(f"autoencoder must be describe_autoencoder(ae), got {d!r}")
+        if not isinstance(d, dict) or not {'kind', 'config', 'fingerprint'} <= set(d):
+            raise ValueError(f"autoencoder must be describe_autoencoder(ae), got {d!r}")
         if self.unet.in_channels != d['config']['latent_channels']:
-            raise ValueError(f"unet.in_channels ({self.unet.in_channels}) must equal the autoencoder's latent_channels ({d['config']['latent_channels']})")
+            raise ValueError(
+                f"unet.in_channels ({self.unet.in_channels}) must equal the autoencoder's latent_channels ({d['config']['latent_channels']})"
+            )
+
 
 # %% ../nbs/17b_latent.ipynb #bdd74b41
 class LatentUNet(TextUNet):
     "Chapter 11b's TextUNet on latents, with the frozen autoencoder that decodes them (`.ae`)."
-    def __init__(self, config:LatentUNetConfig|dict):
+
+    def __init__(self, config: LatentUNetConfig | dict):
         cfg = LatentUNetConfig(**config) if isinstance(config, dict) else config
         super().__init__(cfg)
         self.ae = build_autoencoder(cfg.autoencoder).requires_grad_(False).eval()
 
     @classmethod
-    def build(cls, ae:nn.Module, tokenizer:BPETokenizer, unet:UNetConfig|dict, **text) -> LatentUNet:
+    def build(cls, ae: nn.Module, tokenizer: BPETokenizer, unet: UNetConfig | dict, **text) -> LatentUNet:
         "A fresh model on the latents of `ae` (its weights copied in), `unet` resized to the latent channels."
-        u = {**(asdict(unet) if isinstance(unet, UNetConfig) else unet), 'in_channels': ae.latent_channels, 'out_channels': ae.latent_channels}
+        u = {
+            **(asdict(unet) if isinstance(unet, UNetConfig) else unet),
+            'in_channels': ae.latent_channels,
+            'out_channels': ae.latent_channels,
+        }
         t = TextUNetConfig.build(tokenizer, u, **text)
         model = cls(LatentUNetConfig(t.unet, t.text, t.tokenizer, describe_autoencoder(ae)))
-        model.ae.load_state_dict(ae.state_dict()); return model
+        model.ae.load_state_dict(ae.state_dict())
+        return model
 
-    def train(self, mode:bool=True):
-        super().train(mode); self.ae.eval(); return self  # the autoencoder never trains
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.ae.eval()
+        return self  # the autoencoder never trains
+
     @property
-    def latent_shape(self) -> tuple: u = self.config.unet; return (u.in_channels, u.image_size, u.image_size)
+    def latent_shape(self) -> tuple:
+        u = self.config.unet
+        return (u.in_channels, u.image_size, u.image_size)
+
     @property
-    def image_shape(self) -> tuple: f = self.ae.factor; return (self.ae.in_channels, f * self.config.unet.image_size, f * self.config.unet.image_size)
+    def image_shape(self) -> tuple:
+        f = self.ae.factor
+        return (self.ae.in_channels, f * self.config.unet.image_size, f * self.config.unet.image_size)
+
 
 # %% ../nbs/17b_latent.ipynb #a25b0f8c
 @dataclass
 class LatentPipeline(TextPipeline):
     "A TextPipeline on latents: `.sample(n, prompts=..., guidance=w)` samples latents and decodes them (eq. 17.5)."
-    latent_shape:tuple=(4, 8, 8) # the shape of one latent
+
+    latent_shape: tuple = (4, 8, 8)  # the shape of one latent
 
     @torch.no_grad()
-    def decode(self, z:torch.Tensor, clip:str|None='clip', batch_size:int|None=None) -> torch.Tensor:
+    def decode(self, z: torch.Tensor, clip: str | None = 'clip', batch_size: int | None = None) -> torch.Tensor:
         "Images D(z / s + b) of latents z, clamped to [-1, 1] unless clip is None."
         ae, bs = self.model.ae, batch_size or 64
-        x = torch.cat([ae.decode_latents(z[i:i + bs].to(self.device)) for i in range(0, len(z), bs)])
+        x = torch.cat([ae.decode_latents(z[i : i + bs].to(self.device)) for i in range(0, len(z), bs)])
         return x.clamp(-1, 1) if clip else x
 
-    def sample(self, n:int|None=None, labels=None, prompts=None, x_T:torch.Tensor|None=None, **kw):
+    def sample(self, n: int | None = None, labels=None, prompts=None, x_T: torch.Tensor | None = None, **kw):
         "Sample latents (x_T: latent noise) and decode them; images in [-1, 1] (or a SampleOutput of decoded images)."
-        if x_T is not None: n = x_T.shape[0]
-        elif n is not None: check_int('n', n, 1)  # the number of images
+        if x_T is not None:
+            n = x_T.shape[0]
+        elif n is not None:
+            check_int('n', n, 1)  # the number of images
         n, cond, uncond = self.conditioning(n, labels, prompts)
         clip, bs = kw.pop('clip', self.clip), kw.get('batch_size')
-        if cond is None and kw.get('guidance', 1.0) != 1.0: raise ValueError(f"guidance={kw['guidance']} needs prompts= to guide towards")
-        out = sample(self.model, self.sched, x_T, shape=None if x_T is not None else (n, *self.latent_shape), pred_type=self.pred_type,
-                     cond=cond, uncond=uncond, device=self.device, clip=None, **kw)
-        if not isinstance(out, SampleOutput): return self.decode(out, clip, bs)
+        if cond is None and kw.get('guidance', 1.0) != 1.0:
+            raise ValueError(f"guidance={kw['guidance']} needs prompts= to guide towards")
+        out = sample(
+            self.model,
+            self.sched,
+            x_T,
+            shape=None if x_T is not None else (n, *self.latent_shape),
+            pred_type=self.pred_type,
+            cond=cond,
+            uncond=uncond,
+            device=self.device,
+            clip=None,
+            **kw,
+        )
+        if not isinstance(out, SampleOutput):
+            return self.decode(out, clip, bs)
         dec = lambda zs: [None if z is None else self.decode(z, clip, bs).cpu() for z in zs]
-        return SampleOutput(self.decode(out.images, clip, bs), dec(out.trajectory), dec(out.x0_trajectory), out.nfe, out.pairs)
+        return SampleOutput(
+            self.decode(out.images, clip, bs), dec(out.trajectory), dec(out.x0_trajectory), out.nfe, out.pairs
+        )
+
 
 # %% ../nbs/17b_latent.ipynb #4b8b6f5b
 def _is_latent_model(model_config) -> bool:
     "Does a checkpoint's model_config describe a LatentUNet?"
     return isinstance(model_config, dict) and {'unet', 'text', 'tokenizer', 'autoencoder'} <= set(model_config)
 
-def latent_model_from_state(state:dict, ema:bool=True) -> LatentUNet:
+
+def latent_model_from_state(state: dict, ema: bool = True) -> LatentUNet:
     "The LatentUNet of a checkpoint, after checking that its autoencoder weights are the ones it was trained with."
     model = LatentUNet(state['model_config'])
     load_model_state(model, state['ema']['model'] if ema else state['model'], 'EMA model' if ema else 'model')
     want, got = state['model_config']['autoencoder']['fingerprint'], fingerprint(model.ae)
-    if want != got: raise ValueError(f"the checkpoint's autoencoder weights have fingerprint {got}, but it was trained on latents of autoencoder {want}: the file was altered")
+    if want != got:
+        raise ValueError(
+            f"the checkpoint's autoencoder weights have fingerprint {got}, but it was trained on latents of autoencoder {want}: the file was altered"
+        )
     return model
 
-def _build_latent_pipeline(state:dict, ema:bool=True, device=None) -> LatentPipeline:
+
+def _build_latent_pipeline(state: dict, ema: bool = True, device=None) -> LatentPipeline:
     "The LatentPipeline of a loaded checkpoint (chapter 10b's registry)."
     model, c = latent_model_from_state(state, ema), state['config']
     sched = make_schedule(c['schedule'], c['T'], c.get('zero_terminal_snr', False))
-    return LatentPipeline(model.eval().to(device or 'cpu'), sched, c['pred_type'], model.image_shape, text=True, latent_shape=model.latent_shape)
+    return LatentPipeline(
+        model.eval().to(device or 'cpu'),
+        sched,
+        c['pred_type'],
+        model.image_shape,
+        text=True,
+        latent_shape=model.latent_shape,
+    )
+
 
 register_pipeline_builder(LatentUNet, _build_latent_pipeline, _is_latent_model)
 
+
 # %% ../nbs/17b_latent.ipynb #b9bc3036
-def latent_sample_fn(sched, latent_shape:tuple, prompts:list[str], guidance:float=3.0, steps:int=20):
+def latent_sample_fn(sched, latent_shape: tuple, prompts: list[str], guidance: float = 3.0, steps: int = 20):
     "A Trainer sample_fn: one of `prompts` per grid cell in turn, DDIM with guidance, decoded."
-    def fn(model, n:int, generator):
+
+    def fn(model, n: int, generator):
         cond = model.tokenize([prompts[i % len(prompts)] for i in range(n)])
-        z = sample(model, sched, shape=(n, *latent_shape), steps=steps, cond=cond, guidance=guidance, generator=generator)
+        z = sample(
+            model, sched, shape=(n, *latent_shape), steps=steps, cond=cond, guidance=guidance, generator=generator
+        )
         return model.ae.decode_latents(z).clamp(-1, 1)
+
     return fn
 
-def grid_prompts(lat:LatentDataset, k:int=10) -> list[str]:
+
+def grid_prompts(lat: LatentDataset, k: int = 10) -> list[str]:
     "Up to k distinct captions of the data set, for sample grids ('a handwritten 0..9' for captioned digits)."
-    caps = list(dict.fromkeys(c for c in lat.captions if c.startswith('a handwritten'))) or list(dict.fromkeys(lat.captions))
+    caps = list(dict.fromkeys(c for c in lat.captions if c.startswith('a handwritten'))) or list(
+        dict.fromkeys(lat.captions)
+    )
     return sorted(caps)[:k]
 
+
 # %% ../nbs/17b_latent.ipynb #d8f3ca3b
-LATENT_UNET = UNetConfig(image_size=8, in_channels=4, base_channels=64, channel_mults=(1, 2, 2), num_res_blocks=2, attn_resolutions=(4,),
-                         num_heads=4, norm_groups=8, dropout=0.1, mid_attention=True)  # resized to the latents; attention at 4x4 and in the middle
+LATENT_UNET = UNetConfig(
+    image_size=8,
+    in_channels=4,
+    base_channels=64,
+    channel_mults=(1, 2, 2),
+    num_res_blocks=2,
+    attn_resolutions=(4,),
+    num_heads=4,
+    norm_groups=8,
+    dropout=0.1,
+    mid_attention=True,
+)  # resized to the latents; attention at 4x4 and in the middle
+
 
 def _latent_arguments(t):
     "The option `--latent` of `train`."
-    t.add_argument('--latent', default=None, metavar='AE', help="train text-to-image on the latents of this autoencoder: a train-autoencoder run folder, "
-                   "an autoencoder.pt or a diffusers AutoencoderKL folder (chapter 17b; continuing: the run's)")
+    t.add_argument(
+        '--latent',
+        default=None,
+        metavar='AE',
+        help="train text-to-image on the latents of this autoencoder: a train-autoencoder run folder, "
+        "an autoencoder.pt or a diffusers AutoencoderKL folder (chapter 17b; continuing: the run's)",
+    )
+
 
 def _latent_unet(args, lat) -> UNetConfig:
     "The UNet of a fresh latent run: tiny with --quick, a --preset, or LATENT_UNET, sized to the latents."
     c, h, _ = lat.image_shape
-    if args.quick: return replace(tiny_unet_config(h, c), mid_attention=True)
-    if args.preset: return UNetConfig.preset(args.preset, image_size=h, in_channels=c, out_channels=c)
-    return replace(LATENT_UNET, image_size=h, in_channels=c, out_channels=c, attn_resolutions=tuple(r for r in LATENT_UNET.attn_resolutions if r < h))
+    if args.quick:
+        return replace(tiny_unet_config(h, c), mid_attention=True)
+    if args.preset:
+        return UNetConfig.preset(args.preset, image_size=h, in_channels=c, out_channels=c)
+    return replace(
+        LATENT_UNET,
+        image_size=h,
+        in_channels=c,
+        out_channels=c,
+        attn_resolutions=tuple(r for r in LATENT_UNET.attn_resolutions if r < h),
+    )
+
 
 # %% ../nbs/17b_latent.ipynb #d7981edb
-def _run_autoencoder(args, stored:dict|None):
+def _run_autoencoder(args, stored: dict | None):
     "(model or None, autoencoder): the continued run's own (checked against --latent), or the one --latent names."
-    if stored is None: return None, load_autoencoder(args.latent)
+    if stored is None:
+        return None, load_autoencoder(args.latent)
     model = latent_model_from_state(stored, ema=False)
     if args.latent and fingerprint(load_autoencoder(args.latent)) != fingerprint(model.ae):
-        raise ValueError(f"--latent {args.latent} is not the autoencoder this run was trained with (fingerprint {fingerprint(model.ae)}); leave out --latent to continue it, or choose a new --out")
+        raise ValueError(
+            f"--latent {args.latent} is not the autoencoder this run was trained with (fingerprint {fingerprint(model.ae)}); leave out --latent to continue it, or choose a new --out"
+        )
     return model, model.ae
 
+
 @train_variant('latent', _latent_arguments)
-def build_latent_trainer(args, found) -> TextTrainer|None:
+def build_latent_trainer(args, found) -> TextTrainer | None:
     "`train --latent AE`: a TextTrainer on cached, captioned latents, or the latent run in --out continued; None for other runs."
     stored = found[1] if found else None
     ours = stored is not None and stored.get('model_class') == class_key(LatentUNet)
-    if not args.latent and not ours: return None
-    if stored is not None and not ours: raise ValueError(f"--latent given, but '{args.out}' holds a {stored.get('model_class')} run; choose a new --out")
-    if args.class_cond: raise ValueError("--latent trains a text-to-image model (captions, with caption dropout for guidance); leave out --class-cond")
+    if not args.latent and not ours:
+        return None
+    if stored is not None and not ours:
+        raise ValueError(
+            f"--latent given, but '{args.out}' holds a {stored.get('model_class')} run; choose a new --out"
+        )
+    if args.class_cond:
+        raise ValueError(
+            "--latent trains a text-to-image model (captions, with caption dropout for guidance); leave out --class-cond"
+        )
     model, ae = _run_autoencoder(args, stored if ours else None)
     data = args.data or (stored_dataset(args.out) if ours else None) or 'mnist5k'
-    ds = get_dataset(data, root=args.root, split='train', image_size=args.image_size or (model.image_shape[-1] if ours else None))
+    ds = get_dataset(
+        data, root=args.root, split='train', image_size=args.image_size or (model.image_shape[-1] if ours else None)
+    )
     lat = latent_text_dataset(ae, ds, device=None if args.device == 'auto' else args.device)
     cfg = train_config(args, stored and stored['config'])
-    if not ours and args.label_dropout is None: cfg = replace(cfg, label_dropout=0.1)  # caption dropout: guidance needs it
+    if not ours and args.label_dropout is None:
+        cfg = replace(cfg, label_dropout=0.1)  # caption dropout: guidance needs it
     torch.manual_seed(cfg.seed)
     if not ours:
         q = args.quick
-        model = LatentUNet.build(ae, BPETokenizer.train(lat.captions, vocab_size=1000, max_length=16), _latent_unet(args, lat),
-                                 dim=16 if q else 64, depth=1 if q else 2, num_heads=2 if q else 4)
-    tr = TextTrainer(model, lat, cfg, sample_fn=latent_sample_fn(make_schedule(cfg.schedule, cfg.T, cfg.zero_terminal_snr), model.latent_shape, grid_prompts(lat)))
-    if ours: tr.load_state_dict(stored); print(f"resumed from {found[0]} (step {tr.step})")
-    print(f"latents: {len(lat)} x {lat.image_shape} {'read from' if lat.source['cache_hit'] else 'encoded into'} {lat.source['path']}")
+        model = LatentUNet.build(
+            ae,
+            BPETokenizer.train(lat.captions, vocab_size=1000, max_length=16),
+            _latent_unet(args, lat),
+            dim=16 if q else 64,
+            depth=1 if q else 2,
+            num_heads=2 if q else 4,
+        )
+    tr = TextTrainer(
+        model,
+        lat,
+        cfg,
+        sample_fn=latent_sample_fn(
+            make_schedule(cfg.schedule, cfg.T, cfg.zero_terminal_snr), model.latent_shape, grid_prompts(lat)
+        ),
+    )
+    if ours:
+        tr.load_state_dict(stored)
+        print(f"resumed from {found[0]} (step {tr.step})")
+    print(
+        f"latents: {len(lat)} x {lat.image_shape} {'read from' if lat.source['cache_hit'] else 'encoded into'} {lat.source['path']}"
+    )
     return tr

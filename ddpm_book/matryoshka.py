@@ -18,377 +18,677 @@ from .blocks import TimeEmbedding, Downsample, Upsample
 from .unet import UNet, UNetConfig, UNetBlock
 from .checkpoints import unwrap, load_model_state
 from .objective import LOSSES, target_for, loss_weight, sample_timesteps
-from .sampling import SampleContext, SampleOutput, get_sampler, timestep_pairs, cfg_combine, eval_mode, model_device, _check_sample_args
+from ddpm_book.sampling import (
+    SampleContext,
+    SampleOutput,
+    get_sampler,
+    timestep_pairs,
+    cfg_combine,
+    eval_mode,
+    model_device,
+    _check_sample_args,
+)
 import ddpm_book.solvers  # registers the fast samplers (chapters 10, 10a)
 from .pipeline import Pipeline, register_pipeline_builder
 from .text import TextEncoder, TextEncoderConfig, BPETokenizer, check_prompts
 
 # %% auto #0
-__all__ = ['NESTED_PRESETS', 'pool_levels', 'shifted_schedule', 'level_schedules', 'NestedUNetConfig', 'nested_config', 'Shell',
-           'core_forward', 'NestedUNet', 'nested_loss', 'JointDenoiser', 'LevelContext', 'nested_sample',
-           'NestedPipeline']
+__all__ = [
+    'NESTED_PRESETS',
+    'pool_levels',
+    'shifted_schedule',
+    'level_schedules',
+    'NestedUNetConfig',
+    'nested_config',
+    'Shell',
+    'core_forward',
+    'NestedUNet',
+    'nested_loss',
+    'JointDenoiser',
+    'LevelContext',
+    'nested_sample',
+    'NestedPipeline',
+]
+
 
 # %% ../nbs/18_matryoshka.ipynb #e795f0fc
-def pool_levels(x:torch.Tensor, # (B, C, R, R) clean images, R = resolutions[0]
-                resolutions:tuple # the levels' sizes, outermost first; each divides the previous
-               ) -> list[torch.Tensor]: # one (B, C, r, r) tensor per level
+def pool_levels(
+    x: torch.Tensor,  # (B, C, R, R) clean images, R = resolutions[0]
+    resolutions: tuple,  # the levels' sizes, outermost first; each divides the previous
+) -> list[torch.Tensor]:  # one (B, C, r, r) tensor per level
     "The image and its average-pooled versions, eq. 18.1: level l is x pooled over (R/r_l) x (R/r_l) blocks."
     if x.ndim != 4 or x.shape[-1] != resolutions[0] or x.shape[-2] != resolutions[0]:
-        raise ValueError(f"x must be (B, C, {resolutions[0]}, {resolutions[0]}) for resolutions {tuple(resolutions)}, got {tuple(x.shape)}")
+        raise ValueError(
+            f"x must be (B, C, {resolutions[0]}, {resolutions[0]}) for resolutions {tuple(resolutions)}, got {tuple(x.shape)}"
+        )
     return [x] + [F.avg_pool2d(x, resolutions[0] // r) for r in resolutions[1:]]
 
+
 # %% ../nbs/18_matryoshka.ipynb #1a2f19d1
-def shifted_schedule(sched:NoiseSchedule, # the base schedule, for resolution ref
-                     factor:float # d = ref / r: the SNR is multiplied by d**2, eq. 18.2
-                    ) -> NoiseSchedule:
+def shifted_schedule(
+    sched: NoiseSchedule,  # the base schedule, for resolution ref
+    factor: float,  # d = ref / r: the SNR is multiplied by d**2, eq. 18.2
+) -> NoiseSchedule:
     "The schedule of a resolution r = ref / d: SNR_r(t) = d^2 SNR(t), i.e. log-SNR shifted by 2 log d."
     factor = check_float('factor', factor, 0, lo_open=True)
-    snr = sched.alpha_bar / (1 - sched.alpha_bar) * factor ** 2
+    snr = sched.alpha_bar / (1 - sched.alpha_bar) * factor**2
     ab = snr / (1 + snr) if factor != 1 else sched.alpha_bar
     return NoiseSchedule(1 - ab / torch.cat([ab.new_ones(1), ab[:-1]]))
 
-def level_schedules(sched:NoiseSchedule, resolutions:tuple, ref:int|None=None) -> list[NoiseSchedule]:
+
+def level_schedules(sched: NoiseSchedule, resolutions: tuple, ref: int | None = None) -> list[NoiseSchedule]:
     "One shifted schedule per level (outermost first); `sched` applies unchanged at resolution `ref` (default: the lowest)."
     ref = resolutions[-1] if ref is None else ref
     return [shifted_schedule(sched, ref / r) for r in resolutions]
+
 
 # %% ../nbs/18_matryoshka.ipynb #5c95e25e
 @dataclass
 class NestedUNetConfig:
     "Architecture of a `NestedUNet`: the innermost UNet (`core`) and one shell per outer level; round-trips through `asdict`."
-    core:UNetConfig|dict # the UNet of the lowest resolution (its image_size = resolutions[-1]); context_dim for text
-    resolutions:tuple=(32, 16) # the levels' image sizes, outermost first; each is the previous divided by a power of 2
-    shell_channels:tuple=() # channels of each outer shell, outermost first: len(resolutions) - 1 entries
-    shell_blocks:int=1 # residual blocks per shell resolution on the way down (one more on the way up)
-    ref_resolution:int|None=None # where the base noise schedule applies unshifted (eq. 18.2); None: resolutions[-1]
-    level_weights:tuple|None=None # loss weight of each level, outermost first (e.g. (4, 1)); None: all equal
-    text:TextEncoderConfig|dict|None=None # a jointly trained text encoder (cross-attention in the core), or None
-    tokenizer:str|None=None # BPETokenizer.to_json() when text is set
+
+    core: (
+        UNetConfig | dict
+    )  # the UNet of the lowest resolution (its image_size = resolutions[-1]); context_dim for text
+    resolutions: tuple = (
+        32,
+        16,
+    )  # the levels' image sizes, outermost first; each is the previous divided by a power of 2
+    shell_channels: tuple = ()  # channels of each outer shell, outermost first: len(resolutions) - 1 entries
+    shell_blocks: int = 1  # residual blocks per shell resolution on the way down (one more on the way up)
+    ref_resolution: int | None = (
+        None  # where the base noise schedule applies unshifted (eq. 18.2); None: resolutions[-1]
+    )
+    level_weights: tuple | None = None  # loss weight of each level, outermost first (e.g. (4, 1)); None: all equal
+    text: TextEncoderConfig | dict | None = (
+        None  # a jointly trained text encoder (cross-attention in the core), or None
+    )
+    tokenizer: str | None = None  # BPETokenizer.to_json() when text is set
 
     def __post_init__(self):
-        if isinstance(self.core, dict): self.core = UNetConfig(**self.core)
-        if isinstance(self.text, dict): self.text = TextEncoderConfig(**self.text)
+        if isinstance(self.core, dict):
+            self.core = UNetConfig(**self.core)
+        if isinstance(self.text, dict):
+            self.text = TextEncoderConfig(**self.text)
         for f in ('resolutions', 'shell_channels', 'level_weights'):
-            if isinstance(getattr(self, f), list): setattr(self, f, tuple(getattr(self, f)))
-        _check_nesting(self); _check_text(self)
+            if isinstance(getattr(self, f), list):
+                setattr(self, f, tuple(getattr(self, f)))
+        _check_nesting(self)
+        _check_text(self)
+
     @property
-    def num_levels(self) -> int: return len(self.resolutions)
+    def num_levels(self) -> int:
+        return len(self.resolutions)
+
     @property
-    def weights(self) -> tuple: return self.level_weights or (1.0,) * self.num_levels
+    def weights(self) -> tuple:
+        return self.level_weights or (1.0,) * self.num_levels
+
 
 # %% ../nbs/18_matryoshka.ipynb #5dd1f62e
-def _check_nesting(c:NestedUNetConfig):
+def _check_nesting(c: NestedUNetConfig):
     "Resolutions that nest, shells that fit them, channels that the GroupNorm groups divide, weights per level."
-    r = tuple(check_int(f'resolutions[{i}]', v, 1) for i, v in enumerate(c.resolutions)) if isinstance(c.resolutions, tuple) and c.resolutions else None
-    if r is None: raise ValueError(f"resolutions must be a non-empty sequence of image sizes, outermost first, got {c.resolutions!r}")
+    r = (
+        tuple(check_int(f'resolutions[{i}]', v, 1) for i, v in enumerate(c.resolutions))
+        if isinstance(c.resolutions, tuple) and c.resolutions
+        else None
+    )
+    if r is None:
+        raise ValueError(
+            f"resolutions must be a non-empty sequence of image sizes, outermost first, got {c.resolutions!r}"
+        )
     for a, b in zip(r, r[1:]):
-        if a <= b or a % b or (a // b) & (a // b - 1): raise ValueError(f"resolutions {list(r)} do not nest: {a} -> {b} must divide by a power of 2 (e.g. {a} -> {a // 2})")
-    if c.core.image_size != r[-1]: raise ValueError(f"core.image_size={c.core.image_size} must equal the innermost resolution {r[-1]}")
-    if len(c.shell_channels) != len(r) - 1: raise ValueError(f"shell_channels needs one entry per outer level ({len(r) - 1} for resolutions {list(r)}), got {c.shell_channels!r}")
+        if a <= b or a % b or (a // b) & (a // b - 1):
+            raise ValueError(
+                f"resolutions {list(r)} do not nest: {a} -> {b} must divide by a power of 2 (e.g. {a} -> {a // 2})"
+            )
+    if c.core.image_size != r[-1]:
+        raise ValueError(f"core.image_size={c.core.image_size} must equal the innermost resolution {r[-1]}")
+    if len(c.shell_channels) != len(r) - 1:
+        raise ValueError(
+            f"shell_channels needs one entry per outer level ({len(r) - 1} for resolutions {list(r)}), got {c.shell_channels!r}"
+        )
     for i, ch in enumerate(c.shell_channels):
-        if check_int(f'shell_channels[{i}]', ch, 1) % c.core.norm_groups: raise ValueError(f"shell_channels[{i}]={ch} must be divisible by norm_groups={c.core.norm_groups} (GroupNorm)")
-    c.shell_blocks, c.ref_resolution = check_int('shell_blocks', c.shell_blocks, 1), check_int('ref_resolution', c.ref_resolution, 1, none_ok=True)
+        if check_int(f'shell_channels[{i}]', ch, 1) % c.core.norm_groups:
+            raise ValueError(
+                f"shell_channels[{i}]={ch} must be divisible by norm_groups={c.core.norm_groups} (GroupNorm)"
+            )
+    c.shell_blocks, c.ref_resolution = (
+        check_int('shell_blocks', c.shell_blocks, 1),
+        check_int('ref_resolution', c.ref_resolution, 1, none_ok=True),
+    )
     if c.level_weights is not None:
-        if len(c.level_weights) != len(r): raise ValueError(f"level_weights needs {len(r)} entries (one per level), got {c.level_weights!r}")
+        if len(c.level_weights) != len(r):
+            raise ValueError(f"level_weights needs {len(r)} entries (one per level), got {c.level_weights!r}")
         c.level_weights = tuple(check_float(f'level_weights[{i}]', w, 0) for i, w in enumerate(c.level_weights))
-        if not sum(c.level_weights) > 0: raise ValueError(f"level_weights {c.level_weights} must not all be 0")
+        if not sum(c.level_weights) > 0:
+            raise ValueError(f"level_weights {c.level_weights} must not all be 0")
 
-def _check_text(c:NestedUNetConfig):
+
+def _check_text(c: NestedUNetConfig):
     "A text encoder needs its tokenizer and a core with cross-attention of the same width."
     if c.text is None:
-        if c.tokenizer is not None or c.core.context_dim is not None: raise ValueError("tokenizer/core.context_dim given without a text encoder config (text=)")
+        if c.tokenizer is not None or c.core.context_dim is not None:
+            raise ValueError("tokenizer/core.context_dim given without a text encoder config (text=)")
         return
-    if not isinstance(c.tokenizer, str): raise ValueError("a text-conditional NestedUNet needs tokenizer= (BPETokenizer.to_json())")
-    if c.core.context_dim != c.text.dim: raise ValueError(f"core.context_dim ({c.core.context_dim}) must equal text.dim ({c.text.dim})")
+    if not isinstance(c.tokenizer, str):
+        raise ValueError("a text-conditional NestedUNet needs tokenizer= (BPETokenizer.to_json())")
+    if c.core.context_dim != c.text.dim:
+        raise ValueError(f"core.context_dim ({c.core.context_dim}) must equal text.dim ({c.text.dim})")
     tok = BPETokenizer.from_json(c.tokenizer)
     if (tok.vocab_size, tok.max_length) != (c.text.vocab_size, c.text.max_length):
-        raise ValueError(f"text.vocab_size/max_length ({c.text.vocab_size}, {c.text.max_length}) must match the tokenizer's ({tok.vocab_size}, {tok.max_length})")
+        raise ValueError(
+            f"text.vocab_size/max_length ({c.text.vocab_size}, {c.text.max_length}) must match the tokenizer's ({tok.vocab_size}, {tok.max_length})"
+        )
+
 
 # %% ../nbs/18_matryoshka.ipynb #3f886b11
 NESTED_PRESETS = {  # core UNet fields and shell widths per preset; resolutions follow image_size and num_levels
-    'tiny': dict(core=dict(base_channels=8, channel_mults=(1, 2), num_res_blocks=1, attn_resolutions=(), num_heads=1, norm_groups=4, mid_attention=True), shell=8),
-    'mnist': dict(core=dict(base_channels=32, channel_mults=(1, 2, 2), num_res_blocks=2, attn_resolutions=(8,), num_heads=4, norm_groups=8), shell=32),
-    'flickr64': dict(core=dict(base_channels=128, channel_mults=(1, 2, 2, 2), num_res_blocks=2, attn_resolutions=(16, 8), num_heads=4, norm_groups=32), shell=64),
+    'tiny': dict(
+        core=dict(
+            base_channels=8,
+            channel_mults=(1, 2),
+            num_res_blocks=1,
+            attn_resolutions=(),
+            num_heads=1,
+            norm_groups=4,
+            mid_attention=True,
+        ),
+        shell=8,
+    ),
+    'mnist': dict(
+        core=dict(
+            base_channels=32,
+            channel_mults=(1, 2, 2),
+            num_res_blocks=2,
+            attn_resolutions=(8,),
+            num_heads=4,
+            norm_groups=8,
+        ),
+        shell=32,
+    ),
+    'flickr64': dict(
+        core=dict(
+            base_channels=128,
+            channel_mults=(1, 2, 2, 2),
+            num_res_blocks=2,
+            attn_resolutions=(16, 8),
+            num_heads=4,
+            norm_groups=32,
+        ),
+        shell=64,
+    ),
 }
 
-def nested_config(preset:str='mnist', # a key of NESTED_PRESETS
-                  image_size:int=32, # the outermost resolution
-                  num_levels:int=2, # 1 (a plain UNet) to 3; level l has resolution image_size / 2**l
-                  in_channels:int=1, tokenizer:BPETokenizer|None=None, text_dim:int=64, # a tokenizer makes it text-conditional
-                  **overrides) -> NestedUNetConfig: # NestedUNetConfig fields, e.g. level_weights=(4, 1)
+
+def nested_config(
+    preset: str = 'mnist',  # a key of NESTED_PRESETS
+    image_size: int = 32,  # the outermost resolution
+    num_levels: int = 2,  # 1 (a plain UNet) to 3; level l has resolution image_size / 2**l
+    in_channels: int = 1,
+    tokenizer: BPETokenizer | None = None,
+    text_dim: int = 64,  # a tokenizer makes it text-conditional
+    **overrides,
+) -> NestedUNetConfig:  # NestedUNetConfig fields, e.g. level_weights=(4, 1)
     "A preset NestedUNet config for `num_levels` levels below `image_size`."
-    if preset not in NESTED_PRESETS: raise ValueError(f"unknown NestedUNet preset {preset!r}; valid: {sorted(NESTED_PRESETS)}")
+    if preset not in NESTED_PRESETS:
+        raise ValueError(f"unknown NestedUNet preset {preset!r}; valid: {sorted(NESTED_PRESETS)}")
     num_levels, p = check_int('num_levels', num_levels, 1, 3), NESTED_PRESETS[preset]
-    res = tuple(check_int('image_size', image_size, 1) // 2 ** l for l in range(num_levels))
-    if image_size % 2 ** (num_levels - 1): raise ValueError(f"image_size={image_size} cannot hold {num_levels} levels: it must be divisible by {2 ** (num_levels - 1)}")
-    core = dict(p['core'], image_size=res[-1], in_channels=in_channels, attn_resolutions=tuple(a for a in p['core']['attn_resolutions'] if a <= res[-1]))
+    res = tuple(check_int('image_size', image_size, 1) // 2**l for l in range(num_levels))
+    if image_size % 2 ** (num_levels - 1):
+        raise ValueError(
+            f"image_size={image_size} cannot hold {num_levels} levels: it must be divisible by {2 ** (num_levels - 1)}"
+        )
+    core = dict(
+        p['core'],
+        image_size=res[-1],
+        in_channels=in_channels,
+        attn_resolutions=tuple(a for a in p['core']['attn_resolutions'] if a <= res[-1]),
+    )
     text = None
     if tokenizer is not None:
-        text = TextEncoderConfig(vocab_size=tokenizer.vocab_size, max_length=tokenizer.max_length, dim=text_dim, depth=1 if preset == 'tiny' else 2, num_heads=2 if preset == 'tiny' else 4)
+        text = TextEncoderConfig(
+            vocab_size=tokenizer.vocab_size,
+            max_length=tokenizer.max_length,
+            dim=text_dim,
+            depth=1 if preset == 'tiny' else 2,
+            num_heads=2 if preset == 'tiny' else 4,
+        )
         core['context_dim'] = text_dim
-    kw = dict(core=UNetConfig(**core), resolutions=res, shell_channels=(p['shell'],) * (num_levels - 1), text=text, tokenizer=tokenizer and tokenizer.to_json())
+    kw = dict(
+        core=UNetConfig(**core),
+        resolutions=res,
+        shell_channels=(p['shell'],) * (num_levels - 1),
+        text=text,
+        tokenizer=tokenizer and tokenizer.to_json(),
+    )
     return NestedUNetConfig(**{**kw, **overrides})
+
 
 # %% ../nbs/18_matryoshka.ipynb #0e294a48
 class Shell(nn.Module):
     "One outer level of a NestedUNet: conv_in and residual blocks down to the inner resolution, the joins, blocks back up, conv_out."
-    def __init__(self, ch:int, # channels at every resolution of the shell
-                 n_down:int, # halvings from this level's resolution to the inner one
-                 blocks:int, # residual blocks per resolution on the way down (one more up)
-                 inner_in:int, inner_out:int, # channels of the inner level's first feature map (after its conv_in) and last one
-                 core:UNetConfig): # the core's config: in/out channels, dropout, norm groups and eps, scale-shift
+
+    def __init__(
+        self,
+        ch: int,  # channels at every resolution of the shell
+        n_down: int,  # halvings from this level's resolution to the inner one
+        blocks: int,  # residual blocks per resolution on the way down (one more up)
+        inner_in: int,
+        inner_out: int,  # channels of the inner level's first feature map (after its conv_in) and last one
+        core: UNetConfig,
+    ):  # the core's config: in/out channels, dropout, norm groups and eps, scale-shift
         super().__init__()
-        c = UNetConfig(**{**asdict(core), 'base_channels': ch, 'channel_mults': (1,), 'attn_resolutions': (), 'mid_attention': False,
-                          'context_dim': None, 'num_classes': None, 'image_size': 1})
+        c = UNetConfig(
+            **{
+                **asdict(core),
+                'base_channels': ch,
+                'channel_mults': (1,),
+                'attn_resolutions': (),
+                'mid_attention': False,
+                'context_dim': None,
+                'num_classes': None,
+                'image_size': 1,
+            }
+        )
         self.time_embed, self.conv_in = TimeEmbedding(ch, c.emb_dim), nn.Conv2d(c.in_channels, ch, 3, padding=1)
         self.down, self.up = nn.ModuleList(), nn.ModuleList()
-        for _ in range(n_down): self.down.extend([*(UNetBlock(ch, ch, c, False) for _ in range(blocks)), Downsample(ch)])
-        for _ in range(n_down): self.up.extend([Upsample(ch), *(UNetBlock(2 * ch, ch, c, False) for _ in range(blocks + 1))])
+        for _ in range(n_down):
+            self.down.extend([*(UNetBlock(ch, ch, c, False) for _ in range(blocks)), Downsample(ch)])
+        for _ in range(n_down):
+            self.up.extend([Upsample(ch), *(UNetBlock(2 * ch, ch, c, False) for _ in range(blocks + 1))])
         self.proj_in, self.proj_out = nn.Conv2d(ch, inner_in, 1), nn.Conv2d(inner_out, ch, 1)  # the joins, eq. 18.3
-        nn.init.zeros_(self.proj_in.weight); nn.init.zeros_(self.proj_in.bias)  # a new shell leaves its inner model's function unchanged
+        nn.init.zeros_(self.proj_in.weight)
+        nn.init.zeros_(self.proj_in.bias)  # a new shell leaves its inner model's function unchanged
         self.norm_out, self.conv_out = nn.GroupNorm(c.norm_groups, ch), nn.Conv2d(ch, c.out_channels, 3, padding=1)
-        nn.init.zeros_(self.conv_out.weight); nn.init.zeros_(self.conv_out.bias)
+        nn.init.zeros_(self.conv_out.weight)
+        nn.init.zeros_(self.conv_out.bias)
         for m in self.modules():
-            if isinstance(m, nn.GroupNorm): m.eps = c.norm_eps
+            if isinstance(m, nn.GroupNorm):
+                m.eps = c.norm_eps
 
     def down_path(self, h, emb) -> tuple[torch.Tensor, list]:
         "From conv_in's features (plus the outer join): features at the inner resolution, projected for the inner level, and the skips."
         hs = [h]
         for i, blk in enumerate(self.down):
             h = blk(h, emb) if isinstance(blk, UNetBlock) else blk(h)
-            if i < len(self.down) - 1: hs.append(h)  # the last downsample feeds the inner level instead
+            if i < len(self.down) - 1:
+                hs.append(h)  # the last downsample feeds the inner level instead
         return self.proj_in(h), hs
 
     def up_path(self, h, hs, emb) -> tuple[torch.Tensor, torch.Tensor]:
         "(last features, this level's prediction) from the inner level's last features and the skips."
         h = self.proj_out(h)
-        for blk in self.up: h = blk(h) if isinstance(blk, Upsample) else blk(torch.cat([h, hs.pop()], 1), emb)
+        for blk in self.up:
+            h = blk(h) if isinstance(blk, Upsample) else blk(torch.cat([h, hs.pop()], 1), emb)
         return h, self.conv_out(F.silu(self.norm_out(h)))
 
+
 # %% ../nbs/18_matryoshka.ipynb #882926e0
-def core_forward(unet:UNet, x, t, extra=None, labels=None, context=None, context_mask=None) -> tuple[torch.Tensor, torch.Tensor]:
+def core_forward(
+    unet: UNet, x, t, extra=None, labels=None, context=None, context_mask=None
+) -> tuple[torch.Tensor, torch.Tensor]:
     "UNet.forward (eq. 6.1) with `extra` added to conv_in's output; returns (last features, prediction)."
     t = unet._check_inputs(x, t, labels, context)
     emb = unet.time_embed(t)
     if unet.class_embed is not None:
-        emb = emb + unet.class_embed(torch.full_like(t, unet.config.num_classes, dtype=torch.long) if labels is None else labels)
-    h = unet.conv_in(x); h = h if extra is None else h + extra; hs = [h]
-    for blk in unet.down: h = unet._run(blk, h, emb, context, context_mask); hs.append(h)
-    for blk in unet.mid: h = unet._run(blk, h, emb, context, context_mask)
-    for blk in unet.up: h = unet._run(blk, h if isinstance(blk, Upsample) else torch.cat([h, hs.pop()], 1), emb, context, context_mask)
+        emb = emb + unet.class_embed(
+            torch.full_like(t, unet.config.num_classes, dtype=torch.long) if labels is None else labels
+        )
+    h = unet.conv_in(x)
+    h = h if extra is None else h + extra
+    hs = [h]
+    for blk in unet.down:
+        h = unet._run(blk, h, emb, context, context_mask)
+        hs.append(h)
+    for blk in unet.mid:
+        h = unet._run(blk, h, emb, context, context_mask)
+    for blk in unet.up:
+        h = unet._run(blk, h if isinstance(blk, Upsample) else torch.cat([h, hs.pop()], 1), emb, context, context_mask)
     return h, unet.conv_out(F.silu(unet.norm_out(h), inplace=False))
+
 
 # %% ../nbs/18_matryoshka.ipynb #0c451f9e
 class NestedUNet(nn.Module):
     "Matryoshka's nested UNet, eq. 18.3: `model([x_t per level], t, input_ids=None, attention_mask=None)` -> one prediction per level."
-    def __init__(self, config:NestedUNetConfig|dict):
+
+    def __init__(self, config: NestedUNetConfig | dict):
         super().__init__()
         cfg = self.config = NestedUNetConfig(**config) if isinstance(config, dict) else config
         self.core = UNet(cfg.core)
-        ins = [*cfg.shell_channels[1:], cfg.core.base_channels]  # what each shell's inner level starts with (its conv_in's channels)
-        outs = [*cfg.shell_channels[1:], cfg.core.channels(0)]   # and ends with (before its norm_out)
-        self.shells = nn.ModuleList(Shell(ch, int(math.log2(r // ri)), cfg.shell_blocks, i, o, cfg.core)
-                                    for ch, r, ri, i, o in zip(cfg.shell_channels, cfg.resolutions, cfg.resolutions[1:], ins, outs))
+        ins = [
+            *cfg.shell_channels[1:],
+            cfg.core.base_channels,
+        ]  # what each shell's inner level starts with (its conv_in's channels)
+        outs = [*cfg.shell_channels[1:], cfg.core.channels(0)]  # and ends with (before its norm_out)
+        self.shells = nn.ModuleList(
+            Shell(ch, int(math.log2(r // ri)), cfg.shell_blocks, i, o, cfg.core)
+            for ch, r, ri, i, o in zip(cfg.shell_channels, cfg.resolutions, cfg.resolutions[1:], ins, outs)
+        )
         self.text = TextEncoder(cfg.text) if cfg.text is not None else None
         if self.text is not None:
             self.tokenizer = BPETokenizer.from_json(cfg.tokenizer)
             ids, mask = self.tokenizer.encode([''])
-            self.register_buffer('null_ids', ids, persistent=False); self.register_buffer('null_mask', mask, persistent=False)
+            self.register_buffer('null_ids', ids, persistent=False)
+            self.register_buffer('null_mask', mask, persistent=False)
 
     def tokenize(self, prompts) -> dict:
         "{'input_ids', 'attention_mask'} of `prompts` on the model's device (long prompts are cut to max_length)."
-        if self.text is None: raise ValueError("this NestedUNet has no text encoder: it takes no prompts")
+        if self.text is None:
+            raise ValueError("this NestedUNet has no text encoder: it takes no prompts")
         ids, mask = self.tokenizer.encode(prompts)
         return {'input_ids': ids.to(self.null_ids.device), 'attention_mask': mask.to(self.null_ids.device)}
 
-    def schedules(self, sched:NoiseSchedule) -> list[NoiseSchedule]:
+    def schedules(self, sched: NoiseSchedule) -> list[NoiseSchedule]:
         "The levels' shifted schedules (eq. 18.2) of a base schedule, outermost first."
         return level_schedules(sched, self.config.resolutions, self.config.ref_resolution)
 
+
 # %% ../nbs/18_matryoshka.ipynb #c046e92b
 @patch
-def _context(self:NestedUNet, B:int, input_ids, attention_mask) -> dict:
+def _context(self: NestedUNet, B: int, input_ids, attention_mask) -> dict:
     "The core's cross-attention arguments: the text encoder's output for the prompts (the empty prompt if None)."
     if self.text is None:
-        if input_ids is not None: raise ValueError("input_ids given, but this NestedUNet has no text encoder (config.text=None)")
+        if input_ids is not None:
+            raise ValueError("input_ids given, but this NestedUNet has no text encoder (config.text=None)")
         return {}
-    if input_ids is None: input_ids, attention_mask = (m.expand(B, -1) for m in (self.null_ids, self.null_mask))
-    if input_ids.shape[0] != B: raise ValueError(f"input_ids has {input_ids.shape[0]} rows but the batch has {B} images")
+    if input_ids is None:
+        input_ids, attention_mask = (m.expand(B, -1) for m in (self.null_ids, self.null_mask))
+    if input_ids.shape[0] != B:
+        raise ValueError(f"input_ids has {input_ids.shape[0]} rows but the batch has {B} images")
     mask = input_ids != self.config.text.pad_id if attention_mask is None else attention_mask.bool()
     return {'context': self.text(input_ids, mask), 'context_mask': mask}
 
+
 @patch
-def _check_levels(self:NestedUNet, xs):
+def _check_levels(self: NestedUNet, xs):
     "xs: one (B, C, r, r) tensor per level, r = config.resolutions."
     c, res = self.config.core.in_channels, self.config.resolutions
     if not isinstance(xs, (list, tuple)) or len(xs) != len(res):
-        raise ValueError(f"a NestedUNet takes a list of {len(res)} tensors (one per level, sizes {list(res)}), got {type(xs).__name__} of {len(xs) if isinstance(xs, (list, tuple)) else '?'}")
+        raise ValueError(
+            f"a NestedUNet takes a list of {len(res)} tensors (one per level, sizes {list(res)}), got {type(xs).__name__} of {len(xs) if isinstance(xs, (list, tuple)) else '?'}"
+        )
     for l, (x, r) in enumerate(zip(xs, res)):
         if not isinstance(x, torch.Tensor) or tuple(x.shape[1:]) != (c, r, r) or x.shape[0] != xs[0].shape[0]:
-            raise ValueError(f"level {l} must be a ({xs[0].shape[0]}, {c}, {r}, {r}) tensor, got {tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+            raise ValueError(
+                f"level {l} must be a ({xs[0].shape[0]}, {c}, {r}, {r}) tensor, got {tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}"
+            )
+
 
 @patch
-def forward(self:NestedUNet, xs:list, # one (B, C, r, r) noisy image per level, outermost first
-            t:torch.Tensor, # (B,) shared timesteps (each level reads them on its own schedule)
-            input_ids:torch.Tensor|None=None, attention_mask:torch.Tensor|None=None, # prompts (text models); None: the empty prompt
-            labels:torch.Tensor|None=None # class labels, if the core is class-conditional
-           ) -> list[torch.Tensor]: # one prediction per level
+def forward(
+    self: NestedUNet,
+    xs: list,  # one (B, C, r, r) noisy image per level, outermost first
+    t: torch.Tensor,  # (B,) shared timesteps (each level reads them on its own schedule)
+    input_ids: torch.Tensor | None = None,
+    attention_mask: torch.Tensor | None = None,  # prompts (text models); None: the empty prompt
+    labels: torch.Tensor | None = None,  # class labels, if the core is class-conditional
+) -> list[torch.Tensor]:  # one prediction per level
     "Shells down (outermost first), the core, shells up (innermost first): every level's prediction in one pass."
     self._check_levels(xs)
-    t = torch.as_tensor(t, device=xs[0].device); t = t.expand(xs[0].shape[0]) if t.ndim == 0 else t
+    t = torch.as_tensor(t, device=xs[0].device)
+    t = t.expand(xs[0].shape[0]) if t.ndim == 0 else t
     extra, saved = None, []
     for shell, x in zip(self.shells, xs):
         emb = shell.time_embed(t)
         h = shell.conv_in(x) if extra is None else shell.conv_in(x) + extra
         h, hs = shell.down_path(h, emb)
-        saved.append((hs, emb)); extra = h
-    h, pred = core_forward(self.core, xs[-1], t, extra, labels, **self._context(xs[0].shape[0], input_ids, attention_mask))
+        saved.append((hs, emb))
+        extra = h
+    h, pred = core_forward(
+        self.core, xs[-1], t, extra, labels, **self._context(xs[0].shape[0], input_ids, attention_mask)
+    )
     preds = [pred]
     for shell, (hs, emb) in zip(reversed(self.shells), reversed(saved)):
-        h, p = shell.up_path(h, hs, emb); preds.insert(0, p)
+        h, p = shell.up_path(h, hs, emb)
+        preds.insert(0, p)
     return preds
 
+
 # %% ../nbs/18_matryoshka.ipynb #022207e4
-def nested_loss(model, # a NestedUNet (or anything mapping (list of x_t, t, **kw) -> list of predictions)
-                xs:list, # clean images per level, outermost first (`pool_levels`)
-                scheds:list, # one NoiseSchedule per level (`level_schedules`)
-                weights:tuple|None=None, # loss weight per level; None: equal
-                pred_type:str='eps', loss:str='mse', weighting:str='uniform', # as in diffusion_loss
-                generator:torch.Generator|None=None, # draws t and every level's eps
-                huber_delta:float=1.0, min_snr_gamma:float=5.0, p2_gamma:float=1.0, p2_k:float=1.0,
-                shard:tuple=(0, 1), # (rank, world), as in diffusion_loss
-                **model_kwargs) -> torch.Tensor: # scalar: eq. 18.4
+def nested_loss(
+    model,  # a NestedUNet (or anything mapping (list of x_t, t, **kw) -> list of predictions)
+    xs: list,  # clean images per level, outermost first (`pool_levels`)
+    scheds: list,  # one NoiseSchedule per level (`level_schedules`)
+    weights: tuple | None = None,  # loss weight per level; None: equal
+    pred_type: str = 'eps',
+    loss: str = 'mse',
+    weighting: str = 'uniform',  # as in diffusion_loss
+    generator: torch.Generator | None = None,  # draws t and every level's eps
+    huber_delta: float = 1.0,
+    min_snr_gamma: float = 5.0,
+    p2_gamma: float = 1.0,
+    p2_k: float = 1.0,
+    shard: tuple = (0, 1),  # (rank, world), as in diffusion_loss
+    **model_kwargs,
+) -> torch.Tensor:  # scalar: eq. 18.4
     "The multi-resolution loss, eq. 18.4: diffusion_loss's per-level terms at one shared t, each on its own schedule and noise, weighted."
     check_choice('loss', loss, LOSSES)
     w = weights or (1.0,) * len(xs)
-    if len(w) != len(xs) or len(scheds) != len(xs): raise ValueError(f"need one schedule and one weight per level: {len(xs)} levels, {len(scheds)} schedules, {len(w)} weights")
-    (rank, world), B = shard, xs[0].shape[0]; mine = slice(rank * B, (rank + 1) * B)
+    if len(w) != len(xs) or len(scheds) != len(xs):
+        raise ValueError(
+            f"need one schedule and one weight per level: {len(xs)} levels, {len(scheds)} schedules, {len(w)} weights"
+        )
+    (rank, world), B = shard, xs[0].shape[0]
+    mine = slice(rank * B, (rank + 1) * B)
     t = sample_timesteps(world * B, scheds[0].T, 'uniform', generator, xs[0].device)[mine]
     gdev = generator.device if generator is not None else xs[0].device
     eps = [torch.randn((world * B, *x.shape[1:]), generator=generator, device=gdev)[mine].to(x) for x in xs]
     preds = model([q_sample(x, t, s, noise=e) for x, s, e in zip(xs, scheds, eps)], t, **model_kwargs)
     up = lambda x: x.to(torch.promote_types(x.dtype, torch.float32))
-    total = 0.
+    total = 0.0
     for x0, e, s, p, wl in zip(xs, eps, scheds, preds, w):
         target = up(target_for(pred_type, x0, e, s.gather(s.alpha_bar, t, x0)))
-        err = F.mse_loss(up(p), target, reduction='none') if loss == 'mse' else F.huber_loss(up(p), target, reduction='none', delta=huber_delta)
+        err = (
+            F.mse_loss(up(p), target, reduction='none')
+            if loss == 'mse'
+            else F.huber_loss(up(p), target, reduction='none', delta=huber_delta)
+        )
         lw = loss_weight(weighting, s.snr.to(x0.device)[t], pred_type, min_snr_gamma, p2_gamma, p2_k)
         total = total + wl * (up(lw) * err.flatten(1).mean(1)).mean()
     return total / sum(w)
 
+
 # %% ../nbs/18_matryoshka.ipynb #8ff7cec0
 class JointDenoiser:
     "One network call per step for all levels (with classifier-free guidance); each level's sampler context reads its own prediction."
-    def __init__(self, model, cond:dict|None, uncond:dict|None, guidance:float):
-        self.model, self.cond, self.uncond, self.guidance, self.t, self.preds = model, cond or {}, uncond, guidance, None, None
 
-    def begin(self, t:int, states:list):
+    def __init__(self, model, cond: dict | None, uncond: dict | None, guidance: float):
+        self.model, self.cond, self.uncond, self.guidance, self.t, self.preds = (
+            model,
+            cond or {},
+            uncond,
+            guidance,
+            None,
+            None,
+        )
+
+    def begin(self, t: int, states: list):
         "A new step at timestep t from the levels' current states."
         self.t, self.states, self.preds = t, states, None
 
-    def prediction(self, level:int, x:torch.Tensor, t:int) -> torch.Tensor:
+    def prediction(self, level: int, x: torch.Tensor, t: int) -> torch.Tensor:
         "The model's (guided) prediction for `level` at the step's states; a second call at another point is refused."
         if t != self.t or x is not self.states[level]:
-            raise ValueError("nested sampling evaluates the model once per step at the levels' current states; this sampler evaluates it "
-                             "again elsewhere (e.g. heun): use a one-call sampler such as ddim, ddpm, euler, dpm_solver, dpmpp_3m or unipc")
+            raise ValueError(
+                "nested sampling evaluates the model once per step at the levels' current states; this sampler evaluates it "
+                "again elsewhere (e.g. heun): use a one-call sampler such as ddim, ddpm, euler, dpm_solver, dpmpp_3m or unipc"
+            )
         if self.preds is None:
             xs, tt = self.states, torch.full((self.states[0].shape[0],), t, dtype=torch.long, device=x.device)
-            if self.guidance == 1: self.preds = [p.to(x.dtype) for p in self.model(xs, tt, **self.cond)]
+            if self.guidance == 1:
+                self.preds = [p.to(x.dtype) for p in self.model(xs, tt, **self.cond)]
             else:
                 both = {k: torch.cat([self.cond[k], self.uncond[k]]) for k in self.cond}
                 out = self.model([torch.cat([s, s]) for s in xs], torch.cat([tt, tt]), **both)
                 self.preds = [cfg_combine(*p.to(x.dtype).chunk(2)[::-1], self.guidance) for p in out]
         return self.preds[level]
 
+
 class LevelContext(SampleContext):
     "A SampleContext for one level: its own schedule, history and noise draws; the network output comes from the JointDenoiser."
-    def __init__(self, joint:JointDenoiser, level:int, sched:NoiseSchedule, pairs:list, **kw):
-        super().__init__(None, sched, pairs, **kw); self.joint, self.level = joint, level
-    def _model_output(self, x:torch.Tensor, t:int) -> torch.Tensor: return self.joint.prediction(self.level, x, t)
+
+    def __init__(self, joint: JointDenoiser, level: int, sched: NoiseSchedule, pairs: list, **kw):
+        super().__init__(None, sched, pairs, **kw)
+        self.joint, self.level = joint, level
+
+    def _model_output(self, x: torch.Tensor, t: int) -> torch.Tensor:
+        return self.joint.prediction(self.level, x, t)
+
 
 # %% ../nbs/18_matryoshka.ipynb #63b896b7
-def _level_noise(model, n:int, x_T, generator, device) -> list[torch.Tensor]:
+def _level_noise(model, n: int, x_T, generator, device) -> list[torch.Tensor]:
     "Starting noise per level: x_T as given (a list) or drawn with `generator`, outermost first."
     c, res = model.config.core.in_channels, model.config.resolutions
     if x_T is not None:
-        model._check_levels(list(x_T)); return [x.to(device) for x in x_T]
+        model._check_levels(list(x_T))
+        return [x.to(device) for x in x_T]
     gdev = generator.device if generator is not None else device
     return [torch.randn((check_int('n', n, 1), c, r, r), generator=generator, device=gdev).to(device) for r in res]
 
+
 @torch.no_grad()
-def nested_sample(model:NestedUNet, # the model (eval mode is set for the run)
-                  scheds:list, # its levels' schedules (`model.schedules(base)`)
-                  x_T:list|None=None, *, n:int|None=1, # starting noise per level, or the number of samples to draw it for
-                  sampler:str='ddim', steps:int=50, eta:float=0.0, pred_type:str='eps', spacing=None, # as in `sample`
-                  guidance:float=1.0, cond:dict|None=None, uncond:dict|None=None, # prompts' model kwargs; uncond default: the empty prompt
-                  clip:str|None='clip', generator:torch.Generator|None=None, device=None,
-                  return_trajectory:bool=False, progress:bool=False # a SampleOutput of the outer level
-                 ) -> list|SampleOutput: # the final samples of every level, outermost first
+def nested_sample(
+    model: NestedUNet,  # the model (eval mode is set for the run)
+    scheds: list,  # its levels' schedules (`model.schedules(base)`)
+    x_T: list | None = None,
+    *,
+    n: int | None = 1,  # starting noise per level, or the number of samples to draw it for
+    sampler: str = 'ddim',
+    steps: int = 50,
+    eta: float = 0.0,
+    pred_type: str = 'eps',
+    spacing=None,  # as in `sample`
+    guidance: float = 1.0,
+    cond: dict | None = None,
+    uncond: dict | None = None,  # prompts' model kwargs; uncond default: the empty prompt
+    clip: str | None = 'clip',
+    generator: torch.Generator | None = None,
+    device=None,
+    return_trajectory: bool = False,
+    progress: bool = False,  # a SampleOutput of the outer level
+) -> list | SampleOutput:  # the final samples of every level, outermost first
     "Denoise all levels together, eq. 18.5: one network call per step, each level stepped by a registered sampler on its own schedule."
     spec = get_sampler(sampler)
-    if spec.nfe(4) != 4: raise ValueError(f"sampler {sampler!r} makes {spec.nfe(4)} network calls in 4 steps; nested sampling needs one call per step (ddim, ddpm, euler, dpm_solver, dpmpp_3m, unipc)")
+    if spec.nfe(4) != 4:
+        raise ValueError(
+            f"sampler {sampler!r} makes {spec.nfe(4)} network calls in 4 steps; nested sampling needs one call per step (ddim, ddpm, euler, dpm_solver, dpmpp_3m, unipc)"
+        )
     _check_sample_args(scheds[0], steps, eta, pred_type, guidance, 0.0, clip, 'small', cond, None)
     pairs = timestep_pairs(scheds[0].T, steps, spacing or spec.spacing, 0, scheds[0])
     device = torch.device(device) if device is not None else model_device(model)
     xs = _level_noise(model, n, x_T, generator, device)
-    if cond is not None: cond = {k: v.to(device) for k, v in cond.items()}
-    if guidance != 1 and uncond is None: uncond = model.tokenize([''] * xs[0].shape[0])
+    if cond is not None:
+        cond = {k: v.to(device) for k, v in cond.items()}
+    if guidance != 1 and uncond is None:
+        uncond = model.tokenize([''] * xs[0].shape[0])
     joint = JointDenoiser(model, cond, uncond, guidance)
-    ctxs = [LevelContext(joint, l, s, pairs, pred_type=pred_type, clip=clip, eta=eta, generator=generator) for l, s in enumerate(scheds)]
+    ctxs = [
+        LevelContext(joint, l, s, pairs, pred_type=pred_type, clip=clip, eta=eta, generator=generator)
+        for l, s in enumerate(scheds)
+    ]
     traj, x0s = [xs[0].cpu()], []
     with eval_mode(model):
         for i, (t, t_prev) in enumerate(tqdm(pairs, desc=f'nested {sampler}', disable=not progress, leave=False)):
             joint.begin(t, xs)
-            for c in ctxs: c.i = i
+            for c in ctxs:
+                c.i = i
             xs = [spec.step(c, x, t, t_prev) for c, x in zip(ctxs, xs)]
-            if return_trajectory: traj.append(xs[0].cpu()); x0s.append(ctxs[0].x0.cpu())
+            if return_trajectory:
+                traj.append(xs[0].cpu())
+                x0s.append(ctxs[0].x0.cpu())
     return SampleOutput(xs[0], traj, x0s, len(pairs), pairs) if return_trajectory else xs
+
 
 # %% ../nbs/18_matryoshka.ipynb #b7568bf9
 class NestedPipeline(Pipeline):
     "A `Pipeline` for a `NestedUNet`: `.sample(n, prompts=..., guidance=w)` returns the outer level; `return_all=True` every level."
-    def conditioning(self, n:int|None=None, labels=None, prompts=None) -> tuple[int, dict|None, dict|None]:
+
+    def conditioning(self, n: int | None = None, labels=None, prompts=None) -> tuple[int, dict | None, dict | None]:
         "(n, cond, uncond): the prompts' model kwargs and those of as many empty prompts."
-        if labels is not None: raise ValueError(f"labels={labels!r} given, but a NestedUNet takes prompts (text models) or nothing")
-        if prompts is None: return (1 if n is None else n), None, None
+        if labels is not None:
+            raise ValueError(f"labels={labels!r} given, but a NestedUNet takes prompts (text models) or nothing")
+        if prompts is None:
+            return (1 if n is None else n), None, None
         model = unwrap(self.model)
-        if model.text is None: raise ValueError("prompts given, but this NestedUNet has no text encoder: sample it without prompts")
-        if n is None: n = 1 if isinstance(prompts, str) else len(prompts)
+        if model.text is None:
+            raise ValueError("prompts given, but this NestedUNet has no text encoder: sample it without prompts")
+        if n is None:
+            n = 1 if isinstance(prompts, str) else len(prompts)
         return n, model.tokenize(check_prompts(prompts, n, model.tokenizer)), model.tokenize([''] * n)
 
-    def sample(self, n:int|None=None, labels=None, prompts=None, x_T:list|None=None, # as Pipeline.sample; x_T: a list per level
-               return_all:bool=False, # every level's samples (outermost first) instead of the outer one
-               batch_size:int|None=None, **kw): # nested_sample's options: sampler, steps, eta, spacing, guidance, clip, generator, ...
+    def sample(
+        self,
+        n: int | None = None,
+        labels=None,
+        prompts=None,
+        x_T: list | None = None,  # as Pipeline.sample; x_T: a list per level
+        return_all: bool = False,  # every level's samples (outermost first) instead of the outer one
+        batch_size: int | None = None,
+        **kw,
+    ):  # nested_sample's options: sampler, steps, eta, spacing, guidance, clip, generator, ...
         "Sample all levels together; images of the outer level in [-1, 1] (or all levels, or a SampleOutput)."
-        if x_T is not None: n = x_T[0].shape[0]
-        elif n is not None: check_int('n', n, 1)
+        if x_T is not None:
+            n = x_T[0].shape[0]
+        elif n is not None:
+            check_int('n', n, 1)
         n, cond, uncond = self.conditioning(n, labels, prompts)
-        if cond is None and kw.get('guidance', 1.0) != 1.0: raise ValueError(f"guidance={kw['guidance']} needs prompts= to guide towards")
-        kw.setdefault('clip', self.clip); kw.pop('batch_size', None)
+        if cond is None and kw.get('guidance', 1.0) != 1.0:
+            raise ValueError(f"guidance={kw['guidance']} needs prompts= to guide towards")
+        kw.setdefault('clip', self.clip)
+        kw.pop('batch_size', None)
         bs, outs = check_int('batch_size', batch_size, 1, none_ok=True) or n, []
         for s in range(0, n, bs):
-            sl = slice(s, min(s + bs, n)); part = lambda d: None if d is None else {k: v[sl] for k, v in d.items()}
-            outs.append(nested_sample(unwrap(self.model), self.scheds, None if x_T is None else [x[sl] for x in x_T], n=sl.stop - sl.start,
-                                      cond=part(cond), uncond=part(uncond), pred_type=self.pred_type, device=self.device, **kw))
+            sl = slice(s, min(s + bs, n))
+            part = lambda d: None if d is None else {k: v[sl] for k, v in d.items()}
+            outs.append(
+                nested_sample(
+                    unwrap(self.model),
+                    self.scheds,
+                    None if x_T is None else [x[sl] for x in x_T],
+                    n=sl.stop - sl.start,
+                    cond=part(cond),
+                    uncond=part(uncond),
+                    pred_type=self.pred_type,
+                    device=self.device,
+                    **kw,
+                )
+            )
         if kw.get('return_trajectory'):
-            o = outs[0]; return SampleOutput(torch.cat([p.images for p in outs]), [torch.cat(f) for f in zip(*(p.trajectory for p in outs))], [torch.cat(f) for f in zip(*(p.x0_trajectory for p in outs))], o.nfe, o.pairs)
+            o = outs[0]
+            return SampleOutput(
+                torch.cat([p.images for p in outs]),
+                [torch.cat(f) for f in zip(*(p.trajectory for p in outs))],
+                [torch.cat(f) for f in zip(*(p.x0_trajectory for p in outs))],
+                o.nfe,
+                o.pairs,
+            )
         levels = [torch.cat(l) for l in zip(*outs)]
         return levels if return_all else levels[0]
 
     @property
-    def scheds(self) -> list: return unwrap(self.model).schedules(self.sched)
+    def scheds(self) -> list:
+        return unwrap(self.model).schedules(self.sched)
+
 
 # %% ../nbs/18_matryoshka.ipynb #aa1d78ed
 def _is_nested_config(mc) -> bool:
     "Does a checkpoint's model_config describe a NestedUNet?"
     return isinstance(mc, dict) and {'core', 'resolutions', 'shell_channels'} <= set(mc)
 
-def _build_nested_pipeline(state:dict, ema:bool=True, device=None) -> NestedPipeline:
+
+def _build_nested_pipeline(state: dict, ema: bool = True, device=None) -> NestedPipeline:
     "The NestedPipeline of a checkpoint: model (EMA weights by default), base schedule and pred_type from its configs."
     model = NestedUNet(state['model_config'])
     load_model_state(model, state['ema']['model'] if ema else state['model'], 'EMA model' if ema else 'model')
     c, r = state['config'], model.config.resolutions[0]
-    return NestedPipeline(model.eval().to(device or 'cpu'), make_schedule(c['schedule'], c['T'], c.get('zero_terminal_snr', False)), c['pred_type'],
-                          (model.config.core.in_channels, r, r), text=model.text is not None)
+    return NestedPipeline(
+        model.eval().to(device or 'cpu'),
+        make_schedule(c['schedule'], c['T'], c.get('zero_terminal_snr', False)),
+        c['pred_type'],
+        (model.config.core.in_channels, r, r),
+        text=model.text is not None,
+    )
+
 
 register_pipeline_builder(NestedUNet, _build_nested_pipeline, _is_nested_config)

@@ -16,166 +16,343 @@ from .checkpoints import unwrap, load_file, find_checkpoint
 from .trainer import Trainer, TrainConfig
 from .runs import SeededItems, SeededBatches
 from .text import BPETokenizer, _check_captions
-from .evaluation import ProxyEval, generate, proxy_extractor, reference_features, extract_features, frechet_distance, kernel_distance
+from ddpm_book.evaluation import (
+    ProxyEval,
+    generate,
+    proxy_extractor,
+    reference_features,
+    extract_features,
+    frechet_distance,
+    kernel_distance,
+)
 from .cli import train_variant, train_config, stored_dataset
-from .matryoshka import (NestedUNet, NestedUNetConfig, NESTED_PRESETS, nested_config, nested_loss, nested_sample, pool_levels,
-                                  NestedPipeline, _is_nested_config)
+from ddpm_book.matryoshka import (
+    NestedUNet,
+    NestedUNetConfig,
+    NESTED_PRESETS,
+    nested_config,
+    nested_loss,
+    nested_sample,
+    pool_levels,
+    NestedPipeline,
+    _is_nested_config,
+)
 
 # %% auto #0
 __all__ = ['NESTED_CLASS', 'NestedTrainer', 'NestedProxyEval', 'init_from', 'build_nested_trainer']
 
+
 # %% ../nbs/18b_matryoshka_train.ipynb #9cafb68b
 class NestedTrainer(Trainer):
     "A `Trainer` for a `NestedUNet`: the loss of eq. 18.4 on the batch's pooled levels; captions become prompts (dropped with p = label_dropout)."
-    def __init__(self, model:nn.Module, # a NestedUNet (or a compiled one)
-                 dataset, # items with 'x' (and 'caption' for a text model)
-                 config:TrainConfig|dict, **kwargs): # Trainer's sample_fn=, eval_fn=, callbacks=
+
+    def __init__(
+        self,
+        model: nn.Module,  # a NestedUNet (or a compiled one)
+        dataset,  # items with 'x' (and 'caption' for a text model)
+        config: TrainConfig | dict,
+        **kwargs,
+    ):  # Trainer's sample_fn=, eval_fn=, callbacks=
         net = unwrap(model)
-        if not isinstance(net, NestedUNet): raise TypeError(f"NestedTrainer trains a NestedUNet, got {type(net).__name__}")
+        if not isinstance(net, NestedUNet):
+            raise TypeError(f"NestedTrainer trains a NestedUNet, got {type(net).__name__}")
         cfg = config if isinstance(config, TrainConfig) else TrainConfig(**config)
-        if cfg.class_cond: raise ValueError("NestedTrainer trains unconditional or text models: set class_cond=False (label_dropout is the caption dropout)")
+        if cfg.class_cond:
+            raise ValueError(
+                "NestedTrainer trains unconditional or text models: set class_cond=False (label_dropout is the caption dropout)"
+            )
         shape, r = tuple(dataset[0]['x'].shape), net.config.resolutions[0]
-        if shape != (net.config.core.in_channels, r, r): raise ValueError(f"the data's images are {shape} but the model's outer level is {(net.config.core.in_channels, r, r)}")
-        if net.text is not None: _check_captions(dataset)
-        if cfg.eval_every and kwargs.get('eval_fn') is None: kwargs['eval_fn'] = NestedProxyEval(n=cfg.eval_n)  # the proxy, on the outer level
+        if shape != (net.config.core.in_channels, r, r):
+            raise ValueError(
+                f"the data's images are {shape} but the model's outer level is {(net.config.core.in_channels, r, r)}"
+            )
+        if net.text is not None:
+            _check_captions(dataset)
+        if cfg.eval_every and kwargs.get('eval_fn') is None:
+            kwargs['eval_fn'] = NestedProxyEval(n=cfg.eval_n)  # the proxy, on the outer level
         super().__init__(model, dataset, cfg, **kwargs)
         self.scheds = net.schedules(self.sched)
 
-    def _loss(self, x0:torch.Tensor, model_kwargs:dict) -> torch.Tensor:
+    def _loss(self, x0: torch.Tensor, model_kwargs: dict) -> torch.Tensor:
         "Eq. 18.4 on this process's share of the micro-batch, under autocast if mixed precision is on."
         c, net = self.cfg, unwrap(self.model)
         with self.acc.autocast():
-            return nested_loss(self.net, pool_levels(x0, net.config.resolutions), self.scheds, net.config.weights, c.pred_type, c.loss, c.weighting,
-                               self.gen, c.huber_delta, c.min_snr_gamma, c.p2_gamma, c.p2_k, shard=self._shard, **model_kwargs)
+            return nested_loss(
+                self.net,
+                pool_levels(x0, net.config.resolutions),
+                self.scheds,
+                net.config.weights,
+                c.pred_type,
+                c.loss,
+                c.weighting,
+                self.gen,
+                c.huber_delta,
+                c.min_snr_gamma,
+                c.p2_gamma,
+                c.p2_k,
+                shard=self._shard,
+                **model_kwargs,
+            )
+
 
 # %% ../nbs/18b_matryoshka_train.ipynb #fd4d0885
 class NestedProxyEval(ProxyEval):
     "Chapter 13's proxy `eval_fn` for nested runs: proxy FD and KID of the EMA model's outer-level samples (unconditional)."
+
     def __call__(self, trainer) -> dict:
-        m = trainer.ema.model; r = m.config.resolutions[0]
-        x, _ = generate(NestedPipeline(m, trainer.sched, trainer.cfg.pred_type, (m.config.core.in_channels, r, r)), self.n, seed=self.seed, **self.kw)
+        m = trainer.ema.model
+        r = m.config.resolutions[0]
+        x, _ = generate(
+            NestedPipeline(m, trainer.sched, trainer.cfg.pred_type, (m.config.core.in_channels, r, r)),
+            self.n,
+            seed=self.seed,
+            **self.kw,
+        )
         self.ext = self.ext or proxy_extractor(image_size=r)
         real, fake = reference_features(self.ext, self.n, r, seed=self.seed), extract_features(self.ext, x)
         return {'proxy_fd': frechet_distance(real, fake), 'proxy_kid': kernel_distance(real, fake)[0]}
 
+
 # %% ../nbs/18b_matryoshka_train.ipynb #0d55833d
 @patch
-def _next_batch(self:NestedTrainer) -> tuple[torch.Tensor, dict]:
+def _next_batch(self: NestedTrainer) -> tuple[torch.Tensor, dict]:
     "The next micro-batch (Trainer's resumable, seeded order); a text model's captions as prompt arguments."
-    if unwrap(self.model).text is None: return Trainer._next_batch(self)
+    if unwrap(self.model).text is None:
+        return Trainer._next_batch(self)
     if self._data is None:
         self.batches.start = self.batches_seen
         g = torch.Generator().manual_seed(self.cfg.seed + self.batches_seen)
-        self._data = iter(DataLoader(SeededItems(self.dataset), batch_sampler=SeededBatches(self.batches, *self._shard), num_workers=self.cfg.num_workers, generator=g))
-    batch = next(self._data); self.batches_seen += 1
+        self._data = iter(
+            DataLoader(
+                SeededItems(self.dataset),
+                batch_sampler=SeededBatches(self.batches, *self._shard),
+                num_workers=self.cfg.num_workers,
+                generator=g,
+            )
+        )
+    batch = next(self._data)
+    self.batches_seen += 1
     (r, world), caps = self._shard, batch['caption']
-    drop = torch.rand(world * len(caps), generator=self.gen, device=self.gen.device)[r * len(caps):(r + 1) * len(caps)] < self.cfg.label_dropout
-    return batch['x'].to(self.device), unwrap(self.model).tokenize(['' if d else c for c, d in zip(caps, drop.tolist())])
+    drop = (
+        torch.rand(world * len(caps), generator=self.gen, device=self.gen.device)[r * len(caps) : (r + 1) * len(caps)]
+        < self.cfg.label_dropout
+    )
+    return batch['x'].to(self.device), unwrap(self.model).tokenize(
+        ['' if d else c for c, d in zip(caps, drop.tolist())]
+    )
+
 
 @patch
-def _standin_sample_fn(self:NestedTrainer, model, n:int, generator) -> torch.Tensor:
+def _standin_sample_fn(self: NestedTrainer, model, n: int, generator) -> torch.Tensor:
     "Sample grids of the outer level: DDIM, 20 steps; a text model gets the data's first captions."
-    with torch.random.fork_rng(devices=[]):  # reading captions may draw (several per image): keep the run's RNG untouched
-        cond = model.tokenize([self.dataset[i % len(self.dataset)]['caption'] for i in range(n)]) if model.text is not None else None
-    return nested_sample(model, self.scheds, n=n, steps=20, pred_type=self.cfg.pred_type, cond=cond, guidance=2.0 if cond else 1.0, clip="clip", generator=generator)[0]
+    with torch.random.fork_rng(
+        devices=[]
+    ):  # reading captions may draw (several per image): keep the run's RNG untouched
+        cond = (
+            model.tokenize([self.dataset[i % len(self.dataset)]['caption'] for i in range(n)])
+            if model.text is not None
+            else None
+        )
+    return nested_sample(
+        model,
+        self.scheds,
+        n=n,
+        steps=20,
+        pred_type=self.cfg.pred_type,
+        cond=cond,
+        guidance=2.0 if cond else 1.0,
+        clip="clip",
+        generator=generator,
+    )[0]
+
 
 # %% ../nbs/18b_matryoshka_train.ipynb #5ae3e9dc
-def init_from(model:NestedUNet, # the grown model
-              state:dict, # a checkpoint of a NestedUNet whose levels are `model`'s innermost ones
-              ema:bool=True # copy the EMA weights (else the raw ones)
-             ) -> NestedUNet:
+def init_from(
+    model: NestedUNet,  # the grown model
+    state: dict,  # a checkpoint of a NestedUNet whose levels are `model`'s innermost ones
+    ema: bool = True,  # copy the EMA weights (else the raw ones)
+) -> NestedUNet:
     "Progressive training: initialise the inner levels (and text encoder) of `model` from a smaller nested run; new shells join at zero."
-    if not _is_nested_config(state.get('model_config')): raise ValueError(f"init-from needs a NestedUNet checkpoint; this one holds a {state.get('model_class', 'model')} run")
+    if not _is_nested_config(state.get('model_config')):
+        raise ValueError(
+            f"init-from needs a NestedUNet checkpoint; this one holds a {state.get('model_class', 'model')} run"
+        )
     small, big = NestedUNetConfig(**state['model_config']), model.config
     k = big.num_levels - small.num_levels
     same = lambda f: getattr(big, f) == getattr(small, f)
-    if k < 0 or big.resolutions[k:] != small.resolutions or big.shell_channels[k:] != small.shell_channels or not all(map(same, ('core', 'shell_blocks', 'text', 'tokenizer'))):
-        raise ValueError(f"cannot grow from resolutions {list(small.resolutions)} to {list(big.resolutions)}: the smaller run's levels must be this model's innermost "
-                         "ones, with the same core, shells, text encoder and tokenizer")
+    if (
+        k < 0
+        or big.resolutions[k:] != small.resolutions
+        or big.shell_channels[k:] != small.shell_channels
+        or not all(map(same, ('core', 'shell_blocks', 'text', 'tokenizer')))
+    ):
+        raise ValueError(
+            f"cannot grow from resolutions {list(small.resolutions)} to {list(big.resolutions)}: the smaller run's levels must be this model's innermost "
+            "ones, with the same core, shells, text encoder and tokenizer"
+        )
     ref = lambda c: c.ref_resolution or c.resolutions[-1]
-    if ref(small) != ref(big): raise ValueError(f"ref_resolution {ref(small)} of the smaller run and {ref(big)} here give the shared levels different schedules (eq. 18.2)")
-    rename = lambda key: f"shells.{int(key.split('.')[1]) + k}.{key.split('.', 2)[2]}" if key.startswith('shells.') else key
-    missing, unexpected = model.load_state_dict({rename(n): v for n, v in (state['ema']['model'] if ema else state['model']).items()}, strict=False)
-    if unexpected or any(not m.startswith(tuple(f'shells.{i}.' for i in range(k))) for m in missing): raise ValueError(f"weights do not fit: unexpected {unexpected[:3]}, missing {missing[:3]}")
+    if ref(small) != ref(big):
+        raise ValueError(
+            f"ref_resolution {ref(small)} of the smaller run and {ref(big)} here give the shared levels different schedules (eq. 18.2)"
+        )
+    rename = lambda key: (
+        f"shells.{int(key.split('.')[1]) + k}.{key.split('.', 2)[2]}" if key.startswith('shells.') else key
+    )
+    missing, unexpected = model.load_state_dict(
+        {rename(n): v for n, v in (state['ema']['model'] if ema else state['model']).items()}, strict=False
+    )
+    if unexpected or any(not m.startswith(tuple(f'shells.{i}.' for i in range(k))) for m in missing):
+        raise ValueError(f"weights do not fit: unexpected {unexpected[:3]}, missing {missing[:3]}")
     return model
+
 
 # %% ../nbs/18b_matryoshka_train.ipynb #e5e64652
 NESTED_CLASS = 'ddpm_book.matryoshka.NestedUNet'  # the model_class of nested runs' checkpoints
 _OWN = ('num_levels', 'init_from', 'level_weights', 'nested_preset')
 
+
 def _nested_arguments(t):
     "`ddpm-book train` options of nested runs (chapter 18)."
     g = t.add_argument_group('nested UNet (chapter 18; with --model nested)')
-    g.add_argument('--num-levels', type=int, default=None, help='resolutions denoised together, each half the previous: 1 (a plain UNet) to 3 (default: 2)')
-    g.add_argument('--init-from', default=None, help='progressive training: a nested run (folder or checkpoint) at the inner resolutions whose EMA weights start the inner levels')
-    g.add_argument('--level-weights', default=None, help='loss weight per level, outermost first, e.g. 4:1 (default: equal)')
-    g.add_argument('--nested-preset', choices=sorted(NESTED_PRESETS), default=None, help='NestedUNet size (default: mnist; tiny with --quick)')
+    g.add_argument(
+        '--num-levels',
+        type=int,
+        default=None,
+        help='resolutions denoised together, each half the previous: 1 (a plain UNet) to 3 (default: 2)',
+    )
+    g.add_argument(
+        '--init-from',
+        default=None,
+        help='progressive training: a nested run (folder or checkpoint) at the inner resolutions whose EMA weights start the inner levels',
+    )
+    g.add_argument(
+        '--level-weights', default=None, help='loss weight per level, outermost first, e.g. 4:1 (default: equal)'
+    )
+    g.add_argument(
+        '--nested-preset',
+        choices=sorted(NESTED_PRESETS),
+        default=None,
+        help='NestedUNet size (default: mnist; tiny with --quick)',
+    )
 
-def _level_weights(text:str|None, levels:int) -> tuple|None:
+
+def _level_weights(text: str | None, levels: int) -> tuple | None:
     "'4:1' -> (4.0, 1.0), one per level."
-    if text is None: return None
-    try: w = tuple(float(v) for v in text.split(':'))
-    except ValueError: raise ValueError(f"--level-weights must be numbers separated by ':', e.g. 4:1, got {text!r}") from None
-    if len(w) != levels: raise ValueError(f"--level-weights {text!r} has {len(w)} entries but there are {levels} levels")
+    if text is None:
+        return None
+    try:
+        w = tuple(float(v) for v in text.split(':'))
+    except ValueError:
+        raise ValueError(f"--level-weights must be numbers separated by ':', e.g. 4:1, got {text!r}") from None
+    if len(w) != levels:
+        raise ValueError(f"--level-weights {text!r} has {len(w)} entries but there are {levels} levels")
     return w
 
+
 # %% ../nbs/18b_matryoshka_train.ipynb #434e31a5
-def _dataset_captions(ds) -> list[str]|None:
+def _dataset_captions(ds) -> list[str] | None:
     "Every caption of a captioned data set (all of them for several per image), or None."
-    if not isinstance(ds[0], dict) or 'caption' not in ds[0]: return None
+    if not isinstance(ds[0], dict) or 'caption' not in ds[0]:
+        return None
     caps = getattr(ds, 'all_captions', None) or getattr(ds, 'captions', None)
     return list(caps) if caps else [ds[i]['caption'] for i in range(len(ds))]
 
-def _fresh_config(args, ds, src:dict|None) -> NestedUNetConfig:
+
+def _fresh_config(args, ds, src: dict | None) -> NestedUNetConfig:
     "A new run's NestedUNetConfig: a preset for the data (text-conditional if it has captions), or grown around the --init-from run."
     c, size, _ = ds[0]['x'].shape
     small = NestedUNetConfig(**src['model_config']) if src else None
     levels = check_int('--num-levels', args.num_levels or (small.num_levels + 1 if small else 2), 1, 3)
     caps, w = _dataset_captions(ds), _level_weights(args.level_weights, levels)
-    tok = BPETokenizer.from_json(small.tokenizer) if small and small.tokenizer else (BPETokenizer.train(caps, 1000, 16) if caps and not small else None)
-    if small is not None and (small.text is not None) != bool(caps): raise ValueError(f"--init-from run is {'text' if small.text else 'un'}conditional but the data {'has' if caps else 'has no'} captions")
-    cfg = nested_config(args.nested_preset or ('tiny' if args.quick else 'mnist'), size, levels, c, tok, level_weights=w)
-    if small is None: return cfg
-    if levels <= small.num_levels: raise ValueError(f"--num-levels {levels} must exceed the --init-from run's {small.num_levels} levels (progressive training grows the model)")
-    return NestedUNetConfig(**{**asdict(cfg), 'core': small.core, 'text': small.text, 'tokenizer': small.tokenizer, 'shell_blocks': small.shell_blocks,
-                               'ref_resolution': small.ref_resolution, 'shell_channels': cfg.shell_channels[:levels - small.num_levels] + small.shell_channels})
+    tok = (
+        BPETokenizer.from_json(small.tokenizer)
+        if small and small.tokenizer
+        else (BPETokenizer.train(caps, 1000, 16) if caps and not small else None)
+    )
+    if small is not None and (small.text is not None) != bool(caps):
+        raise ValueError(
+            f"--init-from run is {'text' if small.text else 'un'}conditional but the data {'has' if caps else 'has no'} captions"
+        )
+    cfg = nested_config(
+        args.nested_preset or ('tiny' if args.quick else 'mnist'), size, levels, c, tok, level_weights=w
+    )
+    if small is None:
+        return cfg
+    if levels <= small.num_levels:
+        raise ValueError(
+            f"--num-levels {levels} must exceed the --init-from run's {small.num_levels} levels (progressive training grows the model)"
+        )
+    return NestedUNetConfig(
+        **{
+            **asdict(cfg),
+            'core': small.core,
+            'text': small.text,
+            'tokenizer': small.tokenizer,
+            'shell_blocks': small.shell_blocks,
+            'ref_resolution': small.ref_resolution,
+            'shell_channels': cfg.shell_channels[: levels - small.num_levels] + small.shell_channels,
+        }
+    )
+
 
 # %% ../nbs/18b_matryoshka_train.ipynb #edbb7829
 def _run_state(path) -> dict:
     "The checkpoint state of --init-from: a checkpoint file, or the latest checkpoint of a run folder."
     p = Path(path)
-    found = (p, load_file(p)) if p.is_file() else find_checkpoint(p / 'checkpoints', 'latest') if (p / 'checkpoints').is_dir() else None
-    if found is None: raise FileNotFoundError(f"--init-from '{p}' is neither a checkpoint file nor a run folder with checkpoints/")
+    found = (
+        (p, load_file(p))
+        if p.is_file()
+        else find_checkpoint(p / 'checkpoints', 'latest')
+        if (p / 'checkpoints').is_dir()
+        else None
+    )
+    if found is None:
+        raise FileNotFoundError(f"--init-from '{p}' is neither a checkpoint file nor a run folder with checkpoints/")
     return found[1]
+
 
 def _is_own_run(args, stored) -> bool:
     "Is this a nested run (fresh with --model nested, or continuing one)? Options that need one, without one, are refused."
     mine = stored is not None and stored.get('model_class') == NESTED_CLASS
     own = [f"--{o.replace('_', '-')}" for o in _OWN if getattr(args, o, None) is not None]
-    if mine and args.model not in (None, 'nested'): raise ValueError(f"'{args.out}' holds a nested run; continue it without --model, or choose a new --out")
-    if not mine and args.model == 'nested' and stored is not None: raise ValueError(f"'{args.out}' holds a {stored.get('model_class')} run, not a nested one; choose a new --out")
-    if not mine and args.model != 'nested' and own: raise ValueError(f"{', '.join(own)} need(s) --model nested")
+    if mine and args.model not in (None, 'nested'):
+        raise ValueError(f"'{args.out}' holds a nested run; continue it without --model, or choose a new --out")
+    if not mine and args.model == 'nested' and stored is not None:
+        raise ValueError(f"'{args.out}' holds a {stored.get('model_class')} run, not a nested one; choose a new --out")
+    if not mine and args.model != 'nested' and own:
+        raise ValueError(f"{', '.join(own)} need(s) --model nested")
     if mine and (args.init_from or args.num_levels not in (None, len(stored['model_config']['resolutions']))):
-        raise ValueError(f"'{args.out}' continues a {len(stored['model_config']['resolutions'])}-level nested run: --num-levels and --init-from apply to a fresh run only")
+        raise ValueError(
+            f"'{args.out}' continues a {len(stored['model_config']['resolutions'])}-level nested run: --num-levels and --init-from apply to a fresh run only"
+        )
     return mine or args.model == 'nested'
 
+
 @train_variant('nested', _nested_arguments, model=True)
-def build_nested_trainer(args, found) -> NestedTrainer|None:
+def build_nested_trainer(args, found) -> NestedTrainer | None:
     "The NestedTrainer of `ddpm-book train --model nested ...`, or of the nested run being continued; None for other runs."
     stored = found[1] if found else None
-    if not _is_own_run(args, stored): return None
+    if not _is_own_run(args, stored):
+        return None
     data = args.data or (stored_dataset(args.out) if stored else None) or 'mnist5k'
     size = args.image_size or (stored['model_config']['resolutions'][0] if stored else None)
     ds = get_dataset(data, root=args.root, split='train', **({'image_size': size} if size else {}))
-    if ds[0]['x'].ndim != 3: raise ValueError(f"a nested run needs an image data set; {data!r} holds {ds[0]['x'].ndim}-D points")
+    if ds[0]['x'].ndim != 3:
+        raise ValueError(f"a nested run needs an image data set; {data!r} holds {ds[0]['x'].ndim}-D points")
     cfg = train_config(args, stored and stored['config'])
-    if cfg.class_cond: raise ValueError("--class-cond: a nested run is conditioned on captions (a captioned data set) or on nothing")
+    if cfg.class_cond:
+        raise ValueError("--class-cond: a nested run is conditioned on captions (a captioned data set) or on nothing")
     src = None if stored or not args.init_from else _run_state(args.init_from)
     mcfg = NestedUNetConfig(**stored['model_config']) if stored else _fresh_config(args, ds, src)
-    if not stored and mcfg.text is not None and args.label_dropout is None: cfg = replace(cfg, label_dropout=0.1)  # caption dropout, for guidance
+    if not stored and mcfg.text is not None and args.label_dropout is None:
+        cfg = replace(cfg, label_dropout=0.1)  # caption dropout, for guidance
     torch.manual_seed(cfg.seed)
     model = NestedUNet(mcfg)
-    if src is not None: init_from(model, src); print(f"initialised levels {list(src['model_config']['resolutions'])} from {args.init_from}")
+    if src is not None:
+        init_from(model, src)
+        print(f"initialised levels {list(src['model_config']['resolutions'])} from {args.init_from}")
     tr = NestedTrainer(model, ds, cfg)
-    if found: tr.load_state_dict(stored); print(f"resumed from {found[0]} (step {tr.step})")
+    if found:
+        tr.load_state_dict(stored)
+        print(f"resumed from {found[0]} (step {tr.step})")
     return tr

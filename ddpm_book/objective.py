@@ -13,128 +13,184 @@ from .forward import NoiseSchedule, q_sample
 from .blocks import timestep_embedding
 
 # %% auto #0
-__all__ = ['PRED_TYPES', 'WEIGHTINGS', 'LOSSES', 'T_SAMPLINGS', 'eps_to_x0', 'x0_to_eps', 'v_from_x0_eps', 'v_to_x0', 'v_to_eps',
-           'target_for', 'pred_to_x0_eps', 'loss_weight', 'sample_timesteps', 'diffusion_loss', 'dream_noise',
-           'ddpm_sample_standin', 'MLPDenoiser', 'EMA']
+__all__ = [
+    'PRED_TYPES',
+    'WEIGHTINGS',
+    'LOSSES',
+    'T_SAMPLINGS',
+    'eps_to_x0',
+    'x0_to_eps',
+    'v_from_x0_eps',
+    'v_to_x0',
+    'v_to_eps',
+    'target_for',
+    'pred_to_x0_eps',
+    'loss_weight',
+    'sample_timesteps',
+    'diffusion_loss',
+    'dream_noise',
+    'ddpm_sample_standin',
+    'MLPDenoiser',
+    'EMA',
+]
 
 # %% ../nbs/08_objective.ipynb #02fdbc75
 PRED_TYPES = ('eps', 'x0', 'v')
+
 
 def eps_to_x0(x_t, eps, ab_t):
     "$x_0$ from $x_t$ and $\\epsilon$, eq. 8.2."
     return (x_t - (1 - ab_t).sqrt() * eps) / ab_t.sqrt()
 
+
 def x0_to_eps(x_t, x0, ab_t):
     "$\\epsilon$ from $x_t$ and $x_0$, eq. 8.2."
     return (x_t - ab_t.sqrt() * x0) / (1 - ab_t).sqrt()
+
 
 # %% ../nbs/08_objective.ipynb #68c60147
 def v_from_x0_eps(x0, eps, ab_t):
     "The velocity target $v = \\sqrt{\\bar\\alpha_t}\\,\\epsilon - \\sqrt{1-\\bar\\alpha_t}\\,x_0$, eq. 8.1."
     return ab_t.sqrt() * eps - (1 - ab_t).sqrt() * x0
 
+
 def v_to_x0(x_t, v, ab_t):
     "$x_0$ from $x_t$ and $v$, eq. 8.2."
     return ab_t.sqrt() * x_t - (1 - ab_t).sqrt() * v
+
 
 def v_to_eps(x_t, v, ab_t):
     "$\\epsilon$ from $x_t$ and $v$, eq. 8.2."
     return (1 - ab_t).sqrt() * x_t + ab_t.sqrt() * v
 
+
 # %% ../nbs/08_objective.ipynb #0d17373e
-def target_for(pred_type:str, x0, eps, ab_t):
+def target_for(pred_type: str, x0, eps, ab_t):
     "The regression target of `pred_type` ('eps', 'x0' or 'v') for clean data `x0` and noise `eps`."
     check_choice('pred_type', pred_type, PRED_TYPES)
     return {'eps': lambda: eps, 'x0': lambda: x0, 'v': lambda: v_from_x0_eps(x0, eps, ab_t)}[pred_type]()
 
-def pred_to_x0_eps(pred_type:str, x_t, pred, ab_t):
+
+def pred_to_x0_eps(pred_type: str, x_t, pred, ab_t):
     "The $(\\hat x_0, \\hat\\epsilon)$ implied by a network output `pred` of type `pred_type`, eq. 8.2."
     check_choice('pred_type', pred_type, PRED_TYPES)
-    if pred_type == 'eps': return eps_to_x0(x_t, pred, ab_t), pred
-    if pred_type == 'x0': return pred, x0_to_eps(x_t, pred, ab_t)
+    if pred_type == 'eps':
+        return eps_to_x0(x_t, pred, ab_t), pred
+    if pred_type == 'x0':
+        return pred, x0_to_eps(x_t, pred, ab_t)
     return v_to_x0(x_t, pred, ab_t), v_to_eps(x_t, pred, ab_t)
+
 
 # %% ../nbs/08_objective.ipynb #0e99b2fc
 WEIGHTINGS = ('uniform', 'min_snr', 'p2')
 
-def loss_weight(weighting:str, # one of WEIGHTINGS
-                snr:torch.Tensor, # SNR_t of each sample, shape (B,)
-                pred_type:str='eps', # the target's space: 'eps', 'x0' or 'v'
-                min_snr_gamma:float=5.0, # gamma of min-SNR
-                p2_gamma:float=1.0, # gamma of P2
-                p2_k:float=1.0 # k of P2
-               ) -> torch.Tensor: # (B,) weights
+
+def loss_weight(
+    weighting: str,  # one of WEIGHTINGS
+    snr: torch.Tensor,  # SNR_t of each sample, shape (B,)
+    pred_type: str = 'eps',  # the target's space: 'eps', 'x0' or 'v'
+    min_snr_gamma: float = 5.0,  # gamma of min-SNR
+    p2_gamma: float = 1.0,  # gamma of P2
+    p2_k: float = 1.0,  # k of P2
+) -> torch.Tensor:  # (B,) weights
     "Per-sample loss weight in the space of `pred_type`, eq. 8.3."
-    check_choice('weighting', weighting, WEIGHTINGS); check_choice('pred_type', pred_type, PRED_TYPES)
-    if weighting == 'uniform': return torch.ones_like(snr)
+    check_choice('weighting', weighting, WEIGHTINGS)
+    check_choice('pred_type', pred_type, PRED_TYPES)
+    if weighting == 'uniform':
+        return torch.ones_like(snr)
     if weighting == 'min_snr':
         m = snr.clamp(max=min_snr_gamma)
         return {'eps': (min_snr_gamma / snr).clamp(max=1), 'x0': m, 'v': m / (snr + 1)}[pred_type]
     to_target = {'eps': torch.ones_like(snr), 'x0': snr, 'v': snr / (snr + 1)}[pred_type]
     return to_target / (p2_k + snr) ** p2_gamma
 
+
 # %% ../nbs/08_objective.ipynb #2abb5ece
 LOSSES, T_SAMPLINGS = ('mse', 'huber'), ('uniform', 'stratified')
 
-def sample_timesteps(B:int, T:int, mode:str='uniform', generator=None, device=None) -> torch.Tensor:
+
+def sample_timesteps(B: int, T: int, mode: str = 'uniform', generator=None, device=None) -> torch.Tensor:
     "B timesteps in [0, T): independent uniform draws, or one per equal slice of [0, T) ('stratified')."
     check_choice('t_sampling', mode, T_SAMPLINGS)
     dev = generator.device if generator is not None else device
-    if mode == 'uniform': return torch.randint(0, T, (B,), generator=generator, device=dev).to(device)
+    if mode == 'uniform':
+        return torch.randint(0, T, (B,), generator=generator, device=dev).to(device)
     u = torch.rand(B, generator=generator, device=dev, dtype=torch.float64).to(device)
     return ((torch.arange(B, device=device) + u) * T / B).floor().long().clamp(max=T - 1)
 
+
 # %% ../nbs/08_objective.ipynb #20c74c96
-def diffusion_loss(model, # denoiser: model(x_t, t, **model_kwargs) -> prediction
-                   x0:torch.Tensor, # clean batch (B, ...)
-                   sched:NoiseSchedule, # the noise schedule
-                   pred_type:str='eps', # the target: 'eps', 'x0' or 'v'
-                   loss:str='mse', # 'mse' or 'huber'
-                   weighting:str='uniform', # one of WEIGHTINGS
-                   t_sampling:str='uniform', # one of T_SAMPLINGS
-                   generator:torch.Generator|None=None, # draws t and eps
-                   huber_delta:float=1.0, min_snr_gamma:float=5.0, p2_gamma:float=1.0, p2_k:float=1.0,
-                   shard:tuple=(0, 1), # (rank, world): draw t and eps for all world*B items, keep this rank's B (chapter 15)
-                   dream:bool=False, # DREAM: train on the model's own estimate, eqs. 8.4a-b (one extra forward pass without gradient)
-                   dream_p:float=1.0, # DREAM's exponent p
-                   **model_kwargs # passed on to the model (labels=, context=)
-                  ) -> torch.Tensor: # scalar loss
+def diffusion_loss(
+    model,  # denoiser: model(x_t, t, **model_kwargs) -> prediction
+    x0: torch.Tensor,  # clean batch (B, ...)
+    sched: NoiseSchedule,  # the noise schedule
+    pred_type: str = 'eps',  # the target: 'eps', 'x0' or 'v'
+    loss: str = 'mse',  # 'mse' or 'huber'
+    weighting: str = 'uniform',  # one of WEIGHTINGS
+    t_sampling: str = 'uniform',  # one of T_SAMPLINGS
+    generator: torch.Generator | None = None,  # draws t and eps
+    huber_delta: float = 1.0,
+    min_snr_gamma: float = 5.0,
+    p2_gamma: float = 1.0,
+    p2_k: float = 1.0,
+    shard: tuple = (0, 1),  # (rank, world): draw t and eps for all world*B items, keep this rank's B (chapter 15)
+    dream: bool = False,  # DREAM: train on the model's own estimate, eqs. 8.4a-b (one extra forward pass without gradient)
+    dream_p: float = 1.0,  # DREAM's exponent p
+    **model_kwargs,  # passed on to the model (labels=, context=)
+) -> torch.Tensor:  # scalar loss
     "The weighted denoising loss of eq. 8.4 on one batch."
     check_choice('loss', loss, LOSSES)
-    (rank, world), B = shard, x0.shape[0]; mine = slice(rank * B, (rank + 1) * B)
+    (rank, world), B = shard, x0.shape[0]
+    mine = slice(rank * B, (rank + 1) * B)
     t = sample_timesteps(world * B, sched.T, t_sampling, generator, x0.device)[mine]
-    eps = torch.randn((world * B, *x0.shape[1:]), generator=generator, device=generator.device if generator is not None else x0.device)[mine].to(x0)
+    eps = torch.randn(
+        (world * B, *x0.shape[1:]), generator=generator, device=generator.device if generator is not None else x0.device
+    )[mine].to(x0)
     x_t, ab_t = q_sample(x0, t, sched, noise=eps), sched.gather(sched.alpha_bar, t, x0)
-    if dream: eps = dream_noise(model, x_t, t, eps, ab_t, pred_type, dream_p, **model_kwargs); x_t = q_sample(x0, t, sched, noise=eps)  # eq. 8.4b
+    if dream:
+        eps = dream_noise(model, x_t, t, eps, ab_t, pred_type, dream_p, **model_kwargs)
+        x_t = q_sample(x0, t, sched, noise=eps)  # eq. 8.4b
     up = lambda x: x.to(torch.promote_types(x.dtype, torch.float32))  # the loss in fp32 at least: bf16 up, fp64 kept
     pred = up(model(x_t, t, **model_kwargs))
     target = up(target_for(pred_type, x0, eps, ab_t))
-    err = F.mse_loss(pred, target, reduction='none') if loss == 'mse' else F.huber_loss(pred, target, reduction='none', delta=huber_delta)
+    err = (
+        F.mse_loss(pred, target, reduction='none')
+        if loss == 'mse'
+        else F.huber_loss(pred, target, reduction='none', delta=huber_delta)
+    )
     w = loss_weight(weighting, sched.snr.to(x0.device)[t], pred_type, min_snr_gamma, p2_gamma, p2_k)
     return (up(w) * err.flatten(1).mean(1)).mean()
 
+
 # %% ../nbs/08_objective.ipynb #3997d8d1
 @torch.no_grad()
-def dream_noise(model, # the denoiser, called once without gradient
-                x_t:torch.Tensor, t:torch.Tensor, eps:torch.Tensor, # the noised batch, its timesteps and its true noise
-                ab_t:torch.Tensor, # alpha_bar at t, broadcastable to x_t
-                pred_type:str='eps', p:float=1.0, # what the model predicts; DREAM's exponent
-                **model_kwargs) -> torch.Tensor:
+def dream_noise(
+    model,  # the denoiser, called once without gradient
+    x_t: torch.Tensor,
+    t: torch.Tensor,
+    eps: torch.Tensor,  # the noised batch, its timesteps and its true noise
+    ab_t: torch.Tensor,  # alpha_bar at t, broadcastable to x_t
+    pred_type: str = 'eps',
+    p: float = 1.0,  # what the model predicts; DREAM's exponent
+    **model_kwargs,
+) -> torch.Tensor:
     "DREAM's noise eps + Delta, eq. 8.4a, from the model's own estimate eps_hat."
     check_float('dream_p', p, 0)
     _, eps_hat = pred_to_x0_eps(pred_type, x_t, model(x_t, t, **model_kwargs), ab_t)
     return eps + (eps - eps_hat.to(eps)) * (1 - ab_t).sqrt() ** p
 
+
 # %% ../nbs/08_objective.ipynb #e28cd7ca
 @torch.no_grad()
-def ddpm_sample_standin(model, # denoiser model(x_t, t) -> prediction of `pred_type`
-                        sched, # the NoiseSchedule it was trained with
-                        shape:tuple, # (n, ...) of the samples
-                        pred_type:str='eps', # what the model predicts
-                        clip_x0:bool=True, # clip x0-hat to [-1, 1] (images)
-                        generator:torch.Generator|None=None, # CPU generator for the noise
-                        device=None # where the model runs
-                       ) -> torch.Tensor:
+def ddpm_sample_standin(
+    model,  # denoiser model(x_t, t) -> prediction of `pred_type`
+    sched,  # the NoiseSchedule it was trained with
+    shape: tuple,  # (n, ...) of the samples
+    pred_type: str = 'eps',  # what the model predicts
+    clip_x0: bool = True,  # clip x0-hat to [-1, 1] (images)
+    generator: torch.Generator | None = None,  # CPU generator for the noise
+    device=None,  # where the model runs
+) -> torch.Tensor:
     "Stand-in (chapter 09 replaces it): ancestral DDPM sampling through all T steps, eq. 8.5."
     x = torch.randn(shape, generator=generator).to(device)
     ab, betas = sched.alpha_bar.tolist(), sched.betas.tolist()
@@ -142,53 +198,73 @@ def ddpm_sample_standin(model, # denoiser model(x_t, t) -> prediction of `pred_t
         ab_t, ab_prev, beta = ab[t], (ab[t - 1] if t else 1.0), betas[t]
         pred = model(x, torch.full((shape[0],), t, dtype=torch.long, device=x.device)).float()
         x0_hat, _ = pred_to_x0_eps(pred_type, x, pred, torch.tensor(ab_t, dtype=x.dtype, device=x.device))
-        if clip_x0: x0_hat = x0_hat.clamp(-1, 1)
-        x = (ab_prev ** 0.5 * beta / (1 - ab_t)) * x0_hat + ((1 - beta) ** 0.5 * (1 - ab_prev) / (1 - ab_t)) * x
-        if t: x = x + ((1 - ab_prev) / (1 - ab_t) * beta) ** 0.5 * torch.randn(shape, generator=generator).to(x.device)
+        if clip_x0:
+            x0_hat = x0_hat.clamp(-1, 1)
+        x = (ab_prev**0.5 * beta / (1 - ab_t)) * x0_hat + ((1 - beta) ** 0.5 * (1 - ab_prev) / (1 - ab_t)) * x
+        if t:
+            x = x + ((1 - ab_prev) / (1 - ab_t) * beta) ** 0.5 * torch.randn(shape, generator=generator).to(x.device)
     return x
+
 
 # %% ../nbs/08_objective.ipynb #a1e7b050
 class MLPDenoiser(nn.Module):
     "A denoiser for low-dimensional points: [x_t, embedding(t)] -> MLP -> prediction of the same size as x_t."
-    def __init__(self, dim:int=2, # data dimension
-                 hidden:int=128, # width of the hidden layers
-                 depth:int=3, # number of hidden layers
-                 t_dim:int=32, # size of the sinusoidal timestep embedding
-                 dropout:float=0.0 # dropout after each hidden layer
-                ):
+
+    def __init__(
+        self,
+        dim: int = 2,  # data dimension
+        hidden: int = 128,  # width of the hidden layers
+        depth: int = 3,  # number of hidden layers
+        t_dim: int = 32,  # size of the sinusoidal timestep embedding
+        dropout: float = 0.0,  # dropout after each hidden layer
+    ):
         super().__init__()
         self.t_dim, layers, d = t_dim, [], dim + t_dim
-        for _ in range(depth): layers += [nn.Linear(d, hidden), nn.SiLU(), nn.Dropout(dropout)]; d = hidden
+        for _ in range(depth):
+            layers += [nn.Linear(d, hidden), nn.SiLU(), nn.Dropout(dropout)]
+            d = hidden
         self.net = nn.Sequential(*layers, nn.Linear(d, dim))
+
     def forward(self, x_t, t, **unused):
         return self.net(torch.cat([x_t, timestep_embedding(t, self.t_dim).to(x_t.dtype)], 1))
+
 
 # %% ../nbs/08_objective.ipynb #0bf0e6a7
 class EMA:
     "An exponential moving average of a model's weights with a warm-up decay, eq. 8.6; `ema.model` is the averaged model."
-    def __init__(self, model:nn.Module, # the model being trained (a compiled model is unwrapped)
-                 max_decay:float=0.9999, # beta_max
-                 warmup:float=10. # w: decay (1+n)/(w+n) until it reaches max_decay; 1 turns the warm-up off
-                ):
-        self.max_decay, self.warmup = check_float('max_decay', max_decay, 0, 1, hi_open=True), check_float('warmup', warmup, 1)
+
+    def __init__(
+        self,
+        model: nn.Module,  # the model being trained (a compiled model is unwrapped)
+        max_decay: float = 0.9999,  # beta_max
+        warmup: float = 10.0,  # w: decay (1+n)/(w+n) until it reaches max_decay; 1 turns the warm-up off
+    ):
+        self.max_decay, self.warmup = (
+            check_float('max_decay', max_decay, 0, 1, hi_open=True),
+            check_float('warmup', warmup, 1),
+        )
         self.num_updates = 0
         self.model = copy.deepcopy(getattr(model, '_orig_mod', model)).eval().requires_grad_(False)
 
-    def decay(self, n:int|None=None) -> float:
+    def decay(self, n: int | None = None) -> float:
         "beta_n of eq. 8.6 for update number n (default: the next update)."
         n = self.num_updates if n is None else n
         return min(self.max_decay, (1 + n) / (self.warmup + n))
 
     @torch.no_grad()
-    def update(self, model:nn.Module):
+    def update(self, model: nn.Module):
         "Move the average towards `model`'s current weights, eq. 8.6."
         model = getattr(model, '_orig_mod', model)
         d = self.decay()
         ema_p = [p for p in self.model.parameters()]
         torch._foreach_lerp_(ema_p, [p.detach().to(e.dtype) for p, e in zip(model.parameters(), ema_p)], 1 - d)
-        for e, b in zip(self.model.buffers(), model.buffers()): e.copy_(b)
+        for e, b in zip(self.model.buffers(), model.buffers()):
+            e.copy_(b)
         self.num_updates += 1
 
-    def state_dict(self) -> dict: return {'model': self.model.state_dict(), 'num_updates': self.num_updates}
-    def load_state_dict(self, state:dict):
-        self.model.load_state_dict(state['model']); self.num_updates = int(state['num_updates'])
+    def state_dict(self) -> dict:
+        return {'model': self.model.state_dict(), 'num_updates': self.num_updates}
+
+    def load_state_dict(self, state: dict):
+        self.model.load_state_dict(state['model'])
+        self.num_updates = int(state['num_updates'])

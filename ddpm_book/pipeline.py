@@ -4,7 +4,11 @@
 
 # %% ../nbs/10b_pipeline.ipynb #2e1af17e
 from __future__ import annotations
-import io, importlib, os, tempfile, time
+import io
+import importlib
+import os
+import tempfile
+import time
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Callable
@@ -23,165 +27,269 @@ import ddpm_book.samplers  # chapter 10: registers euler, heun, dpm_solver
 from .solvers import FAST_SAMPLING  # chapter 10a: registers unipc, dpmpp_3m and the step schedules
 
 # %% auto #0
-__all__ = ['PIXELATED_CSS', 'Pipeline', 'class_key', 'register_pipeline_builder', 'load_pipeline', 'trainer_sample_fn',
-           'book_cache_dir', 'book_train_config', 'tiny_unet_config', 'book_unet_config', 'export_model_file',
-           'book_model_path', 'book_pipeline', 'available_samplers', 'SamplingStudio']
+__all__ = [
+    'PIXELATED_CSS',
+    'Pipeline',
+    'class_key',
+    'register_pipeline_builder',
+    'load_pipeline',
+    'trainer_sample_fn',
+    'book_cache_dir',
+    'book_train_config',
+    'tiny_unet_config',
+    'book_unet_config',
+    'export_model_file',
+    'book_model_path',
+    'book_pipeline',
+    'available_samplers',
+    'SamplingStudio',
+]
+
 
 # %% ../nbs/10b_pipeline.ipynb #9c887bc6
 @dataclass
 class Pipeline:
     "A trained denoiser with what it takes to sample it: schedule, pred_type, sample shape, conditioning."
-    model:nn.Module # model(x_t, t, **cond) -> prediction
-    sched:NoiseSchedule # the schedule it was trained with
-    pred_type:str='eps' # 'eps', 'x0' or 'v'
-    shape:tuple=(1, 32, 32) # the shape of one sample
-    num_classes:int|None=None # class-conditional with classes 0..num_classes-1
-    clip:str|None='clip' # default x0 repair for `sample` (images live in [-1, 1])
-    text:bool=False # accepts prompts (chapter 11b)
-    source:str='' # where it was loaded from
+
+    model: nn.Module  # model(x_t, t, **cond) -> prediction
+    sched: NoiseSchedule  # the schedule it was trained with
+    pred_type: str = 'eps'  # 'eps', 'x0' or 'v'
+    shape: tuple = (1, 32, 32)  # the shape of one sample
+    num_classes: int | None = None  # class-conditional with classes 0..num_classes-1
+    clip: str | None = 'clip'  # default x0 repair for `sample` (images live in [-1, 1])
+    text: bool = False  # accepts prompts (chapter 11b)
+    source: str = ''  # where it was loaded from
 
     @property
-    def device(self) -> torch.device: return model_device(self.model)
+    def device(self) -> torch.device:
+        return model_device(self.model)
+
     @property
-    def conditional(self) -> bool: return bool(self.num_classes) or self.text
+    def conditional(self) -> bool:
+        return bool(self.num_classes) or self.text
+
 
 # %% ../nbs/10b_pipeline.ipynb #fe1762ad
 @patch
-def _pipeline_labels(self:Pipeline, n:int|None, labels) -> tuple[int, torch.Tensor]:
+def _pipeline_labels(self: Pipeline, n: int | None, labels) -> tuple[int, torch.Tensor]:
     "Validated (B,) class indices from an int, a list or a tensor; n images (n may be None: from labels)."
-    if not self.num_classes: raise ValueError(f"labels={labels!r} given, but this model is unconditional (no classes); sample without labels")
+    if not self.num_classes:
+        raise ValueError(
+            f"labels={labels!r} given, but this model is unconditional (no classes); sample without labels"
+        )
     y = torch.as_tensor(labels)
-    if y.dtype.is_floating_point or y.dtype == torch.bool or y.ndim > 1: raise ValueError(f"labels must be integer class indices, got {labels!r}")
+    if y.dtype.is_floating_point or y.dtype == torch.bool or y.ndim > 1:
+        raise ValueError(f"labels must be integer class indices, got {labels!r}")
     y = y.long().reshape(-1).expand(n or 1) if y.ndim == 0 else y.long()
-    if n is not None and len(y) != n: raise ValueError(f"got {len(y)} labels for n={n} images")
+    if n is not None and len(y) != n:
+        raise ValueError(f"got {len(y)} labels for n={n} images")
     bad = sorted({int(v) for v in y if not 0 <= int(v) < self.num_classes})
-    if bad: raise ValueError(f"unknown class {bad[0] if len(bad) == 1 else bad}: this model knows classes 0..{self.num_classes - 1}")
+    if bad:
+        raise ValueError(
+            f"unknown class {bad[0] if len(bad) == 1 else bad}: this model knows classes 0..{self.num_classes - 1}"
+        )
     return len(y), y
+
 
 # %% ../nbs/10b_pipeline.ipynb #8770c042
 @patch
-def conditioning(self:Pipeline, n:int|None=None, labels=None, prompts=None) -> tuple[int, dict|None, dict|None]:
+def conditioning(
+    self: Pipeline, n: int | None = None, labels=None, prompts=None
+) -> tuple[int, dict | None, dict | None]:
     "(n, cond, uncond) model kwargs for `labels` (class indices); subclasses add prompts."
-    if prompts is not None: raise ValueError("prompts= needs a text-conditional model (chapter 11b); this one takes " + ("labels=" if self.num_classes else "no condition"))
-    if labels is None: return (1 if n is None else n), None, None
+    if prompts is not None:
+        raise ValueError(
+            "prompts= needs a text-conditional model (chapter 11b); this one takes "
+            + ("labels=" if self.num_classes else "no condition")
+        )
+    if labels is None:
+        return (1 if n is None else n), None, None
     n, y = self._pipeline_labels(n, labels)
     y = y.to(self.device)
     return n, {'labels': y}, {'labels': torch.full_like(y, self.num_classes)}
 
+
 # %% ../nbs/10b_pipeline.ipynb #e98cd963
 @patch
-def sample(self:Pipeline, n:int|None=None, # images (default: one per label/prompt, else 1)
-           labels=None, # class index or indices (class-conditional models)
-           prompts=None, # text prompt(s) (text-conditional models)
-           x_T:torch.Tensor|None=None, # starting noise (its batch size wins)
-           **kw): # anything `sample` takes: sampler, steps, eta, guidance, generator, ...
+def sample(
+    self: Pipeline,
+    n: int | None = None,  # images (default: one per label/prompt, else 1)
+    labels=None,  # class index or indices (class-conditional models)
+    prompts=None,  # text prompt(s) (text-conditional models)
+    x_T: torch.Tensor | None = None,  # starting noise (its batch size wins)
+    **kw,
+):  # anything `sample` takes: sampler, steps, eta, guidance, generator, ...
     "Sample this pipeline's model; returns images in [-1, 1] (or a SampleOutput)."
-    if x_T is not None: n = x_T.shape[0]
-    elif n is not None: check_int('n', n, 1)  # the number of images
+    if x_T is not None:
+        n = x_T.shape[0]
+    elif n is not None:
+        check_int('n', n, 1)  # the number of images
     n, cond, uncond = self.conditioning(n, labels, prompts)
     kw.setdefault('clip', self.clip)
-    if cond is None and kw.get('guidance', 1.0) != 1.0: raise ValueError(f"guidance={kw['guidance']} needs labels= or prompts= to guide towards")
-    return sample(self.model, self.sched, x_T, shape=None if x_T is not None else (n, *self.shape), pred_type=self.pred_type,
-                  cond=cond, uncond=uncond, device=self.device, **kw)
+    if cond is None and kw.get('guidance', 1.0) != 1.0:
+        raise ValueError(f"guidance={kw['guidance']} needs labels= or prompts= to guide towards")
+    return sample(
+        self.model,
+        self.sched,
+        x_T,
+        shape=None if x_T is not None else (n, *self.shape),
+        pred_type=self.pred_type,
+        cond=cond,
+        uncond=uncond,
+        device=self.device,
+        **kw,
+    )
+
 
 # %% ../nbs/10b_pipeline.ipynb #70c08f8a
-_BUILDERS: dict[str, Callable] = {} # 'module.QualName' -> build(state, ema, device) -> Pipeline
-_DETECTORS: list[tuple[Callable, str]] = [] # (detect(model_config) -> bool, key) for checkpoints without model_class
+_BUILDERS: dict[str, Callable] = {}  # 'module.QualName' -> build(state, ema, device) -> Pipeline
+_DETECTORS: list[tuple[Callable, str]] = []  # (detect(model_config) -> bool, key) for checkpoints without model_class
+
 
 def class_key(model_class) -> str:
     "'module.QualName' of a class (the form checkpoints record), or such a string as given."
-    if isinstance(model_class, type): return class_name(model_class)  # chapter 07: notebook cells name their exported module
-    if isinstance(model_class, str) and '.' in model_class.strip('.'): return model_class
+    if isinstance(model_class, type):
+        return class_name(model_class)  # chapter 07: notebook cells name their exported module
+    if isinstance(model_class, str) and '.' in model_class.strip('.'):
+        return model_class
     raise TypeError(f"model_class must be a class or a 'module.QualName' string, got {model_class!r}")
 
-def register_pipeline_builder(model_class, # a model class, or its 'module.QualName' (e.g. 'ddpm_book.unet.UNet')
-                              build:Callable, # build(state: dict, ema: bool, device) -> Pipeline
-                              detect:Callable|None=None # detect(model_config: dict) -> bool, for checkpoints without model_class
-                             ) -> str: # the key
+
+def register_pipeline_builder(
+    model_class,  # a model class, or its 'module.QualName' (e.g. 'ddpm_book.unet.UNet')
+    build: Callable,  # build(state: dict, ema: bool, device) -> Pipeline
+    detect: Callable | None = None,  # detect(model_config: dict) -> bool, for checkpoints without model_class
+) -> str:  # the key
     "Teach `load_pipeline` to build pipelines for checkpoints of `model_class`; later detect functions are tried first."
     key = class_key(model_class)
     _BUILDERS[key] = build
     _DETECTORS[:] = [(d, k) for d, k in _DETECTORS if k != key]
-    if detect is not None: _DETECTORS.insert(0, (detect, key))
+    if detect is not None:
+        _DETECTORS.insert(0, (detect, key))
     return key
+
 
 # %% ../nbs/10b_pipeline.ipynb #ee48ab48
 def _find_state(path) -> tuple[Path, dict]:
     "The checkpoint at `path`: a file, or the latest one in a run folder (or its checkpoints/)."
     p = Path(path)
-    if p.is_file(): return p, load_file(p)
+    if p.is_file():
+        return p, load_file(p)
     for folder in (p / 'checkpoints', p):
         found = find_checkpoint(folder, 'latest') if folder.is_dir() else None
-        if found: return found
-    raise FileNotFoundError(f"no checkpoint at '{p}': pass a checkpoint file (ckpt_*.pt) or a run folder that holds checkpoints/")
+        if found:
+            return found
+    raise FileNotFoundError(
+        f"no checkpoint at '{p}': pass a checkpoint file (ckpt_*.pt) or a run folder that holds checkpoints/"
+    )
+
 
 # %% ../nbs/10b_pipeline.ipynb #fd1cc3fb
 _UNET_FIELDS = {f.name for f in fields(UNetConfig)}
 
-def _build_unet(state:dict, ema:bool=True, device=None) -> Pipeline:
+
+def _build_unet(state: dict, ema: bool = True, device=None) -> Pipeline:
     "A Pipeline around the UNet of chapter 06 described by the checkpoint."
     mc, cfg = state['model_config'], state['config']
     model = UNet(UNetConfig(**mc))
     load_model_state(model, state['ema']['model'] if ema else state['model'], 'EMA model' if ema else 'model')
     sched = make_schedule(cfg['schedule'], cfg['T'], cfg.get('zero_terminal_snr', False))
-    return Pipeline(model.to(device or 'cpu').eval(), sched, cfg['pred_type'], (mc['in_channels'], mc['image_size'], mc['image_size']),
-                    mc.get('num_classes'))
+    return Pipeline(
+        model.to(device or 'cpu').eval(),
+        sched,
+        cfg['pred_type'],
+        (mc['in_channels'], mc['image_size'], mc['image_size']),
+        mc.get('num_classes'),
+    )
 
-def _is_unet_config(mc:dict) -> bool: return set(mc) | set(ADDED_FIELDS) == _UNET_FIELDS
+
+def _is_unet_config(mc: dict) -> bool:
+    return set(mc) | set(ADDED_FIELDS) == _UNET_FIELDS
+
 
 register_pipeline_builder(UNet, _build_unet, _is_unet_config)
 
+
 # %% ../nbs/10b_pipeline.ipynb #296c67ce
-def _pipeline_builder(state:dict, source) -> Callable:
+def _pipeline_builder(state: dict, source) -> Callable:
     "The registered builder for a checkpoint, found by its `model_class` (importing that ddpm_book module) or by detect."
     key, mc = state.get('model_class'), state.get('model_config')
     if key is None:
         for detect, k in _DETECTORS:
-            if detect(mc): return _BUILDERS[k]
-        raise ValueError(f"'{source}' records no model_class and no registered detect() recognises its model_config (keys {sorted(mc)[:8]}...); "
-                         "import the chapter that defines the model (e.g. `import ddpm_book.text` for text models) and try again")
+            if detect(mc):
+                return _BUILDERS[k]
+        raise ValueError(
+            f"'{source}' records no model_class and no registered detect() recognises its model_config (keys {sorted(mc)[:8]}...); "
+            "import the chapter that defines the model (e.g. `import ddpm_book.text` for text models) and try again"
+        )
     if key not in _BUILDERS:
         module = class_key(key).rpartition('.')[0]
         if not module.startswith('ddpm_book.'):
-            raise ValueError(f"'{source}': no pipeline builder for model_class {key!r}, and modules outside ddpm_book are never imported "
-                             "by load_pipeline: import the module that registers its builder yourself")
-        try: importlib.import_module(module)  # a later chapter registers its builder on import, e.g. ddpm_book.text
-        except ModuleNotFoundError: raise ValueError(f"'{source}': unknown model_class {key!r} (there is no module {module!r})") from None
+            raise ValueError(
+                f"'{source}': no pipeline builder for model_class {key!r}, and modules outside ddpm_book are never imported "
+                "by load_pipeline: import the module that registers its builder yourself"
+            )
+        try:
+            importlib.import_module(module)  # a later chapter registers its builder on import, e.g. ddpm_book.text
+        except ModuleNotFoundError:
+            raise ValueError(f"'{source}': unknown model_class {key!r} (there is no module {module!r})") from None
     if key not in _BUILDERS:
-        raise ValueError(f"'{source}': no pipeline builder is registered for model_class {key!r}; registered: {sorted(_BUILDERS)}")
+        raise ValueError(
+            f"'{source}': no pipeline builder is registered for model_class {key!r}; registered: {sorted(_BUILDERS)}"
+        )
     return _BUILDERS[key]
 
+
 # %% ../nbs/10b_pipeline.ipynb #bc48de2f
-def load_pipeline(path, # a checkpoint file, a run folder, or 'book': the shipped model (when no such folder exists)
-                  ema:bool=True, # use the EMA weights (else the raw ones)
-                  device=None # where the model goes (default CPU)
-                 ) -> Pipeline:
+def load_pipeline(
+    path,  # a checkpoint file, a run folder, or 'book': the shipped model (when no such folder exists)
+    ema: bool = True,  # use the EMA weights (else the raw ones)
+    device=None,  # where the model goes (default CPU)
+) -> Pipeline:
     "A ready-to-sample Pipeline from a training checkpoint of this book."
     p, state = _find_state(book_model_path() if str(path) == 'book' and not Path(path).exists() else path)
     if not isinstance(state.get('model_config'), dict) or 'config' not in state:
         raise ValueError(f"'{p}' has no model_config/config: it was not written by the Trainer of chapter 08c")
     if not ema and 'model' not in state:
-        raise ValueError(f"'{p}' holds EMA weights only (a model file, see export_model_file), no raw weights: load it with ema=True")
-    if ema and 'ema' not in state: raise ValueError(f"'{p}' holds no EMA weights: load it with ema=False")
+        raise ValueError(
+            f"'{p}' holds EMA weights only (a model file, see export_model_file), no raw weights: load it with ema=True"
+        )
+    if ema and 'ema' not in state:
+        raise ValueError(f"'{p}' holds no EMA weights: load it with ema=False")
     pipe = _pipeline_builder(state, p)(state, ema, device)
     pipe.source = str(p)
     return pipe
 
+
 # %% ../nbs/10b_pipeline.ipynb #235f23c4
-def trainer_sample_fn(sched:NoiseSchedule, # the run's schedule
-                      shape:tuple, # one sample's shape
-                      pred_type:str='eps', # the run's pred_type
-                      num_classes:int|None=None, # label the grid cells 0, 1, 2, ... when class-conditional
-                      steps:int=50, # DDIM steps
-                      sampler:str='ddim' # any registered sampler
-                     ) -> Callable:
+def trainer_sample_fn(
+    sched: NoiseSchedule,  # the run's schedule
+    shape: tuple,  # one sample's shape
+    pred_type: str = 'eps',  # the run's pred_type
+    num_classes: int | None = None,  # label the grid cells 0, 1, 2, ... when class-conditional
+    steps: int = 50,  # DDIM steps
+    sampler: str = 'ddim',  # any registered sampler
+) -> Callable:
     "A `sample_fn(model, n, generator)` for the Trainer, built on `sample`."
-    def sample_fn(model, n:int, generator=None):
+
+    def sample_fn(model, n: int, generator=None):
         dev = model_device(model)
         cond = {'labels': torch.arange(n, device=dev) % num_classes} if num_classes else None
-        return sample(model, sched, shape=(n, *shape), sampler=sampler, steps=min(steps, sched.T), pred_type=pred_type,
-                      cond=cond, clip='clip' if len(shape) == 3 else None, generator=generator, device=dev)
+        return sample(
+            model,
+            sched,
+            shape=(n, *shape),
+            sampler=sampler,
+            steps=min(steps, sched.T),
+            pred_type=pred_type,
+            cond=cond,
+            clip='clip' if len(shape) == 3 else None,
+            generator=generator,
+            device=dev,
+        )
+
     return sample_fn
+
 
 # %% ../nbs/10b_pipeline.ipynb #6c838a86
 def book_cache_dir() -> Path:
@@ -189,145 +297,274 @@ def book_cache_dir() -> Path:
     env = os.environ.get('DDPM_BOOK_CACHE', '').strip()
     return Path(env).expanduser() if env else Path.home() / '.cache' / 'ddpm_book'
 
-def book_train_config(run_dir=None, # default: book_cache_dir() / 'mnist_cfg'
-                      quick:bool=False # a few steps of a tiny model, for tests
-                     ) -> TrainConfig:
+
+def book_train_config(
+    run_dir=None,  # default: book_cache_dir() / 'mnist_cfg'
+    quick: bool = False,  # a few steps of a tiny model, for tests
+) -> TrainConfig:
     "The training run behind the book's pictures (quick: a few steps of a tiny model, for tests)."
     q, run_dir = quick, book_cache_dir() / 'mnist_cfg' if run_dir is None else run_dir
-    return TrainConfig(run_dir=str(run_dir), steps=4 if q else 2000, batch_size=8 if q else 32, lr=1e-3 if q else 2e-4,
-                       warmup_steps=2 if q else 200, T=1000, schedule='linear', ema_decay=0.999, log_every=2 if q else 50,
-                       ckpt_every=0 if q else 250, keep_last=2, sample_every=0 if q else 1000, n_samples=16,
-                       precision='auto', class_cond=True, label_dropout=0.1, progress=not q)
+    return TrainConfig(
+        run_dir=str(run_dir),
+        steps=4 if q else 2000,
+        batch_size=8 if q else 32,
+        lr=1e-3 if q else 2e-4,
+        warmup_steps=2 if q else 200,
+        T=1000,
+        schedule='linear',
+        ema_decay=0.999,
+        log_every=2 if q else 50,
+        ckpt_every=0 if q else 250,
+        keep_last=2,
+        sample_every=0 if q else 1000,
+        n_samples=16,
+        precision='auto',
+        class_cond=True,
+        label_dropout=0.1,
+        progress=not q,
+    )
 
-def tiny_unet_config(image_size:int=16, in_channels:int=1, num_classes:int|None=None) -> UNetConfig:
+
+def tiny_unet_config(image_size: int = 16, in_channels: int = 1, num_classes: int | None = None) -> UNetConfig:
     "A UNet of a few thousand parameters, for quick runs under test (`--quick` on the command line)."
-    return UNetConfig(image_size=image_size, in_channels=in_channels, base_channels=8, channel_mults=(1, 2), num_res_blocks=1,
-                      attn_resolutions=(), num_heads=1, norm_groups=4, mid_attention=False, num_classes=num_classes)
+    return UNetConfig(
+        image_size=image_size,
+        in_channels=in_channels,
+        base_channels=8,
+        channel_mults=(1, 2),
+        num_res_blocks=1,
+        attn_resolutions=(),
+        num_heads=1,
+        norm_groups=4,
+        mid_attention=False,
+        num_classes=num_classes,
+    )
 
-def book_unet_config(quick:bool=False) -> UNetConfig:
+
+def book_unet_config(quick: bool = False) -> UNetConfig:
     "The book model's UNet: the 'mnist' preset with 10 classes (quick: a tiny one)."
     return tiny_unet_config(num_classes=10) if quick else UNetConfig.preset('mnist', num_classes=10)
+
 
 # %% ../nbs/10b_pipeline.ipynb #2f89f9c1
 _MODEL_FILE_KEYS = ('step', 'ema', 'config', 'model_config', 'model_class')
 
-def export_model_file(src, # a checkpoint file, or a run folder (its latest checkpoint)
-                      out_path, # the model file to write, e.g. ddpm_book/models/book_mnist.pt
-                      **extra # more entries, e.g. training={'command': ..., 'hardware': ..., 'wall_time_s': ...}
-                     ) -> Path:
+
+def export_model_file(
+    src,  # a checkpoint file, or a run folder (its latest checkpoint)
+    out_path,  # the model file to write, e.g. ddpm_book/models/book_mnist.pt
+    **extra,  # more entries, e.g. training={'command': ..., 'hardware': ..., 'wall_time_s': ...}
+) -> Path:
     "Write the EMA weights of a checkpoint with its configs and model class: a small file `load_pipeline` reads."
     p, state = _find_state(src)
     missing = [k for k in ('ema', 'config', 'model_config') if not isinstance(state.get(k), dict)]
-    if missing: raise ValueError(f"'{p}' has no {', '.join(missing)}: export_model_file needs a Trainer checkpoint (chapter 08c)")
+    if missing:
+        raise ValueError(
+            f"'{p}' has no {', '.join(missing)}: export_model_file needs a Trainer checkpoint (chapter 08c)"
+        )
     clash = sorted(set(extra) & {*_MODEL_FILE_KEYS, 'model', 'optimizer'})
-    if clash: raise ValueError(f"extra entries must not replace {clash}: they are written from the checkpoint")
+    if clash:
+        raise ValueError(f"extra entries must not replace {clash}: they are written from the checkpoint")
     ema = {'model': state['ema']['model'], 'num_updates': state['ema'].get('num_updates')}
-    out = {'step': state['step'], 'ema': ema, 'config': state['config'], 'model_config': state['model_config'],
-           'model_class': state.get('model_class') or class_key(UNet), **extra}
+    out = {
+        'step': state['step'],
+        'ema': ema,
+        'config': state['config'],
+        'model_config': state['model_config'],
+        'model_class': state.get('model_class') or class_key(UNet),
+        **extra,
+    }
     return save_file(out, out_path)
 
+
 # %% ../nbs/10b_pipeline.ipynb #57872cd1
-def _train_book(cfg:TrainConfig, quick:bool, device=None) -> Pipeline:
+def _train_book(cfg: TrainConfig, quick: bool, device=None) -> Pipeline:
     "Train (resuming) the book model with `cfg` unless its run is complete; then load the run's latest checkpoint."
     from ddpm_book.data import get_dataset
+
     found = find_checkpoint(Path(cfg.run_dir) / 'checkpoints')
     if found is None or found[1]['step'] < cfg.steps:
         torch.manual_seed(cfg.seed)
         ucfg, size = book_unet_config(quick), 16 if quick else 32
-        sample_fn = trainer_sample_fn(make_schedule(cfg.schedule, cfg.T, cfg.zero_terminal_snr), (1, size, size), cfg.pred_type, ucfg.num_classes)
+        sample_fn = trainer_sample_fn(
+            make_schedule(cfg.schedule, cfg.T, cfg.zero_terminal_snr), (1, size, size), cfg.pred_type, ucfg.num_classes
+        )
         tr = Trainer(UNet(ucfg), get_dataset('mnist5k', image_size=size), cfg, sample_fn=sample_fn)
-        tr.resume('latest'); tr.fit()  # an Interrupt raises TrainingInterrupted after the stop checkpoint (chapter 08c)
+        tr.resume('latest')
+        tr.fit()  # an Interrupt raises TrainingInterrupted after the stop checkpoint (chapter 08c)
     return load_pipeline(cfg.run_dir, device=device)
+
 
 # %% ../nbs/10b_pipeline.ipynb #4f29aab2
 _BOOK: dict = {}
+
 
 def book_model_path() -> Path:
     "The book model file: $DDPM_BOOK_MODEL if set, else the shipped ddpm_book/models/book_mnist.pt (package data)."
     env = os.environ.get('DDPM_BOOK_MODEL', '').strip()
     return Path(env).expanduser() if env else Path(ddpm_book.__file__).parent / 'models' / 'book_mnist.pt'
 
-def book_pipeline(train:bool=False, # train (or resume) the book model instead of loading the shipped file
-                  run_dir=None, # where to train, or a run to load; default for training: book_cache_dir() / 'mnist_cfg'
-                  device=None, # where the model goes
-                  quick:bool=False, # a tiny stand-in trained for a few steps in a temporary folder (tests)
-                  model_file=None # the model file to load (default: book_model_path())
-                 ) -> Pipeline:
+
+def book_pipeline(
+    train: bool = False,  # train (or resume) the book model instead of loading the shipped file
+    run_dir=None,  # where to train, or a run to load; default for training: book_cache_dir() / 'mnist_cfg'
+    device=None,  # where the model goes
+    quick: bool = False,  # a tiny stand-in trained for a few steps in a temporary folder (tests)
+    model_file=None,  # the model file to load (default: book_model_path())
+) -> Pipeline:
     "The book's class-conditional MNIST model: the shipped file, or trained on request (resuming if interrupted)."
-    if not isinstance(train, bool): raise TypeError(f"train must be True or False, got {train!r}; pass the run folder as run_dir=")
-    if quick: run_dir, train = _BOOK.setdefault('quick_dir', tempfile.mkdtemp(prefix='ddpm_book_quick_')), True
-    if train: return _train_book(book_train_config(run_dir, quick), quick, device)
-    if run_dir is not None: return load_pipeline(run_dir, device=device)
+    if not isinstance(train, bool):
+        raise TypeError(f"train must be True or False, got {train!r}; pass the run folder as run_dir=")
+    if quick:
+        run_dir, train = _BOOK.setdefault('quick_dir', tempfile.mkdtemp(prefix='ddpm_book_quick_')), True
+    if train:
+        return _train_book(book_train_config(run_dir, quick), quick, device)
+    if run_dir is not None:
+        return load_pipeline(run_dir, device=device)
     path = Path(model_file) if model_file is not None else book_model_path()
     if not path.is_file():
-        raise FileNotFoundError(f"the book model file '{path}' is missing (a source checkout without it?). Train the same model yourself: "
-                                "book_pipeline(train=True) (resumable, into ~/.cache/ddpm_book/mnist_cfg or $DDPM_BOOK_CACHE), or run "
-                                "`ddpm-book demo` and load its run with load_pipeline(RUN_FOLDER)")
+        raise FileNotFoundError(
+            f"the book model file '{path}' is missing (a source checkout without it?). Train the same model yourself: "
+            "book_pipeline(train=True) (resumable, into ~/.cache/ddpm_book/mnist_cfg or $DDPM_BOOK_CACHE), or run "
+            "`ddpm-book demo` and load its run with load_pipeline(RUN_FOLDER)"
+        )
     return load_pipeline(path, device=device)
+
 
 # %% ../nbs/10b_pipeline.ipynb #614fec0e
 def available_samplers() -> list[str]:
     "Names of all registered samplers (chapters 10 and 10a's are registered by this module's imports)."
     return list(SAMPLERS)
 
-def _grid_png(x:torch.Tensor, nrow:int|None=None, zoom:int=1) -> bytes:
+
+def _grid_png(x: torch.Tensor, nrow: int | None = None, zoom: int = 1) -> bytes:
     "PNG bytes of an image grid of x in [-1, 1], enlarged `zoom` times (nearest neighbour: sharp pixels)."
     from PIL import Image
+
     a = image_grid(x.float().clamp(-1, 1), nrow=nrow, value_range=(-1, 1)).repeat(zoom, 0).repeat(zoom, 1)
-    buf = io.BytesIO(); Image.fromarray(a).save(buf, format='png')
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, format='png')
     return buf.getvalue()
 
-def _placeholder_png(width:int, height:int, text:str='press Generate') -> bytes:
+
+def _placeholder_png(width: int, height: int, text: str = 'press Generate') -> bytes:
     "A grey PNG of the given size with a hint, shown before the first image."
     from PIL import Image, ImageDraw
+
     im = Image.new('RGB', (width, height), (215, 215, 215))
     ImageDraw.Draw(im).text((6, max(0, height // 2 - 6)), text, fill=(90, 90, 90))
-    buf = io.BytesIO(); im.save(buf, format='png')
+    buf = io.BytesIO()
+    im.save(buf, format='png')
     return buf.getvalue()
 
-def _fixed_image(shape:tuple, k:int, nrow:int, zoom:int=1):
+
+def _fixed_image(shape: tuple, k: int, nrow: int, zoom: int = 1):
     "A fixed-size, pixelated ipywidgets.Image for a grid of k images of `shape`, nrow per row, showing a placeholder."
     import ipywidgets as W
+
     h, w = (zoom * d for d in image_grid(torch.zeros(k, *shape[-3:]), nrow=nrow).shape[:2])
-    im = W.Image(value=_placeholder_png(w, h), format='png', width=w, height=h, layout=W.Layout(width=f'{w}px', height=f'{h}px'))
+    im = W.Image(
+        value=_placeholder_png(w, h), format='png', width=w, height=h, layout=W.Layout(width=f'{w}px', height=f'{h}px')
+    )
     im.add_class('ddpm-pixelated')  # image-rendering: pixelated, from PIXELATED_CSS
     return im
+
 
 # %% ../nbs/10b_pipeline.ipynb #3f4ef0de
 PIXELATED_CSS = '<style>.ddpm-pixelated { image-rendering: pixelated; image-rendering: crisp-edges; max-width: none !important; }</style>'
 
+
 class SamplingStudio:
     "ipywidgets panel: sampler, time grid, steps, seed, eta, class/prompt, guidance, Generate; sample grid and x0 strip."
-    def __init__(self, pipe:Pipeline, # what to sample (see `load_pipeline`)
-                 n:int=8, # images per run
-                 strip:int=8, # x0 snapshots in the trajectory strip
-                 steps:int|None=None, # initial number of steps (default: FAST_SAMPLING's)
-                 zoom:int=2 # integer enlargement of the images (sharp pixels, fixed size)
-                ):
+
+    def __init__(
+        self,
+        pipe: Pipeline,  # what to sample (see `load_pipeline`)
+        n: int = 8,  # images per run
+        strip: int = 8,  # x0 snapshots in the trajectory strip
+        steps: int | None = None,  # initial number of steps (default: FAST_SAMPLING's)
+        zoom: int = 2,  # integer enlargement of the images (sharp pixels, fixed size)
+    ):
         import ipywidgets as W
-        self.pipe, self.n, self.n_strip, self.zoom, self.images, self.output = pipe, check_int('n', n, 1), check_int('strip', strip, 2), check_int('zoom', zoom, 1), None, None
+
+        self.pipe, self.n, self.n_strip, self.zoom, self.images, self.output = (
+            pipe,
+            check_int('n', n, 1),
+            check_int('strip', strip, 2),
+            check_int('zoom', zoom, 1),
+            None,
+            None,
+        )
         self.sampler = W.Dropdown(options=available_samplers(), value=FAST_SAMPLING['sampler'], description='sampler')
-        self.grid_kind = W.Dropdown(options=[("sampler's own", '')] + [(g, g) for g in (*SPACINGS, *STEP_SCHEDULES)], value='', description='time grid')
-        self.steps = W.IntSlider(min(steps or FAST_SAMPLING['steps'], pipe.sched.T), min=1, max=min(pipe.sched.T, 1000), description='steps')
-        self.seed, self.eta = W.IntText(0, description='seed'), W.FloatSlider(0.0, min=0, max=1, step=0.05, description='η')
-        self.label = W.Dropdown(options=[('every class', -2), ('none', -1)] + [(str(i), i) for i in range(pipe.num_classes)], value=-2,
-                                description='class') if pipe.num_classes else None  # -1/-2, not None: ipywidgets shows None as blank
+        self.grid_kind = W.Dropdown(
+            options=[("sampler's own", '')] + [(g, g) for g in (*SPACINGS, *STEP_SCHEDULES)],
+            value='',
+            description='time grid',
+        )
+        self.steps = W.IntSlider(
+            min(steps or FAST_SAMPLING['steps'], pipe.sched.T), min=1, max=min(pipe.sched.T, 1000), description='steps'
+        )
+        self.seed, self.eta = (
+            W.IntText(0, description='seed'),
+            W.FloatSlider(0.0, min=0, max=1, step=0.05, description='η'),
+        )
+        self.label = (
+            W.Dropdown(
+                options=[('every class', -2), ('none', -1)] + [(str(i), i) for i in range(pipe.num_classes)],
+                value=-2,
+                description='class',
+            )
+            if pipe.num_classes
+            else None
+        )  # -1/-2, not None: ipywidgets shows None as blank
         self.prompt = W.Text(placeholder='a handwritten 7', description='prompt') if pipe.text else None
         self.guidance = W.FloatSlider(2.0 if pipe.conditional else 1.0, min=0, max=10, step=0.5, description='guidance')
-        self.button, self.status, self.bar = W.Button(description='Generate', button_style='primary'), W.HTML('press <b>Generate</b>'), W.Output()
-        self.grid, self.strip = _fixed_image(pipe.shape, self.n, min(self.n, 8), zoom), _fixed_image(pipe.shape, self.n_strip, self.n_strip, zoom)
+        self.button, self.status, self.bar = (
+            W.Button(description='Generate', button_style='primary'),
+            W.HTML('press <b>Generate</b>'),
+            W.Output(),
+        )
+        self.grid, self.strip = (
+            _fixed_image(pipe.shape, self.n, min(self.n, 8), zoom),
+            _fixed_image(pipe.shape, self.n_strip, self.n_strip, zoom),
+        )
         self.picture = StaticPicture(self.grid.value)  # chapter 02: a copy of the grid that stays in the saved notebook
-        for w in (self.sampler, self.label, self.prompt): w is not None and w.observe(self._sync, 'value')
+        for w in (self.sampler, self.label, self.prompt):
+            w is not None and w.observe(self._sync, 'value')
         self.button.on_click(lambda _: self.generate())
-        controls = [w for w in (self.sampler, self.grid_kind, self.steps, self.seed, self.eta, self.label, self.prompt, self.guidance) if w is not None]
-        self.widget = W.VBox([W.HTML(PIXELATED_CSS), W.HBox([W.VBox(controls), W.VBox([self.button, self.status])]), self.bar, self.grid, self.strip])
+        controls = [
+            w
+            for w in (
+                self.sampler,
+                self.grid_kind,
+                self.steps,
+                self.seed,
+                self.eta,
+                self.label,
+                self.prompt,
+                self.guidance,
+            )
+            if w is not None
+        ]
+        self.widget = W.VBox(
+            [
+                W.HTML(PIXELATED_CSS),
+                W.HBox([W.VBox(controls), W.VBox([self.button, self.status])]),
+                self.bar,
+                self.grid,
+                self.strip,
+            ]
+        )
         self._sync()
 
     def _cond_kw(self) -> dict:
         "labels=/prompts= from the controls ({} when unconditional)."
-        if self.prompt is not None and self.prompt.value.strip(): return {'prompts': [self.prompt.value.strip()] * self.n}
-        if self.label is not None and self.label.value == -2: return {'labels': [i % self.pipe.num_classes for i in range(self.n)]}
-        if self.label is not None and self.label.value not in (None, -1): return {'labels': [self.label.value] * self.n}
+        if self.prompt is not None and self.prompt.value.strip():
+            return {'prompts': [self.prompt.value.strip()] * self.n}
+        if self.label is not None and self.label.value == -2:
+            return {'labels': [i % self.pipe.num_classes for i in range(self.n)]}
+        if self.label is not None and self.label.value not in (None, -1):
+            return {'labels': [self.label.value] * self.n}
         return {}
 
     def _sync(self, *_):
@@ -337,21 +574,36 @@ class SamplingStudio:
 
     def _ipython_display_(self):
         from IPython.display import display
+
         display(self.widget, self.picture)  # the live panel, then a static copy of the grid for the saved notebook
+
 
 # %% ../nbs/10b_pipeline.ipynb #42d7cc32
 @patch
-def generate(self:SamplingStudio):
+def generate(self: SamplingStudio):
     "Sample with the current settings and show the grid and the x0 strip of the first sample."
     cond, t0 = self._cond_kw(), time.perf_counter()
-    self.status.value = 'sampling ...'; self.bar.clear_output()
+    self.status.value = 'sampling ...'
+    self.bar.clear_output()
     with self.bar:
-        out = self.pipe.sample(self.n, sampler=self.sampler.value, steps=self.steps.value, spacing=self.grid_kind.value or None, eta=self.eta.value,
-                               guidance=self.guidance.value if cond else 1.0, generator=torch.Generator().manual_seed(self.seed.value),
-                               return_trajectory=True, progress=True, **cond)
+        out = self.pipe.sample(
+            self.n,
+            sampler=self.sampler.value,
+            steps=self.steps.value,
+            spacing=self.grid_kind.value or None,
+            eta=self.eta.value,
+            guidance=self.guidance.value if cond else 1.0,
+            generator=torch.Generator().manual_seed(self.seed.value),
+            return_trajectory=True,
+            progress=True,
+            **cond,
+        )
     self.bar.clear_output()
     self.output, self.images = out, out.images
-    k = len(out.x0_trajectory); idx = [round(i * (k - 1) / (self.n_strip - 1)) for i in range(self.n_strip)]  # fixed size: repeats when steps < strip
+    k = len(out.x0_trajectory)
+    idx = [
+        round(i * (k - 1) / (self.n_strip - 1)) for i in range(self.n_strip)
+    ]  # fixed size: repeats when steps < strip
     self.grid.value = _grid_png(out.images, nrow=min(self.n, 8), zoom=self.zoom)
     self.strip.value = _grid_png(torch.stack([out.x0_trajectory[i][0] for i in idx]), nrow=self.n_strip, zoom=self.zoom)
     self.picture.update(self.grid.value)

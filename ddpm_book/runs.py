@@ -4,7 +4,19 @@
 
 # %% ../nbs/08b_runs.ipynb #90ccb784
 from __future__ import annotations
-import contextlib, hashlib, importlib.metadata, importlib.util, json, os, platform, signal, socket, subprocess, sys, threading, time
+import contextlib
+import hashlib
+import importlib.metadata
+import importlib.util
+import json
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -17,221 +29,395 @@ from . import __version__
 from .core import atomic_write, get_device, choose_precision
 
 # %% auto #0
-__all__ = ['PACKAGES', 'EVAL_FNS', 'write_json', 'git_commit', 'run_meta', 'env_info', 'source_checkout', 'dataset_fingerprint',
-           'write_run_artifacts', 'events_path', 'append_event', 'read_events', 'truncate_events', 'prepare_run_dir',
-           'open_tensorboard', 'peak_mem_mb', 'save_points', 'epoch_order', 'ResumableBatchSampler', 'item_seed',
-           'SeededItems', 'SeededBatches', 'StopSignals', 'LocalAccelerator', 'launched_processes', 'make_accelerator',
-           'launch_local', 'default_eval_fn']
+__all__ = [
+    'PACKAGES',
+    'EVAL_FNS',
+    'write_json',
+    'git_commit',
+    'run_meta',
+    'env_info',
+    'source_checkout',
+    'dataset_fingerprint',
+    'write_run_artifacts',
+    'events_path',
+    'append_event',
+    'read_events',
+    'truncate_events',
+    'prepare_run_dir',
+    'open_tensorboard',
+    'peak_mem_mb',
+    'save_points',
+    'epoch_order',
+    'ResumableBatchSampler',
+    'item_seed',
+    'SeededItems',
+    'SeededBatches',
+    'StopSignals',
+    'LocalAccelerator',
+    'launched_processes',
+    'make_accelerator',
+    'launch_local',
+    'default_eval_fn',
+]
+
 
 # %% ../nbs/08b_runs.ipynb #af8f8291
-def write_json(path:str|Path, obj) -> Path:
+def write_json(path: str | Path, obj) -> Path:
     "Write `obj` as indented JSON, atomically; values JSON does not know are written as strings."
-    with atomic_write(path, 'w') as f: json.dump(obj, f, indent=1, default=str)
+    with atomic_write(path, 'w') as f:
+        json.dump(obj, f, indent=1, default=str)
     return Path(path)
 
-def git_commit() -> str|None:
+
+def git_commit() -> str | None:
     "The git commit of the working directory, if it is a git repository."
-    try: return subprocess.run(['git', 'rev-parse', 'HEAD'], capture_output=True, text=True, timeout=5).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError): return None
+    try:
+        return (
+            subprocess.run(['git', 'rev-parse', 'HEAD'], capture_output=True, text=True, timeout=5).stdout.strip()
+            or None
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+
 
 # %% ../nbs/08b_runs.ipynb #feeb4353
-def run_meta(device:torch.device, # the device the run trains on
-             step:int # the step the run starts (or resumes) at
-            ) -> dict:
+def run_meta(
+    device: torch.device,  # the device the run trains on
+    step: int,  # the step the run starts (or resumes) at
+) -> dict:
     "Versions, hardware, git commit and command line of this process, for the run's meta.json."
     name = torch.cuda.get_device_name(device) if device.type == 'cuda' else platform.processor()
-    return {'python': platform.python_version(), 'torch': torch.__version__, 'numpy': np.__version__, 'ddpm_book': __version__,
-            'device': str(device), 'device_name': name, 'threads': torch.get_num_threads(), 'git_commit': git_commit(),
-            'argv': sys.argv, 'started_at_step': step, 'time': time.strftime('%Y-%m-%d %H:%M:%S')}
+    return {
+        'python': platform.python_version(),
+        'torch': torch.__version__,
+        'numpy': np.__version__,
+        'ddpm_book': __version__,
+        'device': str(device),
+        'device_name': name,
+        'threads': torch.get_num_threads(),
+        'git_commit': git_commit(),
+        'argv': sys.argv,
+        'started_at_step': step,
+        'time': time.strftime('%Y-%m-%d %H:%M:%S'),
+    }
+
 
 # %% ../nbs/08b_runs.ipynb #959d3918
-PACKAGES = ('ddpm_book', 'torch', 'torchvision', 'numpy', 'accelerate', 'torchmetrics', 'tokenizers', 'fastcore', 'pyyaml', 'diffusers')
+PACKAGES = (
+    'ddpm_book',
+    'torch',
+    'torchvision',
+    'numpy',
+    'accelerate',
+    'torchmetrics',
+    'tokenizers',
+    'fastcore',
+    'pyyaml',
+    'diffusers',
+)
 
-def _version(name:str) -> str|None:
-    try: return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError: return None
+
+def _version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
 
 def env_info() -> dict:
     "What this process runs on: python, torch, CUDA/cuDNN, CPU capability, GPUs, deterministic mode, package versions (env.json)."
     cuda = torch.cuda.is_available()
-    return {'python': platform.python_version(), 'platform': platform.platform(), 'processor': platform.processor() or platform.machine(),
-            'cpu_count': os.cpu_count(), 'cpu_capability': torch.backends.cpu.get_cpu_capability(), 'torch_threads': torch.get_num_threads(),
-            'torch': torch.__version__, 'cuda': torch.version.cuda, 'cudnn': torch.backends.cudnn.version() if cuda else None,
-            'gpus': [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else [],
-            'mps': torch.backends.mps.is_available(), 'deterministic_algorithms': torch.are_deterministic_algorithms_enabled(),
-            'cublas_workspace_config': os.environ.get('CUBLAS_WORKSPACE_CONFIG'), 'packages': {n: _version(n) for n in PACKAGES}}
+    return {
+        'python': platform.python_version(),
+        'platform': platform.platform(),
+        'processor': platform.processor() or platform.machine(),
+        'cpu_count': os.cpu_count(),
+        'cpu_capability': torch.backends.cpu.get_cpu_capability(),
+        'torch_threads': torch.get_num_threads(),
+        'torch': torch.__version__,
+        'cuda': torch.version.cuda,
+        'cudnn': torch.backends.cudnn.version() if cuda else None,
+        'gpus': [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else [],
+        'mps': torch.backends.mps.is_available(),
+        'deterministic_algorithms': torch.are_deterministic_algorithms_enabled(),
+        'cublas_workspace_config': os.environ.get('CUBLAS_WORKSPACE_CONFIG'),
+        'packages': {n: _version(n) for n in PACKAGES},
+    }
+
 
 # %% ../nbs/08b_runs.ipynb #7c9d6968
-def source_checkout(path:str|Path|None=None # a folder of the library's source; default: where ddpm_book was imported from
-                   ) -> dict|None:
+def source_checkout(
+    path: str | Path | None = None,  # a folder of the library's source; default: where ddpm_book was imported from
+) -> dict | None:
     "The git commit and dirty flag of the checkout `path` is tracked in, or None (an installed copy, no git)."
     here = Path(path or Path(ddpm_book.__file__).parent).resolve()
     git = lambda *a: subprocess.run(['git', '-C', str(here), *a], capture_output=True, text=True, timeout=10)
     try:
-        if git('ls-files', '--error-unmatch', '__init__.py').returncode: return None  # not a tracked source folder
+        if git('ls-files', '--error-unmatch', '__init__.py').returncode:
+            return None  # not a tracked source folder
         dirty = git('status', '--porcelain', '--untracked-files=no').stdout.strip()
-        return {'root': git('rev-parse', '--show-toplevel').stdout.strip(), 'commit': git('rev-parse', 'HEAD').stdout.strip() or None,
-                'dirty': bool(dirty)}
-    except (OSError, subprocess.SubprocessError): return None
+        return {
+            'root': git('rev-parse', '--show-toplevel').stdout.strip(),
+            'commit': git('rev-parse', 'HEAD').stdout.strip() or None,
+            'dirty': bool(dirty),
+        }
+    except (OSError, subprocess.SubprocessError):
+        return None
+
 
 # %% ../nbs/08b_runs.ipynb #b49b7adf
 def _fingerprint_parts(ds):
     "What identifies a data set's content, from its attributes (in-memory tensors, torchvision arrays, files, captions), never its items."
-    if isinstance(getattr(ds, 'x', None), torch.Tensor): yield from (ds.x, getattr(ds, 'labels', None))
-    elif isinstance(getattr(ds, 'data', None), (torch.Tensor, np.ndarray)): yield from (ds.data, getattr(ds, 'targets', None))
-    elif getattr(ds, 'files', None) is not None: yield '\n'.join(f"{f}|{(Path(ds.root) / f).stat().st_size}" for f in ds.files)
-    elif getattr(ds, 'base', None) is not None: yield from _fingerprint_parts(ds.base)
-    else: yield from [type(ds).__qualname__, *(v for _, v in sorted(vars(ds).items()) if isinstance(v, (torch.Tensor, np.ndarray)))]  # never items: they may draw random numbers
+    if isinstance(getattr(ds, 'x', None), torch.Tensor):
+        yield from (ds.x, getattr(ds, 'labels', None))
+    elif isinstance(getattr(ds, 'data', None), (torch.Tensor, np.ndarray)):
+        yield from (ds.data, getattr(ds, 'targets', None))
+    elif getattr(ds, 'files', None) is not None:
+        yield '\n'.join(f"{f}|{(Path(ds.root) / f).stat().st_size}" for f in ds.files)
+    elif getattr(ds, 'base', None) is not None:
+        yield from _fingerprint_parts(ds.base)
+    else:
+        yield from [
+            type(ds).__qualname__,
+            *(v for _, v in sorted(vars(ds).items()) if isinstance(v, (torch.Tensor, np.ndarray))),
+        ]  # never items: they may draw random numbers
     yield getattr(ds, 'captions', None)
+
 
 def dataset_fingerprint(ds) -> str:
     "sha256 of a data set's name, length and content (see `_fingerprint_parts`)."
     h = hashlib.sha256(f"{getattr(ds, 'name', type(ds).__name__)}|{len(ds)}".encode())
     for part in _fingerprint_parts(ds):
-        if isinstance(part, torch.Tensor): part = part.detach().cpu().contiguous().numpy()
+        if isinstance(part, torch.Tensor):
+            part = part.detach().cpu().contiguous().numpy()
         h.update(part.tobytes() if isinstance(part, np.ndarray) else repr(part).encode())
     return h.hexdigest()
 
+
 # %% ../nbs/08b_runs.ipynb #2dc26b90
-def write_run_artifacts(run_dir:str|Path, # the run folder
-                        config:dict, # the resolved settings (the Trainer passes what it writes to config.json)
-                        dataset, # the training data set
-                        step:int=0 # the step this session starts at
-                       ) -> dict: # the manifest
+def write_run_artifacts(
+    run_dir: str | Path,  # the run folder
+    config: dict,  # the resolved settings (the Trainer passes what it writes to config.json)
+    dataset,  # the training data set
+    step: int = 0,  # the step this session starts at
+) -> dict:  # the manifest
     "Write env.json, config.resolved.yaml and run_manifest.json into `run_dir`, atomically; resuming appends a session."
-    run_dir = Path(run_dir); run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
     text = yaml.safe_dump(json.loads(json.dumps(config, default=str)), sort_keys=False)
-    with atomic_write(run_dir / 'config.resolved.yaml', 'w') as f: f.write(text)
+    with atomic_write(run_dir / 'config.resolved.yaml', 'w') as f:
+        f.write(text)
     write_json(run_dir / 'env.json', env_info())
-    try: sessions = json.loads((run_dir / 'run_manifest.json').read_text()).get('sessions', [])
-    except (OSError, ValueError, AttributeError): sessions = []
-    now = {'time': time.strftime('%Y-%m-%d %H:%M:%S'), 'started_at_step': step, 'command': sys.argv, 'cwd': os.getcwd(), 'git': source_checkout()}
+    try:
+        sessions = json.loads((run_dir / 'run_manifest.json').read_text()).get('sessions', [])
+    except (OSError, ValueError, AttributeError):
+        sessions = []
+    now = {
+        'time': time.strftime('%Y-%m-%d %H:%M:%S'),
+        'started_at_step': step,
+        'command': sys.argv,
+        'cwd': os.getcwd(),
+        'git': source_checkout(),
+    }
     git = now['git'] or {}
-    manifest = {'ddpm_book': __version__, 'library_version': __version__, **now, 'git_commit': git.get('commit'), 'git_dirty': git.get('dirty'),
-                'config_sha256': hashlib.sha256(text.encode()).hexdigest(),
-                'dataset': {'name': getattr(dataset, 'name', type(dataset).__name__), 'len': len(dataset), 'fingerprint': dataset_fingerprint(dataset)},
-                'sessions': sessions + [now]}
+    manifest = {
+        'ddpm_book': __version__,
+        'library_version': __version__,
+        **now,
+        'git_commit': git.get('commit'),
+        'git_dirty': git.get('dirty'),
+        'config_sha256': hashlib.sha256(text.encode()).hexdigest(),
+        'dataset': {
+            'name': getattr(dataset, 'name', type(dataset).__name__),
+            'len': len(dataset),
+            'fingerprint': dataset_fingerprint(dataset),
+        },
+        'sessions': sessions + [now],
+    }
     write_json(run_dir / 'run_manifest.json', manifest)
     return manifest
 
+
 # %% ../nbs/08b_runs.ipynb #25e0d25b
-def events_path(run_dir:str|Path) -> Path: return Path(run_dir) / 'metrics' / 'events.jsonl'
+def events_path(run_dir: str | Path) -> Path:
+    return Path(run_dir) / 'metrics' / 'events.jsonl'
 
-def append_event(run_dir:str|Path, rec:dict):
+
+def append_event(run_dir: str | Path, rec: dict):
     "Append one metrics record (a JSON object with a 'step') to the run's events.jsonl."
-    with open(events_path(run_dir), 'a') as f: f.write(json.dumps(rec) + '\n')
+    with open(events_path(run_dir), 'a') as f:
+        f.write(json.dumps(rec) + '\n')
 
-def read_events(run_dir:str|Path) -> list[dict]:
+
+def read_events(run_dir: str | Path) -> list[dict]:
     "All metrics records of a run, oldest first ([] if there are none)."
     p = events_path(run_dir)
     return [json.loads(l) for l in p.read_text().splitlines() if l.strip()] if p.exists() else []
 
+
 # %% ../nbs/08b_runs.ipynb #1baa6346
-def truncate_events(run_dir:str|Path, step:int):
+def truncate_events(run_dir: str | Path, step: int):
     "Drop the records of steps after `step` (written after the checkpoint a run resumes from)."
     p = events_path(run_dir)
-    if not p.exists(): return
+    if not p.exists():
+        return
     keep = [l for l in p.read_text().splitlines() if l.strip() and json.loads(l).get('step', 0) <= step]
-    with atomic_write(p, 'w') as f: f.write(''.join(l + '\n' for l in keep))
+    with atomic_write(p, 'w') as f:
+        f.write(''.join(l + '\n' for l in keep))
 
-def prepare_run_dir(run_dir:str|Path, # the run folder (created if missing)
-                    config:dict, # written to config.json
-                    meta:dict, # written to meta.json
-                    step:int=0 # the step the run starts at: later metrics records are dropped
-                   ) -> Path:
+
+def prepare_run_dir(
+    run_dir: str | Path,  # the run folder (created if missing)
+    config: dict,  # written to config.json
+    meta: dict,  # written to meta.json
+    step: int = 0,  # the step the run starts at: later metrics records are dropped
+) -> Path:
     "Create the run's folders, write config.json and meta.json, and rewind the metrics log to `step`."
     run_dir = Path(run_dir)
-    for sub in ('metrics', 'samples', 'checkpoints'): (run_dir / sub).mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / 'config.json', config); write_json(run_dir / 'meta.json', meta)
+    for sub in ('metrics', 'samples', 'checkpoints'):
+        (run_dir / sub).mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / 'config.json', config)
+    write_json(run_dir / 'meta.json', meta)
     truncate_events(run_dir, step)
     return run_dir
 
+
 # %% ../nbs/08b_runs.ipynb #ce8fc060
-def open_tensorboard(run_dir:str|Path, enabled:bool=True):
+def open_tensorboard(run_dir: str | Path, enabled: bool = True):
     "A SummaryWriter writing to run_dir/tensorboard if `enabled`, else None."
-    if not enabled: return None
-    try: from torch.utils.tensorboard import SummaryWriter
-    except ImportError as e: raise ImportError("TrainConfig.tensorboard=True needs the tensorboard package: pip install tensorboard") from e
+    if not enabled:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as e:
+        raise ImportError("TrainConfig.tensorboard=True needs the tensorboard package: pip install tensorboard") from e
     return SummaryWriter(str(Path(run_dir) / 'tensorboard'))
 
-def peak_mem_mb(device:torch.device) -> float:
+
+def peak_mem_mb(device: torch.device) -> float:
     "Peak memory of this run in MiB: allocated CUDA memory on a GPU, resident set size elsewhere."
-    if device.type == 'cuda': return torch.cuda.max_memory_allocated(device) / 2**20
+    if device.type == 'cuda':
+        return torch.cuda.max_memory_allocated(device) / 2**20
     try:
         import resource
+
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2**20 if sys.platform == 'darwin' else 2**10)
-    except ImportError: return float('nan')
+    except ImportError:
+        return float('nan')
+
 
 # %% ../nbs/08b_runs.ipynb #3875c866
-def save_points(x:torch.Tensor, # (n, 2) points (more columns: the first two are drawn)
-                path:str|Path, # the image file; its suffix picks the format (png by default)
-                inches:float=3, dpi:int=80 # the picture is inches * dpi pixels square
-               ) -> Path:
+def save_points(
+    x: torch.Tensor,  # (n, 2) points (more columns: the first two are drawn)
+    path: str | Path,  # the image file; its suffix picks the format (png by default)
+    inches: float = 3,
+    dpi: int = 80,  # the picture is inches * dpi pixels square
+) -> Path:
     "Scatter plot of 2-D points, saved atomically (no pyplot state involved)."
     from matplotlib.figure import Figure
-    fig = Figure(figsize=(inches, inches)); ax = fig.add_subplot(); ax.scatter(*x[:, :2].float().cpu().T, s=3); ax.set_aspect('equal')
-    with atomic_write(path) as f: fig.savefig(f, format=Path(path).suffix.lstrip('.').lower() or 'png', dpi=dpi)
+
+    fig = Figure(figsize=(inches, inches))
+    ax = fig.add_subplot()
+    ax.scatter(*x[:, :2].float().cpu().T, s=3)
+    ax.set_aspect('equal')
+    with atomic_write(path) as f:
+        fig.savefig(f, format=Path(path).suffix.lstrip('.').lower() or 'png', dpi=dpi)
     return Path(path)
 
+
 # %% ../nbs/08b_runs.ipynb #74baa6a5
-def epoch_order(n:int, seed:int, epoch:int) -> torch.Tensor:
+def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
     "The permutation of range(n) used in `epoch`: a pure function of (seed, epoch)."
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
 
+
 class ResumableBatchSampler(Sampler):
     "Endless batches of indices, epoch by epoch in `epoch_order`, starting at global batch number `start`, eq. 8.7."
-    def __init__(self, n:int, batch_size:int, seed:int=0, start:int=0):
-        if n < batch_size: raise ValueError(f"the data set has {n} items, fewer than batch_size={batch_size}; use batch_size <= {n}")
+
+    def __init__(self, n: int, batch_size: int, seed: int = 0, start: int = 0):
+        if n < batch_size:
+            raise ValueError(f"the data set has {n} items, fewer than batch_size={batch_size}; use batch_size <= {n}")
         self.n, self.batch_size, self.seed, self.start = n, batch_size, seed, start
         self.per_epoch, self._cache = n // batch_size, (None, None)
-    def position(self, k:int) -> tuple[int, int]: return divmod(k, self.per_epoch)
-    def batch(self, k:int) -> list[int]:
+
+    def position(self, k: int) -> tuple[int, int]:
+        return divmod(k, self.per_epoch)
+
+    def batch(self, k: int) -> list[int]:
         "The indices of global batch number k."
         epoch, i = self.position(k)
-        if self._cache[0] != epoch: self._cache = (epoch, epoch_order(self.n, self.seed, epoch))
-        return self._cache[1][i * self.batch_size:(i + 1) * self.batch_size].tolist()
+        if self._cache[0] != epoch:
+            self._cache = (epoch, epoch_order(self.n, self.seed, epoch))
+        return self._cache[1][i * self.batch_size : (i + 1) * self.batch_size].tolist()
+
     def __iter__(self):
         k = self.start
-        while True: yield self.batch(k); k += 1
+        while True:
+            yield self.batch(k)
+            k += 1
+
 
 # %% ../nbs/08b_runs.ipynb #534827a3
-def item_seed(seed:int, epoch:int, index:int) -> int:
+def item_seed(seed: int, epoch: int, index: int) -> int:
     "The random seed for loading item `index` in `epoch` of a run seeded `seed`."
     return ((seed * 1_000_003 + epoch) * 1_000_033 + index) % 2**63
 
+
 class SeededItems(Dataset):
     "Item (i, s) is `dataset[i]` loaded with torch's generator seeded s, so random augmentations are a function of s."
-    def __init__(self, dataset): self.dataset = dataset
-    def __len__(self): return len(self.dataset)
-    def __getitem__(self, key:tuple[int, int]):
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]):
         (i, s), g = key, torch.default_generator  # the CPU generator, which data loading draws from
-        state = g.get_state(); g.manual_seed(s)
-        try: return self.dataset[i]
-        finally: g.set_state(state)
+        state = g.get_state()
+        g.manual_seed(s)
+        try:
+            return self.dataset[i]
+        finally:
+            g.set_state(state)
+
 
 # %% ../nbs/08b_runs.ipynb #a7c2d3a9
 class SeededBatches(Sampler):
     "A `ResumableBatchSampler`'s batches as lists of (index, item_seed) pairs; with `world` > 1, process `rank`'s share."
-    def __init__(self, batches:ResumableBatchSampler, # the global order; its batch_size counts all processes together
-                 rank:int=0, world:int=1 # this process, and how many processes share every batch (chapter 15)
-                ):
-        if batches.batch_size % world: raise ValueError(f"a batch of {batches.batch_size} cannot be shared equally by {world} processes; use a batch size divisible by {world}")
+
+    def __init__(
+        self,
+        batches: ResumableBatchSampler,  # the global order; its batch_size counts all processes together
+        rank: int = 0,
+        world: int = 1,  # this process, and how many processes share every batch (chapter 15)
+    ):
+        if batches.batch_size % world:
+            raise ValueError(
+                f"a batch of {batches.batch_size} cannot be shared equally by {world} processes; use a batch size divisible by {world}"
+            )
         self.batches, self.rank, self.world = batches, rank, world
+
     def __iter__(self):
         b = self.batches.batch_size // self.world
         for k, idx in enumerate(self.batches, self.batches.start):
             epoch = self.batches.position(k)[0]
-            yield [(i, item_seed(self.batches.seed, epoch, i)) for i in idx[self.rank * b:(self.rank + 1) * b]]
+            yield [(i, item_seed(self.batches.seed, epoch, i)) for i in idx[self.rank * b : (self.rank + 1) * b]]
+
 
 # %% ../nbs/08b_runs.ipynb #ed4b445a
 class StopSignals:
     "Within `with`: the first SIGINT/SIGTERM sets `requested` and calls `on_stop(name)`; a second SIGINT raises KeyboardInterrupt."
-    def __init__(self, on_stop:Callable[[str], None]|None=None): self.requested, self.on_stop, self._old = None, on_stop, {}
+
+    def __init__(self, on_stop: Callable[[str], None] | None = None):
+        self.requested, self.on_stop, self._old = None, on_stop, {}
 
     def _handle(self, signum, frame):
-        if signum == signal.SIGINT and self.requested: raise KeyboardInterrupt
+        if signum == signal.SIGINT and self.requested:
+            raise KeyboardInterrupt
         self.requested = 'KeyboardInterrupt' if signum == signal.SIGINT else signal.Signals(signum).name
-        if self.on_stop is not None: self.on_stop(self.requested)
+        if self.on_stop is not None:
+            self.on_stop(self.requested)
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
@@ -239,103 +425,192 @@ class StopSignals:
         return self
 
     def __exit__(self, *exc):
-        for s, h in self._old.items(): signal.signal(s, h)
+        for s, h in self._old.items():
+            signal.signal(s, h)
         self._old = {}
+
 
 # %% ../nbs/08b_runs.ipynb #1d436aa7
 class _ScaledOptimizer:
     "An optimizer whose `step` goes through a GradScaler, as accelerate's AcceleratedOptimizer does."
-    def __init__(self, optimizer, scaler): self.optimizer, self.scaler = optimizer, scaler
+
+    def __init__(self, optimizer, scaler):
+        self.optimizer, self.scaler = optimizer, scaler
+
     @property
-    def param_groups(self): return self.optimizer.param_groups
-    def step(self): self.scaler.step(self.optimizer); self.scaler.update()
-    def zero_grad(self, set_to_none:bool=True): self.optimizer.zero_grad(set_to_none=set_to_none)
-    def state_dict(self) -> dict: return self.optimizer.state_dict()
-    def load_state_dict(self, state:dict): self.optimizer.load_state_dict(state)
+    def param_groups(self):
+        return self.optimizer.param_groups
+
+    def step(self):
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+
+    def zero_grad(self, set_to_none: bool = True):
+        self.optimizer.zero_grad(set_to_none=set_to_none)
+
+    def state_dict(self) -> dict:
+        return self.optimizer.state_dict()
+
+    def load_state_dict(self, state: dict):
+        self.optimizer.load_state_dict(state)
+
 
 # %% ../nbs/08b_runs.ipynb #2b9ada4b
 class LocalAccelerator:
     "One process in plain torch: the part of `accelerate.Accelerator` that the Trainer uses."
+
     num_processes, process_index, is_main_process, sync_gradients = 1, 0, True, True
-    def __init__(self, device, precision:str='fp32', gradient_accumulation_steps:int=1):
-        self.device, self.precision, self.gradient_accumulation_steps = torch.device(device), precision, gradient_accumulation_steps
+
+    def __init__(self, device, precision: str = 'fp32', gradient_accumulation_steps: int = 1):
+        self.device, self.precision, self.gradient_accumulation_steps = (
+            torch.device(device),
+            precision,
+            gradient_accumulation_steps,
+        )
         self.scaler, self._opt = torch.amp.GradScaler(self.device.type, enabled=precision == 'fp16'), None
-    def prepare(self, model, optimizer): self._opt = optimizer; return model, _ScaledOptimizer(optimizer, self.scaler)
+
+    def prepare(self, model, optimizer):
+        self._opt = optimizer
+        return model, _ScaledOptimizer(optimizer, self.scaler)
+
     def autocast(self):
         dtype = {'bf16': torch.bfloat16, 'fp16': torch.float16}.get(self.precision)
         return torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
-    def accumulate(self, model): return contextlib.nullcontext()
-    def backward(self, loss): self.scaler.scale(loss / self.gradient_accumulation_steps).backward()
-    def clip_grad_norm_(self, parameters, max_norm): self.scaler.unscale_(self._opt); return torch.nn.utils.clip_grad_norm_(parameters, max_norm)
-    def reduce(self, tensor, reduction:str='sum'): return tensor
-    def wait_for_everyone(self): pass
-    def unwrap_model(self, model): return model
+
+    def accumulate(self, model):
+        return contextlib.nullcontext()
+
+    def backward(self, loss):
+        self.scaler.scale(loss / self.gradient_accumulation_steps).backward()
+
+    def clip_grad_norm_(self, parameters, max_norm):
+        self.scaler.unscale_(self._opt)
+        return torch.nn.utils.clip_grad_norm_(parameters, max_norm)
+
+    def reduce(self, tensor, reduction: str = 'sum'):
+        return tensor
+
+    def wait_for_everyone(self):
+        pass
+
+    def unwrap_model(self, model):
+        return model
+
 
 # %% ../nbs/08b_runs.ipynb #0dc880de
 def launched_processes() -> int:
     "How many processes the launcher (torchrun, accelerate launch, a cluster's) started: its WORLD_SIZE, 1 without one."
     return int(os.environ.get('WORLD_SIZE', '1'))
 
-def make_accelerator(device:str='auto', # 'auto', 'cpu', 'cuda' (or a named device in one process)
-                     precision:str='auto', # one of core.PRECISIONS
-                     grad_accum:int=1, # micro-batches per optimizer step
-                     use_accelerate:bool|None=None # None: when a launcher started more than one process
-                    ) -> tuple: # (accelerator, precision, why)
+
+def make_accelerator(
+    device: str = 'auto',  # 'auto', 'cpu', 'cuda' (or a named device in one process)
+    precision: str = 'auto',  # one of core.PRECISIONS
+    grad_accum: int = 1,  # micro-batches per optimizer step
+    use_accelerate: bool | None = None,  # None: when a launcher started more than one process
+) -> tuple:  # (accelerator, precision, why)
     "Accelerate's `Accelerator` when several processes train together, else a `LocalAccelerator`; and the precision chosen."
     if not (launched_processes() > 1 if use_accelerate is None else use_accelerate):
-        dev = get_device(device); prec, why = choose_precision(precision, dev)
+        dev = get_device(device)
+        prec, why = choose_precision(precision, dev)
         return LocalAccelerator(dev, prec, grad_accum), prec, why
-    try: from accelerate import Accelerator
-    except ImportError: raise ImportError(f"training in {launched_processes()} processes needs Hugging Face Accelerate: pip install accelerate") from None
-    if device not in ('auto', 'cpu', 'cuda'): raise ValueError(f"device={device!r}: with a launcher every process's device comes from LOCAL_RANK; use 'auto', 'cuda' or 'cpu'")
+    try:
+        from accelerate import Accelerator
+    except ImportError:
+        raise ImportError(
+            f"training in {launched_processes()} processes needs Hugging Face Accelerate: pip install accelerate"
+        ) from None
+    if device not in ('auto', 'cpu', 'cuda'):
+        raise ValueError(
+            f"device={device!r}: with a launcher every process's device comes from LOCAL_RANK; use 'auto', 'cuda' or 'cpu'"
+        )
     cpu = device == 'cpu' or not torch.cuda.is_available()
     dev = torch.device('cpu') if cpu else torch.device('cuda', int(os.environ.get('LOCAL_RANK', '0')))
     prec, why = choose_precision(precision, dev)
-    return Accelerator(cpu=cpu, mixed_precision='no' if prec == 'fp32' else prec, gradient_accumulation_steps=grad_accum), prec, why
+    return (
+        Accelerator(cpu=cpu, mixed_precision='no' if prec == 'fp32' else prec, gradient_accumulation_steps=grad_accum),
+        prec,
+        why,
+    )
+
 
 # %% ../nbs/08b_runs.ipynb #48fa4b3a
 def _free_port() -> int:
     "A TCP port nobody listens on now, for the processes' rendezvous."
-    with socket.socket() as s: s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
 
-def _supervise(procs:list, stopping:list, grace:float, timeout:float|None=None) -> int:
+
+def _supervise(procs: list, stopping: list, grace: float, timeout: float | None = None) -> int:
     "Wait for every process; once one fails (or `timeout` s pass: 124), stop the rest (SIGTERM, SIGKILL after `grace` s)."
     first, t_fail, t0 = 0, None, time.monotonic()
     while any(p.poll() is None for p in procs):
-        bad = [p.returncode for p in procs if p.poll() not in (None, 0)] or ([124] if timeout and time.monotonic() - t0 > timeout else [])
-        if bad and t_fail is None and not stopping: first, t_fail = bad[0], time.monotonic(); [p.terminate() for p in procs if p.poll() is None]
-        if t_fail is not None and time.monotonic() - t_fail > grace: [p.kill() for p in procs if p.poll() is None]
+        bad = [p.returncode for p in procs if p.poll() not in (None, 0)] or (
+            [124] if timeout and time.monotonic() - t0 > timeout else []
+        )
+        if bad and t_fail is None and not stopping:
+            first, t_fail = bad[0], time.monotonic()
+            [p.terminate() for p in procs if p.poll() is None]
+        if t_fail is not None and time.monotonic() - t_fail > grace:
+            [p.kill() for p in procs if p.poll() is None]
         time.sleep(0.05)
     return first or next((p.returncode for p in procs if p.returncode), 0)
 
+
 # %% ../nbs/08b_runs.ipynb #39ed8ca4
-def launch_local(args:list[str], # what follows `python` in every process, e.g. ['-m', 'ddpm_book.cli', 'train', ...]
-                 n:int, # processes on this machine
-                 env:dict|None=None, # their environment (default: ours) before the launcher's variables
-                 grace:float=10.0, # seconds the others get to stop after one failed
-                 timeout:float|None=None # stop them all after this many seconds (exit status 124); None: no limit
-                ) -> int: # 130 after a forwarded stop, else the first non-zero exit status, else 0
+def launch_local(
+    args: list[str],  # what follows `python` in every process, e.g. ['-m', 'ddpm_book.cli', 'train', ...]
+    n: int,  # processes on this machine
+    env: dict | None = None,  # their environment (default: ours) before the launcher's variables
+    grace: float = 10.0,  # seconds the others get to stop after one failed
+    timeout: float | None = None,  # stop them all after this many seconds (exit status 124); None: no limit
+) -> int:  # 130 after a forwarded stop, else the first non-zero exit status, else 0
     "Run `python ARGS` as one job of n processes on this machine, forwarding SIGINT/SIGTERM to each process once."
-    if importlib.util.find_spec('accelerate') is None: raise ImportError(f"{n} processes need Hugging Face Accelerate: pip install accelerate")
-    base = {'OMP_NUM_THREADS': '1', **(os.environ if env is None else env), 'MASTER_ADDR': '127.0.0.1', 'MASTER_PORT': str(_free_port()),
-            'WORLD_SIZE': str(n), 'LOCAL_WORLD_SIZE': str(n)}
-    procs = [subprocess.Popen([sys.executable, *args], env={**base, 'RANK': str(r), 'LOCAL_RANK': str(r)}, start_new_session=True)
-             for r in range(n)]
+    if importlib.util.find_spec('accelerate') is None:
+        raise ImportError(f"{n} processes need Hugging Face Accelerate: pip install accelerate")
+    base = {
+        'OMP_NUM_THREADS': '1',
+        **(os.environ if env is None else env),
+        'MASTER_ADDR': '127.0.0.1',
+        'MASTER_PORT': str(_free_port()),
+        'WORLD_SIZE': str(n),
+        'LOCAL_WORLD_SIZE': str(n),
+    }
+    procs = [
+        subprocess.Popen(
+            [sys.executable, *args], env={**base, 'RANK': str(r), 'LOCAL_RANK': str(r)}, start_new_session=True
+        )
+        for r in range(n)
+    ]
     stopping = []
+
     def forward(signum, frame):
         sig = signal.SIGINT if stopping else signal.SIGTERM  # the first: stop after this step and save; a second: abort
-        stopping.append(signum); [p.send_signal(sig) for p in procs if p.poll() is None]
-    old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)} if threading.current_thread() is threading.main_thread() else {}
-    try: status = _supervise(procs, stopping, grace, timeout)
+        stopping.append(signum)
+        [p.send_signal(sig) for p in procs if p.poll() is None]
+
+    old = (
+        {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+        if threading.current_thread() is threading.main_thread()
+        else {}
+    )
+    try:
+        status = _supervise(procs, stopping, grace, timeout)
     finally:
-        for s, h in old.items(): signal.signal(s, h)
+        for s, h in old.items():
+            signal.signal(s, h)
     return 130 if stopping else status
+
 
 # %% ../nbs/08b_runs.ipynb #ec34a17b
 EVAL_FNS: dict[str, Callable] = {}  # name -> factory(cfg) -> eval_fn(trainer); chapter 13 registers 'proxy'
 
+
 def default_eval_fn(cfg):
     "The registered default eval_fn for a TrainConfig (chapter 13's proxy), or a ValueError saying how to get one."
     if 'proxy' not in EVAL_FNS:
-        raise ValueError(f"eval_every={cfg.eval_every} needs eval_fn= (e.g. chapter 13's ProxyEval()), or `import ddpm_book.evaluation` for the default")
+        raise ValueError(
+            f"eval_every={cfg.eval_every} needs eval_fn= (e.g. chapter 13's ProxyEval()), or `import ddpm_book.evaluation` for the default"
+        )
     return EVAL_FNS['proxy'](cfg)

@@ -13,124 +13,169 @@ from .schedules import make_schedule
 from .sampling import SampleContext, GaussianDenoiser, register_sampler, get_sampler, sample
 
 # %% auto #0
-__all__ = ['sigma_of', 'lambda_of', 'euler_step', 'heun_correct', 'dpmpp_1_step', 'dpmpp_2m_step', 'euler_sampler_step',
-           'heun_sampler_step', 'dpm_solver_sampler_step', 'gaussian_test']
+__all__ = [
+    'sigma_of',
+    'lambda_of',
+    'euler_step',
+    'heun_correct',
+    'dpmpp_1_step',
+    'dpmpp_2m_step',
+    'euler_sampler_step',
+    'heun_sampler_step',
+    'dpm_solver_sampler_step',
+    'gaussian_test',
+]
+
 
 # %% ../nbs/10_samplers.ipynb #699f7630
-def sigma_of(ab:float # alpha_bar in [0, 1]
-            ) -> float: # sqrt((1 - ab) / ab): inf at ab = 0, 0 at ab = 1
+def sigma_of(
+    ab: float,  # alpha_bar in [0, 1]
+) -> float:  # sqrt((1 - ab) / ab): inf at ab = 0, 0 at ab = 1
     "The noise level sigma of eq. 10.1."
     ab = check_float('ab', ab, 0, 1)
     return math.inf if ab == 0 else math.sqrt((1 - ab) / ab)
 
+
 # %% ../nbs/10_samplers.ipynb #12e29313
-def lambda_of(ab:float # alpha_bar in [0, 1]
-             ) -> float: # log(sqrt(ab) / sqrt(1 - ab)) = -log(sigma): -inf at ab = 0, inf at ab = 1
+def lambda_of(
+    ab: float,  # alpha_bar in [0, 1]
+) -> float:  # log(sqrt(ab) / sqrt(1 - ab)) = -log(sigma): -inf at ab = 0, inf at ab = 1
     "Half the log-SNR, DPM-Solver++'s time variable, eq. 10.7."
     ab = check_float('ab', ab, 0, 1)
-    if ab in (0.0, 1.0): return -math.inf if ab == 0 else math.inf
+    if ab in (0.0, 1.0):
+        return -math.inf if ab == 0 else math.inf
     return 0.5 * (math.log(ab) - math.log1p(-ab))
 
+
 # %% ../nbs/10_samplers.ipynb #298c6410
-def euler_step(x_t:torch.Tensor, # the current sample at timestep t
-               x0:torch.Tensor, # the network's clean-data estimate at (x_t, t)
-               eps:torch.Tensor, # the network's noise estimate at (x_t, t)
-               ab_t:float, # alpha_bar at t (0 allowed: sigma_t = inf)
-               ab_prev:float # alpha_bar at t_prev (1.0 for clean data)
-              ) -> torch.Tensor:
+def euler_step(
+    x_t: torch.Tensor,  # the current sample at timestep t
+    x0: torch.Tensor,  # the network's clean-data estimate at (x_t, t)
+    eps: torch.Tensor,  # the network's noise estimate at (x_t, t)
+    ab_t: float,  # alpha_bar at t (0 allowed: sigma_t = inf)
+    ab_prev: float,  # alpha_bar at t_prev (1.0 for clean data)
+) -> torch.Tensor:
     "One Euler step of the ODE (10.3) in sigma-space, eq. 10.4; the finite form (10.5) when ab_t = 0."
     ab_t, ab_prev = _check_ab_pair(ab_t, ab_prev)
-    if ab_t == 0: return math.sqrt(ab_prev) * x0 + math.sqrt(1 - ab_prev) * eps
-    if ab_prev == 1: return x0  # (10.5) with sigma_prev = 0: exact, without (10.4)'s round-off
+    if ab_t == 0:
+        return math.sqrt(ab_prev) * x0 + math.sqrt(1 - ab_prev) * eps
+    if ab_prev == 1:
+        return x0  # (10.5) with sigma_prev = 0: exact, without (10.4)'s round-off
     x_tilde = x_t / math.sqrt(ab_t) + (sigma_of(ab_prev) - sigma_of(ab_t)) * eps
     return math.sqrt(ab_prev) * x_tilde
+
 
 def _check_ab_pair(ab_t, ab_prev) -> tuple[float, float]:
     "Validated (ab_t, ab_prev) of one step towards less noise."
     ab_t, ab_prev = check_float('ab_t', ab_t, 0, 1), check_float('ab_prev', ab_prev, 0, 1)
-    if not ab_t < ab_prev: raise ValueError(f"a step must go towards less noise: need ab_t < ab_prev, got ab_t={ab_t!r}, ab_prev={ab_prev!r}")
+    if not ab_t < ab_prev:
+        raise ValueError(
+            f"a step must go towards less noise: need ab_t < ab_prev, got ab_t={ab_t!r}, ab_prev={ab_prev!r}"
+        )
     return ab_t, ab_prev
 
+
 # %% ../nbs/10_samplers.ipynb #4e8e5ae0
-def heun_correct(x_t:torch.Tensor, # the sample at timestep t (where the step starts)
-                 eps:torch.Tensor, # noise estimate at (x_t, t)
-                 eps_next:torch.Tensor, # noise estimate at the Euler predictor (x_prev_euler, t_prev)
-                 ab_t:float, # alpha_bar at t, > 0
-                 ab_prev:float # alpha_bar at t_prev
-                ) -> torch.Tensor:
+def heun_correct(
+    x_t: torch.Tensor,  # the sample at timestep t (where the step starts)
+    eps: torch.Tensor,  # noise estimate at (x_t, t)
+    eps_next: torch.Tensor,  # noise estimate at the Euler predictor (x_prev_euler, t_prev)
+    ab_t: float,  # alpha_bar at t, > 0
+    ab_prev: float,  # alpha_bar at t_prev
+) -> torch.Tensor:
     "Heun's corrector, eq. 10.6: the step (10.4) redone with the average of the two slopes."
     ab_t, ab_prev = _check_ab_pair(ab_t, ab_prev)
-    if ab_t == 0: raise ValueError("heun_correct needs ab_t > 0: from ab_t = 0 (sigma = inf) the step is infinitely long; take euler_step there")
+    if ab_t == 0:
+        raise ValueError(
+            "heun_correct needs ab_t > 0: from ab_t = 0 (sigma = inf) the step is infinitely long; take euler_step there"
+        )
     return math.sqrt(ab_prev) * (x_t / math.sqrt(ab_t) + (sigma_of(ab_prev) - sigma_of(ab_t)) * (eps + eps_next) / 2)
 
+
 # %% ../nbs/10_samplers.ipynb #3063e731
-def dpmpp_1_step(x_t:torch.Tensor, # the current sample at timestep t
-                 x0:torch.Tensor, # the (possibly extrapolated) clean-data estimate D
-                 ab_t:float, # alpha_bar at t (0 allowed)
-                 ab_prev:float # alpha_bar at t_prev (1.0 for clean data)
-                ) -> torch.Tensor:
+def dpmpp_1_step(
+    x_t: torch.Tensor,  # the current sample at timestep t
+    x0: torch.Tensor,  # the (possibly extrapolated) clean-data estimate D
+    ab_t: float,  # alpha_bar at t (0 allowed)
+    ab_prev: float,  # alpha_bar at t_prev (1.0 for clean data)
+) -> torch.Tensor:
     "First-order DPM-Solver++ step, eq. 10.9 in the form (10.11)."
     ab_t, ab_prev = _check_ab_pair(ab_t, ab_prev)
     exp_neg_h = 0.0 if ab_t == 0 or ab_prev == 1 else sigma_of(ab_prev) / sigma_of(ab_t)
     return math.sqrt((1 - ab_prev) / (1 - ab_t)) * x_t + math.sqrt(ab_prev) * (1 - exp_neg_h) * x0
 
+
 # %% ../nbs/10_samplers.ipynb #218ba02a
-def dpmpp_2m_step(x_t:torch.Tensor, # the current sample at timestep t
-                  x0:torch.Tensor, # the network's clean-data estimate at (x_t, t)
-                  ab_t:float, # alpha_bar at t
-                  ab_prev:float, # alpha_bar at t_prev (1.0: final step, first order)
-                  x0_last:torch.Tensor|None=None, # the clean-data estimate of the previous step (None: first step)
-                  ab_last:float|None=None # alpha_bar where x0_last was made, < ab_t
-                 ) -> torch.Tensor:
+def dpmpp_2m_step(
+    x_t: torch.Tensor,  # the current sample at timestep t
+    x0: torch.Tensor,  # the network's clean-data estimate at (x_t, t)
+    ab_t: float,  # alpha_bar at t
+    ab_prev: float,  # alpha_bar at t_prev (1.0: final step, first order)
+    x0_last: torch.Tensor | None = None,  # the clean-data estimate of the previous step (None: first step)
+    ab_last: float | None = None,  # alpha_bar where x0_last was made, < ab_t
+) -> torch.Tensor:
     "DPM-Solver++(2M) step, eqs. 10.10-10.11; first order on the first step and on the final step to clean data."
-    if x0_last is None or ab_prev == 1: return dpmpp_1_step(x_t, x0, ab_t, ab_prev)
+    if x0_last is None or ab_prev == 1:
+        return dpmpp_1_step(x_t, x0, ab_t, ab_prev)
     ab_last = check_float('ab_last', ab_last, 0, 1)
-    if not ab_last < ab_t: raise ValueError(f"x0_last must come from a noisier step: need ab_last < ab_t, got ab_last={ab_last!r}, ab_t={ab_t!r}")
+    if not ab_last < ab_t:
+        raise ValueError(
+            f"x0_last must come from a noisier step: need ab_last < ab_t, got ab_last={ab_last!r}, ab_t={ab_t!r}"
+        )
     h, h_last = lambda_of(ab_prev) - lambda_of(ab_t), lambda_of(ab_t) - lambda_of(ab_last)
     D = x0 + (h / (2 * h_last)) * (x0 - x0_last)  # h_last = inf (ab_last = 0) gives D = x0
     return dpmpp_1_step(x_t, D, ab_t, ab_prev)
 
+
 # %% ../nbs/10_samplers.ipynb #728c4eba
-def euler_sampler_step(ctx:SampleContext, x_t:torch.Tensor, t:int, t_prev:int) -> torch.Tensor:
+def euler_sampler_step(ctx: SampleContext, x_t: torch.Tensor, t: int, t_prev: int) -> torch.Tensor:
     "Euler on the PF-ODE in sigma-space, eq. 10.4: one network call; default grid trailing (it is DDIM)."
     x0, eps = ctx.denoise(x_t, t)
     return euler_step(x_t, x0, eps, ctx.ab(t), ctx.ab(t_prev))
 
+
 register_sampler('euler', euler_sampler_step, nfe=lambda steps: steps)
 
+
 # %% ../nbs/10_samplers.ipynb #b86f75b2
-def heun_sampler_step(ctx:SampleContext, x_t:torch.Tensor, t:int, t_prev:int) -> torch.Tensor:
+def heun_sampler_step(ctx: SampleContext, x_t: torch.Tensor, t: int, t_prev: int) -> torch.Tensor:
     "Heun, eq. 10.6: Euler predictor, corrector at t_prev; Euler on the first (largest sigma) and final steps; default grid trailing, measured in 10a."
     ab_t, ab_prev = ctx.ab(t), ctx.ab(t_prev)
     x0, eps = ctx.denoise(x_t, t)
     x_euler = euler_step(x_t, x0, eps, ab_t, ab_prev)
-    if t_prev < 0 or ctx.i == 0: return x_euler
+    if t_prev < 0 or ctx.i == 0:
+        return x_euler
     _, eps_next = ctx.denoise(x_euler, t_prev)
     ctx.x0 = x0  # report the estimate at (x_t, t), like every other sampler
     return heun_correct(x_t, eps, eps_next, ab_t, ab_prev)
 
+
 register_sampler('heun', heun_sampler_step, nfe=lambda steps: max(steps, 2 * steps - 2))
 
+
 # %% ../nbs/10_samplers.ipynb #9c6eaf7f
-def dpm_solver_sampler_step(ctx:SampleContext, x_t:torch.Tensor, t:int, t_prev:int) -> torch.Tensor:
+def dpm_solver_sampler_step(ctx: SampleContext, x_t: torch.Tensor, t: int, t_prev: int) -> torch.Tensor:
     "DPM-Solver++(2M), eqs. 10.10-10.11: one network call, history in ctx.state; chapter 10a makes logsnr its default grid (measured best)."
     x0, _ = ctx.denoise(x_t, t)
     x0_last, ab_last = ctx.state.get('dpmpp_last', (None, None))
     ctx.state['dpmpp_last'] = (x0, ctx.ab(t))
     return dpmpp_2m_step(x_t, x0, ctx.ab(t), ctx.ab(t_prev), x0_last, ab_last)
 
+
 register_sampler('dpm_solver', dpm_solver_sampler_step, nfe=lambda steps: steps)
 
+
 # %% ../nbs/10_samplers.ipynb #291e41aa
-def gaussian_test(sampler:str, # a registered sampler: 'ddpm', 'ddim', 'euler', 'heun', 'dpm_solver', ...
-                  steps:int, # outer iterations N
-                  sched:NoiseSchedule|None=None, # default: linear, T=1000
-                  n:int=512, # samples drawn (rows of x_T)
-                  dim:int=8, # dimensions; means in [-0.5, 0.5], stds in [0.2, 0.8]
-                  seed:int=0, # seed of x_T and of the sampler's noise
-                  dtype=torch.float64, # float64 shows the orders down to tiny errors
-                  **kw # more `sample()` arguments: spacing, pred_type, eta, ...
-                 ) -> dict: # sampler, steps, nfe, path_err (rms vs the exact ODE answer; None if stochastic), moment_err
+def gaussian_test(
+    sampler: str,  # a registered sampler: 'ddpm', 'ddim', 'euler', 'heun', 'dpm_solver', ...
+    steps: int,  # outer iterations N
+    sched: NoiseSchedule | None = None,  # default: linear, T=1000
+    n: int = 512,  # samples drawn (rows of x_T)
+    dim: int = 8,  # dimensions; means in [-0.5, 0.5], stds in [0.2, 0.8]
+    seed: int = 0,  # seed of x_T and of the sampler's noise
+    dtype=torch.float64,  # float64 shows the orders down to tiny errors
+    **kw,  # more `sample()` arguments: spacing, pred_type, eta, ...
+) -> dict:  # sampler, steps, nfe, path_err (rms vs the exact ODE answer; None if stochastic), moment_err
     "Run `sampler` on Gaussian data with the exact denoiser and measure its errors against the exact answers."
     sched = sched if sched is not None else make_schedule('linear', 1000)
     mean, std = torch.linspace(-0.5, 0.5, dim, dtype=dtype), torch.linspace(0.2, 0.8, dim, dtype=dtype)

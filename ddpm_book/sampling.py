@@ -19,126 +19,189 @@ from .core import check_choice, check_int, check_float
 from .objective import PRED_TYPES, pred_to_x0_eps, x0_to_eps, target_for
 
 # %% auto #0
-__all__ = ['SPACINGS', 'STEP_SCHEDULES', 'VARIANCES', 'CLIPS', 'SAMPLERS', 'timesteps', 'timestep_pairs', 'check_pairs',
-           'ddpm_step', 'ddim_sigma', 'ddim_step', 'dynamic_threshold', 'clip_x0', 'cfg_combine', 'rescale_guidance',
-           'GaussianDenoiser', 'SampleContext', 'SamplerSpec', 'register_sampler', 'get_sampler', 'SampleOutput',
-           'model_device', 'eval_mode', 'sample']
+__all__ = [
+    'SPACINGS',
+    'STEP_SCHEDULES',
+    'VARIANCES',
+    'CLIPS',
+    'SAMPLERS',
+    'timesteps',
+    'timestep_pairs',
+    'check_pairs',
+    'ddpm_step',
+    'ddim_sigma',
+    'ddim_step',
+    'dynamic_threshold',
+    'clip_x0',
+    'cfg_combine',
+    'rescale_guidance',
+    'GaussianDenoiser',
+    'SampleContext',
+    'SamplerSpec',
+    'register_sampler',
+    'get_sampler',
+    'SampleOutput',
+    'model_device',
+    'eval_mode',
+    'sample',
+]
 
 # %% ../nbs/09_sampling.ipynb #7dd52268
 SPACINGS = ('leading', 'trailing', 'linspace')
 
-def timesteps(T:int, # training steps of the schedule
-              steps:int, # number of sampling steps N, 1 <= N <= T
-              spacing:str='trailing', # one of SPACINGS
-              steps_offset:int=0 # added to 'leading' timesteps (diffusers' steps_offset)
-             ) -> torch.Tensor: # (steps,) int64, strictly decreasing
+
+def timesteps(
+    T: int,  # training steps of the schedule
+    steps: int,  # number of sampling steps N, 1 <= N <= T
+    spacing: str = 'trailing',  # one of SPACINGS
+    steps_offset: int = 0,  # added to 'leading' timesteps (diffusers' steps_offset)
+) -> torch.Tensor:  # (steps,) int64, strictly decreasing
     "The N timesteps a sampler visits, noisiest first, with diffusers' meaning of `spacing`."
-    steps = check_int('steps', steps, 1, T); check_choice('spacing', spacing, SPACINGS)
-    if spacing == 'linspace': ts = np.linspace(0, T - 1, steps).round()[::-1]
-    elif spacing == 'leading': ts = (np.arange(steps) * (T // steps)).round()[::-1] + steps_offset
-    else: ts = np.round(T - np.arange(steps) * (T / steps)) - 1
+    steps = check_int('steps', steps, 1, T)
+    check_choice('spacing', spacing, SPACINGS)
+    if spacing == 'linspace':
+        ts = np.linspace(0, T - 1, steps).round()[::-1]
+    elif spacing == 'leading':
+        ts = (np.arange(steps) * (T // steps)).round()[::-1] + steps_offset
+    else:
+        ts = np.round(T - np.arange(steps) * (T / steps)) - 1
     ts = torch.from_numpy(ts.astype(np.int64).copy())
-    if ts.max() >= T or ts.min() < 0: raise ValueError(f"steps_offset={steps_offset} moves timesteps out of [0, {T}): {ts.tolist()}")
+    if ts.max() >= T or ts.min() < 0:
+        raise ValueError(f"steps_offset={steps_offset} moves timesteps out of [0, {T}): {ts.tolist()}")
     return ts
+
 
 # %% ../nbs/09_sampling.ipynb #bef98c27
 STEP_SCHEDULES: dict[str, Callable] = {}  # name -> fn(sched, steps) -> timesteps, noisiest first (chapter 10a fills it)
 
-def timestep_pairs(T:int, steps:int, spacing='trailing', # one of SPACINGS, a key of STEP_SCHEDULES, or fn(sched, steps)
-                   steps_offset:int=0, sched:NoiseSchedule|None=None # the schedule, for step schedules
-                  ) -> list[tuple[int, int]]:
+
+def timestep_pairs(
+    T: int,
+    steps: int,
+    spacing='trailing',  # one of SPACINGS, a key of STEP_SCHEDULES, or fn(sched, steps)
+    steps_offset: int = 0,
+    sched: NoiseSchedule | None = None,  # the schedule, for step schedules
+) -> list[tuple[int, int]]:
     "The (t, t_prev) pairs of a run: t_prev is the next timestep, -1 (clean data) at the end."
-    if not callable(spacing): check_choice('spacing', spacing, SPACINGS + tuple(STEP_SCHEDULES))
+    if not callable(spacing):
+        check_choice('spacing', spacing, SPACINGS + tuple(STEP_SCHEDULES))
     if callable(spacing) or spacing in STEP_SCHEDULES:
-        if sched is None: raise ValueError(f"spacing {spacing!r} places timesteps by the noise schedule: pass sched=")
-        return check_pairs((spacing if callable(spacing) else STEP_SCHEDULES[spacing])(sched, check_int('steps', steps, 1, T)), T)
+        if sched is None:
+            raise ValueError(f"spacing {spacing!r} places timesteps by the noise schedule: pass sched=")
+        return check_pairs(
+            (spacing if callable(spacing) else STEP_SCHEDULES[spacing])(sched, check_int('steps', steps, 1, T)), T
+        )
     ts = timesteps(T, steps, spacing, steps_offset).tolist()
     return list(zip(ts, ts[1:] + [-1]))
 
+
 # %% ../nbs/09_sampling.ipynb #9a00c713
-def check_pairs(pairs, T:int) -> list[tuple[int, int]]:
+def check_pairs(pairs, T: int) -> list[tuple[int, int]]:
     "Validate explicit (t, t_prev) pairs (0 <= t < T, -1 <= t_prev < t), or a list of timesteps that becomes pairs."
     pairs = list(pairs)
-    if pairs and np.ndim(pairs[0]) == 0: ts = [int(t) for t in pairs]; pairs = list(zip(ts, ts[1:] + [-1]))
+    if pairs and np.ndim(pairs[0]) == 0:
+        ts = [int(t) for t in pairs]
+        pairs = list(zip(ts, ts[1:] + [-1]))
     pairs = [(int(t), int(tp)) for t, tp in pairs]
-    if not pairs: raise ValueError("timesteps must hold at least one (t, t_prev) pair")
+    if not pairs:
+        raise ValueError("timesteps must hold at least one (t, t_prev) pair")
     bad = [(t, tp) for t, tp in pairs if not (0 <= t < T and -1 <= tp < t)]
-    if bad: raise ValueError(f"each pair needs 0 <= t < {T} and -1 <= t_prev < t; bad pairs: {bad[:5]}")
+    if bad:
+        raise ValueError(f"each pair needs 0 <= t < {T} and -1 <= t_prev < t; bad pairs: {bad[:5]}")
     return pairs
+
 
 # %% ../nbs/09_sampling.ipynb #53e754df
 VARIANCES = ('small', 'large')
 
-def ddpm_step(x_t:torch.Tensor, # the current sample at timestep t
-              x0:torch.Tensor, # the model's estimate of the clean sample
-              ab_t:float, # alpha_bar at t
-              ab_prev:float, # alpha_bar at t_prev (1.0 for clean data)
-              noise:torch.Tensor|None=None, # standard normal noise; None: return the posterior mean
-              variance:str='small' # 'small': beta-tilde (posterior), 'large': beta
-             ) -> torch.Tensor:
+
+def ddpm_step(
+    x_t: torch.Tensor,  # the current sample at timestep t
+    x0: torch.Tensor,  # the model's estimate of the clean sample
+    ab_t: float,  # alpha_bar at t
+    ab_prev: float,  # alpha_bar at t_prev (1.0 for clean data)
+    noise: torch.Tensor | None = None,  # standard normal noise; None: return the posterior mean
+    variance: str = 'small',  # 'small': beta-tilde (posterior), 'large': beta
+) -> torch.Tensor:
     "One ancestral step x_t -> x_{t'}: the posterior mean of eq. 9.1, plus sigma * noise."
     beta = 1 - ab_t / ab_prev
-    mean = (ab_prev ** 0.5 * beta / (1 - ab_t)) * x0 + ((1 - beta) ** 0.5 * (1 - ab_prev) / (1 - ab_t)) * x_t
-    if noise is None: return mean
+    mean = (ab_prev**0.5 * beta / (1 - ab_t)) * x0 + ((1 - beta) ** 0.5 * (1 - ab_prev) / (1 - ab_t)) * x_t
+    if noise is None:
+        return mean
     check_choice('variance', variance, VARIANCES)
     var = beta * (1 - ab_prev) / (1 - ab_t) if variance == 'small' else beta
-    return mean + var ** 0.5 * noise
+    return mean + var**0.5 * noise
+
 
 # %% ../nbs/09_sampling.ipynb #b51cfddf
-def ddim_sigma(ab_t:float, ab_prev:float, eta:float) -> float:
+def ddim_sigma(ab_t: float, ab_prev: float, eta: float) -> float:
     "The noise scale sigma_t of eq. 9.2; eta=1 gives the DDPM posterior standard deviation."
     return eta * ((1 - ab_prev) / (1 - ab_t) * (1 - ab_t / ab_prev)) ** 0.5
 
-def ddim_step(x0:torch.Tensor, # the model's estimate of the clean sample
-              eps:torch.Tensor, # the model's estimate of the noise
-              ab_t:float, # alpha_bar at t
-              ab_prev:float, # alpha_bar at t_prev (1.0 for clean data)
-              eta:float=0.0, # 0: deterministic DDIM; 1: DDPM's posterior variance
-              noise:torch.Tensor|None=None # standard normal noise, needed when eta > 0
-             ) -> torch.Tensor:
+
+def ddim_step(
+    x0: torch.Tensor,  # the model's estimate of the clean sample
+    eps: torch.Tensor,  # the model's estimate of the noise
+    ab_t: float,  # alpha_bar at t
+    ab_prev: float,  # alpha_bar at t_prev (1.0 for clean data)
+    eta: float = 0.0,  # 0: deterministic DDIM; 1: DDPM's posterior variance
+    noise: torch.Tensor | None = None,  # standard normal noise, needed when eta > 0
+) -> torch.Tensor:
     "One DDIM step, eq. 9.2."
     sigma = ddim_sigma(ab_t, ab_prev, eta)
-    x = ab_prev ** 0.5 * x0 + max(1 - ab_prev - sigma ** 2, 0.0) ** 0.5 * eps
+    x = ab_prev**0.5 * x0 + max(1 - ab_prev - sigma**2, 0.0) ** 0.5 * eps
     return x if noise is None or sigma == 0 else x + sigma * noise
+
 
 # %% ../nbs/09_sampling.ipynb #aaec1f96
 CLIPS = (None, 'clip', 'dynamic')
 
-def dynamic_threshold(x0:torch.Tensor, # (B, ...) estimates of clean samples
-                      p:float=0.995, # quantile of |x0| per sample
-                      max_value:float|None=None # upper bound on the threshold s (None: unbounded, as in Imagen)
-                     ) -> torch.Tensor:
+
+def dynamic_threshold(
+    x0: torch.Tensor,  # (B, ...) estimates of clean samples
+    p: float = 0.995,  # quantile of |x0| per sample
+    max_value: float | None = None,  # upper bound on the threshold s (None: unbounded, as in Imagen)
+) -> torch.Tensor:
     "Imagen's dynamic thresholding: clamp each sample to [-s, s] and divide by s, s = max(1, quantile_p |x0|)."
     s = torch.quantile(x0.detach().flatten(1).abs().float(), p, dim=1).clamp(min=1, max=max_value).to(x0.dtype)
     s = s.view(-1, *[1] * (x0.ndim - 1))
     return torch.maximum(torch.minimum(x0, s), -s) / s
 
-def clip_x0(x0:torch.Tensor, clip:str|None=None) -> torch.Tensor:
+
+def clip_x0(x0: torch.Tensor, clip: str | None = None) -> torch.Tensor:
     "Apply a repair from CLIPS to x0-hat: None (nothing), 'clip' ([-1, 1]) or 'dynamic' (thresholding)."
     check_choice('clip', clip, CLIPS)
-    if clip == 'clip': return x0.clamp(-1, 1)
+    if clip == 'clip':
+        return x0.clamp(-1, 1)
     return dynamic_threshold(x0) if clip == 'dynamic' else x0
 
+
 # %% ../nbs/09_sampling.ipynb #a59abe35
-def cfg_combine(pred_u:torch.Tensor, pred_c:torch.Tensor, guidance:float) -> torch.Tensor:
+def cfg_combine(pred_u: torch.Tensor, pred_c: torch.Tensor, guidance: float) -> torch.Tensor:
     "Classifier-free guidance, eq. 9.3: pred_u + w (pred_c - pred_u)."
     return pred_u + guidance * (pred_c - pred_u)
 
-def rescale_guidance(pred_cfg:torch.Tensor, pred_c:torch.Tensor, phi:float) -> torch.Tensor:
+
+def rescale_guidance(pred_cfg: torch.Tensor, pred_c: torch.Tensor, phi: float) -> torch.Tensor:
     "Guidance rescale, eq. 9.4: match the per-sample std of the conditional prediction, mixed by phi."
-    if phi == 0: return pred_cfg
+    if phi == 0:
+        return pred_cfg
     dims = tuple(range(1, pred_cfg.ndim))
     ratio = pred_c.std(dim=dims, keepdim=True) / pred_cfg.std(dim=dims, keepdim=True).clamp(min=1e-12)
     return phi * pred_cfg * ratio + (1 - phi) * pred_cfg
 
+
 # %% ../nbs/09_sampling.ipynb #70dbfcd4
 class GaussianDenoiser:
     "The exact denoiser for data ~ N(mean, std^2) per dimension, eq. 9.5, as a model of any pred_type."
-    def __init__(self, mean, # float or tensor of the data's shape
-                 std, # float or tensor of the data's shape, > 0
-                 sched:NoiseSchedule, # the schedule the 'model' pretends to be trained with
-                 pred_type:str='eps' # what it returns: 'eps', 'x0' or 'v'
-                ):
+
+    def __init__(
+        self,
+        mean,  # float or tensor of the data's shape
+        std,  # float or tensor of the data's shape, > 0
+        sched: NoiseSchedule,  # the schedule the 'model' pretends to be trained with
+        pred_type: str = 'eps',  # what it returns: 'eps', 'x0' or 'v'
+    ):
         check_choice('pred_type', pred_type, PRED_TYPES)
         self.mean, self.std, self.sched, self.pred_type = torch.as_tensor(mean), torch.as_tensor(std), sched, pred_type
 
@@ -152,230 +215,351 @@ class GaussianDenoiser:
         eps = (1 - ab_t).sqrt() / var * (x_t - ab_t.sqrt() * mu)
         return target_for(self.pred_type, x0, eps, ab_t)
 
-    def ode_solution(self, x_T:torch.Tensor, t_start:int) -> torch.Tensor:
+    def ode_solution(self, x_T: torch.Tensor, t_start: int) -> torch.Tensor:
         "Where the probability-flow ODE takes x_T (at timestep t_start) at clean data, eq. 9.6."
         ab_t = float(self.sched.alpha_bar[t_start])
         mu, s = self.mean.to(x_T), self.std.to(x_T)
-        return mu + s * (x_T - ab_t ** 0.5 * mu) / (ab_t * s ** 2 + 1 - ab_t) ** 0.5
+        return mu + s * (x_T - ab_t**0.5 * mu) / (ab_t * s**2 + 1 - ab_t) ** 0.5
+
 
 # %% ../nbs/09_sampling.ipynb #4743aab0
 class SampleContext:
     "What a sampler step sees: the network as (x0, eps), alpha_bar, noise, NFE count and per-run state."
-    def __init__(self, model, sched:NoiseSchedule, pairs:list, pred_type:str='eps', cond:dict|None=None,
-                 uncond:dict|None=None, guidance:float=1.0, guidance_rescale:float=0.0, clip:str|None=None,
-                 eta:float=0.0, variance:str='small', generator:torch.Generator|None=None):
+
+    def __init__(
+        self,
+        model,
+        sched: NoiseSchedule,
+        pairs: list,
+        pred_type: str = 'eps',
+        cond: dict | None = None,
+        uncond: dict | None = None,
+        guidance: float = 1.0,
+        guidance_rescale: float = 0.0,
+        clip: str | None = None,
+        eta: float = 0.0,
+        variance: str = 'small',
+        generator: torch.Generator | None = None,
+    ):
         self.model, self.sched, self.pairs, self.pred_type = model, sched, pairs, pred_type
         self.cond, self.uncond, self.guidance, self.guidance_rescale = cond or {}, uncond, guidance, guidance_rescale
         self.clip, self.eta, self.variance, self.generator = clip, eta, variance, generator
         self._ab = sched.alpha_bar.tolist()
         self.nfe, self.i, self.x0, self.state = 0, 0, None, {}
 
-    def ab(self, t:int) -> float:
+    def ab(self, t: int) -> float:
         "alpha_bar at timestep t; 1.0 (clean data) for t = -1."
         return self._ab[t] if t >= 0 else 1.0
 
-    def noise(self, like:torch.Tensor) -> torch.Tensor:
+    def noise(self, like: torch.Tensor) -> torch.Tensor:
         "Standard normal noise shaped like `like`, from the run's generator."
         dev = self.generator.device if self.generator is not None else like.device
         return torch.randn(like.shape, generator=self.generator, device=dev, dtype=like.dtype).to(like.device)
 
+
 # %% ../nbs/09_sampling.ipynb #8ddcbdc8
-def _default_uncond(model, cond:dict|None) -> dict|None:
+def _default_uncond(model, cond: dict | None) -> dict | None:
     "The unconditional branch for CFG: the null class for `labels` (num_classes), nothing for other keys."
-    if cond is None: return None
+    if cond is None:
+        return None
     n = getattr(getattr(model, 'config', None), 'num_classes', None)
-    if 'labels' in cond and n is not None: return {**{k: v for k, v in cond.items() if k != 'labels'}, 'labels': torch.full_like(cond['labels'], n)}
+    if 'labels' in cond and n is not None:
+        return {**{k: v for k, v in cond.items() if k != 'labels'}, 'labels': torch.full_like(cond['labels'], n)}
     return {}
 
+
 # %% ../nbs/09_sampling.ipynb #51bfb8f3
-def _cat_kwargs(a:dict, b:dict) -> dict|None:
+def _cat_kwargs(a: dict, b: dict) -> dict | None:
     "Batch two kwargs dicts along dim 0, or None if they can't be (different keys, non-tensors)."
-    if a.keys() != b.keys() or not all(isinstance(v, torch.Tensor) for v in (*a.values(), *b.values())): return None
+    if a.keys() != b.keys() or not all(isinstance(v, torch.Tensor) for v in (*a.values(), *b.values())):
+        return None
     return {k: torch.cat([a[k], b[k]]) for k in a}
 
+
 @patch
-def _model_output(self:SampleContext, x:torch.Tensor, t:int) -> torch.Tensor:
+def _model_output(self: SampleContext, x: torch.Tensor, t: int) -> torch.Tensor:
     "The network's prediction at (x, t), with classifier-free guidance (eqs. 9.3-9.4) when guidance != 1."
     tt = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
-    if self.guidance == 1: return self.model(x, tt, **self.cond).to(x.dtype)
+    if self.guidance == 1:
+        return self.model(x, tt, **self.cond).to(x.dtype)
     both = _cat_kwargs(self.cond, self.uncond)
-    if both is not None: pred_c, pred_u = self.model(torch.cat([x, x]), torch.cat([tt, tt]), **both).to(x.dtype).chunk(2)
-    else: pred_c, pred_u = self.model(x, tt, **self.cond).to(x.dtype), self.model(x, tt, **self.uncond).to(x.dtype)
+    if both is not None:
+        pred_c, pred_u = self.model(torch.cat([x, x]), torch.cat([tt, tt]), **both).to(x.dtype).chunk(2)
+    else:
+        pred_c, pred_u = self.model(x, tt, **self.cond).to(x.dtype), self.model(x, tt, **self.uncond).to(x.dtype)
     return rescale_guidance(cfg_combine(pred_u, pred_c, self.guidance), pred_c, self.guidance_rescale)
+
 
 # %% ../nbs/09_sampling.ipynb #40d6a039
 @patch
-def denoise(self:SampleContext, x:torch.Tensor, t:int) -> tuple[torch.Tensor, torch.Tensor]:
+def denoise(self: SampleContext, x: torch.Tensor, t: int) -> tuple[torch.Tensor, torch.Tensor]:
     "One network evaluation at (x, t) turned into (x0-hat, eps-hat), with x0 repaired by `clip`."
     if self.ab(t) == 0 and self.pred_type == 'eps':
-        raise ValueError(f"alpha_bar is 0 at t={t} (a zero-terminal-SNR schedule): an eps prediction says nothing about x0 there; "
-                         "train with pred_type 'v' or 'x0' for such schedules")
+        raise ValueError(
+            f"alpha_bar is 0 at t={t} (a zero-terminal-SNR schedule): an eps prediction says nothing about x0 there; "
+            "train with pred_type 'v' or 'x0' for such schedules"
+        )
     self.nfe += 1
     ab_t = torch.tensor(self.ab(t), dtype=x.dtype, device=x.device)
     x0, eps = pred_to_x0_eps(self.pred_type, x, self._model_output(x, t), ab_t)
     if self.clip is not None:
         x0 = clip_x0(x0, self.clip)
-        if self.ab(t) < 1: eps = x0_to_eps(x, x0, ab_t)
+        if self.ab(t) < 1:
+            eps = x0_to_eps(x, x0, ab_t)
     self.x0 = x0
     return x0, eps
+
 
 # %% ../nbs/09_sampling.ipynb #e3e01d13
 @dataclass
 class SamplerSpec:
     "A registered sampler: its step function, NFE as a function of steps, whether it draws noise, its default spacing."
-    name:str
-    step:Callable # step(ctx, x_t, t, t_prev) -> x_prev
-    nfe:Callable = lambda steps: steps # model evaluations for `steps` outer iterations
-    stochastic:bool = False # draws fresh noise every step (eta is ignored by deterministic samplers)
-    spacing:str = 'trailing' # the timesteps `sample(spacing=None)` uses: its best measured setting
+
+    name: str
+    step: Callable  # step(ctx, x_t, t, t_prev) -> x_prev
+    nfe: Callable = lambda steps: steps  # model evaluations for `steps` outer iterations
+    stochastic: bool = False  # draws fresh noise every step (eta is ignored by deterministic samplers)
+    spacing: str = 'trailing'  # the timesteps `sample(spacing=None)` uses: its best measured setting
+
 
 SAMPLERS: dict[str, SamplerSpec] = {}
 
-def register_sampler(name:str, step:Callable, nfe:Callable|None=None, stochastic:bool=False, spacing:str='trailing') -> SamplerSpec:
+
+def register_sampler(
+    name: str, step: Callable, nfe: Callable | None = None, stochastic: bool = False, spacing: str = 'trailing'
+) -> SamplerSpec:
     "Add a sampler to `SAMPLERS` under `name` (replacing one of the same name)."
     SAMPLERS[name] = spec = SamplerSpec(name, step, nfe or (lambda steps: steps), stochastic, spacing)
     return spec
 
-def get_sampler(name:str) -> SamplerSpec:
+
+def get_sampler(name: str) -> SamplerSpec:
     "The registered sampler `name` (chapter 10's are registered by `import ddpm_book.samplers`)."
     if name not in SAMPLERS:
-        raise ValueError(f"sampler must be one of {tuple(SAMPLERS)}, got {name!r} "
-                         "(chapter 10's euler, heun, dpm_solver are registered by `import ddpm_book.samplers`, chapter 10a's unipc, dpmpp_3m by `import ddpm_book.solvers`)")
+        raise ValueError(
+            f"sampler must be one of {tuple(SAMPLERS)}, got {name!r} "
+            "(chapter 10's euler, heun, dpm_solver are registered by `import ddpm_book.samplers`, chapter 10a's unipc, dpmpp_3m by `import ddpm_book.solvers`)"
+        )
     return SAMPLERS[name]
 
+
 # %% ../nbs/09_sampling.ipynb #694181ea
-def _ddpm(ctx:SampleContext, x_t, t:int, t_prev:int):
+def _ddpm(ctx: SampleContext, x_t, t: int, t_prev: int):
     x0, _ = ctx.denoise(x_t, t)
     return ddpm_step(x_t, x0, ctx.ab(t), ctx.ab(t_prev), ctx.noise(x_t) if t_prev >= 0 else None, ctx.variance)
 
-def _ddim(ctx:SampleContext, x_t, t:int, t_prev:int):
+
+def _ddim(ctx: SampleContext, x_t, t: int, t_prev: int):
     x0, eps = ctx.denoise(x_t, t)
     noise = ctx.noise(x_t) if ctx.eta > 0 and t_prev >= 0 else None
     return ddim_step(x0, eps, ctx.ab(t), ctx.ab(t_prev), ctx.eta, noise)
 
+
 register_sampler('ddpm', _ddpm, stochastic=True)
 register_sampler('ddim', _ddim)
+
 
 # %% ../nbs/09_sampling.ipynb #c8d70f45
 @dataclass
 class SampleOutput:
     "What `sample(..., return_trajectory=True)` returns."
-    images:torch.Tensor # the final samples
-    trajectory:list # x_T and the state after every step (CPU tensors)
-    x0_trajectory:list # the x0 estimate of every step (CPU tensors)
-    nfe:int # network evaluations per image (of one batch_size chunk; guidance's two branches count once)
-    pairs:list # the (t, t_prev) pairs visited
+
+    images: torch.Tensor  # the final samples
+    trajectory: list  # x_T and the state after every step (CPU tensors)
+    x0_trajectory: list  # the x0 estimate of every step (CPU tensors)
+    nfe: int  # network evaluations per image (of one batch_size chunk; guidance's two branches count once)
+    pairs: list  # the (t, t_prev) pairs visited
+
 
 def model_device(model) -> torch.device:
     "The device of `model`'s parameters (CPU for parameterless models and plain functions)."
     p = next(model.parameters(), None) if isinstance(model, nn.Module) else None
     return p.device if p is not None else torch.device('cpu')
 
+
 # %% ../nbs/09_sampling.ipynb #27e0a20d
 def _initial_noise(x_T, shape, generator, device) -> torch.Tensor:
     "x_T as given (checked against `shape`) or drawn from `generator`."
     if x_T is None:
-        if shape is None: raise ValueError("pass x_T (the starting noise) or shape=(batch, channels, ...) to draw it")
+        if shape is None:
+            raise ValueError("pass x_T (the starting noise) or shape=(batch, channels, ...) to draw it")
         gdev = generator.device if generator is not None else device
-        bad = not len(shape) or any(isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 0 for d in shape) or shape[0] < 1
-        if bad: raise ValueError(f"shape must be (batch, ...) of integers with batch >= 1 (at least one sample), got {tuple(shape)}")
+        bad = (
+            not len(shape)
+            or any(isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 0 for d in shape)
+            or shape[0] < 1
+        )
+        if bad:
+            raise ValueError(
+                f"shape must be (batch, ...) of integers with batch >= 1 (at least one sample), got {tuple(shape)}"
+            )
         return torch.randn(tuple(shape), generator=generator, device=gdev).to(device)
-    if not isinstance(x_T, torch.Tensor) or x_T.ndim < 2: raise ValueError(f"x_T must be a (batch, ...) tensor, got {type(x_T).__name__} {getattr(x_T, 'shape', '')}")
-    if shape is not None and tuple(x_T.shape) != tuple(shape): raise ValueError(f"x_T has shape {tuple(x_T.shape)} but shape={tuple(shape)} was asked for")
+    if not isinstance(x_T, torch.Tensor) or x_T.ndim < 2:
+        raise ValueError(f"x_T must be a (batch, ...) tensor, got {type(x_T).__name__} {getattr(x_T, 'shape', '')}")
+    if shape is not None and tuple(x_T.shape) != tuple(shape):
+        raise ValueError(f"x_T has shape {tuple(x_T.shape)} but shape={tuple(shape)} was asked for")
     return x_T.to(device)
+
 
 # %% ../nbs/09_sampling.ipynb #f87a4146
 @contextmanager
 def eval_mode(model):
     "Run a block with `model` in eval mode (dropout off), restoring its mode afterwards."
     was_training = model.training if isinstance(model, nn.Module) else False
-    if was_training: model.eval()
-    try: yield model
+    if was_training:
+        model.eval()
+    try:
+        yield model
     finally:
-        if was_training: model.train()
+        if was_training:
+            model.train()
 
-def _chunk_kwargs(d:dict|None, sl:slice, n:int) -> dict|None:
+
+def _chunk_kwargs(d: dict | None, sl: slice, n: int) -> dict | None:
     "Slice the per-sample tensors of a kwargs dict (batch dim n); other values pass through."
-    if d is None: return None
+    if d is None:
+        return None
     return {k: v[sl] if isinstance(v, torch.Tensor) and v.ndim and v.shape[0] == n else v for k, v in d.items()}
 
+
 # %% ../nbs/09_sampling.ipynb #d584d5ce
-def _run(ctx:SampleContext, spec:SamplerSpec, x:torch.Tensor, callback, keep:bool, progress:bool):
+def _run(ctx: SampleContext, spec: SamplerSpec, x: torch.Tensor, callback, keep: bool, progress: bool):
     "The outer loop: one `spec.step` per (t, t_prev) pair."
     traj, x0s = ([x.detach().cpu()], []) if keep else (None, None)
     for i, (t, t_prev) in enumerate(tqdm(ctx.pairs, desc=spec.name, disable=not progress, leave=False)):
         ctx.i = i
         x = spec.step(ctx, x, t, t_prev)
-        if keep: traj.append(x.detach().cpu()); x0s.append(ctx.x0.detach().cpu() if ctx.x0 is not None else None)
-        if callback is not None: callback(i, t, x, ctx.x0)
+        if keep:
+            traj.append(x.detach().cpu())
+            x0s.append(ctx.x0.detach().cpu() if ctx.x0 is not None else None)
+        if callback is not None:
+            callback(i, t, x, ctx.x0)
     return x, traj, x0s
+
 
 # %% ../nbs/09_sampling.ipynb #8f3c644b
 def _check_sample_args(sched, steps, eta, pred_type, guidance, guidance_rescale, clip, variance, cond, batch_size):
-    if not isinstance(sched, NoiseSchedule): raise TypeError(f"sched must be a NoiseSchedule, got {type(sched).__name__}")
-    if steps is not None: check_int('steps', steps, 1, sched.T)
+    if not isinstance(sched, NoiseSchedule):
+        raise TypeError(f"sched must be a NoiseSchedule, got {type(sched).__name__}")
+    if steps is not None:
+        check_int('steps', steps, 1, sched.T)
     check_choice('pred_type', pred_type, PRED_TYPES)
-    check_choice('clip', clip, CLIPS); check_choice('variance', variance, VARIANCES)
-    check_float('eta', eta, 0); check_float('guidance', guidance, 0); check_float('guidance_rescale', guidance_rescale, 0, 1)
-    if guidance != 1 and not cond: raise ValueError(f"guidance={guidance} needs a condition (cond=..., e.g. labels); the unconditional model has nothing to guide towards")
+    check_choice('clip', clip, CLIPS)
+    check_choice('variance', variance, VARIANCES)
+    check_float('eta', eta, 0)
+    check_float('guidance', guidance, 0)
+    check_float('guidance_rescale', guidance_rescale, 0, 1)
+    if guidance != 1 and not cond:
+        raise ValueError(
+            f"guidance={guidance} needs a condition (cond=..., e.g. labels); the unconditional model has nothing to guide towards"
+        )
     check_int('batch_size', batch_size, 1, none_ok=True)
 
+
 # %% ../nbs/09_sampling.ipynb #c9c64768
-def _check_batch(x:torch.Tensor, model, cond:dict|None, uncond:dict|None):
+def _check_batch(x: torch.Tensor, model, cond: dict | None, uncond: dict | None):
     "At least one sample; `labels` in cond/uncond: one integer per sample, each a class of the model (or its null class)."
-    if x.shape[0] < 1: raise ValueError(f"sample needs at least one sample: the batch size (shape[0]) must be an integer >= 1, got {x.shape[0]}")
+    if x.shape[0] < 1:
+        raise ValueError(
+            f"sample needs at least one sample: the batch size (shape[0]) must be an integer >= 1, got {x.shape[0]}"
+        )
     k = getattr(getattr(model, 'config', None), 'num_classes', None)
     for kw in (cond, uncond):
-        if (kw or {}).get('labels') is None: continue
+        if (kw or {}).get('labels') is None:
+            continue
         y = torch.as_tensor(kw['labels'])
-        if y.dtype.is_floating_point or y.dtype == torch.bool: raise ValueError(f"labels must be integer class indices, got dtype {y.dtype}")
-        if y.ndim != 1 or len(y) != x.shape[0]: raise ValueError(f"got {y.numel() if y.ndim else 'a 0-d tensor of'} labels for {x.shape[0]} samples: pass one label per sample, shape ({x.shape[0]},)")
+        if y.dtype.is_floating_point or y.dtype == torch.bool:
+            raise ValueError(f"labels must be integer class indices, got dtype {y.dtype}")
+        if y.ndim != 1 or len(y) != x.shape[0]:
+            raise ValueError(
+                f"got {y.numel() if y.ndim else 'a 0-d tensor of'} labels for {x.shape[0]} samples: pass one label per sample, shape ({x.shape[0]},)"
+            )
         bad = [int(v) for v in y if not 0 <= int(v) <= (k if k is not None else int(v))]
-        if bad: raise ValueError(f"label {bad[0]} is not a class of this model: valid 0..{k - 1} ({k} = no class)")
+        if bad:
+            raise ValueError(f"label {bad[0]} is not a class of this model: valid 0..{k - 1} ({k} = no class)")
+
 
 # %% ../nbs/09_sampling.ipynb #c73ba764
 @torch.no_grad()
-def sample(model, # denoiser: model(x_t, t, **cond) -> prediction of `pred_type`
-           sched:NoiseSchedule, # the schedule the model was trained with
-           x_T:torch.Tensor|None=None, # starting noise; None: drawn with `generator`
-           *, shape:tuple|None=None, # (batch, ...) of the samples when x_T is None
-           sampler:str='ddim', # a key of SAMPLERS: 'ddpm', 'ddim'; 'euler', 'heun', 'dpm_solver' (chapter 10), 'unipc', 'dpmpp_3m' (10a)
-           steps:int=50, # outer iterations N (exactly N for every sampler)
-           eta:float=0.0, # DDIM's noise knob (0 deterministic, 1 DDPM variance)
-           pred_type:str='eps', # what the model predicts: 'eps', 'x0' or 'v'
-           spacing=None, # SPACINGS, a key of STEP_SCHEDULES or fn(sched, steps); None: the sampler's own default
-           steps_offset:int=0, # offset of 'leading' timesteps
-           timesteps:list|None=None, # explicit (t, t_prev) pairs or timesteps, noisiest first (overrides steps/spacing)
-           guidance:float=1.0, # classifier-free guidance scale w, eq. 9.3; 1.0 = off
-           guidance_rescale:float=0.0, # phi of eq. 9.4
-           cond:dict|None=None, # model kwargs of the condition, e.g. {'labels': y}
-           uncond:dict|None=None, # model kwargs of the unconditional branch (default: null class for labels)
-           clip:str|None=None, # x0 repair: None, 'clip' or 'dynamic'
-           variance:str='small', # DDPM variance: 'small' (beta-tilde) or 'large' (beta)
-           generator:torch.Generator|None=None, # source of all noise (x_T and per-step)
-           device=None, # where to sample (default: x_T's device, else the model's)
-           batch_size:int|None=None, # sample at most this many at once (bounds memory)
-           callback:Callable|None=None, # callback(i, t, x_t, x0) after every step
-           return_trajectory:bool=False, # return a SampleOutput with all intermediate states
-           progress:bool=False # show a tqdm bar
-          ) -> torch.Tensor|SampleOutput:
+def sample(
+    model,  # denoiser: model(x_t, t, **cond) -> prediction of `pred_type`
+    sched: NoiseSchedule,  # the schedule the model was trained with
+    x_T: torch.Tensor | None = None,  # starting noise; None: drawn with `generator`
+    *,
+    shape: tuple | None = None,  # (batch, ...) of the samples when x_T is None
+    sampler: str = 'ddim',  # a key of SAMPLERS: 'ddpm', 'ddim'; 'euler', 'heun', 'dpm_solver' (chapter 10), 'unipc', 'dpmpp_3m' (10a)
+    steps: int = 50,  # outer iterations N (exactly N for every sampler)
+    eta: float = 0.0,  # DDIM's noise knob (0 deterministic, 1 DDPM variance)
+    pred_type: str = 'eps',  # what the model predicts: 'eps', 'x0' or 'v'
+    spacing=None,  # SPACINGS, a key of STEP_SCHEDULES or fn(sched, steps); None: the sampler's own default
+    steps_offset: int = 0,  # offset of 'leading' timesteps
+    timesteps: list | None = None,  # explicit (t, t_prev) pairs or timesteps, noisiest first (overrides steps/spacing)
+    guidance: float = 1.0,  # classifier-free guidance scale w, eq. 9.3; 1.0 = off
+    guidance_rescale: float = 0.0,  # phi of eq. 9.4
+    cond: dict | None = None,  # model kwargs of the condition, e.g. {'labels': y}
+    uncond: dict | None = None,  # model kwargs of the unconditional branch (default: null class for labels)
+    clip: str | None = None,  # x0 repair: None, 'clip' or 'dynamic'
+    variance: str = 'small',  # DDPM variance: 'small' (beta-tilde) or 'large' (beta)
+    generator: torch.Generator | None = None,  # source of all noise (x_T and per-step)
+    device=None,  # where to sample (default: x_T's device, else the model's)
+    batch_size: int | None = None,  # sample at most this many at once (bounds memory)
+    callback: Callable | None = None,  # callback(i, t, x_t, x0) after every step
+    return_trajectory: bool = False,  # return a SampleOutput with all intermediate states
+    progress: bool = False,  # show a tqdm bar
+) -> torch.Tensor | SampleOutput:
     "Sample with any registered sampler; returns the final images (or a `SampleOutput`)."
     spec = get_sampler(sampler)
-    _check_sample_args(sched, None if timesteps is not None else steps, eta, pred_type, guidance, guidance_rescale, clip, variance, cond, batch_size)
-    pairs = check_pairs(timesteps, sched.T) if timesteps is not None else timestep_pairs(sched.T, steps, spacing or spec.spacing, steps_offset, sched)
-    device = torch.device(device) if device is not None else (x_T.device if isinstance(x_T, torch.Tensor) else model_device(model))
+    _check_sample_args(
+        sched,
+        None if timesteps is not None else steps,
+        eta,
+        pred_type,
+        guidance,
+        guidance_rescale,
+        clip,
+        variance,
+        cond,
+        batch_size,
+    )
+    pairs = (
+        check_pairs(timesteps, sched.T)
+        if timesteps is not None
+        else timestep_pairs(sched.T, steps, spacing or spec.spacing, steps_offset, sched)
+    )
+    device = (
+        torch.device(device)
+        if device is not None
+        else (x_T.device if isinstance(x_T, torch.Tensor) else model_device(model))
+    )
     x = _initial_noise(x_T, shape, generator, device)
     _check_batch(x, model, cond, uncond)  # before guidance doubles the batch
     cond = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in cond.items()} if cond else None
-    if guidance != 1 and uncond is None: uncond = _default_uncond(model, cond)
+    if guidance != 1 and uncond is None:
+        uncond = _default_uncond(model, cond)
     n, bs, outs = x.shape[0], batch_size or x.shape[0], []
     with eval_mode(model):
         for s in range(0, n, bs):
             sl = slice(s, s + bs)
-            ctx = SampleContext(model, sched, pairs, pred_type, _chunk_kwargs(cond, sl, n), _chunk_kwargs(uncond, sl, n),
-                                guidance, guidance_rescale, clip, eta, variance, generator)
+            ctx = SampleContext(
+                model,
+                sched,
+                pairs,
+                pred_type,
+                _chunk_kwargs(cond, sl, n),
+                _chunk_kwargs(uncond, sl, n),
+                guidance,
+                guidance_rescale,
+                clip,
+                eta,
+                variance,
+                generator,
+            )
             outs.append((_run(ctx, spec, x[sl], callback, return_trajectory, progress), ctx.nfe))
     images = torch.cat([o[0][0] for o in outs])
-    if not return_trajectory: return images
-    cat = lambda k: [torch.cat([o[0][k][j] for o in outs]) if outs[0][0][k][j] is not None else None for j in range(len(outs[0][0][k]))]
+    if not return_trajectory:
+        return images
+    cat = lambda k: [
+        torch.cat([o[0][k][j] for o in outs]) if outs[0][0][k][j] is not None else None
+        for j in range(len(outs[0][0][k]))
+    ]
     return SampleOutput(images, cat(1), cat(2), outs[0][1], pairs)

@@ -15,23 +15,32 @@ __all__ = ['LR_RULES', 'scaled_lr', 'flat_weights', 'ranks_agree']
 # %% ../nbs/15_scale_out.ipynb #b87bc47b
 LR_RULES = {'linear': 1.0, 'sqrt': 0.5}  # the exponent p of eq. 15.3
 
-def scaled_lr(lr:float, # eta_0, tuned at base_batch
-              batch:int, # the new effective batch B_eff
-              base_batch:int, # B_0
-              rule:str='sqrt' # 'sqrt' (Adam, Malladi et al. 2022) or 'linear' (SGD, Goyal et al. 2017)
-             ) -> float:
+
+def scaled_lr(
+    lr: float,  # eta_0, tuned at base_batch
+    batch: int,  # the new effective batch B_eff
+    base_batch: int,  # B_0
+    rule: str = 'sqrt',  # 'sqrt' (Adam, Malladi et al. 2022) or 'linear' (SGD, Goyal et al. 2017)
+) -> float:
     "The learning rate for effective batch `batch` by eq. 15.3."
-    check_float('lr', lr, 0, lo_open=True); check_int('batch', batch, 1); check_int('base_batch', base_batch, 1)
+    check_float('lr', lr, 0, lo_open=True)
+    check_int('batch', batch, 1)
+    check_int('base_batch', base_batch, 1)
     return lr * (batch / base_batch) ** LR_RULES[check_choice('rule', rule, tuple(LR_RULES))]
 
+
 # %% ../nbs/15_scale_out.ipynb #413468c1
-def flat_weights(*models:nn.Module) -> torch.Tensor:
+def flat_weights(*models: nn.Module) -> torch.Tensor:
     "Every parameter of `models` in one float64 vector (exact for fp32 and bf16 weights): a fingerprint of the weights."
     return torch.cat([p.detach().double().flatten() for m in models for p in m.parameters()])
 
-def ranks_agree(acc, # the Trainer's accelerator (any object with `num_processes` and, for N > 1, `gather`)
-                *models:nn.Module) -> bool:
+
+def ranks_agree(
+    acc,  # the Trainer's accelerator (any object with `num_processes` and, for N > 1, `gather`)
+    *models: nn.Module,
+) -> bool:
     "True if every process holds bit-identical weights of `models`; a collective: call it on every process."
-    if acc.num_processes == 1: return True
+    if acc.num_processes == 1:
+        return True
     w = acc.gather(flat_weights(*models).to(acc.device)[None])  # (N, P)
     return bool((w == w[0]).all())

@@ -17,62 +17,81 @@ _all_ = ['NoiseSchedule']
 
 # %% ../nbs/03_schedules.ipynb #e604d5cf
 KINDS = ('linear', 'scaled_linear', 'quadratic', 'sigmoid', 'cosine')  # the schedule kinds `make_betas` knows
-_ENDPOINTS = {'linear': (1e-4, 0.02), 'scaled_linear': (0.00085, 0.012), 'quadratic': (1e-4, 0.02), 'sigmoid': (1e-4, 0.02)}
+_ENDPOINTS = {
+    'linear': (1e-4, 0.02),
+    'scaled_linear': (0.00085, 0.012),
+    'quadratic': (1e-4, 0.02),
+    'sigmoid': (1e-4, 0.02),
+}
 
-def _curve_betas(kind:str, T:int, b0:float, b1:float) -> torch.Tensor:
+
+def _curve_betas(kind: str, T: int, b0: float, b1: float) -> torch.Tensor:
     "Betas (T,) of a curve kind of the table above, from `b0` = beta_start to `b1` = beta_end."
     u = torch.linspace(0, 1, T, dtype=torch.float64)
-    if kind == 'linear': return b0 + u * (b1 - b0)
-    if kind == 'sigmoid': return b0 + torch.sigmoid(-6 + 12 * u) * (b1 - b0)
+    if kind == 'linear':
+        return b0 + u * (b1 - b0)
+    if kind == 'sigmoid':
+        return b0 + torch.sigmoid(-6 + 12 * u) * (b1 - b0)
     return (math.sqrt(b0) + u * (math.sqrt(b1) - math.sqrt(b0))) ** 2  # quadratic, scaled_linear
 
+
 # %% ../nbs/03_schedules.ipynb #4b6713ef
-def _endpoints(kind:str, beta_start, beta_end) -> tuple[float, float]:
+def _endpoints(kind: str, beta_start, beta_end) -> tuple[float, float]:
     "The (start, end) betas of `kind`, defaults filled in and checked: 0 < start <= end < 1."
     d0, d1 = _ENDPOINTS[kind]
     b0 = check_float('beta_start', d0 if beta_start is None else beta_start, 0, 1, lo_open=True, hi_open=True)
     b1 = check_float('beta_end', d1 if beta_end is None else beta_end, 0, 1, lo_open=True, hi_open=True)
-    if not b0 <= b1: raise ValueError(f"need 0 < beta_start <= beta_end < 1, got beta_start={b0!r}, beta_end={b1!r}")
+    if not b0 <= b1:
+        raise ValueError(f"need 0 < beta_start <= beta_end < 1, got beta_start={b0!r}, beta_end={b1!r}")
     return b0, b1
 
+
 # %% ../nbs/03_schedules.ipynb #9e71d45b
-def _cosine_betas(T:int, s:float=0.008, max_beta:float=0.999) -> torch.Tensor:
+def _cosine_betas(T: int, s: float = 0.008, max_beta: float = 0.999) -> torch.Tensor:
     "Betas of the cosine schedule, eq. 3.1."
     u = torch.arange(T + 1, dtype=torch.float64) / T
     f = torch.cos((u + s) / (1 + s) * math.pi / 2) ** 2
     return (1 - f[1:] / f[:-1]).clamp(max=max_beta)
 
+
 # %% ../nbs/03_schedules.ipynb #985c6037
-def make_betas(kind:str, # one of KINDS
-               T:int, # number of diffusion steps, >= 1
-               beta_start:float|None=None, # first beta (curve kinds); default per kind
-               beta_end:float|None=None # last beta (curve kinds); default per kind
-              ) -> torch.Tensor: # float64, shape (T,)
+def make_betas(
+    kind: str,  # one of KINDS
+    T: int,  # number of diffusion steps, >= 1
+    beta_start: float | None = None,  # first beta (curve kinds); default per kind
+    beta_end: float | None = None,  # last beta (curve kinds); default per kind
+) -> torch.Tensor:  # float64, shape (T,)
     "The betas of a named noise schedule."
     kind, T = check_choice('kind', kind, KINDS), check_int('T', T, 1)
     if kind == 'cosine':
-        if beta_start is not None or beta_end is not None: raise ValueError("the cosine schedule is set by alpha_bar and takes no beta_start/beta_end")
+        if beta_start is not None or beta_end is not None:
+            raise ValueError("the cosine schedule is set by alpha_bar and takes no beta_start/beta_end")
         return _cosine_betas(T)
     return _curve_betas(kind, T, *_endpoints(kind, beta_start, beta_end))
 
+
 # %% ../nbs/03_schedules.ipynb #fbd535a8
-def rescale_zero_terminal_snr(betas:torch.Tensor # betas of any schedule, shape (T,), T >= 2
-                             ) -> torch.Tensor: # float64 betas with alpha_bar[-1] == 0
+def rescale_zero_terminal_snr(
+    betas: torch.Tensor,  # betas of any schedule, shape (T,), T >= 2
+) -> torch.Tensor:  # float64 betas with alpha_bar[-1] == 0
     "Rescale betas so the last step has zero SNR and the first step is unchanged, eq. 3.2."
     betas = torch.as_tensor(betas, dtype=torch.float64)
-    if betas.ndim != 1 or len(betas) < 2: raise ValueError(f"need 1-D betas with T >= 2 to rescale, got shape {tuple(betas.shape)}")
+    if betas.ndim != 1 or len(betas) < 2:
+        raise ValueError(f"need 1-D betas with T >= 2 to rescale, got shape {tuple(betas.shape)}")
     r = torch.cumprod(1 - betas, 0).sqrt()
     r = (r - r[-1]) * r[0] / (r[0] - r[-1])
-    ab_t = r ** 2
+    ab_t = r**2
     return 1 - torch.cat([ab_t[:1], ab_t[1:] / ab_t[:-1]])
 
+
 # %% ../nbs/03_schedules.ipynb #5de09791
-def make_schedule(kind:str='linear', # one of KINDS
-                  T:int=1000, # number of diffusion steps
-                  zero_terminal_snr:bool=False, # rescale so alpha_bar[T-1] == 0, eq. 3.2
-                  beta_start:float|None=None, # first beta (curve kinds)
-                  beta_end:float|None=None # last beta (curve kinds)
-                 ) -> NoiseSchedule:
+def make_schedule(
+    kind: str = 'linear',  # one of KINDS
+    T: int = 1000,  # number of diffusion steps
+    zero_terminal_snr: bool = False,  # rescale so alpha_bar[T-1] == 0, eq. 3.2
+    beta_start: float | None = None,  # first beta (curve kinds)
+    beta_end: float | None = None,  # last beta (curve kinds)
+) -> NoiseSchedule:
     "A `NoiseSchedule` for a named kind, optionally rescaled to zero terminal SNR."
     betas = make_betas(kind, T, beta_start, beta_end)
     return NoiseSchedule(rescale_zero_terminal_snr(betas) if zero_terminal_snr else betas)

@@ -14,90 +14,137 @@ from .sampling import SampleContext, STEP_SCHEDULES, SAMPLERS, register_sampler
 from .samplers import lambda_of, dpmpp_1_step, dpm_solver_sampler_step, heun_sampler_step
 
 # %% auto #0
-__all__ = ['UNIPC_VARIANTS', 'SAMPLING_BY_BUDGET', 'FAST_SAMPLING', 'lambdas', 'nearest_timesteps', 'logsnr_timesteps',
-           'karras_timesteps', 'quadratic_timesteps', 'dpmpp_3m_x0', 'unipc_rhos', 'unipc_x0', 'step_order',
-           'dpmpp_3m_sampler_step', 'unipc_sampler', 'fast_sampling']
+__all__ = [
+    'UNIPC_VARIANTS',
+    'SAMPLING_BY_BUDGET',
+    'FAST_SAMPLING',
+    'lambdas',
+    'nearest_timesteps',
+    'logsnr_timesteps',
+    'karras_timesteps',
+    'quadratic_timesteps',
+    'dpmpp_3m_x0',
+    'unipc_rhos',
+    'unipc_x0',
+    'step_order',
+    'dpmpp_3m_sampler_step',
+    'unipc_sampler',
+    'fast_sampling',
+]
+
 
 # %% ../nbs/10a_solvers.ipynb #d2cf1bc2
-def lambdas(sched:NoiseSchedule) -> np.ndarray:
+def lambdas(sched: NoiseSchedule) -> np.ndarray:
     "lambda_t (eq. 10.7) of every timestep t = 0..T-1, float64; -inf where alpha_bar = 0."
     ab = sched.alpha_bar.double().clamp(0, 1)
-    with np.errstate(divide='ignore'): return (0.5 * (ab.log() - (-ab).log1p())).numpy()
+    with np.errstate(divide='ignore'):
+        return (0.5 * (ab.log() - (-ab).log1p())).numpy()
+
 
 # %% ../nbs/10a_solvers.ipynb #d1676891
-def _distinct(t:list, T:int) -> list[int]:
+def _distinct(t: list, T: int) -> list[int]:
     "Timesteps forced strictly decreasing from T-1 to >= 0; collisions pushed towards more noise."
     n = check_int('steps', len(t), 1, T)
     t[-1] = max(t[-1], 0)
-    for i in range(n - 2, -1, -1): t[i] = max(t[i], t[i + 1] + 1)
+    for i in range(n - 2, -1, -1):
+        t[i] = max(t[i], t[i + 1] + 1)
     t[0] = T - 1
-    for i in range(1, n): t[i] = min(t[i], t[i - 1] - 1)
+    for i in range(1, n):
+        t[i] = min(t[i], t[i - 1] - 1)
     return [int(v) for v in t]
 
-def nearest_timesteps(sched:NoiseSchedule, # the model's schedule
-                      lam_grid # target lambdas, increasing (noisiest first)
-                     ) -> list[int]: # as many distinct timesteps, decreasing, the first T-1
+
+def nearest_timesteps(
+    sched: NoiseSchedule,  # the model's schedule
+    lam_grid,  # target lambdas, increasing (noisiest first)
+) -> list[int]:  # as many distinct timesteps, decreasing, the first T-1
     "The timesteps whose lambda_t is nearest each target lambda."
-    lam = lambdas(sched); ok = np.isfinite(lam)
+    lam = lambdas(sched)
+    ok = np.isfinite(lam)
     t = np.interp(np.asarray(lam_grid, dtype=np.float64), lam[ok][::-1], np.arange(sched.T)[ok][::-1])
     return _distinct(np.rint(t).astype(int).tolist(), sched.T)
 
+
 # %% ../nbs/10a_solvers.ipynb #25385920
-def _lam_range(sched:NoiseSchedule, sigma_max:float|None, sigma_min:float|None) -> tuple[float, float]:
+def _lam_range(sched: NoiseSchedule, sigma_max: float | None, sigma_min: float | None) -> tuple[float, float]:
     "The lambda range [lo, hi] of a grid: the schedule's finite range, narrowed by sigma_max and sigma_min."
     lam = lambdas(sched)
     lo, hi = lam[np.isfinite(lam)].min(), lam[0]
-    if sigma_max is not None: lo = max(lo, -math.log(check_float('sigma_max', sigma_max, 0, lo_open=True)))
-    if sigma_min is not None: hi = min(hi, -math.log(check_float('sigma_min', sigma_min, 0, lo_open=True)))
-    if not lo < hi: raise ValueError(f"sigma_max={sigma_max} must be larger than sigma_min={sigma_min} and than the schedule's smallest sigma {math.exp(-lam[0]):.3g}")
+    if sigma_max is not None:
+        lo = max(lo, -math.log(check_float('sigma_max', sigma_max, 0, lo_open=True)))
+    if sigma_min is not None:
+        hi = min(hi, -math.log(check_float('sigma_min', sigma_min, 0, lo_open=True)))
+    if not lo < hi:
+        raise ValueError(
+            f"sigma_max={sigma_max} must be larger than sigma_min={sigma_min} and than the schedule's smallest sigma {math.exp(-lam[0]):.3g}"
+        )
     return lo, hi
 
+
 # %% ../nbs/10a_solvers.ipynb #12537522
-def logsnr_timesteps(sched:NoiseSchedule, steps:int, # the schedule, and the number N of timesteps
-                     sigma_max:float|None=80.0, # the noisiest sigma of the grid (None: the schedule's largest finite one)
-                     sigma_min:float|None=0.04 # the least noisy one before the final step (None: the schedule's at t = 0)
-                    ) -> list[int]:
+def logsnr_timesteps(
+    sched: NoiseSchedule,
+    steps: int,  # the schedule, and the number N of timesteps
+    sigma_max: float | None = 80.0,  # the noisiest sigma of the grid (None: the schedule's largest finite one)
+    sigma_min: float | None = 0.04,  # the least noisy one before the final step (None: the schedule's at t = 0)
+) -> list[int]:
     "N timesteps uniform in lambda = -log sigma, DPM-Solver's grid (eq. 10a.4), noisiest first."
     lo, hi = _lam_range(sched, sigma_max, sigma_min)
     return nearest_timesteps(sched, np.linspace(lo, hi, check_int('steps', steps, 1, sched.T)))
 
-def karras_timesteps(sched:NoiseSchedule, steps:int, rho:float=7.0, # larger rho: more steps near sigma_min
-                     sigma_max:float|None=80.0, sigma_min:float|None=None) -> list[int]:
+
+def karras_timesteps(
+    sched: NoiseSchedule,
+    steps: int,
+    rho: float = 7.0,  # larger rho: more steps near sigma_min
+    sigma_max: float | None = 80.0,
+    sigma_min: float | None = None,
+) -> list[int]:
     "N timesteps on EDM's grid (eq. 10a.4): sigma^(1/rho) uniform from sigma_max (80) to sigma_min."
-    lo, hi = _lam_range(sched, sigma_max, sigma_min); rho = check_float('rho', rho, 0, lo_open=True)
+    lo, hi = _lam_range(sched, sigma_max, sigma_min)
+    rho = check_float('rho', rho, 0, lo_open=True)
     a, b = math.exp(-lo / rho), math.exp(-hi / rho)  # sigma_max^(1/rho), sigma_min^(1/rho)
     return nearest_timesteps(sched, -rho * np.log(np.linspace(a, b, check_int('steps', steps, 1, sched.T))))
 
-def quadratic_timesteps(sched:NoiseSchedule, steps:int) -> list[int]:
+
+def quadratic_timesteps(sched: NoiseSchedule, steps: int) -> list[int]:
     "N timesteps uniform in sqrt(t), the time-quadratic grid of DDIM and DEIS (eq. 10a.4), from T-1 to 0."
     n = check_int('steps', steps, 1, sched.T)
     return _distinct(np.rint(np.linspace(1, 0, n) ** 2 * (sched.T - 1)).astype(int).tolist(), sched.T)
 
+
 STEP_SCHEDULES.update(logsnr=logsnr_timesteps, karras=karras_timesteps, quadratic=quadratic_timesteps)
 
+
 # %% ../nbs/10a_solvers.ipynb #345ff1a7
-def dpmpp_3m_x0(x0s:list, # the clean-data estimates m of the last k <= 3 timesteps, oldest first
-                lams:list, # their lambdas, increasing
-                lam_next:float # lambda where the step ends, > lams[-1]
-               ) -> torch.Tensor:
+def dpmpp_3m_x0(
+    x0s: list,  # the clean-data estimates m of the last k <= 3 timesteps, oldest first
+    lams: list,  # their lambdas, increasing
+    lam_next: float,  # lambda where the step ends, > lams[-1]
+) -> torch.Tensor:
     "DPM-Solver++(3M)'s effective x0 D for the step (10a.3): the quadratic through the estimates, eq. 10a.5."
     k, m0, h = len(x0s), x0s[-1], lam_next - lams[-1]
-    if k == 1 or not math.isfinite(h): return m0
+    if k == 1 or not math.isfinite(h):
+        return m0
     phi = -math.expm1(-h)
     d0 = (m0 - x0s[-2]) * (h / (lams[-1] - lams[-2]))
-    if k == 2: return m0 + (1 / phi - 1 / h) * d0
+    if k == 2:
+        return m0 + (1 / phi - 1 / h) * d0
     d1 = (x0s[-2] - x0s[-3]) * (h / (lams[-2] - lams[-3]))
     r0, r1 = (lams[-1] - lams[-2]) / h, (lams[-2] - lams[-3]) / h
     D1, D2 = d0 + r0 / (r0 + r1) * (d0 - d1), (d0 - d1) / (r0 + r1)
-    return m0 + (1 / phi - 1 / h) * D1 + (1 - 2 * (h - phi) / h ** 2) / phi * D2
+    return m0 + (1 / phi - 1 / h) * D1 + (1 - 2 * (h - phi) / h**2) / phi * D2
+
 
 # %% ../nbs/10a_solvers.ipynb #2fa20407
 UNIPC_VARIANTS = ('bh1', 'bh2')
 
-def unipc_rhos(h:float, # the step length in lambda, > 0
-               rks:list, # the offsets r_k of the points used (the corrector's new point has r = 1)
-               variant:str='bh2' # B(h) of eq. 10a.7: 'bh1' or 'bh2'
-              ) -> tuple[float, np.ndarray]: # B(h) and the weights rho_k
+
+def unipc_rhos(
+    h: float,  # the step length in lambda, > 0
+    rks: list,  # the offsets r_k of the points used (the corrector's new point has r = 1)
+    variant: str = 'bh2',  # B(h) of eq. 10a.7: 'bh1' or 'bh2'
+) -> tuple[float, np.ndarray]:  # B(h) and the weights rho_k
     "UniPC's B(h) and weights: the order conditions (10a.8), solved."
     check_choice('variant', variant, UNIPC_VARIANTS)
     z = -h  # UniPC's data-prediction form runs in -lambda
@@ -105,39 +152,53 @@ def unipc_rhos(h:float, # the step length in lambda, > 0
     g, fact, b = math.expm1(z) / z - 1, 1, []  # g = z phi_2(z), then z phi_3(z), ...
     for i in range(1, len(rks) + 1):
         b.append(g * fact / B)
-        fact *= i + 1; g = g / z - 1 / fact
-    if len(rks) == 1: return B, np.array([0.5])
+        fact *= i + 1
+        g = g / z - 1 / fact
+    if len(rks) == 1:
+        return B, np.array([0.5])
     return B, np.linalg.solve(np.array([[r ** (i - 1) for r in rks] for i in range(1, len(rks) + 1)]), np.array(b))
 
+
 # %% ../nbs/10a_solvers.ipynb #d87e15a6
-def unipc_x0(x0s:list, # the estimates m of the last k timesteps, oldest first
-             lams:list, # their lambdas, increasing
-             lam_next:float, # lambda where the step ends
-             variant:str='bh2', # 'bh1' or 'bh2'
-             x0_new:torch.Tensor|None=None # for the corrector: the estimate at lam_next
-            ) -> torch.Tensor:
+def unipc_x0(
+    x0s: list,  # the estimates m of the last k timesteps, oldest first
+    lams: list,  # their lambdas, increasing
+    lam_next: float,  # lambda where the step ends
+    variant: str = 'bh2',  # 'bh1' or 'bh2'
+    x0_new: torch.Tensor | None = None,  # for the corrector: the estimate at lam_next
+) -> torch.Tensor:
     "UniPC's effective x0 D: the predictor UniP (eq. 10a.6), or with x0_new the corrector UniC (eq. 10a.9)."
     m0, h = x0s[-1], lam_next - lams[-1]
-    if not math.isfinite(h) or (len(x0s) == 1 and x0_new is None): return m0
-    pts = [(m, (l - lams[-1]) / h) for m, l in zip(x0s[-2::-1], lams[-2::-1])] + ([(x0_new, 1.0)] if x0_new is not None else [])
+    if not math.isfinite(h) or (len(x0s) == 1 and x0_new is None):
+        return m0
+    pts = [(m, (l - lams[-1]) / h) for m, l in zip(x0s[-2::-1], lams[-2::-1])] + (
+        [(x0_new, 1.0)] if x0_new is not None else []
+    )
     B, rho = unipc_rhos(h, [r for _, r in pts], variant)
     return m0 - B / -math.expm1(-h) * sum(float(p) * (m - m0) / r for p, (m, r) in zip(rho, pts))
 
+
 # %% ../nbs/10a_solvers.ipynb #39844371
-def _history(ctx:SampleContext, x0:torch.Tensor, ab_t:float, keep:int) -> tuple[list, list]:
+def _history(ctx: SampleContext, x0: torch.Tensor, ab_t: float, keep: int) -> tuple[list, list]:
     "Append (x0, lambda_t) to the run's history of finite-lambda estimates and return the last `keep`, oldest first."
     x0s, lams = ctx.state.setdefault('x0s', []), ctx.state.setdefault('lams', [])
-    if ab_t > 0: x0s.append(x0); lams.append(lambda_of(ab_t))
-    else: x0s.clear(); lams.clear()
+    if ab_t > 0:
+        x0s.append(x0)
+        lams.append(lambda_of(ab_t))
+    else:
+        x0s.clear()
+        lams.clear()
     del x0s[:-keep], lams[:-keep]
     return x0s, lams
 
-def step_order(ctx:SampleContext, order:int, have:int, lower_order_final:bool=True) -> int:
+
+def step_order(ctx: SampleContext, order: int, have: int, lower_order_final: bool = True) -> int:
     "This step's order: at most `order`, the estimates at hand and, with lower_order_final, the steps left."
     return max(1, min(order, have, len(ctx.pairs) - ctx.i if lower_order_final else order))
 
+
 # %% ../nbs/10a_solvers.ipynb #fdfdd778
-def dpmpp_3m_sampler_step(ctx:SampleContext, x_t:torch.Tensor, t:int, t_prev:int) -> torch.Tensor:
+def dpmpp_3m_sampler_step(ctx: SampleContext, x_t: torch.Tensor, t: int, t_prev: int) -> torch.Tensor:
     "DPM-Solver++(3M) (Lu et al. 2022), eqs. 10a.3, 10a.5: one call per step; default grid logsnr, its best measured."
     x0, _ = ctx.denoise(x_t, t)
     ab_t, ab_prev = ctx.ab(t), ctx.ab(t_prev)
@@ -146,26 +207,34 @@ def dpmpp_3m_sampler_step(ctx:SampleContext, x_t:torch.Tensor, t:int, t_prev:int
     D = dpmpp_3m_x0(x0s[-k:], lams[-k:], lambda_of(ab_prev)) if x0s and ab_prev < 1 else x0
     return dpmpp_1_step(x_t, D, ab_t, ab_prev)
 
+
 # %% ../nbs/10a_solvers.ipynb #9af9b23d
-def unipc_sampler(order:int=3, # the predictor's order p (1-3); the corrector adds one
-                  variant:str='bh2', # B(h) of eq. 10a.7: 'bh1' or 'bh2'
-                  corrector:bool=True, # False: the predictor UniP alone
-                  lower_order_final:bool=True # lower the order on the last steps
-                 ):
+def unipc_sampler(
+    order: int = 3,  # the predictor's order p (1-3); the corrector adds one
+    variant: str = 'bh2',  # B(h) of eq. 10a.7: 'bh1' or 'bh2'
+    corrector: bool = True,  # False: the predictor UniP alone
+    lower_order_final: bool = True,  # lower the order on the last steps
+):
     "A UniPC step function (Zhao et al. 2023, eqs. 10a.6-10a.9); registered on logsnr, its best measured grid, with bh2 and lower_order_final."
     order, variant = check_int('order', order, 1, 3), check_choice('variant', variant, UNIPC_VARIANTS)
-    def step(ctx:SampleContext, x_t:torch.Tensor, t:int, t_prev:int) -> torch.Tensor:
+
+    def step(ctx: SampleContext, x_t: torch.Tensor, t: int, t_prev: int) -> torch.Tensor:
         x0, _ = ctx.denoise(x_t, t)
         ab_t, ab_prev, last = ctx.ab(t), ctx.ab(t_prev), ctx.state.pop('unipc_last', None)
         if corrector and last is not None and ab_t > 0:  # UniC: redo the last step with this estimate, eq. 10a.9
             x_s, ab_s, k = last
-            x_t = dpmpp_1_step(x_s, unipc_x0(ctx.state['x0s'][-k:], ctx.state['lams'][-k:], lambda_of(ab_t), variant, x0), ab_s, ab_t)
+            x_t = dpmpp_1_step(
+                x_s, unipc_x0(ctx.state['x0s'][-k:], ctx.state['lams'][-k:], lambda_of(ab_t), variant, x0), ab_s, ab_t
+            )
         x0s, lams = _history(ctx, x0, ab_t, order)
         k = step_order(ctx, order, len(x0s), lower_order_final)
-        if ab_prev < 1 and x0s: ctx.state['unipc_last'] = (x_t, ab_t, k)
+        if ab_prev < 1 and x0s:
+            ctx.state['unipc_last'] = (x_t, ab_t, k)
         D = unipc_x0(x0s[-k:], lams[-k:], lambda_of(ab_prev), variant) if x0s and ab_prev < 1 else x0
         return dpmpp_1_step(x_t, D, ab_t, ab_prev)
+
     return step
+
 
 # %% ../nbs/10a_solvers.ipynb #0ef90e49
 register_sampler('dpm_solver', dpm_solver_sampler_step, spacing='logsnr')  # chapter 10's 2M: 'trailing' before
@@ -175,14 +244,22 @@ register_sampler('unipc_bh1', unipc_sampler(3, 'bh1'), spacing='logsnr')
 register_sampler('unipc_2', unipc_sampler(2, 'bh2'), spacing='logsnr')
 
 # %% ../nbs/10a_solvers.ipynb #d3389e8c
-SAMPLING_BY_BUDGET = {5: dict(sampler='unipc', steps=5), 8: dict(sampler='dpm_solver', steps=8), 10: dict(sampler='dpm_solver', steps=10),
-                      20: dict(sampler='dpm_solver', steps=20), 50: dict(sampler='dpm_solver', steps=50)}  # measured above
+SAMPLING_BY_BUDGET = {
+    5: dict(sampler='unipc', steps=5),
+    8: dict(sampler='dpm_solver', steps=8),
+    10: dict(sampler='dpm_solver', steps=10),
+    20: dict(sampler='dpm_solver', steps=20),
+    50: dict(sampler='dpm_solver', steps=50),
+}  # measured above
 
-def fast_sampling(nfe:int=10 # network calls per image you can afford
-                 ) -> dict: # keyword arguments for `sample`: sampler and steps (each sampler's own grid)
+
+def fast_sampling(
+    nfe: int = 10,  # network calls per image you can afford
+) -> dict:  # keyword arguments for `sample`: sampler and steps (each sampler's own grid)
     "The best measured settings for a budget of `nfe` network calls (this chapter's tables)."
     nfe = check_int('nfe', nfe, 1)
     fits = [b for b in SAMPLING_BY_BUDGET if b <= nfe]
     return dict(SAMPLING_BY_BUDGET[max(fits)]) if fits else dict(sampler='dpm_solver', steps=nfe)
+
 
 FAST_SAMPLING = fast_sampling(10)  # the studio's and the CLI's default

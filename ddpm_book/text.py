@@ -4,7 +4,8 @@
 
 # %% ../nbs/11b_text.ipynb #474b369d
 from __future__ import annotations
-import json, tempfile
+import json
+import tempfile
 from dataclasses import dataclass, asdict, fields
 from pathlib import Path
 
@@ -23,221 +24,345 @@ from .sampling import sample
 from .pipeline import Pipeline, register_pipeline_builder, load_pipeline, book_cache_dir
 
 # %% auto #0
-__all__ = ['DIGIT_WORDS', 'CAPTION_TEMPLATES', 'SPECIAL_TOKENS', 'caption_for', 'CaptionedDataset', 'BPETokenizer',
-           'TextEncoderConfig', 'TextEncoder', 'TextUNetConfig', 'TextUNet', 'TextTrainer', 'text_sample_fn',
-           'book_text_dir', 'book_text_trainer', 'check_prompts', 'TextPipeline', 'book_text_pipeline']
+__all__ = [
+    'DIGIT_WORDS',
+    'CAPTION_TEMPLATES',
+    'SPECIAL_TOKENS',
+    'caption_for',
+    'CaptionedDataset',
+    'BPETokenizer',
+    'TextEncoderConfig',
+    'TextEncoder',
+    'TextUNetConfig',
+    'TextUNet',
+    'TextTrainer',
+    'text_sample_fn',
+    'book_text_dir',
+    'book_text_trainer',
+    'check_prompts',
+    'TextPipeline',
+    'book_text_pipeline',
+]
 
 # %% ../nbs/11b_text.ipynb #34b66d37
 DIGIT_WORDS = ('zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine')
 CAPTION_TEMPLATES = ('a handwritten {name}', 'the digit {word}', 'a handwritten {word}', 'the number {name}')
 
-def caption_for(name:str, # a class name, e.g. '7' or 'T-shirt/top'
-                template:str='a handwritten {name}' # with fields {name} and {word} (the digit as a word)
-               ) -> str:
+
+def caption_for(
+    name: str,  # a class name, e.g. '7' or 'T-shirt/top'
+    template: str = 'a handwritten {name}',  # with fields {name} and {word} (the digit as a word)
+) -> str:
     "A caption for the class `name`; {word} spells a digit out ('7' -> 'seven'), other names stay as they are."
     word = DIGIT_WORDS[int(name)] if name.isdigit() and int(name) < 10 else name
     return template.format(name=name, word=word)
 
+
 # %% ../nbs/11b_text.ipynb #5985d334
 class CaptionedDataset(Dataset):
     "A labelled data set whose items also carry a `'caption'` made from the label with one of `templates`."
-    def __init__(self, base, # a labelled data set with `classes`, e.g. get_dataset('mnist5k')
-                 templates=CAPTION_TEMPLATES): # item i uses templates[i % len(templates)]
-        if not getattr(base, 'classes', None): raise ValueError(f"CaptionedDataset needs a labelled data set with classes; {base!r} has none")
-        if not templates: raise ValueError("templates must hold at least one template")
+
+    def __init__(
+        self,
+        base,  # a labelled data set with `classes`, e.g. get_dataset('mnist5k')
+        templates=CAPTION_TEMPLATES,
+    ):  # item i uses templates[i % len(templates)]
+        if not getattr(base, 'classes', None):
+            raise ValueError(f"CaptionedDataset needs a labelled data set with classes; {base!r} has none")
+        if not templates:
+            raise ValueError("templates must hold at least one template")
         self.base, self.templates, self.classes = base, tuple(templates), list(base.classes)
         self.name, self.image_shape = f'{getattr(base, "name", "data")}+captions', getattr(base, 'image_shape', None)
-        self.labels = base.labels if hasattr(base, 'labels') else torch.tensor([base[i]['label'] for i in range(len(base))])
-        self.captions = [caption_for(self.classes[int(y)], self.templates[i % len(self.templates)]) for i, y in enumerate(self.labels)]
-    def __len__(self): return len(self.base)
-    def __getitem__(self, i): return {**self.base[i], 'caption': self.captions[i]}
+        self.labels = (
+            base.labels if hasattr(base, 'labels') else torch.tensor([base[i]['label'] for i in range(len(base))])
+        )
+        self.captions = [
+            caption_for(self.classes[int(y)], self.templates[i % len(self.templates)])
+            for i, y in enumerate(self.labels)
+        ]
+
+    def __len__(self):
+        return len(self.base)
+
+    def __getitem__(self, i):
+        return {**self.base[i], 'caption': self.captions[i]}
+
 
 # %% ../nbs/11b_text.ipynb #924dc2ac
 SPECIAL_TOKENS = ('<pad>', '<bos>', '<eos>')  # ids 0, 1, 2
+
 
 def _check_texts(texts, what='texts') -> list[str]:
     "texts as a list of strings; TypeError naming the first non-string."
     texts = [texts] if isinstance(texts, str) else list(texts)
     bad = [(i, t) for i, t in enumerate(texts) if not isinstance(t, str)]
-    if bad: raise TypeError(f"{what} must be strings; item {bad[0][0]} is {type(bad[0][1]).__name__} {bad[0][1]!r}")
+    if bad:
+        raise TypeError(f"{what} must be strings; item {bad[0][0]} is {type(bad[0][1]).__name__} {bad[0][1]!r}")
     return texts
 
-def _bpe(vocab_size:int, max_length:int, texts:list[str], min_frequency:int) -> Tokenizer:
+
+def _bpe(vocab_size: int, max_length: int, texts: list[str], min_frequency: int) -> Tokenizer:
     "Train a byte-level BPE tokenizer with <bos>/<eos> around every text, padded and truncated to max_length."
     tok = Tokenizer(models.BPE())
     tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
     tok.pre_tokenizer, tok.decoder = pre_tokenizers.ByteLevel(add_prefix_space=False), decoders.ByteLevel()
-    tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency, show_progress=False,
-                            special_tokens=list(SPECIAL_TOKENS), initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    tok.post_processor = processors.TemplateProcessing(single='<bos> $A <eos>', special_tokens=[('<bos>', 1), ('<eos>', 2)])
-    tok.enable_padding(pad_id=0, pad_token='<pad>', length=max_length); tok.enable_truncation(max_length)
+    tok.train_from_iterator(
+        texts,
+        trainers.BpeTrainer(
+            vocab_size=vocab_size,
+            min_frequency=min_frequency,
+            show_progress=False,
+            special_tokens=list(SPECIAL_TOKENS),
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        ),
+    )
+    tok.post_processor = processors.TemplateProcessing(
+        single='<bos> $A <eos>', special_tokens=[('<bos>', 1), ('<eos>', 2)]
+    )
+    tok.enable_padding(pad_id=0, pad_token='<pad>', length=max_length)
+    tok.enable_truncation(max_length)
     return tok
+
 
 # %% ../nbs/11b_text.ipynb #c549ec1f
 class BPETokenizer:
     "Byte-level BPE (Hugging Face `tokenizers`) with <pad>/<bos>/<eos>, fixed length and a JSON-string form for checkpoints."
-    def __init__(self, tokenizer:Tokenizer): # a trained `tokenizers.Tokenizer` with padding to a fixed length
-        if [tokenizer.token_to_id(t) for t in SPECIAL_TOKENS] != [0, 1, 2] or not (tokenizer.padding or {}).get('length'):
-            raise ValueError(f"the tokenizer needs the special tokens {SPECIAL_TOKENS} as ids 0, 1, 2 and padding to a fixed length; build it with BPETokenizer.train")
+
+    def __init__(self, tokenizer: Tokenizer):  # a trained `tokenizers.Tokenizer` with padding to a fixed length
+        if [tokenizer.token_to_id(t) for t in SPECIAL_TOKENS] != [0, 1, 2] or not (tokenizer.padding or {}).get(
+            'length'
+        ):
+            raise ValueError(
+                f"the tokenizer needs the special tokens {SPECIAL_TOKENS} as ids 0, 1, 2 and padding to a fixed length; build it with BPETokenizer.train"
+            )
         self.tok = tokenizer
+
     pad_id, bos_id, eos_id = 0, 1, 2
 
     @classmethod
-    def train(cls, texts, # the captions to learn merges from
-              vocab_size:int=1000, # at most this many tokens (fewer if the captions have fewer distinct pairs)
-              max_length:int=16, # tokens per prompt, <bos> and <eos> included
-              min_frequency:int=2 # a pair must occur this often to be merged
-             ) -> BPETokenizer:
+    def train(
+        cls,
+        texts,  # the captions to learn merges from
+        vocab_size: int = 1000,  # at most this many tokens (fewer if the captions have fewer distinct pairs)
+        max_length: int = 16,  # tokens per prompt, <bos> and <eos> included
+        min_frequency: int = 2,  # a pair must occur this often to be merged
+    ) -> BPETokenizer:
         "Learn a BPE vocabulary from `texts`."
         texts = _check_texts(texts)
-        if not texts: raise ValueError("cannot train a tokenizer on an empty list of texts")
-        max_length = check_int('max_length', max_length, 3)    # <bos>, a token, <eos>
+        if not texts:
+            raise ValueError("cannot train a tokenizer on an empty list of texts")
+        max_length = check_int('max_length', max_length, 3)  # <bos>, a token, <eos>
         vocab_size = check_int('vocab_size', vocab_size, 259)  # 256 bytes + 3 special tokens
         return cls(_bpe(vocab_size, max_length, texts, check_int('min_frequency', min_frequency, 1)))
 
     @property
-    def vocab_size(self) -> int: return self.tok.get_vocab_size()
+    def vocab_size(self) -> int:
+        return self.tok.get_vocab_size()
+
     @property
-    def max_length(self) -> int: return self.tok.padding['length']
-    def to_json(self) -> str: return self.tok.to_str()
+    def max_length(self) -> int:
+        return self.tok.padding['length']
+
+    def to_json(self) -> str:
+        return self.tok.to_str()
+
     @classmethod
-    def from_json(cls, s:str) -> BPETokenizer: return cls(Tokenizer.from_str(s))
-    def __repr__(self): return f"BPETokenizer(vocab_size={self.vocab_size}, max_length={self.max_length})"
+    def from_json(cls, s: str) -> BPETokenizer:
+        return cls(Tokenizer.from_str(s))
+
+    def __repr__(self):
+        return f"BPETokenizer(vocab_size={self.vocab_size}, max_length={self.max_length})"
+
 
 # %% ../nbs/11b_text.ipynb #7c7eb67d
 @patch
-def encode(self:BPETokenizer, texts, # a string or a list of strings
-           truncate:bool=True # cut long texts to max_length; False: raise ValueError instead
-          ) -> tuple[torch.Tensor, torch.Tensor]: # input_ids (B, L) long, attention_mask (B, L) bool
+def encode(
+    self: BPETokenizer,
+    texts,  # a string or a list of strings
+    truncate: bool = True,  # cut long texts to max_length; False: raise ValueError instead
+) -> tuple[torch.Tensor, torch.Tensor]:  # input_ids (B, L) long, attention_mask (B, L) bool
     "Token ids of `texts`, each <bos> ... <eos> padded to max_length, and the mask of real tokens."
     texts = _check_texts(texts)
     enc = self.tok.encode_batch(texts)
     long = [i for i, e in enumerate(enc) if e.overflowing]
     if long and not truncate:
-        raise ValueError(f"text {long[0]} ({texts[long[0]][:60]!r}) needs more than {self.max_length} tokens; this tokenizer's max_length is {self.max_length}")
+        raise ValueError(
+            f"text {long[0]} ({texts[long[0]][:60]!r}) needs more than {self.max_length} tokens; this tokenizer's max_length is {self.max_length}"
+        )
     ids = torch.tensor([e.ids for e in enc], dtype=torch.long).view(len(enc), self.max_length)
     return ids, torch.tensor([e.attention_mask for e in enc], dtype=torch.bool).view(len(enc), self.max_length)
 
+
 @patch
-def decode(self:BPETokenizer, ids:torch.Tensor) -> list[str]:
+def decode(self: BPETokenizer, ids: torch.Tensor) -> list[str]:
     "The texts of a (B, L) tensor of token ids (special tokens dropped)."
     return self.tok.decode_batch(ids.tolist(), skip_special_tokens=True)
 
+
 @patch
-def tokens(self:BPETokenizer, text:str) -> list[str]:
+def tokens(self: BPETokenizer, text: str) -> list[str]:
     "The token strings of one text (byte-level: 'Ġ' marks a leading space)."
     return [t for t in self.tok.encode(text).tokens if t != '<pad>']
+
 
 # %% ../nbs/11b_text.ipynb #9fd90ec7
 @dataclass
 class TextEncoderConfig:
     "Architecture of a `TextEncoder`; a plain dataclass that round-trips through `asdict`."
-    vocab_size:int=1000 # token embedding rows; the tokenizer's vocab_size
-    max_length:int=16 # positions; the tokenizer's max_length
-    dim:int=64 # width of the token vectors = the UNet's context_dim
-    depth:int=2 # transformer layers
-    num_heads:int=4 # attention heads; must divide dim
-    mlp_ratio:int=4 # hidden width of each MLP = mlp_ratio * dim
-    dropout:float=0.0 # dropout inside the transformer layers
-    pad_id:int=0 # the <pad> token
+
+    vocab_size: int = 1000  # token embedding rows; the tokenizer's vocab_size
+    max_length: int = 16  # positions; the tokenizer's max_length
+    dim: int = 64  # width of the token vectors = the UNet's context_dim
+    depth: int = 2  # transformer layers
+    num_heads: int = 4  # attention heads; must divide dim
+    mlp_ratio: int = 4  # hidden width of each MLP = mlp_ratio * dim
+    dropout: float = 0.0  # dropout inside the transformer layers
+    pad_id: int = 0  # the <pad> token
 
     def __post_init__(self):
         for f in ('vocab_size', 'max_length', 'dim', 'depth', 'num_heads', 'mlp_ratio', 'pad_id'):
             check_int(f'TextEncoderConfig.{f}', getattr(self, f), 0 if f == 'pad_id' else 1)
-        if self.dim % self.num_heads: raise ValueError(f"num_heads={self.num_heads} must divide dim={self.dim}; valid: {[h for h in range(1, self.dim + 1) if self.dim % h == 0]}")
+        if self.dim % self.num_heads:
+            raise ValueError(
+                f"num_heads={self.num_heads} must divide dim={self.dim}; valid: {[h for h in range(1, self.dim + 1) if self.dim % h == 0]}"
+            )
         check_float('dropout', self.dropout, 0, 1, hi_open=True)
+
 
 # %% ../nbs/11b_text.ipynb #ec3c2038
 class TextEncoder(nn.Module):
     "Token + position embeddings, pre-norm transformer layers with a padding mask, final LayerNorm, eq. 11.6."
-    def __init__(self, config:TextEncoderConfig|dict):
+
+    def __init__(self, config: TextEncoderConfig | dict):
         super().__init__()
         cfg = self.config = TextEncoderConfig(**config) if isinstance(config, dict) else config
         self.tok_embed = nn.Embedding(cfg.vocab_size, cfg.dim)
         self.pos_embed = nn.Parameter(torch.randn(cfg.max_length, cfg.dim) * 0.02)
-        layer = nn.TransformerEncoderLayer(cfg.dim, cfg.num_heads, cfg.mlp_ratio * cfg.dim, cfg.dropout,
-                                           activation='gelu', batch_first=True, norm_first=True)
+        layer = nn.TransformerEncoderLayer(
+            cfg.dim,
+            cfg.num_heads,
+            cfg.mlp_ratio * cfg.dim,
+            cfg.dropout,
+            activation='gelu',
+            batch_first=True,
+            norm_first=True,
+        )
         self.layers = nn.TransformerEncoder(layer, cfg.depth, norm=nn.LayerNorm(cfg.dim), enable_nested_tensor=False)
 
-    def forward(self, input_ids:torch.Tensor, # (B, L) token ids, L <= max_length
-                attention_mask:torch.Tensor|None=None # (B, L) bool, True = real token; None: ids != pad_id
-               ) -> torch.Tensor: # (B, L, dim) context vectors
+    def forward(
+        self,
+        input_ids: torch.Tensor,  # (B, L) token ids, L <= max_length
+        attention_mask: torch.Tensor | None = None,  # (B, L) bool, True = real token; None: ids != pad_id
+    ) -> torch.Tensor:  # (B, L, dim) context vectors
         cfg = self.config
         if input_ids.ndim != 2 or input_ids.shape[1] > cfg.max_length or input_ids.dtype.is_floating_point:
-            raise ValueError(f"input_ids must be a (B, L) integer tensor with L <= {cfg.max_length}, got {input_ids.dtype} {tuple(input_ids.shape)}")
+            raise ValueError(
+                f"input_ids must be a (B, L) integer tensor with L <= {cfg.max_length}, got {input_ids.dtype} {tuple(input_ids.shape)}"
+            )
         if int(input_ids.min()) < 0 or int(input_ids.max()) >= cfg.vocab_size:
-            raise ValueError(f"input_ids must lie in [0, {cfg.vocab_size}) (the vocabulary), got values in [{int(input_ids.min())}, {int(input_ids.max())}]")
+            raise ValueError(
+                f"input_ids must lie in [0, {cfg.vocab_size}) (the vocabulary), got values in [{int(input_ids.min())}, {int(input_ids.max())}]"
+            )
         mask = input_ids != cfg.pad_id if attention_mask is None else attention_mask.bool()
-        h = self.tok_embed(input_ids) + self.pos_embed[:input_ids.shape[1]]
+        h = self.tok_embed(input_ids) + self.pos_embed[: input_ids.shape[1]]
         return self.layers(h, src_key_padding_mask=~mask)
+
 
 # %% ../nbs/11b_text.ipynb #3e109b0f
 @dataclass
 class TextUNetConfig:
     "A text-conditional UNet: UNet fields, text-encoder fields and the tokenizer's JSON; round-trips through `asdict`."
-    unet:UNetConfig|dict # the UNet; its context_dim must equal text.dim
-    text:TextEncoderConfig|dict # the text encoder; vocab_size and max_length must match the tokenizer
-    tokenizer:str # BPETokenizer.to_json()
+
+    unet: UNetConfig | dict  # the UNet; its context_dim must equal text.dim
+    text: TextEncoderConfig | dict  # the text encoder; vocab_size and max_length must match the tokenizer
+    tokenizer: str  # BPETokenizer.to_json()
 
     def __post_init__(self):
-        if isinstance(self.unet, dict): self.unet = UNetConfig(**self.unet)
-        if isinstance(self.text, dict): self.text = TextEncoderConfig(**self.text)
-        if not isinstance(self.tokenizer, str): raise TypeError(f"tokenizer must be the JSON string of BPETokenizer.to_json(), got {type(self.tokenizer).__name__}")
-        if self.unet.context_dim != self.text.dim: raise ValueError(f"unet.context_dim ({self.unet.context_dim}) must equal text.dim ({self.text.dim})")
+        if isinstance(self.unet, dict):
+            self.unet = UNetConfig(**self.unet)
+        if isinstance(self.text, dict):
+            self.text = TextEncoderConfig(**self.text)
+        if not isinstance(self.tokenizer, str):
+            raise TypeError(
+                f"tokenizer must be the JSON string of BPETokenizer.to_json(), got {type(self.tokenizer).__name__}"
+            )
+        if self.unet.context_dim != self.text.dim:
+            raise ValueError(f"unet.context_dim ({self.unet.context_dim}) must equal text.dim ({self.text.dim})")
         tok = BPETokenizer.from_json(self.tokenizer)
         if (tok.vocab_size, tok.max_length) != (self.text.vocab_size, self.text.max_length):
-            raise ValueError(f"text.vocab_size/max_length ({self.text.vocab_size}, {self.text.max_length}) must match the tokenizer's ({tok.vocab_size}, {tok.max_length})")
+            raise ValueError(
+                f"text.vocab_size/max_length ({self.text.vocab_size}, {self.text.max_length}) must match the tokenizer's ({tok.vocab_size}, {tok.max_length})"
+            )
 
     @classmethod
-    def build(cls, tokenizer:BPETokenizer, unet:UNetConfig|dict, **text) -> TextUNetConfig:
+    def build(cls, tokenizer: BPETokenizer, unet: UNetConfig | dict, **text) -> TextUNetConfig:
         "A config whose text encoder fits `tokenizer` and whose UNet's context_dim fits the encoder (`text`: TextEncoderConfig fields)."
         t = TextEncoderConfig(**{'vocab_size': tokenizer.vocab_size, 'max_length': tokenizer.max_length, **text})
         u = {**(asdict(unet) if isinstance(unet, UNetConfig) else unet), 'context_dim': t.dim}
         return cls(UNetConfig(**u), t, tokenizer.to_json())
 
+
 # %% ../nbs/11b_text.ipynb #4cc68ac8
 class TextUNet(nn.Module):
     "A UNet conditioned on prompts through a jointly trained text encoder, eq. 11.7: `model(x_t, t, input_ids=None, attention_mask=None)`."
-    def __init__(self, config:TextUNetConfig|dict):
+
+    def __init__(self, config: TextUNetConfig | dict):
         super().__init__()
         cfg = self.config = TextUNetConfig(**config) if isinstance(config, dict) else config
         self.tokenizer = BPETokenizer.from_json(cfg.tokenizer)
         self.text, self.unet = TextEncoder(cfg.text), UNet(cfg.unet)
         null_ids, null_mask = self.tokenizer.encode([''])
-        self.register_buffer('null_ids', null_ids, persistent=False); self.register_buffer('null_mask', null_mask, persistent=False)
+        self.register_buffer('null_ids', null_ids, persistent=False)
+        self.register_buffer('null_mask', null_mask, persistent=False)
 
     def tokenize(self, prompts) -> dict:
         "{'input_ids', 'attention_mask'} of `prompts` on the model's device (long prompts are cut to max_length)."
         ids, mask = self.tokenizer.encode(prompts)
         return {'input_ids': ids.to(self.null_ids.device), 'attention_mask': mask.to(self.null_ids.device)}
 
-    def forward(self, x_t:torch.Tensor, # (B, C, H, W) noisy images
-                t:torch.Tensor, # (B,) timesteps
-                input_ids:torch.Tensor|None=None, # (B, L) token ids; None: the empty prompt (unconditional)
-                attention_mask:torch.Tensor|None=None # (B, L) bool; None: ids != <pad>
-               ) -> torch.Tensor: # (B, C, H, W) prediction
-        if input_ids is None: input_ids, attention_mask = (m.expand(x_t.shape[0], -1) for m in (self.null_ids, self.null_mask))
-        if input_ids.shape[0] != x_t.shape[0]: raise ValueError(f"input_ids has {input_ids.shape[0]} rows but x_t has batch size {x_t.shape[0]}")
+    def forward(
+        self,
+        x_t: torch.Tensor,  # (B, C, H, W) noisy images
+        t: torch.Tensor,  # (B,) timesteps
+        input_ids: torch.Tensor | None = None,  # (B, L) token ids; None: the empty prompt (unconditional)
+        attention_mask: torch.Tensor | None = None,  # (B, L) bool; None: ids != <pad>
+    ) -> torch.Tensor:  # (B, C, H, W) prediction
+        if input_ids is None:
+            input_ids, attention_mask = (m.expand(x_t.shape[0], -1) for m in (self.null_ids, self.null_mask))
+        if input_ids.shape[0] != x_t.shape[0]:
+            raise ValueError(f"input_ids has {input_ids.shape[0]} rows but x_t has batch size {x_t.shape[0]}")
         mask = input_ids != self.config.text.pad_id if attention_mask is None else attention_mask.bool()
         return self.unet(x_t, t, context=self.text(input_ids, mask), context_mask=mask)
+
 
 # %% ../nbs/11b_text.ipynb #24aa0fdd
 def _check_captions(dataset):
     "Raise ValueError unless the data set's items carry a 'caption' string."
     item = dataset[0]
     if not isinstance(item, dict) or not isinstance(item.get('caption'), str):
-        raise ValueError(f"a text model trains on items with a 'caption' string; {getattr(dataset, 'name', type(dataset).__name__)!r} items have keys "
-                         f"{sorted(item) if isinstance(item, dict) else type(item).__name__}: use an image folder with metadata.jsonl or CaptionedDataset(labelled set)")
+        raise ValueError(
+            f"a text model trains on items with a 'caption' string; {getattr(dataset, 'name', type(dataset).__name__)!r} items have keys "
+            f"{sorted(item) if isinstance(item, dict) else type(item).__name__}: use an image folder with metadata.jsonl or CaptionedDataset(labelled set)"
+        )
+
 
 class TextTrainer(Trainer):
     "A `Trainer` for a `TextUNet`: captions become input_ids/attention_mask; with probability `label_dropout` a caption becomes ''."
-    def __init__(self, model:nn.Module, # a TextUNet (or a compiled one)
-                 dataset, # items with 'x' and 'caption'
-                 config:TrainConfig|dict, # the run's settings; label_dropout is the caption dropout
-                 **kwargs): # Trainer's sample_fn=, callbacks=
-        if not isinstance(unwrap(model), TextUNet): raise TypeError(f"TextTrainer trains a TextUNet, got {type(unwrap(model)).__name__}")
+
+    def __init__(
+        self,
+        model: nn.Module,  # a TextUNet (or a compiled one)
+        dataset,  # items with 'x' and 'caption'
+        config: TrainConfig | dict,  # the run's settings; label_dropout is the caption dropout
+        **kwargs,
+    ):  # Trainer's sample_fn=, callbacks=
+        if not isinstance(unwrap(model), TextUNet):
+            raise TypeError(f"TextTrainer trains a TextUNet, got {type(unwrap(model)).__name__}")
         cfg = config if isinstance(config, TrainConfig) else TrainConfig(**config)
-        if cfg.class_cond: raise ValueError("TextTrainer conditions on captions: set class_cond=False (label_dropout is the caption dropout)")
+        if cfg.class_cond:
+            raise ValueError(
+                "TextTrainer conditions on captions: set class_cond=False (label_dropout is the caption dropout)"
+            )
         _check_captions(dataset)
         super().__init__(model, dataset, cfg, **kwargs)
 
@@ -246,108 +371,189 @@ class TextTrainer(Trainer):
         if self._data is None:
             self.batches.start = self.batches_seen
             g = torch.Generator().manual_seed(self.cfg.seed + self.batches_seen)
-            self._data = iter(DataLoader(self.dataset, batch_sampler=self.batches, num_workers=self.cfg.num_workers,
-                                         pin_memory=self.device.type == 'cuda', generator=g))
-        batch = next(self._data); self.batches_seen += 1
+            self._data = iter(
+                DataLoader(
+                    self.dataset,
+                    batch_sampler=self.batches,
+                    num_workers=self.cfg.num_workers,
+                    pin_memory=self.device.type == 'cuda',
+                    generator=g,
+                )
+            )
+        batch = next(self._data)
+        self.batches_seen += 1
         return batch['x'].to(self.device, non_blocking=True), self._prompts(batch['caption'])
 
-    def _prompts(self, captions:list[str]) -> dict:
+    def _prompts(self, captions: list[str]) -> dict:
         "input_ids/attention_mask of the captions, each replaced by '' with probability label_dropout."
         drop = torch.rand(len(captions), generator=self.gen, device=self.gen.device) < self.cfg.label_dropout
         return unwrap(self.model).tokenize(['' if d else c for c, d in zip(captions, drop.tolist())])
 
+
 # %% ../nbs/11b_text.ipynb #5700a10c
-def text_sample_fn(sched, # the training schedule
-                   shape:tuple, # (C, H, W) of an image
-                   guidance:float=3.0, steps:int=50): # DDIM steps
+def text_sample_fn(
+    sched,  # the training schedule
+    shape: tuple,  # (C, H, W) of an image
+    guidance: float = 3.0,
+    steps: int = 50,
+):  # DDIM steps
     "A `Trainer` sample_fn: one prompt 'a handwritten <d>' per grid cell (d = 0, 1, ..., 9, 0, ...), DDIM with guidance."
-    def fn(model, n:int, generator):
+
+    def fn(model, n: int, generator):
         cond = model.tokenize([f'a handwritten {i % 10}' for i in range(n)])
         return sample(model, sched, shape=(n, *shape), steps=steps, cond=cond, guidance=guidance, generator=generator)
+
     return fn
+
 
 # %% ../nbs/11b_text.ipynb #b960b188
 _QUICK_TEXT: dict = {}  # the temporary folder of this session's quick text model
 
-def book_text_dir(run_dir:str|Path|None=None, # a folder of the caller's choice
-                  quick:bool|None=None # None: quick_settings()
-                 ) -> Path:
+
+def book_text_dir(
+    run_dir: str | Path | None = None,  # a folder of the caller's choice
+    quick: bool | None = None,  # None: quick_settings()
+) -> Path:
     "`run_dir` if given; else a temporary folder (quick) or `mnist_text` in chapter 10b's `book_cache_dir()` ($DDPM_BOOK_CACHE, default ~/.cache/ddpm_book)."
-    if run_dir is not None: return Path(run_dir)
+    if run_dir is not None:
+        return Path(run_dir)
     quick = quick_settings() if quick is None else quick
-    if quick: return Path(_QUICK_TEXT.setdefault('dir', tempfile.mkdtemp(prefix='ddpm_book_text_')))
+    if quick:
+        return Path(_QUICK_TEXT.setdefault('dir', tempfile.mkdtemp(prefix='ddpm_book_text_')))
     return book_cache_dir() / 'mnist_text'
 
+
 # %% ../nbs/11b_text.ipynb #4ed50164
-def book_text_trainer(run_dir:str|Path|None=None, # where checkpoints, metrics and sample grids go; None: `book_text_dir(None, quick)`
-                      quick:bool|None=None, # a tiny model and a few steps; None: quick_settings()
-                      device=None) -> TextTrainer:
+def book_text_trainer(
+    run_dir: str
+    | Path
+    | None = None,  # where checkpoints, metrics and sample grids go; None: `book_text_dir(None, quick)`
+    quick: bool | None = None,  # a tiny model and a few steps; None: quick_settings()
+    device=None,
+) -> TextTrainer:
     "The trainer of the book's MNIST text model, continuing from the latest checkpoint in `run_dir` if any."
     quick = quick_settings() if quick is None else quick
     run_dir = book_text_dir(run_dir, quick)
     ds = CaptionedDataset(get_dataset('mnist5k', image_size=16))
     found = find_checkpoint(Path(run_dir) / 'checkpoints')
-    if found is not None: config = found[1]['model_config']     # the stored tokenizer and architecture
+    if found is not None:
+        config = found[1]['model_config']  # the stored tokenizer and architecture
     else:
         tok = BPETokenizer.train(ds.captions, vocab_size=1000, max_length=12)
-        unet = UNetConfig(image_size=16, in_channels=1, base_channels=8 if quick else 32, channel_mults=(1, 2, 2), num_res_blocks=1,
-                          attn_resolutions=(8, 4), num_heads=2 if quick else 4, norm_groups=4 if quick else 8, dropout=0.1)
-        config = TextUNetConfig.build(tok, unet, dim=16 if quick else 64, depth=1 if quick else 2, num_heads=2 if quick else 4)
-    cfg = TrainConfig(run_dir=str(run_dir), steps=8 if quick else 1600, batch_size=16 if quick else 64, lr=1e-3, warmup_steps=2 if quick else 100,
-                      schedule='linear', T=1000, ema_decay=0.999, precision='auto', label_dropout=0.1, log_every=4 if quick else 50,
-                      ckpt_every=4 if quick else 200, keep_last=2, sample_every=8 if quick else 400, n_samples=10 if quick else 20,
-                      device=str(get_device(device)), progress=not quick)
+        unet = UNetConfig(
+            image_size=16,
+            in_channels=1,
+            base_channels=8 if quick else 32,
+            channel_mults=(1, 2, 2),
+            num_res_blocks=1,
+            attn_resolutions=(8, 4),
+            num_heads=2 if quick else 4,
+            norm_groups=4 if quick else 8,
+            dropout=0.1,
+        )
+        config = TextUNetConfig.build(
+            tok, unet, dim=16 if quick else 64, depth=1 if quick else 2, num_heads=2 if quick else 4
+        )
+    cfg = TrainConfig(
+        run_dir=str(run_dir),
+        steps=8 if quick else 1600,
+        batch_size=16 if quick else 64,
+        lr=1e-3,
+        warmup_steps=2 if quick else 100,
+        schedule='linear',
+        T=1000,
+        ema_decay=0.999,
+        precision='auto',
+        label_dropout=0.1,
+        log_every=4 if quick else 50,
+        ckpt_every=4 if quick else 200,
+        keep_last=2,
+        sample_every=8 if quick else 400,
+        n_samples=10 if quick else 20,
+        device=str(get_device(device)),
+        progress=not quick,
+    )
     torch.manual_seed(cfg.seed)
-    tr = TextTrainer(TextUNet(config), ds, cfg, sample_fn=text_sample_fn(make_schedule('linear', 1000), (1, 16, 16), steps=5 if quick else 50))
+    tr = TextTrainer(
+        TextUNet(config),
+        ds,
+        cfg,
+        sample_fn=text_sample_fn(make_schedule('linear', 1000), (1, 16, 16), steps=5 if quick else 50),
+    )
     tr.resume('latest')
     return tr
 
+
 # %% ../nbs/11b_text.ipynb #58a2b7d1
-def check_prompts(prompts, # a string (used for all n samples) or a list of n strings
-                  n:int, # number of samples
-                  tokenizer:BPETokenizer|None=None # if given, prompts longer than its max_length are refused
-                 ) -> list[str]:
+def check_prompts(
+    prompts,  # a string (used for all n samples) or a list of n strings
+    n: int,  # number of samples
+    tokenizer: BPETokenizer | None = None,  # if given, prompts longer than its max_length are refused
+) -> list[str]:
     "n prompts, after checking they are non-empty strings (that fit the tokenizer); ValueError/TypeError naming the bad one."
     prompts = [prompts] * n if isinstance(prompts, str) else _check_texts(prompts, 'prompts')
-    if len(prompts) != n: raise ValueError(f"got {len(prompts)} prompts for n={n} samples; pass one prompt per sample, or a single string for all")
+    if len(prompts) != n:
+        raise ValueError(
+            f"got {len(prompts)} prompts for n={n} samples; pass one prompt per sample, or a single string for all"
+        )
     for i, p in enumerate(prompts):
-        if not p.strip(): raise ValueError(f"prompt {i} is empty ({p!r}); give every sample a non-empty prompt, or leave prompts=None for unconditional samples")
-    if tokenizer is not None: tokenizer.encode(prompts, truncate=False)
+        if not p.strip():
+            raise ValueError(
+                f"prompt {i} is empty ({p!r}); give every sample a non-empty prompt, or leave prompts=None for unconditional samples"
+            )
+    if tokenizer is not None:
+        tokenizer.encode(prompts, truncate=False)
     return prompts
+
 
 # %% ../nbs/11b_text.ipynb #90046e20
 class TextPipeline(Pipeline):
     "A `Pipeline` for a `TextUNet`: `.sample(n, prompts=[...], guidance=w)`; no prompts = unconditional."
-    def conditioning(self, n:int|None=None, labels=None, prompts=None) -> tuple[int, dict|None, dict|None]:
+
+    def conditioning(self, n: int | None = None, labels=None, prompts=None) -> tuple[int, dict | None, dict | None]:
         "(n, cond, uncond): the model kwargs of the prompts and of as many empty prompts."
-        if labels is not None: raise ValueError(f"labels={labels!r} given, but this is a text-conditional model: pass prompts=[...] instead")
-        if prompts is None: return (1 if n is None else n), None, None
-        if n is None: n = 1 if isinstance(prompts, str) else len(prompts)
+        if labels is not None:
+            raise ValueError(
+                f"labels={labels!r} given, but this is a text-conditional model: pass prompts=[...] instead"
+            )
+        if prompts is None:
+            return (1 if n is None else n), None, None
+        if n is None:
+            n = 1 if isinstance(prompts, str) else len(prompts)
         model = unwrap(self.model)
         return n, model.tokenize(check_prompts(prompts, n, model.tokenizer)), model.tokenize([''] * n)
+
 
 def _is_text_model(model_config) -> bool:
     "Does a checkpoint's model_config describe a TextUNet?"
     return isinstance(model_config, dict) and {'unet', 'text', 'tokenizer'} <= set(model_config)
 
-def _build_text_pipeline(state:dict, ema:bool=True, device=None) -> TextPipeline:
+
+def _build_text_pipeline(state: dict, ema: bool = True, device=None) -> TextPipeline:
     "The TextPipeline of a loaded checkpoint: model (EMA weights by default), schedule and pred_type from its configs."
     model = TextUNet(state['model_config'])
     load_model_state(model, state['ema']['model'] if ema else state['model'], 'EMA model' if ema else 'model')
     c = state['config']
     sched = make_schedule(c['schedule'], c['T'], c.get('zero_terminal_snr', False))
     u = model.config.unet
-    return TextPipeline(model.eval().to(device or 'cpu'), sched, c['pred_type'], (u.in_channels, u.image_size, u.image_size), text=True)
+    return TextPipeline(
+        model.eval().to(device or 'cpu'), sched, c['pred_type'], (u.in_channels, u.image_size, u.image_size), text=True
+    )
+
 
 register_pipeline_builder(TextUNet, _build_text_pipeline, _is_text_model)
 
+
 # %% ../nbs/11b_text.ipynb #d3522343
-def book_text_pipeline(run_dir:str|Path|None=None, # the run folder; None: `book_text_dir(None, quick)`
-                       quick:bool|None=None, # the tiny quick model; None: quick_settings()
-                       device=None) -> TextPipeline:
+def book_text_pipeline(
+    run_dir: str | Path | None = None,  # the run folder; None: `book_text_dir(None, quick)`
+    quick: bool | None = None,  # the tiny quick model; None: quick_settings()
+    device=None,
+) -> TextPipeline:
     "The book's MNIST text model as a TextPipeline, trained on first use (quick: a tiny one, for a few steps)."
     quick = quick_settings() if quick is None else quick
     run_dir = book_text_dir(run_dir, quick)
     tr = book_text_trainer(run_dir, quick=quick, device=device)
-    if tr.step < tr.cfg.steps: tr.fit()
+    if tr.step < tr.cfg.steps:
+        tr.fit()
     return load_pipeline(run_dir, device=device)

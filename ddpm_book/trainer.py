@@ -4,7 +4,8 @@
 
 # %% ../nbs/08c_trainer.ipynb #4ab5acea
 from __future__ import annotations
-import math, time
+import math
+import time
 from dataclasses import dataclass, asdict, is_dataclass
 from pathlib import Path
 
@@ -13,387 +14,677 @@ import torch.nn as nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from fastcore.basics import patch
-from .core import get_device, seed_everything, save_images, check_choice, check_int, check_float, PRECISIONS, choose_precision
+from ddpm_book.core import (
+    get_device,
+    seed_everything,
+    save_images,
+    check_choice,
+    check_int,
+    check_float,
+    PRECISIONS,
+    choose_precision,
+)
 from .schedules import make_schedule
 from .unet import with_added_fields  # configs stored before a UNet field existed
-from .checkpoints import (capture_rng_state, restore_rng_state, save_checkpoint, save_file, find_checkpoint, model_state,
-                                   load_model_state, check_config, unwrap, list_checkpoints, model_class_name, checkpoint_name)
+from ddpm_book.checkpoints import (
+    capture_rng_state,
+    restore_rng_state,
+    save_checkpoint,
+    save_file,
+    find_checkpoint,
+    model_state,
+    load_model_state,
+    check_config,
+    unwrap,
+    list_checkpoints,
+    model_class_name,
+    checkpoint_name,
+)
 from .objective import PRED_TYPES, WEIGHTINGS, LOSSES, T_SAMPLINGS, diffusion_loss, ddpm_sample_standin, EMA
-from .runs import (prepare_run_dir, write_run_artifacts, run_meta, append_event, open_tensorboard, peak_mem_mb, save_points, StopSignals,
-                            ResumableBatchSampler, SeededItems, SeededBatches, item_seed, default_eval_fn, make_accelerator)
+from ddpm_book.runs import (
+    prepare_run_dir,
+    write_run_artifacts,
+    run_meta,
+    append_event,
+    open_tensorboard,
+    peak_mem_mb,
+    save_points,
+    StopSignals,
+    ResumableBatchSampler,
+    SeededItems,
+    SeededBatches,
+    item_seed,
+    default_eval_fn,
+    make_accelerator,
+)
 
 # %% auto #0
 __all__ = ['RESUME_MAY_CHANGE', 'TrainConfig', 'lr_at', 'NonFiniteLossError', 'TrainingInterrupted', 'Trainer']
+
 
 # %% ../nbs/08c_trainer.ipynb #d214777b
 @dataclass
 class TrainConfig:
     "Every setting of a training run; a plain dataclass that round-trips through `asdict` / `TrainConfig(**d)`."
-    run_dir:str='runs/run' # holds config.json, meta.json, metrics/, samples/, checkpoints/
-    seed:int=0 # seeds the data order, timesteps, noise and dropout
-    steps:int=10_000 # optimizer steps in the whole run (also the length of the cosine LR decay)
-    batch_size:int=64 # samples per micro-batch, all processes together (each of N processes takes batch_size / N)
-    grad_accum:int=1 # micro-batches per optimizer step: the effective batch is batch_size * grad_accum
-    lr:float=2e-4 # peak learning rate
-    warmup_steps:int=500 # linear LR warm-up steps
-    min_lr_ratio:float=0.0 # the cosine decays to lr * min_lr_ratio at `steps`
-    weight_decay:float=0.0 # AdamW's decoupled weight decay
-    adam_betas:tuple=(0.9, 0.999) # AdamW's betas
-    grad_clip:float|None=1.0 # max global gradient norm; None: no clipping (the norm is still logged)
-    precision:str='auto' # 'auto' (bf16 where the hardware is native, else fp32; chapter 00), 'fp32', 'bf16' or 'fp16' (CUDA only)
-    compile:bool=False # train through torch.compile(model)
-    compile_backend:str='inductor' # torch.compile backend
-    channels_last:bool=False # channels_last memory format for images and conv weights
-    schedule:str='linear' # noise schedule kind (chapter 03)
-    T:int=1000 # diffusion steps
-    zero_terminal_snr:bool=False # rescale the schedule to zero terminal SNR
-    pred_type:str='eps' # the target: 'eps', 'x0' or 'v'
-    loss:str='mse' # 'mse' or 'huber'
-    huber_delta:float=1.0 # Huber's delta
-    weighting:str='uniform' # 'uniform', 'min_snr' or 'p2'
-    min_snr_gamma:float=5.0 # gamma of min-SNR
-    p2_gamma:float=1.0 # gamma of P2
-    p2_k:float=1.0 # k of P2
-    dream:bool=False # DREAM (chapter 08, eqs. 8.4a-b): train on the model's own estimate, one extra forward pass per micro-batch
-    dream_p:float=1.0 # DREAM's exponent p
-    t_sampling:str='uniform' # 'uniform' or 'stratified'
-    class_cond:bool=False # pass the items' 'label' to the model as labels= (class-conditional training)
-    label_dropout:float=0.0 # probability of replacing a label by the "no class" index (for classifier-free guidance)
-    ema_decay:float=0.9999 # the EMA's final decay
-    ema_warmup:float=10.0 # w of the EMA decay warm-up, eq. 8.6
-    log_every:int=50 # steps per progress/metrics record
-    ckpt_every:int=1000 # steps per checkpoint; 0: only stop and final checkpoints
-    keep_last:int|None=3 # periodic checkpoints kept; None: all
-    sample_every:int=1000 # steps per sample grid; 0: none
-    eval_every:int=0 # steps per call of the Trainer's eval_fn (default: chapter 13's proxy, see part 08b's EVAL_FNS); 0: none
-    eval_n:int=200 # samples per evaluation of the default eval_fn
-    best_metric:str|None=None # keep checkpoints/best.pt at the lowest value of this eval_fn metric, e.g. 'proxy_fd'
-    n_samples:int=16 # images per sample grid
-    num_workers:int=0 # DataLoader worker processes
-    device:str='auto' # 'auto', 'cpu', 'cuda', 'cuda:1', 'mps'
-    tensorboard:bool=False # also write TensorBoard scalars (needs the tensorboard package)
-    progress:bool=True # show a tqdm progress bar
 
-    def __post_init__(self): _validate(self)
-    def to_dict(self) -> dict: return asdict(self)
+    run_dir: str = 'runs/run'  # holds config.json, meta.json, metrics/, samples/, checkpoints/
+    seed: int = 0  # seeds the data order, timesteps, noise and dropout
+    steps: int = 10_000  # optimizer steps in the whole run (also the length of the cosine LR decay)
+    batch_size: int = 64  # samples per micro-batch, all processes together (each of N processes takes batch_size / N)
+    grad_accum: int = 1  # micro-batches per optimizer step: the effective batch is batch_size * grad_accum
+    lr: float = 2e-4  # peak learning rate
+    warmup_steps: int = 500  # linear LR warm-up steps
+    min_lr_ratio: float = 0.0  # the cosine decays to lr * min_lr_ratio at `steps`
+    weight_decay: float = 0.0  # AdamW's decoupled weight decay
+    adam_betas: tuple = (0.9, 0.999)  # AdamW's betas
+    grad_clip: float | None = 1.0  # max global gradient norm; None: no clipping (the norm is still logged)
+    precision: str = 'auto'  # 'auto' (bf16 where the hardware is native, else fp32; chapter 00), 'fp32', 'bf16' or 'fp16' (CUDA only)
+    compile: bool = False  # train through torch.compile(model)
+    compile_backend: str = 'inductor'  # torch.compile backend
+    channels_last: bool = False  # channels_last memory format for images and conv weights
+    schedule: str = 'linear'  # noise schedule kind (chapter 03)
+    T: int = 1000  # diffusion steps
+    zero_terminal_snr: bool = False  # rescale the schedule to zero terminal SNR
+    pred_type: str = 'eps'  # the target: 'eps', 'x0' or 'v'
+    loss: str = 'mse'  # 'mse' or 'huber'
+    huber_delta: float = 1.0  # Huber's delta
+    weighting: str = 'uniform'  # 'uniform', 'min_snr' or 'p2'
+    min_snr_gamma: float = 5.0  # gamma of min-SNR
+    p2_gamma: float = 1.0  # gamma of P2
+    p2_k: float = 1.0  # k of P2
+    dream: bool = False  # DREAM (chapter 08, eqs. 8.4a-b): train on the model's own estimate, one extra forward pass per micro-batch
+    dream_p: float = 1.0  # DREAM's exponent p
+    t_sampling: str = 'uniform'  # 'uniform' or 'stratified'
+    class_cond: bool = False  # pass the items' 'label' to the model as labels= (class-conditional training)
+    label_dropout: float = (
+        0.0  # probability of replacing a label by the "no class" index (for classifier-free guidance)
+    )
+    ema_decay: float = 0.9999  # the EMA's final decay
+    ema_warmup: float = 10.0  # w of the EMA decay warm-up, eq. 8.6
+    log_every: int = 50  # steps per progress/metrics record
+    ckpt_every: int = 1000  # steps per checkpoint; 0: only stop and final checkpoints
+    keep_last: int | None = 3  # periodic checkpoints kept; None: all
+    sample_every: int = 1000  # steps per sample grid; 0: none
+    eval_every: int = (
+        0  # steps per call of the Trainer's eval_fn (default: chapter 13's proxy, see part 08b's EVAL_FNS); 0: none
+    )
+    eval_n: int = 200  # samples per evaluation of the default eval_fn
+    best_metric: str | None = (
+        None  # keep checkpoints/best.pt at the lowest value of this eval_fn metric, e.g. 'proxy_fd'
+    )
+    n_samples: int = 16  # images per sample grid
+    num_workers: int = 0  # DataLoader worker processes
+    device: str = 'auto'  # 'auto', 'cpu', 'cuda', 'cuda:1', 'mps'
+    tensorboard: bool = False  # also write TensorBoard scalars (needs the tensorboard package)
+    progress: bool = True  # show a tqdm progress bar
+
+    def __post_init__(self):
+        _validate(self)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
 
 # %% ../nbs/08c_trainer.ipynb #58c23e2a
-_CHOICES = {'precision': PRECISIONS, 'pred_type': PRED_TYPES, 'loss': LOSSES, 'weighting': WEIGHTINGS,
-            't_sampling': T_SAMPLINGS}
+_CHOICES = {
+    'precision': PRECISIONS,
+    'pred_type': PRED_TYPES,
+    'loss': LOSSES,
+    'weighting': WEIGHTINGS,
+    't_sampling': T_SAMPLINGS,
+}
 _POSITIVE = ('steps', 'batch_size', 'grad_accum', 'log_every', 'n_samples', 'eval_n', 'T')
 _NON_NEGATIVE = ('warmup_steps', 'ckpt_every', 'sample_every', 'eval_every', 'num_workers', 'seed')
 _POSITIVE_FLOATS = ('lr', 'huber_delta', 'min_snr_gamma', 'p2_k')
 
-def _validate(c:TrainConfig):
+
+def _validate(c: TrainConfig):
     "Normalise and check a TrainConfig; raise ValueError naming the bad field and the valid values."
     c.adam_betas = tuple(c.adam_betas)
-    for k, valid in _CHOICES.items(): check_choice(f'TrainConfig.{k}', getattr(c, k), valid)
-    for k in _POSITIVE + _NON_NEGATIVE: check_int(f'TrainConfig.{k}', getattr(c, k), 1 if k in _POSITIVE else 0)
-    for k in _POSITIVE_FLOATS: check_float(f'TrainConfig.{k}', getattr(c, k), 0, lo_open=True)
+    for k, valid in _CHOICES.items():
+        check_choice(f'TrainConfig.{k}', getattr(c, k), valid)
+    for k in _POSITIVE + _NON_NEGATIVE:
+        check_int(f'TrainConfig.{k}', getattr(c, k), 1 if k in _POSITIVE else 0)
+    for k in _POSITIVE_FLOATS:
+        check_float(f'TrainConfig.{k}', getattr(c, k), 0, lo_open=True)
     check_float('TrainConfig.grad_clip', c.grad_clip, 0, lo_open=True, none_ok=True)
     check_int('TrainConfig.keep_last', c.keep_last, 1, none_ok=True)
-    for k in ('min_lr_ratio', 'label_dropout'): check_float(f'TrainConfig.{k}', getattr(c, k), 0, 1)
-    check_float('TrainConfig.ema_decay', c.ema_decay, 0, 1, hi_open=True); check_float('TrainConfig.ema_warmup', c.ema_warmup, 1)
-    check_float('TrainConfig.weight_decay', c.weight_decay, 0); check_float('TrainConfig.p2_gamma', c.p2_gamma); check_float('TrainConfig.dream_p', c.dream_p, 0)
-    if c.best_metric is not None and not c.eval_every: raise ValueError(f"TrainConfig.best_metric={c.best_metric!r} needs eval_every > 0")
+    for k in ('min_lr_ratio', 'label_dropout'):
+        check_float(f'TrainConfig.{k}', getattr(c, k), 0, 1)
+    check_float('TrainConfig.ema_decay', c.ema_decay, 0, 1, hi_open=True)
+    check_float('TrainConfig.ema_warmup', c.ema_warmup, 1)
+    check_float('TrainConfig.weight_decay', c.weight_decay, 0)
+    check_float('TrainConfig.p2_gamma', c.p2_gamma)
+    check_float('TrainConfig.dream_p', c.dream_p, 0)
+    if c.best_metric is not None and not c.eval_every:
+        raise ValueError(f"TrainConfig.best_metric={c.best_metric!r} needs eval_every > 0")
     make_schedule(c.schedule, c.T, c.zero_terminal_snr)  # raises for an unknown schedule kind
 
+
 # %% ../nbs/08c_trainer.ipynb #2df4e959
-def lr_at(step:int, # optimizer steps done before this one (0-based)
-          lr:float, # peak learning rate
-          warmup_steps:int, # K_w
-          total_steps:int, # K: the run's length
-          min_lr_ratio:float=0.0 # r
-         ) -> float:
+def lr_at(
+    step: int,  # optimizer steps done before this one (0-based)
+    lr: float,  # peak learning rate
+    warmup_steps: int,  # K_w
+    total_steps: int,  # K: the run's length
+    min_lr_ratio: float = 0.0,  # r
+) -> float:
     "The learning rate of optimizer step `step`: linear warm-up, then cosine decay, eq. 8.8."
-    if step < warmup_steps: return lr * (step + 1) / warmup_steps
+    if step < warmup_steps:
+        return lr * (step + 1) / warmup_steps
     progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
     return lr * (min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
 
 # %% ../nbs/08c_trainer.ipynb #2c78226d
 class NonFiniteLossError(FloatingPointError):
     "The loss or gradient norm became NaN or infinite; training stopped before the optimizer step."
 
+
 class TrainingInterrupted(KeyboardInterrupt):
     "Ctrl-C (or the notebook's interrupt button) stopped `fit` between steps, after the stop checkpoint was written."
-    def __init__(self, msg:str, step:int, checkpoint:Path): super().__init__(msg); self.step, self.checkpoint = step, checkpoint
 
-RESUME_MAY_CHANGE = ('run_dir', 'steps', 'log_every', 'ckpt_every', 'keep_last', 'sample_every', 'n_samples', 'eval_every', 'eval_n', 'num_workers',
-                     'device', 'tensorboard', 'progress', 'compile', 'compile_backend', 'channels_last')  # the rest must match
+    def __init__(self, msg: str, step: int, checkpoint: Path):
+        super().__init__(msg)
+        self.step, self.checkpoint = step, checkpoint
 
-def _model_config(model) -> dict|None:
+
+RESUME_MAY_CHANGE = (
+    'run_dir',
+    'steps',
+    'log_every',
+    'ckpt_every',
+    'keep_last',
+    'sample_every',
+    'n_samples',
+    'eval_every',
+    'eval_n',
+    'num_workers',
+    'device',
+    'tensorboard',
+    'progress',
+    'compile',
+    'compile_backend',
+    'channels_last',
+)  # the rest must match
+
+
+def _model_config(model) -> dict | None:
     "The model's config as a dict, if it has a dataclass `config` (like the UNet)."
     c = getattr(unwrap(model), 'config', None)
     return asdict(c) if is_dataclass(c) else None
 
+
 class Trainer:
     "Trains a denoiser: AdamW, warm-up + cosine LR, accumulation, clipping, AMP, EMA, metrics, samples, checkpoints."
-    def __init__(self, model:nn.Module, # the denoiser, model(x_t, t) -> prediction
-                 dataset, # items are dicts with an 'x' tensor
-                 config:TrainConfig|dict, # the run's settings
-                 sample_fn=None, # sample_fn(model, n, generator) -> samples; default: the DDPM stand-in
-                 eval_fn=None, # eval_fn(trainer) -> {name: number}, every cfg.eval_every steps; None: part 08b's default_eval_fn
-                 callbacks=() # callables cb(trainer, metrics) run after every step
-                ):
+
+    def __init__(
+        self,
+        model: nn.Module,  # the denoiser, model(x_t, t) -> prediction
+        dataset,  # items are dicts with an 'x' tensor
+        config: TrainConfig | dict,  # the run's settings
+        sample_fn=None,  # sample_fn(model, n, generator) -> samples; default: the DDPM stand-in
+        eval_fn=None,  # eval_fn(trainer) -> {name: number}, every cfg.eval_every steps; None: part 08b's default_eval_fn
+        callbacks=(),  # callables cb(trainer, metrics) run after every step
+    ):
         cfg = self.cfg = config if isinstance(config, TrainConfig) else TrainConfig(**config)
-        self.acc, self.precision, self.precision_reason = make_accelerator(cfg.device, cfg.precision, cfg.grad_accum)  # 'auto': what this hardware does best
-        self.device, self.is_main = self.acc.device, self.acc.is_main_process  # several processes (chapter 15): only the main one writes
-        self.model = model.to(self.device, memory_format=torch.channels_last if cfg.channels_last else torch.preserve_format)
+        self.acc, self.precision, self.precision_reason = make_accelerator(
+            cfg.device, cfg.precision, cfg.grad_accum
+        )  # 'auto': what this hardware does best
+        self.device, self.is_main = (
+            self.acc.device,
+            self.acc.is_main_process,
+        )  # several processes (chapter 15): only the main one writes
+        self.model = model.to(
+            self.device, memory_format=torch.channels_last if cfg.channels_last else torch.preserve_format
+        )
         self.dataset, self.sched = dataset, make_schedule(cfg.schedule, cfg.T, cfg.zero_terminal_snr)
         self.num_classes = getattr(dataset, 'num_classes', 0)
-        if cfg.class_cond and not self.num_classes: raise ValueError(f"class_cond=True needs a labelled data set (num_classes > 0); {getattr(dataset, 'name', type(dataset).__name__)!r} has none")
+        if cfg.class_cond and not self.num_classes:
+            raise ValueError(
+                f"class_cond=True needs a labelled data set (num_classes > 0); {getattr(dataset, 'name', type(dataset).__name__)!r} has none"
+            )
         opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, betas=cfg.adam_betas, weight_decay=cfg.weight_decay)
         self.ema = EMA(self.model, cfg.ema_decay, cfg.ema_warmup)
-        self.net, self.opt = self.acc.prepare(self.model, opt)  # self.model stays the plain module: EMA, saving, sampling
-        if cfg.compile: self.net = torch.compile(self.net, backend=cfg.compile_backend)
+        self.net, self.opt = self.acc.prepare(
+            self.model, opt
+        )  # self.model stays the plain module: EMA, saving, sampling
+        if cfg.compile:
+            self.net = torch.compile(self.net, backend=cfg.compile_backend)
         self.ema.model.load_state_dict(self.model.state_dict())  # prepare gave every process the main one's weights
-        self.batches = ResumableBatchSampler(len(dataset), cfg.batch_size, cfg.seed)  # the global order, shared by all processes
+        self.batches = ResumableBatchSampler(
+            len(dataset), cfg.batch_size, cfg.seed
+        )  # the global order, shared by all processes
         self._shard = (self.acc.process_index, self.acc.num_processes)
         SeededBatches(self.batches, *self._shard)  # raises now if the processes cannot share a batch equally
         self.sample_fn, self.callbacks = sample_fn, list(callbacks)  # None: the stand-in sampler (save_samples)
-        self.eval_fn, self.best = eval_fn or (default_eval_fn(cfg) if cfg.eval_every else None), None  # best: the lowest cfg.best_metric so far
-        self.run_dir = Path(cfg.run_dir); self.ckpt_dir = self.run_dir / 'checkpoints'
-        self.step, self.batches_seen, self._data, self._stop, self._agreed, self._in_step = 0, 0, None, None, False, False
+        self.eval_fn, self.best = (
+            eval_fn or (default_eval_fn(cfg) if cfg.eval_every else None),
+            None,
+        )  # best: the lowest cfg.best_metric so far
+        self.run_dir = Path(cfg.run_dir)
+        self.ckpt_dir = self.run_dir / 'checkpoints'
+        self.step, self.batches_seen, self._data, self._stop, self._agreed, self._in_step = (
+            0,
+            0,
+            None,
+            None,
+            False,
+            False,
+        )
         seed_everything(cfg.seed)
         self.gen = torch.Generator(self.device).manual_seed(cfg.seed)
 
+
 # %% ../nbs/08c_trainer.ipynb #7ffeb508
 @patch
-def state_dict(self:Trainer) -> dict:
+def state_dict(self: Trainer) -> dict:
     "Everything needed to continue this run bit for bit; plain tensors and containers only."
     epoch, index = self.batches.position(self.batches_seen)
-    return {'step': self.step, 'model': model_state(self.model), 'ema': self.ema.state_dict(),
-            'optimizer': self.opt.state_dict(), 'scaler': self.acc.scaler.state_dict() if self.acc.scaler else {},
-            'lr_schedule': {'step': self.step, 'lr': lr_at(self.step, self.cfg.lr, self.cfg.warmup_steps, self.cfg.steps, self.cfg.min_lr_ratio)},
-            'rng': capture_rng_state(), 'generator': self.gen.get_state(),
-            'data': {'batches_seen': self.batches_seen, 'epoch': epoch, 'index': index, 'dataset_len': len(self.dataset),
-                     'num_processes': self.acc.num_processes},
-            'config': self.cfg.to_dict(), 'model_config': _model_config(self.model),
-            'model_class': model_class_name(self.model), 'best': self.best}
+    return {
+        'step': self.step,
+        'model': model_state(self.model),
+        'ema': self.ema.state_dict(),
+        'optimizer': self.opt.state_dict(),
+        'scaler': self.acc.scaler.state_dict() if self.acc.scaler else {},
+        'lr_schedule': {
+            'step': self.step,
+            'lr': lr_at(self.step, self.cfg.lr, self.cfg.warmup_steps, self.cfg.steps, self.cfg.min_lr_ratio),
+        },
+        'rng': capture_rng_state(),
+        'generator': self.gen.get_state(),
+        'data': {
+            'batches_seen': self.batches_seen,
+            'epoch': epoch,
+            'index': index,
+            'dataset_len': len(self.dataset),
+            'num_processes': self.acc.num_processes,
+        },
+        'config': self.cfg.to_dict(),
+        'model_config': _model_config(self.model),
+        'model_class': model_class_name(self.model),
+        'best': self.best,
+    }
+
 
 @patch
-def load_state_dict(self:Trainer, state:dict):
+def load_state_dict(self: Trainer, state: dict):
     "Continue from a `state_dict()`; a different config, architecture or data set size is refused."
     check_config(state['config'], self.cfg.to_dict(), ignore=RESUME_MAY_CHANGE, what='training config')
-    check_config(with_added_fields(state.get('model_config') or {}), _model_config(self.model) or {}, what='model config')
+    check_config(
+        with_added_fields(state.get('model_config') or {}), _model_config(self.model) or {}, what='model config'
+    )
     if state['data']['dataset_len'] != len(self.dataset):
-        raise ValueError(f"the checkpoint was trained on {state['data']['dataset_len']} items but this data set has {len(self.dataset)}")
-    load_model_state(self.model, state['model']); load_model_state(self.ema.model, state['ema']['model'], 'EMA model')
+        raise ValueError(
+            f"the checkpoint was trained on {state['data']['dataset_len']} items but this data set has {len(self.dataset)}"
+        )
+    load_model_state(self.model, state['model'])
+    load_model_state(self.ema.model, state['ema']['model'], 'EMA model')
     self.ema.num_updates = int(state['ema']['num_updates'])
     self.opt.load_state_dict(state['optimizer'])
-    if self.acc.scaler and state['scaler']: self.acc.scaler.load_state_dict(state['scaler'])
-    restore_rng_state(state['rng']); self.gen.set_state(state['generator'])
+    if self.acc.scaler and state['scaler']:
+        self.acc.scaler.load_state_dict(state['scaler'])
+    restore_rng_state(state['rng'])
+    self.gen.set_state(state['generator'])
     self.step, self.batches_seen, self._data = int(state['step']), int(state['data']['batches_seen']), None
     self.best = state.get('best')
 
+
 # %% ../nbs/08c_trainer.ipynb #8a1189eb
 @patch
-def save(self:Trainer, kind:str='step') -> Path:
+def save(self: Trainer, kind: str = 'step') -> Path:
     "Write a checkpoint of the current state (kind 'step', 'stop' or 'final') and rotate old ones; one file, by the main process."
     self.acc.wait_for_everyone()  # every process has finished the step (their states are identical, chapter 15)
-    p = save_checkpoint(self.state_dict(), self.ckpt_dir, kind, self.cfg.keep_last) if self.is_main else self.ckpt_dir / checkpoint_name(self.step, kind)
-    self.acc.wait_for_everyone(); return p  # nobody reads or resumes before the file is complete
+    p = (
+        save_checkpoint(self.state_dict(), self.ckpt_dir, kind, self.cfg.keep_last)
+        if self.is_main
+        else self.ckpt_dir / checkpoint_name(self.step, kind)
+    )
+    self.acc.wait_for_everyone()
+    return p  # nobody reads or resumes before the file is complete
+
 
 @patch
-def resume(self:Trainer, which='latest') -> Path|None:
+def resume(self: Trainer, which='latest') -> Path | None:
     "Load the checkpoint `which` ('latest', a step or a path) from this run; None if 'latest' finds nothing."
     found = find_checkpoint(self.ckpt_dir, which)
-    if found is None: return None
+    if found is None:
+        return None
     self.load_state_dict(found[1])
     return found[0]
 
+
 # %% ../nbs/08c_trainer.ipynb #604a284b
 @patch
-def _next_batch(self:Trainer) -> tuple[torch.Tensor, dict]:
+def _next_batch(self: Trainer) -> tuple[torch.Tensor, dict]:
     "The next micro-batch's images on the device, and the model's keyword arguments, continuing the resumable data order."
     if self._data is None:
         self.batches.start = self.batches_seen
-        g = torch.Generator().manual_seed(self.cfg.seed + self.batches_seen)  # the loader's own: keeps the global RNG untouched
-        self._data = iter(DataLoader(SeededItems(self.dataset), batch_sampler=SeededBatches(self.batches, *self._shard), num_workers=self.cfg.num_workers,
-                                     pin_memory=self.device.type == 'cuda', generator=g))
+        g = torch.Generator().manual_seed(
+            self.cfg.seed + self.batches_seen
+        )  # the loader's own: keeps the global RNG untouched
+        self._data = iter(
+            DataLoader(
+                SeededItems(self.dataset),
+                batch_sampler=SeededBatches(self.batches, *self._shard),
+                num_workers=self.cfg.num_workers,
+                pin_memory=self.device.type == 'cuda',
+                generator=g,
+            )
+        )
     batch = next(self._data)
-    if self.acc.num_processes > 1: torch.manual_seed(item_seed(self.cfg.seed, self.batches_seen, self.acc.process_index))  # each process its own dropout masks
+    if self.acc.num_processes > 1:
+        torch.manual_seed(
+            item_seed(self.cfg.seed, self.batches_seen, self.acc.process_index)
+        )  # each process its own dropout masks
     self.batches_seen += 1
     x = batch['x'].to(self.device, non_blocking=True)
-    if self.cfg.channels_last and x.ndim == 4: x = x.contiguous(memory_format=torch.channels_last)
+    if self.cfg.channels_last and x.ndim == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
     return x, (self._model_labels(batch['label']) if self.cfg.class_cond else {})
 
-@patch
-def _model_labels(self:Trainer, labels:torch.Tensor) -> dict:
-    "labels= for the model; with probability label_dropout a label becomes the 'no class' index (num_classes)."
-    (r, world), B, labels = self._shard, labels.shape[0], labels.to(self.device)  # drawn for all processes' items, like t and eps
-    drop = torch.rand(world * B, generator=self.gen, device=self.gen.device)[r * B:(r + 1) * B].to(self.device) < self.cfg.label_dropout
-    return {'labels': torch.where(drop, torch.full_like(labels, self.num_classes), labels)}
 
 @patch
-def _loss(self:Trainer, x0:torch.Tensor, model_kwargs:dict) -> torch.Tensor:
+def _model_labels(self: Trainer, labels: torch.Tensor) -> dict:
+    "labels= for the model; with probability label_dropout a label becomes the 'no class' index (num_classes)."
+    (r, world), B, labels = (
+        self._shard,
+        labels.shape[0],
+        labels.to(self.device),
+    )  # drawn for all processes' items, like t and eps
+    drop = (
+        torch.rand(world * B, generator=self.gen, device=self.gen.device)[r * B : (r + 1) * B].to(self.device)
+        < self.cfg.label_dropout
+    )
+    return {'labels': torch.where(drop, torch.full_like(labels, self.num_classes), labels)}
+
+
+@patch
+def _loss(self: Trainer, x0: torch.Tensor, model_kwargs: dict) -> torch.Tensor:
     "The loss (eq. 8.4) of this process's share of one micro-batch, under autocast if mixed precision is on."
     c = self.cfg
     with self.acc.autocast():
-        return diffusion_loss(self.net, x0, self.sched, c.pred_type, c.loss, c.weighting, c.t_sampling, self.gen,
-                              c.huber_delta, c.min_snr_gamma, c.p2_gamma, c.p2_k, shard=self._shard, dream=c.dream, dream_p=c.dream_p, **model_kwargs)
+        return diffusion_loss(
+            self.net,
+            x0,
+            self.sched,
+            c.pred_type,
+            c.loss,
+            c.weighting,
+            c.t_sampling,
+            self.gen,
+            c.huber_delta,
+            c.min_snr_gamma,
+            c.p2_gamma,
+            c.p2_k,
+            shard=self._shard,
+            dream=c.dream,
+            dream_p=c.dream_p,
+            **model_kwargs,
+        )
+
 
 @patch
-def _now(self:Trainer) -> float:
-    if self.device.type == 'cuda': torch.cuda.synchronize(self.device)
+def _now(self: Trainer) -> float:
+    if self.device.type == 'cuda':
+        torch.cuda.synchronize(self.device)
     return time.perf_counter()
+
 
 # %% ../nbs/08c_trainer.ipynb #8c49d285
 @patch
-def train_step(self:Trainer) -> dict:
+def train_step(self: Trainer) -> dict:
     "One optimizer step over `grad_accum` micro-batches; returns loss, grad norm, lr and section timings (s)."
     c, t0, fetch = self.cfg, self._now(), 0.0
     loss = torch.zeros((), device=self.device)
     for _ in range(c.grad_accum):
-        t = time.perf_counter(); x0, kw = self._next_batch(); fetch += time.perf_counter() - t
+        t = time.perf_counter()
+        x0, kw = self._next_batch()
+        fetch += time.perf_counter() - t
         with self.acc.accumulate(self.net):  # across processes, gradients are averaged on the last micro-batch only
-            micro = self._loss(x0, kw); self.acc.backward(micro); loss += micro.detach() / c.grad_accum  # backward divides by grad_accum
+            micro = self._loss(x0, kw)
+            self.acc.backward(micro)
+            loss += micro.detach() / c.grad_accum  # backward divides by grad_accum
     loss = self._agree(loss)
     t1 = self._now()
     lr = lr_at(self.step, c.lr, c.warmup_steps, c.steps, c.min_lr_ratio)
-    for group in self.opt.param_groups: group['lr'] = lr
+    for group in self.opt.param_groups:
+        group['lr'] = lr
     gn = self.acc.clip_grad_norm_(self.model.parameters(), c.grad_clip or math.inf)  # unscales fp16 gradients first
     self._check_step_finite(loss, gn)
-    self.opt.step(); self.opt.zero_grad(set_to_none=True)
-    self.ema.update(self.model); self.step += 1
+    self.opt.step()
+    self.opt.zero_grad(set_to_none=True)
+    self.ema.update(self.model)
+    self.step += 1
     t2 = self._now()
-    return {'loss': loss.item(), 'grad_norm': gn.item(), 'lr': lr, 'data_fetch': fetch, 'fwd_bwd': t1 - t0 - fetch,
-            'opt_step': t2 - t1, 'step_total': t2 - t0}
+    return {
+        'loss': loss.item(),
+        'grad_norm': gn.item(),
+        'lr': lr,
+        'data_fetch': fetch,
+        'fwd_bwd': t1 - t0 - fetch,
+        'opt_step': t2 - t1,
+        'step_total': t2 - t0,
+    }
+
 
 @patch
-def _agree(self:Trainer, loss:torch.Tensor) -> torch.Tensor:
+def _agree(self: Trainer, loss: torch.Tensor) -> torch.Tensor:
     "The loss averaged over processes; sets `_agreed` if any process was asked to stop (one all-reduce, chapter 15)."
-    if self.acc.num_processes == 1: self._agreed = bool(self._stop); return loss
+    if self.acc.num_processes == 1:
+        self._agreed = bool(self._stop)
+        return loss
     s = self.acc.reduce(torch.stack([loss.float(), torch.tensor(float(bool(self._stop)), device=loss.device)]), 'sum')
-    self._agreed = bool(s[1] > 0); return s[0] / self.acc.num_processes
+    self._agreed = bool(s[1] > 0)
+    return s[0] / self.acc.num_processes
+
 
 @patch
-def _check_step_finite(self:Trainer, loss, grad_norm):
+def _check_step_finite(self: Trainer, loss, grad_norm):
     "Raise NonFiniteLossError (after dropping the gradients) if the loss, or the grad norm outside fp16, is not finite."
     check = torch.stack([loss.float(), grad_norm.float()]) if self.precision != 'fp16' else loss.float()
-    if torch.isfinite(check).all(): return
+    if torch.isfinite(check).all():
+        return
     self.opt.zero_grad(set_to_none=True)
     latest = list_checkpoints(self.ckpt_dir)
-    raise NonFiniteLossError(f"non-finite loss ({loss.item()}) or gradient norm ({grad_norm.item()}) at step {self.step + 1}: "
-                             f"stopped before the optimizer step, so weights and EMA are unchanged and nothing was saved. "
-                             f"Latest checkpoint: {latest[-1][2] if latest else 'none'}. Try a lower lr, grad_clip, or bf16 instead of fp16.")
+    raise NonFiniteLossError(
+        f"non-finite loss ({loss.item()}) or gradient norm ({grad_norm.item()}) at step {self.step + 1}: "
+        f"stopped before the optimizer step, so weights and EMA are unchanged and nothing was saved. "
+        f"Latest checkpoint: {latest[-1][2] if latest else 'none'}. Try a lower lr, grad_clip, or bf16 instead of fp16."
+    )
+
 
 # %% ../nbs/08c_trainer.ipynb #aac4937f
 @patch
-def _prepare_run_dir(self:Trainer):
+def _prepare_run_dir(self: Trainer):
     "Create the run folder with config.json, meta.json and the reproducibility artifacts; drop metrics newer than the current step (08b)."
     ds = self.dataset
-    config = {'train': self.cfg.to_dict(), 'model': _model_config(self.model), 'model_class': model_class_name(self.model),
-              'dataset': {'name': getattr(ds, 'name', type(ds).__name__), 'len': len(ds)}}
+    config = {
+        'train': self.cfg.to_dict(),
+        'model': _model_config(self.model),
+        'model_class': model_class_name(self.model),
+        'dataset': {'name': getattr(ds, 'name', type(ds).__name__), 'len': len(ds)},
+    }
     n, c = self.acc.num_processes, self.cfg
-    meta = {**run_meta(self.device, self.step), 'precision': self.precision, 'precision_reason': self.precision_reason,
-            'num_processes': n, 'per_process_batch': c.batch_size // n, 'effective_batch': c.batch_size * c.grad_accum}
-    if self.is_main: prepare_run_dir(self.run_dir, config, meta, self.step); write_run_artifacts(self.run_dir, config, ds, self.step)
+    meta = {
+        **run_meta(self.device, self.step),
+        'precision': self.precision,
+        'precision_reason': self.precision_reason,
+        'num_processes': n,
+        'per_process_batch': c.batch_size // n,
+        'effective_batch': c.batch_size * c.grad_accum,
+    }
+    if self.is_main:
+        prepare_run_dir(self.run_dir, config, meta, self.step)
+        write_run_artifacts(self.run_dir, config, ds, self.step)
     self.acc.wait_for_everyone()
 
+
 @patch
-def batch_text(self:Trainer) -> str:
+def batch_text(self: Trainer) -> str:
     "How the effective batch is made, e.g. 'effective batch 64 = 16 per process x 2 processes x 2 accumulation'."
     n, c = self.acc.num_processes, self.cfg
     return f"effective batch {c.batch_size * c.grad_accum} = {c.batch_size // n} per process x {n} process{'es' * (n > 1)} x {c.grad_accum} accumulation"
 
+
 # %% ../nbs/08c_trainer.ipynb #dca98967
 @patch
-def _log(self:Trainer, window:list[dict], bar) -> dict:
+def _log(self: Trainer, window: list[dict], bar) -> dict:
     "Average the window's step metrics and write them to the bar, events.jsonl and TensorBoard."
     mean = lambda k: sum(m[k] for m in window) / len(window)
     imgs = len(window) * self.cfg.batch_size * self.cfg.grad_accum
-    rec = {'step': self.step, 'loss': mean('loss'), 'lr': window[-1]['lr'], 'grad_norm': mean('grad_norm'),
-           'images_per_s': imgs / sum(m['step_total'] for m in window), 'peak_mem_mb': peak_mem_mb(self.device),
-           **{f'{k}_ms': 1000 * mean(k) for k in ('data_fetch', 'fwd_bwd', 'opt_step', 'step_total')}}
-    if not self.is_main: return rec
+    rec = {
+        'step': self.step,
+        'loss': mean('loss'),
+        'lr': window[-1]['lr'],
+        'grad_norm': mean('grad_norm'),
+        'images_per_s': imgs / sum(m['step_total'] for m in window),
+        'peak_mem_mb': peak_mem_mb(self.device),
+        **{f'{k}_ms': 1000 * mean(k) for k in ('data_fetch', 'fwd_bwd', 'opt_step', 'step_total')},
+    }
+    if not self.is_main:
+        return rec
     append_event(self.run_dir, rec)
     bar.set_postfix(loss=f"{rec['loss']:.4f}", img_s=f"{rec['images_per_s']:.0f}", lr=f"{rec['lr']:.2e}", refresh=False)
     for k, v in rec.items():
-        if self._tb is not None and k != 'step': self._tb.add_scalar(k, v, self.step)
+        if self._tb is not None and k != 'step':
+            self._tb.add_scalar(k, v, self.step)
     return rec
+
 
 # %% ../nbs/08c_trainer.ipynb #70b49eb9
 @patch
-def _standin_sample_fn(self:Trainer, model, n:int, generator) -> torch.Tensor:
+def _standin_sample_fn(self: Trainer, model, n: int, generator) -> torch.Tensor:
     "Default sample_fn: the stand-in DDPM sampler, at the data's shape."
     shape = tuple(self.dataset[0]['x'].shape)
     if self.cfg.class_cond:  # one class per grid cell, in order
         labels = (torch.arange(n) % self.num_classes).to(self.device)
         model = (lambda net: lambda x_t, t: net(x_t, t, labels=labels))(model)
-    return ddpm_sample_standin(model, self.sched, (n, *shape), self.cfg.pred_type, clip_x0=len(shape) == 3, generator=generator, device=self.device)
+    return ddpm_sample_standin(
+        model,
+        self.sched,
+        (n, *shape),
+        self.cfg.pred_type,
+        clip_x0=len(shape) == 3,
+        generator=generator,
+        device=self.device,
+    )
+
 
 @patch
-def save_samples(self:Trainer) -> list[Path]:
+def save_samples(self: Trainer) -> list[Path]:
     "Sample `n_samples` from the EMA and the raw model (same noise) and save them under run_dir/samples."
     paths, was_training = [], self.model.training
     self.model.eval()
     try:
         for name, net in (('ema', self.ema.model), ('raw', unwrap(self.model))):
-            x = (self.sample_fn or self._standin_sample_fn)(net, self.cfg.n_samples, torch.Generator().manual_seed(self.cfg.seed + 1)).cpu()
+            x = (self.sample_fn or self._standin_sample_fn)(
+                net, self.cfg.n_samples, torch.Generator().manual_seed(self.cfg.seed + 1)
+            ).cpu()
             p = self.run_dir / 'samples' / f'step_{self.step:08d}_{name}.png'
             paths.append(save_images(x, p, value_range=(-1, 1)) if x.ndim == 4 else save_points(x, p))
-    finally: self.model.train(was_training)
+    finally:
+        self.model.train(was_training)
     return paths
+
 
 # %% ../nbs/08c_trainer.ipynb #cc10b9e1
 @patch
-def _after_step(self:Trainer, m:dict, window:list, bar):
+def _after_step(self: Trainer, m: dict, window: list, bar):
     "Everything between two steps: progress, metrics, samples, checkpoints, callbacks."
-    c = self.cfg; window.append(m); bar.update(1)
-    if self.step % c.log_every == 0 or self.step == c.steps: self._log(window, bar); window.clear()
-    if c.sample_every and self.step % c.sample_every == 0 and self.is_main: self.save_samples()
-    if c.ckpt_every and self.step % c.ckpt_every == 0: self.save()
-    if c.eval_every and self.step % c.eval_every == 0 and self.is_main: self.evaluate()  # the others wait at the next step's all-reduce
-    for cb in self.callbacks: cb(self, m)
+    c = self.cfg
+    window.append(m)
+    bar.update(1)
+    if self.step % c.log_every == 0 or self.step == c.steps:
+        self._log(window, bar)
+        window.clear()
+    if c.sample_every and self.step % c.sample_every == 0 and self.is_main:
+        self.save_samples()
+    if c.ckpt_every and self.step % c.ckpt_every == 0:
+        self.save()
+    if c.eval_every and self.step % c.eval_every == 0 and self.is_main:
+        self.evaluate()  # the others wait at the next step's all-reduce
+    for cb in self.callbacks:
+        cb(self, m)
+
 
 @patch
-def _request_stop(self:Trainer, name:str):
+def _request_stop(self: Trainer, name: str):
     "Called by StopSignals on the first SIGINT/SIGTERM: stop after the current step."
     self._stop = name
-    if self.is_main: tqdm.write(f"{name}: finishing step {self.step + 1 if self._in_step else self.step}, then saving a checkpoint "
-               f"(press Ctrl-C again to abort without saving)")
+    if self.is_main:
+        tqdm.write(
+            f"{name}: finishing step {self.step + 1 if self._in_step else self.step}, then saving a checkpoint "
+            f"(press Ctrl-C again to abort without saving)"
+        )
+
 
 @patch
-def fit(self:Trainer, until:int|None=None # stop after this many steps in total (default: cfg.steps)
-        ) -> str: # 'completed', 'paused' (reached `until`) or 'SIGTERM'
+def fit(
+    self: Trainer,
+    until: int | None = None,  # stop after this many steps in total (default: cfg.steps)
+) -> str:  # 'completed', 'paused' (reached `until`) or 'SIGTERM'
     "Train until `cfg.steps` (or `until`); Ctrl-C / SIGTERM finish the step and save `ckpt_stop_<step>`; Ctrl-C then raises TrainingInterrupted."
     end = min(until or self.cfg.steps, self.cfg.steps)
-    self._prepare_run_dir(); self._stop, self._agreed, self._in_step, window = None, False, False, []
-    self._tb, show = open_tensorboard(self.run_dir, self.cfg.tensorboard and self.is_main), self.cfg.progress and self.is_main
-    if show: tqdm.write(f"training on {self.device} in {self.precision} ({self.precision_reason}); {self.batch_text()}")
-    bar = tqdm(total=self.cfg.steps, initial=self.step, disable=not show, desc=f'train {self.precision}', dynamic_ncols=True)
+    self._prepare_run_dir()
+    self._stop, self._agreed, self._in_step, window = None, False, False, []
+    self._tb, show = (
+        open_tensorboard(self.run_dir, self.cfg.tensorboard and self.is_main),
+        self.cfg.progress and self.is_main,
+    )
+    if show:
+        tqdm.write(f"training on {self.device} in {self.precision} ({self.precision_reason}); {self.batch_text()}")
+    bar = tqdm(
+        total=self.cfg.steps, initial=self.step, disable=not show, desc=f'train {self.precision}', dynamic_ncols=True
+    )
     try:
         with StopSignals(self._request_stop):
             while self.step < end and not (self._agreed if self.acc.num_processes > 1 else self._stop):
-                self._in_step = True; m = self.train_step(); self._in_step = False
+                self._in_step = True
+                m = self.train_step()
+                self._in_step = False
                 self._after_step(m, window, bar)
     except KeyboardInterrupt:
-        if self._in_step: self.opt.zero_grad(set_to_none=True); self._in_step = False; raise  # mid-step: state not saveable
+        if self._in_step:
+            self.opt.zero_grad(set_to_none=True)
+            self._in_step = False
+            raise  # mid-step: state not saveable
         self._stop = 'KeyboardInterrupt'
     finally:
         bar.close()
-        if self._tb is not None: self._tb.close()
-    if self._agreed if self.acc.num_processes > 1 else self._stop:  # several processes act on what they agreed, never alone
-        self._stop = self._stop or 'stopped by another process'; p = self.save('stop')
+        if self._tb is not None:
+            self._tb.close()
+    if (
+        self._agreed if self.acc.num_processes > 1 else self._stop
+    ):  # several processes act on what they agreed, never alone
+        self._stop = self._stop or 'stopped by another process'
+        p = self.save('stop')
         msg = f"{self._stop} at step {self.step}: saved {p}; continue with trainer.resume('latest'); trainer.fit()"
-        if self._stop == 'KeyboardInterrupt': raise TrainingInterrupted(msg, self.step, p) from None  # one Ctrl-C stops the cell too
-        if self.is_main: tqdm.write(msg)
+        if self._stop == 'KeyboardInterrupt':
+            raise TrainingInterrupted(msg, self.step, p) from None  # one Ctrl-C stops the cell too
+        if self.is_main:
+            tqdm.write(msg)
         return self._stop
-    if self.step >= self.cfg.steps: self.save('final'); return 'completed'
+    if self.step >= self.cfg.steps:
+        self.save('final')
+        return 'completed'
     return 'paused'
+
 
 # %% ../nbs/08c_trainer.ipynb #a62cc096
 @patch
-def evaluate(self:Trainer) -> dict:
+def evaluate(self: Trainer) -> dict:
     "Call eval_fn on this trainer; log the numbers (events.jsonl, TensorBoard eval/*) and keep best.pt by cfg.best_metric."
     with torch.random.fork_rng(devices=[self.device.index or 0] if self.device.type == 'cuda' else []):
         rec = {k: float(v) for k, v in self.eval_fn(self).items()}
     append_event(self.run_dir, {'step': self.step, 'event': 'eval', **rec})
     for k, v in rec.items():
-        if self._tb is not None: self._tb.add_scalar(f'eval/{k}', v, self.step)
+        if self._tb is not None:
+            self._tb.add_scalar(f'eval/{k}', v, self.step)
     m = self.cfg.best_metric
-    if m is not None and m not in rec: raise KeyError(f"best_metric {m!r} is not among eval_fn's results {sorted(rec)}")
+    if m is not None and m not in rec:
+        raise KeyError(f"best_metric {m!r} is not among eval_fn's results {sorted(rec)}")
     if m is not None and (self.best is None or rec[m] < self.best):
-        self.best = rec[m]; save_file(self.state_dict(), self.ckpt_dir / 'best.pt')
+        self.best = rec[m]
+        save_file(self.state_dict(), self.ckpt_dir / 'best.pt')
     return rec

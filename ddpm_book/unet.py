@@ -16,113 +16,208 @@ from .blocks import TimeEmbedding, ResBlock, Downsample, Upsample, RESAMPLE
 from .attention import AttentionBlock
 
 # %% auto #0
-__all__ = ['UNET_RESAMPLE', 'TIME_EMBEDDINGS', 'PRESETS', 'ADDED_FIELDS', 'UNetConfig', 'with_added_fields',
-           'ddpm_timestep_embedding', 'DDPMTimeEmbedding', 'SameDownsample', 'UNetBlock', 'UNet', 'count_parameters',
-           'summary']
+__all__ = [
+    'UNET_RESAMPLE',
+    'TIME_EMBEDDINGS',
+    'PRESETS',
+    'ADDED_FIELDS',
+    'UNetConfig',
+    'with_added_fields',
+    'ddpm_timestep_embedding',
+    'DDPMTimeEmbedding',
+    'SameDownsample',
+    'UNetBlock',
+    'UNet',
+    'count_parameters',
+    'summary',
+]
+
 
 # %% ../nbs/06_unet.ipynb #09e40959
 @dataclass
 class UNetConfig:
     "Architecture of a `UNet`; a plain dataclass that round-trips through `asdict` / `UNetConfig(**d)`."
-    image_size:int=32 # training resolution (square); must be divisible by 2**(len(channel_mults)-1)
-    in_channels:int=3 # image channels
-    out_channels:int|None=None # prediction channels; None: same as in_channels (2x for a learned variance)
-    base_channels:int=128 # channels of the first level
-    channel_mults:tuple=(1, 2, 2, 2) # channels of level l = base_channels * channel_mults[l]
-    num_res_blocks:int=2 # residual blocks per level on the way down (one more on the way up)
-    attn_resolutions:tuple=(16,) # feature-map sizes that get attention after each residual block
-    num_heads:int=1 # attention heads; must divide the channels at every attention site
-    dropout:float=0.1 # dropout in the residual blocks
-    norm_groups:int=32 # GroupNorm groups; must divide every level's channels
-    norm_eps:float=1e-5 # GroupNorm epsilon (the DDPM code: 1e-6)
-    scale_shift:bool=True # timestep injection: scale-shift (True) or add (False, DDPM)
-    time_embedding:str='book' # timestep sinusoids: 'book' (eq. 4.1) or 'ddpm' (Ho et al.'s code, eq. 6.2)
-    resample:str='conv' # downsampling: 'conv' (stride-2 conv, padded on all sides), 'conv_same' (TensorFlow 'SAME' padding, DDPM) or 'avgpool'
-    mid_attention:bool=True # attention in the middle block
-    num_classes:int|None=None # class-conditional with this many classes (index num_classes = "no class")
-    context_dim:int|None=None # size of context vectors for cross-attention (text); None: no cross-attention
-    gradient_checkpointing:bool=False # recompute block activations in backward to save memory
+
+    image_size: int = 32  # training resolution (square); must be divisible by 2**(len(channel_mults)-1)
+    in_channels: int = 3  # image channels
+    out_channels: int | None = None  # prediction channels; None: same as in_channels (2x for a learned variance)
+    base_channels: int = 128  # channels of the first level
+    channel_mults: tuple = (1, 2, 2, 2)  # channels of level l = base_channels * channel_mults[l]
+    num_res_blocks: int = 2  # residual blocks per level on the way down (one more on the way up)
+    attn_resolutions: tuple = (16,)  # feature-map sizes that get attention after each residual block
+    num_heads: int = 1  # attention heads; must divide the channels at every attention site
+    dropout: float = 0.1  # dropout in the residual blocks
+    norm_groups: int = 32  # GroupNorm groups; must divide every level's channels
+    norm_eps: float = 1e-5  # GroupNorm epsilon (the DDPM code: 1e-6)
+    scale_shift: bool = True  # timestep injection: scale-shift (True) or add (False, DDPM)
+    time_embedding: str = 'book'  # timestep sinusoids: 'book' (eq. 4.1) or 'ddpm' (Ho et al.'s code, eq. 6.2)
+    resample: str = 'conv'  # downsampling: 'conv' (stride-2 conv, padded on all sides), 'conv_same' (TensorFlow 'SAME' padding, DDPM) or 'avgpool'
+    mid_attention: bool = True  # attention in the middle block
+    num_classes: int | None = None  # class-conditional with this many classes (index num_classes = "no class")
+    context_dim: int | None = None  # size of context vectors for cross-attention (text); None: no cross-attention
+    gradient_checkpointing: bool = False  # recompute block activations in backward to save memory
 
     def __post_init__(self):
         "Lists (from JSON) become tuples, out_channels defaults to in_channels; then every field is checked (below)."
-        if isinstance(self.channel_mults, list): self.channel_mults = tuple(self.channel_mults)
-        if isinstance(self.attn_resolutions, list): self.attn_resolutions = tuple(self.attn_resolutions)
-        if self.out_channels is None: self.out_channels = self.in_channels
+        if isinstance(self.channel_mults, list):
+            self.channel_mults = tuple(self.channel_mults)
+        if isinstance(self.attn_resolutions, list):
+            self.attn_resolutions = tuple(self.attn_resolutions)
+        if self.out_channels is None:
+            self.out_channels = self.in_channels
         _check_unet_config(self)
+
     @property
-    def levels(self) -> int: return len(self.channel_mults)
+    def levels(self) -> int:
+        return len(self.channel_mults)
+
     @property
-    def resolutions(self) -> tuple: return tuple(self.image_size // 2**l for l in range(self.levels))
+    def resolutions(self) -> tuple:
+        return tuple(self.image_size // 2**l for l in range(self.levels))
+
     @property
-    def emb_dim(self) -> int: return 4 * self.base_channels
-    def channels(self, level:int) -> int: return self.base_channels * self.channel_mults[level]
+    def emb_dim(self) -> int:
+        return 4 * self.base_channels
+
+    def channels(self, level: int) -> int:
+        return self.base_channels * self.channel_mults[level]
+
 
 # %% ../nbs/06_unet.ipynb #0e9eff30
-_INT_FIELDS = ('image_size', 'in_channels', 'out_channels', 'base_channels', 'num_res_blocks', 'num_heads', 'norm_groups')
-UNET_RESAMPLE, TIME_EMBEDDINGS = RESAMPLE + ('conv_same',), ('book', 'ddpm')  # the UNet's downsampling and timestep-sinusoid choices
+_INT_FIELDS = (
+    'image_size',
+    'in_channels',
+    'out_channels',
+    'base_channels',
+    'num_res_blocks',
+    'num_heads',
+    'norm_groups',
+)
+UNET_RESAMPLE, TIME_EMBEDDINGS = (
+    RESAMPLE + ('conv_same',),
+    ('book', 'ddpm'),
+)  # the UNet's downsampling and timestep-sinusoid choices
 
-def _check_fields(c:UNetConfig):
+
+def _check_fields(c: UNetConfig):
     "Types and ranges of the scalar fields and of the sequences' elements; integers become plain `int`s."
-    for f in _INT_FIELDS: setattr(c, f, check_int(f, getattr(c, f), 1))
-    for f in ('num_classes', 'context_dim'): setattr(c, f, check_int(f, getattr(c, f), 1, none_ok=True))
+    for f in _INT_FIELDS:
+        setattr(c, f, check_int(f, getattr(c, f), 1))
+    for f in ('num_classes', 'context_dim'):
+        setattr(c, f, check_int(f, getattr(c, f), 1, none_ok=True))
     for f, v in (('channel_mults', c.channel_mults), ('attn_resolutions', c.attn_resolutions)):
         if not isinstance(v, tuple) or (f == 'channel_mults' and not v):
-            raise ValueError(f"{f} must be a {'non-empty ' if f == 'channel_mults' else ''}sequence of integers >= 1, got {v!r}")
+            raise ValueError(
+                f"{f} must be a {'non-empty ' if f == 'channel_mults' else ''}sequence of integers >= 1, got {v!r}"
+            )
         setattr(c, f, tuple(check_int(f'{f}[{i}]', x, 1) for i, x in enumerate(v)))
-    check_float('dropout', c.dropout, 0, 1, hi_open=True); check_choice('resample', c.resample, UNET_RESAMPLE)
-    c.norm_eps = check_float('norm_eps', c.norm_eps, 0, 0.1, lo_open=True); check_choice('time_embedding', c.time_embedding, TIME_EMBEDDINGS)
-    if c.time_embedding == 'ddpm' and c.base_channels < 4: raise ValueError(f"time_embedding='ddpm' needs base_channels >= 4, got {c.base_channels}")
+    check_float('dropout', c.dropout, 0, 1, hi_open=True)
+    check_choice('resample', c.resample, UNET_RESAMPLE)
+    c.norm_eps = check_float('norm_eps', c.norm_eps, 0, 0.1, lo_open=True)
+    check_choice('time_embedding', c.time_embedding, TIME_EMBEDDINGS)
+    if c.time_embedding == 'ddpm' and c.base_channels < 4:
+        raise ValueError(f"time_embedding='ddpm' needs base_channels >= 4, got {c.base_channels}")
     for f in ('scale_shift', 'mid_attention', 'gradient_checkpointing'):
-        if not isinstance(getattr(c, f), bool): raise ValueError(f"{f} must be True or False, got {getattr(c, f)!r}")
+        if not isinstance(getattr(c, f), bool):
+            raise ValueError(f"{f} must be True or False, got {getattr(c, f)!r}")
+
 
 # %% ../nbs/06_unet.ipynb #42030e55
-def _check_shapes(c:UNetConfig):
+def _check_shapes(c: UNetConfig):
     "Image size vs levels, attention sites, groups and heads vs channels."
     n = 2 ** (c.levels - 1)
     if c.image_size % n:
         ok = [s for s in range(n, 4 * c.image_size + n, n) if abs(s - c.image_size) <= 2 * n]
-        raise ValueError(f"image_size={c.image_size} must be divisible by 2**{c.levels - 1}={n} ({c.levels} levels); e.g. {ok}")
+        raise ValueError(
+            f"image_size={c.image_size} must be divisible by 2**{c.levels - 1}={n} ({c.levels} levels); e.g. {ok}"
+        )
     bad = [r for r in c.attn_resolutions if r not in c.resolutions]
-    if bad: raise ValueError(f"attn_resolutions {bad} never occur: with image_size={c.image_size} and {c.levels} levels the resolutions are {list(c.resolutions)}")
+    if bad:
+        raise ValueError(
+            f"attn_resolutions {bad} never occur: with image_size={c.image_size} and {c.levels} levels the resolutions are {list(c.resolutions)}"
+        )
     for l in range(c.levels):
-        if c.channels(l) % c.norm_groups: raise ValueError(f"norm_groups={c.norm_groups} must divide the channels of level {l} ({c.channels(l)})")
-    sites = [l for l, r in enumerate(c.resolutions) if r in c.attn_resolutions] + ([c.levels - 1] if c.mid_attention else [])
+        if c.channels(l) % c.norm_groups:
+            raise ValueError(f"norm_groups={c.norm_groups} must divide the channels of level {l} ({c.channels(l)})")
+    sites = [l for l, r in enumerate(c.resolutions) if r in c.attn_resolutions] + (
+        [c.levels - 1] if c.mid_attention else []
+    )
     for l in sites:
         ch = c.channels(l)
-        if ch % c.num_heads: raise ValueError(f"num_heads={c.num_heads} must divide the channels {ch} of the attention at level {l}; valid: {[h for h in range(1, ch + 1) if all(c.channels(s) % h == 0 for s in sites)]}")
-    if c.context_dim is not None and not sites: raise ValueError("context_dim needs an attention site: set attn_resolutions or mid_attention=True")
+        if ch % c.num_heads:
+            raise ValueError(
+                f"num_heads={c.num_heads} must divide the channels {ch} of the attention at level {l}; valid: {[h for h in range(1, ch + 1) if all(c.channels(s) % h == 0 for s in sites)]}"
+            )
+    if c.context_dim is not None and not sites:
+        raise ValueError("context_dim needs an attention site: set attn_resolutions or mid_attention=True")
 
-def _check_unet_config(c:UNetConfig):
+
+def _check_unet_config(c: UNetConfig):
     "What `UNetConfig.__post_init__` checks: the fields, then the shapes they imply."
-    _check_fields(c); _check_shapes(c)
+    _check_fields(c)
+    _check_shapes(c)
+
 
 # %% ../nbs/06_unet.ipynb #a48e4e91
 PRESETS = {
-    'mnist': dict(image_size=32, in_channels=1, base_channels=32, channel_mults=(1, 2, 2), num_res_blocks=2,
-                  attn_resolutions=(8,), num_heads=4, dropout=0.1, norm_groups=8),
-    'cifar10': dict(image_size=32, in_channels=3, base_channels=128, channel_mults=(1, 2, 2, 2), num_res_blocks=2,
-                    attn_resolutions=(16,), num_heads=1, dropout=0.1, norm_groups=32, scale_shift=False,
-                    norm_eps=1e-6, time_embedding='ddpm', resample='conv_same'),
+    'mnist': dict(
+        image_size=32,
+        in_channels=1,
+        base_channels=32,
+        channel_mults=(1, 2, 2),
+        num_res_blocks=2,
+        attn_resolutions=(8,),
+        num_heads=4,
+        dropout=0.1,
+        norm_groups=8,
+    ),
+    'cifar10': dict(
+        image_size=32,
+        in_channels=3,
+        base_channels=128,
+        channel_mults=(1, 2, 2, 2),
+        num_res_blocks=2,
+        attn_resolutions=(16,),
+        num_heads=1,
+        dropout=0.1,
+        norm_groups=32,
+        scale_shift=False,
+        norm_eps=1e-6,
+        time_embedding='ddpm',
+        resample='conv_same',
+    ),
 }
-ADDED_FIELDS = {'norm_eps': 1e-5, 'time_embedding': 'book'}  # fields newer than the first checkpoints: absent means these values
+ADDED_FIELDS = {
+    'norm_eps': 1e-5,
+    'time_embedding': 'book',
+}  # fields newer than the first checkpoints: absent means these values
 
-def with_added_fields(mc:dict) -> dict:
+
+def with_added_fields(mc: dict) -> dict:
     "A stored UNet config dict (or one holding it under 'unet', like the text model's) with absent ADDED_FIELDS filled in."
-    if isinstance(mc.get('unet'), dict): return {**mc, 'unet': with_added_fields(mc['unet'])}
+    if isinstance(mc.get('unet'), dict):
+        return {**mc, 'unet': with_added_fields(mc['unet'])}
     return {**ADDED_FIELDS, **mc} if 'base_channels' in mc else mc
 
+
 @patch(cls_method=True)
-def preset(cls:UNetConfig, name:str, # a key of `PRESETS`
-           **overrides) -> UNetConfig: # fields to change, e.g. num_classes=10
+def preset(
+    cls: UNetConfig,
+    name: str,  # a key of `PRESETS`
+    **overrides,
+) -> UNetConfig:  # fields to change, e.g. num_classes=10
     "A preset configuration, optionally with some fields changed."
-    if name not in PRESETS: raise ValueError(f"unknown UNet preset {name!r}; valid: {sorted(PRESETS)}")
+    if name not in PRESETS:
+        raise ValueError(f"unknown UNet preset {name!r}; valid: {sorted(PRESETS)}")
     return cls(**{**PRESETS[name], **overrides})
 
+
 # %% ../nbs/06_unet.ipynb #2d59fadd
-def ddpm_timestep_embedding(t:torch.Tensor, # (B,) timesteps
-                            dim:int, # embedding size d >= 4
-                            max_period:float=10000. # the slowest frequency's period
-                           ) -> torch.Tensor: # (B, dim) float32
+def ddpm_timestep_embedding(
+    t: torch.Tensor,  # (B,) timesteps
+    dim: int,  # embedding size d >= 4
+    max_period: float = 10000.0,  # the slowest frequency's period
+) -> torch.Tensor:  # (B, dim) float32
     "The DDPM code's sinusoids, eq. 6.2: [sin | cos] at max_period^(-i/(d/2 - 1)) (diffusers' flip_sin_to_cos=False, freq_shift=1)."
     half = dim // 2
     freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / (half - 1))
@@ -130,23 +225,32 @@ def ddpm_timestep_embedding(t:torch.Tensor, # (B,) timesteps
     emb = torch.cat([torch.sin(args), torch.cos(args)], dim=-1)
     return F.pad(emb, (0, 1)) if dim % 2 else emb
 
+
 class DDPMTimeEmbedding(TimeEmbedding):
     "`TimeEmbedding` (eq. 4.2's MLP) on the sinusoids of eq. 6.2: the same parameters, so the same checkpoint keys."
-    def forward(self, t:torch.Tensor) -> torch.Tensor:
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
         e = ddpm_timestep_embedding(t, self.dim, self.max_period).to(self.lin1.weight.dtype)
         return self.lin2(F.silu(self.lin1(e)))
+
 
 # %% ../nbs/06_unet.ipynb #24abe4b7
 class SameDownsample(Downsample):
     "Halve H and W: a stride-2 3x3 conv after one zero row and column at the bottom and right (TensorFlow's 'SAME', as in the DDPM code)."
-    def __init__(self, ch:int):
-        super().__init__(ch, 'avgpool'); self.conv = nn.Conv2d(ch, ch, 3, stride=2)
-    def forward(self, x): return self.conv(F.pad(x, (0, 1, 0, 1)))
+
+    def __init__(self, ch: int):
+        super().__init__(ch, 'avgpool')
+        self.conv = nn.Conv2d(ch, ch, 3, stride=2)
+
+    def forward(self, x):
+        return self.conv(F.pad(x, (0, 1, 0, 1)))
+
 
 # %% ../nbs/06_unet.ipynb #d90d187a
 class UNetBlock(nn.Module):
     "A `ResBlock`, followed by an `AttentionBlock` if `attn`."
-    def __init__(self, in_ch:int, out_ch:int, cfg:UNetConfig, attn:bool):
+
+    def __init__(self, in_ch: int, out_ch: int, cfg: UNetConfig, attn: bool):
         super().__init__()
         self.res = ResBlock(in_ch, out_ch, cfg.emb_dim, cfg.dropout, cfg.norm_groups, cfg.scale_shift)
         self.attn = AttentionBlock(out_ch, cfg.num_heads, cfg.norm_groups, cfg.context_dim) if attn else None
@@ -155,37 +259,51 @@ class UNetBlock(nn.Module):
         h = self.res(x, emb)
         return h if self.attn is None else self.attn(h, context, context_mask)
 
+
 # %% ../nbs/06_unet.ipynb #70b61e17
-def _build_down(cfg:UNetConfig):
+def _build_down(cfg: UNetConfig):
     "Down-path modules and the channels of each saved skip (conv_in's first)."
     blocks, skips, ch = nn.ModuleList(), [cfg.base_channels], cfg.base_channels
     for l, res in enumerate(cfg.resolutions):
         for _ in range(cfg.num_res_blocks):
             blocks.append(UNetBlock(ch, cfg.channels(l), cfg, res in cfg.attn_resolutions))
-            ch = cfg.channels(l); skips.append(ch)
-        if l < cfg.levels - 1: blocks.append(SameDownsample(ch) if cfg.resample == 'conv_same' else Downsample(ch, cfg.resample)); skips.append(ch)
+            ch = cfg.channels(l)
+            skips.append(ch)
+        if l < cfg.levels - 1:
+            blocks.append(SameDownsample(ch) if cfg.resample == 'conv_same' else Downsample(ch, cfg.resample))
+            skips.append(ch)
     return blocks, skips
 
+
 # %% ../nbs/06_unet.ipynb #4bdcda96
-def _build_up(cfg:UNetConfig, skips:list):
+def _build_up(cfg: UNetConfig, skips: list):
     "Up-path modules; consumes `skips` from the end."
     blocks, ch = nn.ModuleList(), cfg.channels(-1)
     for l in reversed(range(cfg.levels)):
         for _ in range(cfg.num_res_blocks + 1):
             blocks.append(UNetBlock(ch + skips.pop(), cfg.channels(l), cfg, cfg.resolutions[l] in cfg.attn_resolutions))
             ch = cfg.channels(l)
-        if l > 0: blocks.append(Upsample(ch))
+        if l > 0:
+            blocks.append(Upsample(ch))
     return blocks
+
 
 # %% ../nbs/06_unet.ipynb #d735f2d9
 class UNet(nn.Module):
     "The diffusion UNet: `model(x_t, t, labels=None, context=None, context_mask=None)` -> prediction shaped like x_t."
-    def __init__(self, config:UNetConfig|dict|None=None, # a config, a dict of its fields, or None for defaults
-                 **overrides): # fields to change
+
+    def __init__(
+        self,
+        config: UNetConfig | dict | None = None,  # a config, a dict of its fields, or None for defaults
+        **overrides,
+    ):  # fields to change
         super().__init__()
-        if isinstance(config, dict): config = UNetConfig(**config)
+        if isinstance(config, dict):
+            config = UNetConfig(**config)
         cfg = self.config = UNetConfig(**{**asdict(config or UNetConfig()), **overrides})
-        self.time_embed = (DDPMTimeEmbedding if cfg.time_embedding == 'ddpm' else TimeEmbedding)(cfg.base_channels, cfg.emb_dim)
+        self.time_embed = (DDPMTimeEmbedding if cfg.time_embedding == 'ddpm' else TimeEmbedding)(
+            cfg.base_channels, cfg.emb_dim
+        )
         self.class_embed = nn.Embedding(cfg.num_classes + 1, cfg.emb_dim) if cfg.num_classes else None
         self.conv_in = nn.Conv2d(cfg.in_channels, cfg.base_channels, 3, padding=1)
         self.down, skips = _build_down(cfg)
@@ -194,62 +312,91 @@ class UNet(nn.Module):
         self.up = _build_up(cfg, skips)
         self.norm_out = nn.GroupNorm(cfg.norm_groups, cfg.base_channels * cfg.channel_mults[0])
         self.conv_out = nn.Conv2d(cfg.base_channels * cfg.channel_mults[0], cfg.out_channels, 3, padding=1)
-        nn.init.zeros_(self.conv_out.weight); nn.init.zeros_(self.conv_out.bias)
+        nn.init.zeros_(self.conv_out.weight)
+        nn.init.zeros_(self.conv_out.bias)
         for m in self.modules():
-            if isinstance(m, nn.GroupNorm): m.eps = cfg.norm_eps  # the residual blocks', the attention's and the output's norms
+            if isinstance(m, nn.GroupNorm):
+                m.eps = cfg.norm_eps  # the residual blocks', the attention's and the output's norms
+
 
 # %% ../nbs/06_unet.ipynb #247a2238
 @patch
-def _run(self:UNet, blk, h, emb, context, context_mask):
+def _run(self: UNet, blk, h, emb, context, context_mask):
     "Run one block, under gradient checkpointing when enabled and training."
-    if not isinstance(blk, UNetBlock): return blk(h)
+    if not isinstance(blk, UNetBlock):
+        return blk(h)
     if self.config.gradient_checkpointing and self.training and torch.is_grad_enabled():
         return checkpoint(blk, h, emb, context, context_mask, use_reentrant=False)
     return blk(h, emb, context, context_mask)
 
+
 # %% ../nbs/06_unet.ipynb #61134b47
 @patch
-def _check_inputs(self:UNet, x, t, labels, context):
+def _check_inputs(self: UNet, x, t, labels, context):
     "Validate the forward inputs; returns t as a (B,) tensor."
     cfg, n = self.config, 2 ** (self.config.levels - 1)
     if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[1] != cfg.in_channels:
-        raise ValueError(f"x must be a (B, {cfg.in_channels}, H, W) tensor, got {tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
-    if x.shape[2] % n or x.shape[3] % n: raise ValueError(f"H and W must be divisible by {n} for {cfg.levels} levels, got {tuple(x.shape[2:])}")
+        raise ValueError(
+            f"x must be a (B, {cfg.in_channels}, H, W) tensor, got {tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}"
+        )
+    if x.shape[2] % n or x.shape[3] % n:
+        raise ValueError(f"H and W must be divisible by {n} for {cfg.levels} levels, got {tuple(x.shape[2:])}")
     t = torch.as_tensor(t, device=x.device)
-    if t.ndim == 0: t = t.expand(x.shape[0])
-    if t.shape != (x.shape[0],): raise ValueError(f"t must have shape (B,)=({x.shape[0]},) or be a scalar, got {tuple(t.shape)}")
+    if t.ndim == 0:
+        t = t.expand(x.shape[0])
+    if t.shape != (x.shape[0],):
+        raise ValueError(f"t must have shape (B,)=({x.shape[0]},) or be a scalar, got {tuple(t.shape)}")
     if labels is not None:
-        if cfg.num_classes is None: raise ValueError("labels given, but the model is not class-conditional (num_classes=None)")
-        if labels.shape != (x.shape[0],) or labels.dtype.is_floating_point or int(labels.min()) < 0 or int(labels.max()) > cfg.num_classes:
-            raise ValueError(f"labels must be a (B,) integer tensor with values in [0, {cfg.num_classes}] ({cfg.num_classes} = no class)")
-    if context is not None and cfg.context_dim is None: raise ValueError("context given, but the model has no cross-attention (context_dim=None)")
+        if cfg.num_classes is None:
+            raise ValueError("labels given, but the model is not class-conditional (num_classes=None)")
+        if (
+            labels.shape != (x.shape[0],)
+            or labels.dtype.is_floating_point
+            or int(labels.min()) < 0
+            or int(labels.max()) > cfg.num_classes
+        ):
+            raise ValueError(
+                f"labels must be a (B,) integer tensor with values in [0, {cfg.num_classes}] ({cfg.num_classes} = no class)"
+            )
+    if context is not None and cfg.context_dim is None:
+        raise ValueError("context given, but the model has no cross-attention (context_dim=None)")
     return t
+
 
 # %% ../nbs/06_unet.ipynb #7d5a8277
 @patch
-def forward(self:UNet, x:torch.Tensor, # (B, in_channels, H, W) noisy images x_t
-            t:torch.Tensor, # (B,) timesteps in [0, T), or a scalar
-            labels:torch.Tensor|None=None, # (B,) class indices; num_classes means "no class"; None: all "no class"
-            context:torch.Tensor|None=None, # (B, L, context_dim) for cross-attention; None: no cross-attention
-            context_mask:torch.Tensor|None=None # (B, L) bool, True = a real context token
-            ) -> torch.Tensor: # (B, out_channels, H, W)
+def forward(
+    self: UNet,
+    x: torch.Tensor,  # (B, in_channels, H, W) noisy images x_t
+    t: torch.Tensor,  # (B,) timesteps in [0, T), or a scalar
+    labels: torch.Tensor | None = None,  # (B,) class indices; num_classes means "no class"; None: all "no class"
+    context: torch.Tensor | None = None,  # (B, L, context_dim) for cross-attention; None: no cross-attention
+    context_mask: torch.Tensor | None = None,  # (B, L) bool, True = a real context token
+) -> torch.Tensor:  # (B, out_channels, H, W)
     "Predict for noisy images `x` at timesteps `t` (eq. 6.1): embeddings, then the down, middle and up loops with skips."
     t = self._check_inputs(x, t, labels, context)
     emb = self.time_embed(t)
     if self.class_embed is not None:
-        if labels is None: labels = torch.full_like(t, self.config.num_classes, dtype=torch.long)
+        if labels is None:
+            labels = torch.full_like(t, self.config.num_classes, dtype=torch.long)
         emb = emb + self.class_embed(labels)
-    h = self.conv_in(x); hs = [h]
-    for blk in self.down: h = self._run(blk, h, emb, context, context_mask); hs.append(h)
-    for blk in self.mid: h = self._run(blk, h, emb, context, context_mask)
+    h = self.conv_in(x)
+    hs = [h]
+    for blk in self.down:
+        h = self._run(blk, h, emb, context, context_mask)
+        hs.append(h)
+    for blk in self.mid:
+        h = self._run(blk, h, emb, context, context_mask)
     for blk in self.up:
         h = self._run(blk, h if isinstance(blk, Upsample) else torch.cat([h, hs.pop()], 1), emb, context, context_mask)
     return self.conv_out(F.silu(self.norm_out(h), inplace=True))
 
+
 # %% ../nbs/06_unet.ipynb #73a9232f
-def count_parameters(model:nn.Module, trainable_only:bool=False) -> int:
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     "Number of parameters (elements) of `model`."
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
 
 # %% ../nbs/06_unet.ipynb #ee74407d
 def _describe(blk) -> str:
@@ -257,25 +404,38 @@ def _describe(blk) -> str:
     if isinstance(blk, UNetBlock):
         r = blk.res
         s = f"ResBlock {r.conv1.in_channels}->{r.conv1.out_channels}"
-        if blk.attn is not None: s += f" + attention({blk.attn.self_attn.heads} heads{', cross' if blk.attn.cross_attn is not None else ''})"
+        if blk.attn is not None:
+            s += f" + attention({blk.attn.self_attn.heads} heads{', cross' if blk.attn.cross_attn is not None else ''})"
         return s
-    if isinstance(blk, SameDownsample): return 'Downsample conv (SAME padding)'
-    if isinstance(blk, Downsample): return 'Downsample ' + ('conv' if blk.conv is not None else 'avgpool')
-    if isinstance(blk, Upsample): return 'Upsample nearest' + (' + conv' if blk.conv is not None else '')
+    if isinstance(blk, SameDownsample):
+        return 'Downsample conv (SAME padding)'
+    if isinstance(blk, Downsample):
+        return 'Downsample ' + ('conv' if blk.conv is not None else 'avgpool')
+    if isinstance(blk, Upsample):
+        return 'Upsample nearest' + (' + conv' if blk.conv is not None else '')
     return type(blk).__name__
 
+
 # %% ../nbs/06_unet.ipynb #21771439
-def summary(model:UNet) -> str:
+def summary(model: UNet) -> str:
     "A readable table of the UNet: part, resolution, what it is, parameters."
     cfg, res, rows = model.config, model.config.image_size, []
     add = lambda name, r, m: rows.append((name, f"{r}x{r}" if r else '', _describe(m), count_parameters(m)))
     add('time_embed', None, model.time_embed)
-    if model.class_embed is not None: add('class_embed', None, model.class_embed)
+    if model.class_embed is not None:
+        add('class_embed', None, model.class_embed)
     add('conv_in', res, model.conv_in)
-    for i, b in enumerate(model.down): add(f'down.{i}', res, b); res //= 2 if isinstance(b, Downsample) else 1
-    for i, b in enumerate(model.mid): add(f'mid.{i}', res, b)
-    for i, b in enumerate(model.up): res *= 2 if isinstance(b, Upsample) else 1; add(f'up.{i}', res, b)
+    for i, b in enumerate(model.down):
+        add(f'down.{i}', res, b)
+        res //= 2 if isinstance(b, Downsample) else 1
+    for i, b in enumerate(model.mid):
+        add(f'mid.{i}', res, b)
+    for i, b in enumerate(model.up):
+        res *= 2 if isinstance(b, Upsample) else 1
+        add(f'up.{i}', res, b)
     add('norm_out+conv_out', res, nn.ModuleList([model.norm_out, model.conv_out]))
     w = max(len(r[2]) for r in rows)
-    lines = [f"{'part':<18} {'res':>6}  {'module':<{w}} {'params':>11}"] + [f"{n:<18} {r:>6}  {d:<{w}} {p:>11,}" for n, r, d, p in rows]
+    lines = [f"{'part':<18} {'res':>6}  {'module':<{w}} {'params':>11}"] + [
+        f"{n:<18} {r:>6}  {d:<{w}} {p:>11,}" for n, r, d, p in rows
+    ]
     return '\n'.join(lines + [f"{'total':<18} {'':>6}  {'':<{w}} {count_parameters(model):>11,}"])

@@ -4,7 +4,19 @@
 
 # %% ../nbs/16_webui.ipynb #1e8987ce
 from __future__ import annotations
-import base64, importlib.util, io, json, os, re, secrets, signal, subprocess, sys, tempfile, threading, time
+import base64
+import importlib.util
+import io
+import json
+import os
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
 from pathlib import Path
 
 import ipywidgets as W
@@ -23,260 +35,512 @@ from .interpolation import interpolation_widget
 from .cli import command
 
 # %% auto #0
-__all__ = ['RUN_NAME', 'IMAGE_DATASETS', 'FORM', 'LOOPBACK', 'run_path', 'new_run_dir', 'run_status', 'list_runs',
-           'train_command', 'start_run', 'stop_run', 'resume_run', 'run_charts', 'runs_table', 'RunsApp', 'ui_notebook',
-           'ui_command', 'chapters', 'build_book']
+__all__ = [
+    'RUN_NAME',
+    'IMAGE_DATASETS',
+    'FORM',
+    'LOOPBACK',
+    'run_path',
+    'new_run_dir',
+    'run_status',
+    'list_runs',
+    'train_command',
+    'start_run',
+    'stop_run',
+    'resume_run',
+    'run_charts',
+    'runs_table',
+    'RunsApp',
+    'ui_notebook',
+    'ui_command',
+    'chapters',
+    'build_book',
+]
 
 # %% ../nbs/16_webui.ipynb #7853fd99
 RUN_NAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.-]{0,63}')  # a run's folder name under --runs
 
-def run_path(root:str|Path, # the runs folder
-             name:str # a run's name: its folder under root
-            ) -> Path:
+
+def run_path(
+    root: str | Path,  # the runs folder
+    name: str,  # a run's name: its folder under root
+) -> Path:
     "The folder of run `name` inside `root`; refuses names that are not plain folder names, and symlinks."
     if not isinstance(name, str) or not RUN_NAME.fullmatch(name) or '..' in name:
-        raise ValueError(f"run name {name!r} is not allowed: use 1-64 letters, digits, '_', '-' or '.', starting with a letter or digit (no '..', no '/')")
-    root = Path(root).resolve(); p = root / name
-    if p.is_symlink() or (p.exists() and p.resolve().parent != root): raise ValueError(f"run {name!r} is a link out of {root}; refused")
+        raise ValueError(
+            f"run name {name!r} is not allowed: use 1-64 letters, digits, '_', '-' or '.', starting with a letter or digit (no '..', no '/')"
+        )
+    root = Path(root).resolve()
+    p = root / name
+    if p.is_symlink() or (p.exists() and p.resolve().parent != root):
+        raise ValueError(f"run {name!r} is a link out of {root}; refused")
     return p
 
+
 # %% ../nbs/16_webui.ipynb #1ed81d6f
-def new_run_dir(root:str|Path, name:str) -> Path:
+def new_run_dir(root: str | Path, name: str) -> Path:
     "A new, empty folder for run `name` under root: `name`, else `name-2`, `name-3`, ... (created atomically)."
     for k in range(1, 1000):
         p = run_path(root, name if k == 1 else f'{name}-{k}')
-        try: p.mkdir(); return p
-        except FileExistsError: continue
+        try:
+            p.mkdir()
+            return p
+        except FileExistsError:
+            continue
     raise ValueError(f"run names {name!r} to {name}-999 are all taken under {root}")
 
-# %% ../nbs/16_webui.ipynb #9ba1ad28
-_PROCS: dict[str, subprocess.Popen] = {}  # run folder -> the training process this UI started (kept to reap it and read its exit code)
 
-def _alive(d:Path) -> bool:
+# %% ../nbs/16_webui.ipynb #9ba1ad28
+_PROCS: dict[
+    str, subprocess.Popen
+] = {}  # run folder -> the training process this UI started (kept to reap it and read its exit code)
+
+
+def _alive(d: Path) -> bool:
     "Whether the training process of run folder d is running."
     p = _PROCS.get(str(d))
-    if p is not None: return p.poll() is None
+    if p is not None:
+        return p.poll() is None
     pid = _read(d / 'ui.json').get('pid')
-    try: return bool(pid) and str(d) in Path(f'/proc/{pid}/cmdline').read_bytes().decode(errors='replace')
-    except OSError: return False
+    try:
+        return bool(pid) and str(d) in Path(f'/proc/{pid}/cmdline').read_bytes().decode(errors='replace')
+    except OSError:
+        return False
 
-def _read(p:Path) -> dict:
+
+def _read(p: Path) -> dict:
     "A JSON file as a dict ({} if it is missing or unreadable)."
-    try: return json.loads(p.read_text())
-    except (OSError, ValueError): return {}
+    try:
+        return json.loads(p.read_text())
+    except (OSError, ValueError):
+        return {}
+
 
 # %% ../nbs/16_webui.ipynb #47349bd7
-def run_status(run_dir:str|Path) -> dict:
+def run_status(run_dir: str | Path) -> dict:
     "What the runs table shows about one run folder (see the table above)."
-    d = Path(run_dir); cfg, meta = _read(d / 'config.json').get('train', {}), _read(d / 'meta.json')
-    ev = read_events(d); train = [e for e in ev if 'loss' in e]; evals = [e for e in ev if e.get('event') == 'eval']
+    d = Path(run_dir)
+    cfg, meta = _read(d / 'config.json').get('train', {}), _read(d / 'meta.json')
+    ev = read_events(d)
+    train = [e for e in ev if 'loss' in e]
+    evals = [e for e in ev if e.get('event') == 'eval']
     ckpts, last = list_checkpoints(d / 'checkpoints'), (train[-1] if train else {})
     rc = _PROCS[str(d)].poll() if str(d) in _PROCS else None
-    status = ('running' if _alive(d) else 'finished' if any(k == 'final' for _, k, _ in ckpts) else
-              'stopped' if ckpts and ckpts[-1][1] == 'stop' and rc in (None, 0, 130) else 'failed' if ckpts or rc or (d / 'ui.json').exists() else 'new')
+    status = (
+        'running'
+        if _alive(d)
+        else 'finished'
+        if any(k == 'final' for _, k, _ in ckpts)
+        else 'stopped'
+        if ckpts and ckpts[-1][1] == 'stop' and rc in (None, 0, 130)
+        else 'failed'
+        if ckpts or rc or (d / 'ui.json').exists()
+        else 'new'
+    )
     steps, ips = cfg.get('steps'), last.get('images_per_s')
-    eta = (steps - last['step']) * cfg.get('batch_size', 0) * cfg.get('grad_accum', 1) / ips if steps and ips and status == 'running' else None
+    eta = (
+        (steps - last['step']) * cfg.get('batch_size', 0) * cfg.get('grad_accum', 1) / ips
+        if steps and ips and status == 'running'
+        else None
+    )
     grids = sorted((d / 'samples').glob('step_*_ema.png')) if (d / 'samples').is_dir() else []
-    return {'name': d.name, 'status': status, 'step': last.get('step', 0), 'steps': steps, 'loss': last.get('loss'), 'lr': last.get('lr'),
-            'images_per_s': ips, 'eta_s': eta, 'peak_mem_mb': last.get('peak_mem_mb'), 'precision': meta.get('precision'),
-            'proxy_fd': evals[-1].get('proxy_fd') if evals else None, 'last_grid': grids[-1] if grids else None, 'exit_code': rc}
+    return {
+        'name': d.name,
+        'status': status,
+        'step': last.get('step', 0),
+        'steps': steps,
+        'loss': last.get('loss'),
+        'lr': last.get('lr'),
+        'images_per_s': ips,
+        'eta_s': eta,
+        'peak_mem_mb': last.get('peak_mem_mb'),
+        'precision': meta.get('precision'),
+        'proxy_fd': evals[-1].get('proxy_fd') if evals else None,
+        'last_grid': grids[-1] if grids else None,
+        'exit_code': rc,
+    }
 
-def list_runs(root:str|Path) -> list[dict]:
+
+def list_runs(root: str | Path) -> list[dict]:
     "The status of every run folder under root, newest first."
     root = Path(root)
-    dirs = [p for p in root.iterdir() if p.is_dir() and not p.is_symlink() and RUN_NAME.fullmatch(p.name)] if root.is_dir() else []
+    dirs = (
+        [p for p in root.iterdir() if p.is_dir() and not p.is_symlink() and RUN_NAME.fullmatch(p.name)]
+        if root.is_dir()
+        else []
+    )
     return [run_status(p) for p in sorted(dirs, key=lambda p: p.stat().st_mtime, reverse=True)]
 
-# %% ../nbs/16_webui.ipynb #978ce734
-IMAGE_DATASETS = tuple(k for k in DATASETS if k not in ('moons', 'swiss_roll', 'gaussians8', 'folder'))  # what the form offers
-FORM = {'data': (IMAGE_DATASETS, 'mnist5k'), 'preset': (tuple(PRESETS), 'mnist'), 'steps': ((1, 10_000_000), 2000),
-        'batch_size': ((1, 65_536), 32), 'image_size': ((8, 512), 16), 'schedule': (KINDS, 'linear'), 'pred_type': (PRED_TYPES, 'eps'),
-        'class_cond': ((False, True), False), 'precision': (PRECISIONS, 'auto'), 'quick': ((False, True), False)}  # field -> (valid, default)
 
-def train_command(run_dir:Path, # the run's folder (from new_run_dir)
-                  settings:dict # form fields (see FORM); missing ones take their defaults
-                 ) -> list[str]:
+# %% ../nbs/16_webui.ipynb #978ce734
+IMAGE_DATASETS = tuple(
+    k for k in DATASETS if k not in ('moons', 'swiss_roll', 'gaussians8', 'folder')
+)  # what the form offers
+FORM = {
+    'data': (IMAGE_DATASETS, 'mnist5k'),
+    'preset': (tuple(PRESETS), 'mnist'),
+    'steps': ((1, 10_000_000), 2000),
+    'batch_size': ((1, 65_536), 32),
+    'image_size': ((8, 512), 16),
+    'schedule': (KINDS, 'linear'),
+    'pred_type': (PRED_TYPES, 'eps'),
+    'class_cond': ((False, True), False),
+    'precision': (PRECISIONS, 'auto'),
+    'quick': ((False, True), False),
+}  # field -> (valid, default)
+
+
+def train_command(
+    run_dir: Path,  # the run's folder (from new_run_dir)
+    settings: dict,  # form fields (see FORM); missing ones take their defaults
+) -> list[str]:
     "The argument list of `ddpm-book train` for validated form settings."
     unknown = set(settings) - set(FORM)
-    if unknown: raise ValueError(f"unknown run settings {sorted(unknown)}; valid: {list(FORM)}")
+    if unknown:
+        raise ValueError(f"unknown run settings {sorted(unknown)}; valid: {list(FORM)}")
     s = {k: settings.get(k, d) for k, (_, d) in FORM.items()}
     for k, (valid, _) in FORM.items():  # (lo, hi) of an int field, else the valid choices (booleans: (False, True))
         s[k] = check_int(k, s[k], *valid) if type(valid[0]) is int else check_choice(k, s[k], valid)
     cmd = [sys.executable, '-m', 'ddpm_book.cli', 'train', '--out', str(run_dir), '--no-progress', '--resume', 'none']
-    cmd += [a for k in ('data', 'preset', 'steps', 'batch_size', 'image_size', 'schedule', 'pred_type', 'precision') for a in (f"--{k.replace('_', '-')}", str(s[k]))]
+    cmd += [
+        a
+        for k in ('data', 'preset', 'steps', 'batch_size', 'image_size', 'schedule', 'pred_type', 'precision')
+        for a in (f"--{k.replace('_', '-')}", str(s[k]))
+    ]
     return cmd + ['--class-cond'] * s['class_cond'] + ['--quick'] * s['quick']
 
+
 # %% ../nbs/16_webui.ipynb #3664c998
-def _launch(d:Path, cmd:list[str], settings:dict|None=None) -> subprocess.Popen:
+def _launch(d: Path, cmd: list[str], settings: dict | None = None) -> subprocess.Popen:
     "Start `cmd` for run folder d, output appended to train.log / train.err.log; remember it in ui.json."
     with open(d / 'train.log', 'ab') as out, open(d / 'train.err.log', 'ab') as err:
         p = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL, start_new_session=True)
     _PROCS[str(d)] = p
-    write_json(d / 'ui.json', {**_read(d / 'ui.json'), 'pid': p.pid, 'command': cmd, 'started': time.time(), **({'settings': settings} if settings else {})})
+    write_json(
+        d / 'ui.json',
+        {
+            **_read(d / 'ui.json'),
+            'pid': p.pid,
+            'command': cmd,
+            'started': time.time(),
+            **({'settings': settings} if settings else {}),
+        },
+    )
     return p
 
-def start_run(root:str|Path, name:str, settings:dict) -> Path:
-    "Start a new training run `name` (a fresh folder under root) with the form settings; its folder."
-    d = run_path(root, name); train_command(d, settings)  # check everything before creating anything
-    d = new_run_dir(root, name); _launch(d, train_command(d, settings), settings); return d
 
-def stop_run(run_dir:str|Path) -> bool:
+def start_run(root: str | Path, name: str, settings: dict) -> Path:
+    "Start a new training run `name` (a fresh folder under root) with the form settings; its folder."
+    d = run_path(root, name)
+    train_command(d, settings)  # check everything before creating anything
+    d = new_run_dir(root, name)
+    _launch(d, train_command(d, settings), settings)
+    return d
+
+
+def stop_run(run_dir: str | Path) -> bool:
     "Ask a running run to stop (SIGTERM: it finishes the step and saves a stop checkpoint); False if it is not running."
     d = Path(run_dir)
-    if not _alive(d): return False
+    if not _alive(d):
+        return False
     pid = _PROCS[str(d)].pid if str(d) in _PROCS else _read(d / 'ui.json')['pid']
-    os.kill(pid, signal.SIGTERM); return True
+    os.kill(pid, signal.SIGTERM)
+    return True
 
-def resume_run(run_dir:str|Path) -> subprocess.Popen:
+
+def resume_run(run_dir: str | Path) -> subprocess.Popen:
     "Continue a stopped or failed run from its latest checkpoint, with its own settings."
     d, st = Path(run_dir), run_status(run_dir)
-    if st['status'] in ('running', 'finished', 'new'): raise ValueError(f"run {d.name!r} is {st['status']}: only a stopped or failed run can be resumed")
-    return _launch(d, [sys.executable, '-m', 'ddpm_book.cli', 'train', '--out', str(d), '--no-progress', '--resume', 'latest'])
+    if st['status'] in ('running', 'finished', 'new'):
+        raise ValueError(f"run {d.name!r} is {st['status']}: only a stopped or failed run can be resumed")
+    return _launch(
+        d, [sys.executable, '-m', 'ddpm_book.cli', 'train', '--out', str(d), '--no-progress', '--resume', 'latest']
+    )
+
 
 # %% ../nbs/16_webui.ipynb #0e4a9110
-def run_charts(run_dir:str|Path) -> bytes:
+def run_charts(run_dir: str | Path) -> bytes:
     "A PNG of the run's loss and learning rate (and proxy FD, when evaluated) against step."
-    ev = read_events(run_dir); tr = [e for e in ev if 'loss' in e]; evals = [e for e in ev if e.get('event') == 'eval' and 'proxy_fd' in e]
-    fig = Figure(figsize=(9, 2.6)); axs = fig.subplots(1, 3 if evals else 2)
+    ev = read_events(run_dir)
+    tr = [e for e in ev if 'loss' in e]
+    evals = [e for e in ev if e.get('event') == 'eval' and 'proxy_fd' in e]
+    fig = Figure(figsize=(9, 2.6))
+    axs = fig.subplots(1, 3 if evals else 2)
     for ax, (k, label) in zip(axs, (('loss', 'loss (mean over log_every)'), ('lr', 'learning rate'))):
-        ax.plot([e['step'] for e in tr], [e[k] for e in tr]); ax.set_title(label, fontsize=9); ax.set_xlabel('step', fontsize=8)
-    if evals: axs[2].plot([e['step'] for e in evals], [e['proxy_fd'] for e in evals], 'o-'); axs[2].set_title('proxy FD (chapter 13)', fontsize=9)
-    fig.tight_layout(); buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=80); return buf.getvalue()
+        ax.plot([e['step'] for e in tr], [e[k] for e in tr])
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel('step', fontsize=8)
+    if evals:
+        axs[2].plot([e['step'] for e in evals], [e['proxy_fd'] for e in evals], 'o-')
+        axs[2].set_title('proxy FD (chapter 13)', fontsize=9)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format='png', dpi=80)
+    return buf.getvalue()
+
 
 # %% ../nbs/16_webui.ipynb #3251b2f5
-def _fmt(v, f='{:.4g}'): return '' if v is None else f.format(v)
-def _eta(s) -> str: return '' if s is None else f'{s / 3600:.1f} h' if s >= 3600 else f'{s / 60:.1f} min' if s >= 60 else f'{s:.0f} s'
-def _thumb(p:Path|None) -> str: return f"<img height='48' src='data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}'>" if p else ''
+def _fmt(v, f='{:.4g}'):
+    return '' if v is None else f.format(v)
 
-def runs_table(runs:list[dict]) -> str:
+
+def _eta(s) -> str:
+    return '' if s is None else f'{s / 3600:.1f} h' if s >= 3600 else f'{s / 60:.1f} min' if s >= 60 else f'{s:.0f} s'
+
+
+def _thumb(p: Path | None) -> str:
+    return f"<img height='48' src='data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}'>" if p else ''
+
+
+def runs_table(runs: list[dict]) -> str:
     "The runs as an HTML table."
-    head = ''.join(f'<th>{h}</th>' for h in ('run', 'status', 'step', 'loss', 'lr', 'img/s', 'ETA', 'peak MB', 'precision', 'proxy FD', 'last samples'))
-    rows = ''.join(f"<tr class='run-{r['status']}'><td>{r['name']}</td><td>{r['status']}</td><td>{r['step']} / {_fmt(r['steps'], '{}')}</td>"
-                   f"<td>{_fmt(r['loss'])}</td><td>{_fmt(r['lr'], '{:.2e}')}</td><td>{_fmt(r['images_per_s'], '{:.0f}')}</td>"
-                   f"<td>{_eta(r['eta_s'])}</td><td>{_fmt(r['peak_mem_mb'], '{:.0f}')}</td><td>{r['precision'] or ''}</td>"
-                   f"<td>{_fmt(r['proxy_fd'])}</td><td>{_thumb(r['last_grid'])}</td></tr>" for r in runs)
+    head = ''.join(
+        f'<th>{h}</th>'
+        for h in (
+            'run',
+            'status',
+            'step',
+            'loss',
+            'lr',
+            'img/s',
+            'ETA',
+            'peak MB',
+            'precision',
+            'proxy FD',
+            'last samples',
+        )
+    )
+    rows = ''.join(
+        f"<tr class='run-{r['status']}'><td>{r['name']}</td><td>{r['status']}</td><td>{r['step']} / {_fmt(r['steps'], '{}')}</td>"
+        f"<td>{_fmt(r['loss'])}</td><td>{_fmt(r['lr'], '{:.2e}')}</td><td>{_fmt(r['images_per_s'], '{:.0f}')}</td>"
+        f"<td>{_eta(r['eta_s'])}</td><td>{_fmt(r['peak_mem_mb'], '{:.0f}')}</td><td>{r['precision'] or ''}</td>"
+        f"<td>{_fmt(r['proxy_fd'])}</td><td>{_thumb(r['last_grid'])}</td></tr>"
+        for r in runs
+    )
     return f"<table class='ddpm-runs'><tr>{head}</tr>{rows}</table>"
+
 
 # %% ../nbs/16_webui.ipynb #c857e9f8
 class RunsApp:
     "The web UI: runs table, new-run form, run page (charts, samples, config, stop/resume), and sample / interpolate tabs."
-    def __init__(self, root:str|Path, # the runs folder
-                 refresh:float|None=2.0 # seconds between refreshes of the table and the run page; None: only on demand
-                ):
-        self.root = check_output_dir(root, '--runs'); self.root.mkdir(parents=True, exist_ok=True)
+
+    def __init__(
+        self,
+        root: str | Path,  # the runs folder
+        refresh: float | None = 2.0,  # seconds between refreshes of the table and the run page; None: only on demand
+    ):
+        self.root = check_output_dir(root, '--runs')
+        self.root.mkdir(parents=True, exist_ok=True)
         self.table, self.msg, self.pick = W.HTML(), W.HTML(), W.Dropdown(description='run', options=[])
-        self.stop_b, self.resume_b = W.Button(description='Stop', icon='stop'), W.Button(description='Resume', icon='play')
-        self.charts, self.grid, self.hist = W.Image(format='png'), W.Image(format='png'), W.IntSlider(description='samples', min=0, max=0)
+        self.stop_b, self.resume_b = (
+            W.Button(description='Stop', icon='stop'),
+            W.Button(description='Resume', icon='play'),
+        )
+        self.charts, self.grid, self.hist = (
+            W.Image(format='png'),
+            W.Image(format='png'),
+            W.IntSlider(description='samples', min=0, max=0),
+        )
         self.config, self.form = W.HTML(), {k: self._field(k) for k in FORM}
-        self.name, self.start_b = W.Text(description='name', value='run'), W.Button(description='Start', button_style='primary')
-        self.sample_box, self.interp_box = W.VBox([W.HTML('choose a run (or the book model) on the Runs tab')]), W.VBox()
-        self._wire(); self.refresh()
-        if refresh: threading.Thread(target=self._loop, args=(refresh,), daemon=True).start()
+        self.name, self.start_b = (
+            W.Text(description='name', value='run'),
+            W.Button(description='Start', button_style='primary'),
+        )
+        self.sample_box, self.interp_box = (
+            W.VBox([W.HTML('choose a run (or the book model) on the Runs tab')]),
+            W.VBox(),
+        )
+        self._wire()
+        self.refresh()
+        if refresh:
+            threading.Thread(target=self._loop, args=(refresh,), daemon=True).start()
+
 
 # %% ../nbs/16_webui.ipynb #c2897284
 @patch
-def _field(self:RunsApp, k:str):
+def _field(self: RunsApp, k: str):
     "The form widget of FORM field k."
     valid, default = FORM[k]
-    if isinstance(default, bool): return W.Checkbox(description=k, value=default)
-    if isinstance(valid[0], int): return W.BoundedIntText(description=k, value=default, min=valid[0], max=valid[1])
+    if isinstance(default, bool):
+        return W.Checkbox(description=k, value=default)
+    if isinstance(valid[0], int):
+        return W.BoundedIntText(description=k, value=default, min=valid[0], max=valid[1])
     return W.Dropdown(description=k, options=list(valid), value=default)
+
 
 # %% ../nbs/16_webui.ipynb #bdf03937
 @patch
-def _wire(self:RunsApp):
+def _wire(self: RunsApp):
     "Connect the buttons and the run picker."
-    self.pick.observe(lambda ch: self._page() if self.pick.value else None, names='value'); self.hist.observe(lambda ch: self._show_grid(), names='value')
-    self.stop_b.on_click(lambda b: self._act(stop_run)); self.resume_b.on_click(lambda b: self._act(resume_run))
+    self.pick.observe(lambda ch: self._page() if self.pick.value else None, names='value')
+    self.hist.observe(lambda ch: self._show_grid(), names='value')
+    self.stop_b.on_click(lambda b: self._act(stop_run))
+    self.resume_b.on_click(lambda b: self._act(resume_run))
     self.start_b.on_click(lambda b: self._start())
 
-@patch
-def _act(self:RunsApp, fn):
-    "Stop or resume the picked run, reporting errors in the page."
-    try: fn(run_path(self.root, self.pick.value)); self.msg.value = f"{fn.__name__.replace('_run', '')}: {self.pick.value}"
-    except (ValueError, OSError) as e: self.msg.value = f"<b>refused</b>: {e}"
-    self.refresh()
 
 @patch
-def _start(self:RunsApp):
+def _act(self: RunsApp, fn):
+    "Stop or resume the picked run, reporting errors in the page."
+    try:
+        fn(run_path(self.root, self.pick.value))
+        self.msg.value = f"{fn.__name__.replace('_run', '')}: {self.pick.value}"
+    except (ValueError, OSError) as e:
+        self.msg.value = f"<b>refused</b>: {e}"
+    self.refresh()
+
+
+@patch
+def _start(self: RunsApp):
     "Start a run from the form; a refused name or value is reported in the page."
-    try: d = start_run(self.root, self.name.value, {k: w.value for k, w in self.form.items()})
-    except (ValueError, OSError) as e: self.msg.value = f"<b>refused</b>: {e}"; return
-    self.msg.value = f"started {d.name}"; self.refresh(); self.pick.value = d.name
+    try:
+        d = start_run(self.root, self.name.value, {k: w.value for k, w in self.form.items()})
+    except (ValueError, OSError) as e:
+        self.msg.value = f"<b>refused</b>: {e}"
+        return
+    self.msg.value = f"started {d.name}"
+    self.refresh()
+    self.pick.value = d.name
+
 
 # %% ../nbs/16_webui.ipynb #b3752f60
 @patch
-def refresh(self:RunsApp):
+def refresh(self: RunsApp):
     "Re-read every run folder: the table, the picker's options, and the picked run's page."
-    runs = list_runs(self.root); self.table.value = runs_table(runs)
+    runs = list_runs(self.root)
+    self.table.value = runs_table(runs)
     names = [r['name'] for r in runs]
-    if names != list(self.pick.options): keep = self.pick.value; self.pick.options = names; self.pick.value = keep if keep in names else (names[0] if names else None)
-    if self.pick.value: self._page()
+    if names != list(self.pick.options):
+        keep = self.pick.value
+        self.pick.options = names
+        self.pick.value = keep if keep in names else (names[0] if names else None)
+    if self.pick.value:
+        self._page()
+
 
 @patch
-def _loop(self:RunsApp, every:float):
+def _loop(self: RunsApp, every: float):
     "Refresh in the background while the page is open."
     while True:
         time.sleep(every)
-        try: self.refresh()
-        except Exception as e: self.msg.value = f"refresh failed: {e}"  # keep refreshing; the next pass may succeed
+        try:
+            self.refresh()
+        except Exception as e:
+            self.msg.value = f"refresh failed: {e}"  # keep refreshing; the next pass may succeed
+
 
 @patch
-def _page(self:RunsApp):
+def _page(self: RunsApp):
     "The picked run's charts, samples history and config."
-    d = run_path(self.root, self.pick.value); self.charts.value = run_charts(d)
+    d = run_path(self.root, self.pick.value)
+    self.charts.value = run_charts(d)
     self._grids = sorted((d / 'samples').glob('step_*_ema.png')) if (d / 'samples').is_dir() else []
-    at_end = self.hist.value == self.hist.max; self.hist.max = max(0, len(self._grids) - 1)
-    if at_end: self.hist.value = self.hist.max  # follow the newest grid unless the reader moved the slider back
-    self._show_grid(); self.config.value = f"<pre>{json.dumps(_read(d / 'config.json'), indent=1)}</pre>"
+    at_end = self.hist.value == self.hist.max
+    self.hist.max = max(0, len(self._grids) - 1)
+    if at_end:
+        self.hist.value = self.hist.max  # follow the newest grid unless the reader moved the slider back
+    self._show_grid()
+    self.config.value = f"<pre>{json.dumps(_read(d / 'config.json'), indent=1)}</pre>"
+
 
 @patch
-def _show_grid(self:RunsApp):
+def _show_grid(self: RunsApp):
     "Show the samples grid the history slider points at."
     g = getattr(self, '_grids', [])
-    self.grid.value = g[self.hist.value].read_bytes() if g else b''; self.hist.description = g[self.hist.value].name[5:13] if g else 'samples'
-    self.grid.layout.display = self.hist.layout.display = None if g else 'none'  # no empty picture before the first grid
+    self.grid.value = g[self.hist.value].read_bytes() if g else b''
+    self.hist.description = g[self.hist.value].name[5:13] if g else 'samples'
+    self.grid.layout.display = self.hist.layout.display = (
+        None if g else 'none'
+    )  # no empty picture before the first grid
+
 
 # %% ../nbs/16_webui.ipynb #0bf41ff7
 @patch
-def _load_tools(self:RunsApp, which:str):
+def _load_tools(self: RunsApp, which: str):
     "Build the sampling studio and the interpolation slider on `which`: a run name or 'book'."
-    try: pipe = load_pipeline('book' if which == 'book' else run_path(self.root, which))
-    except (ValueError, OSError, RuntimeError) as e: self.msg.value = f"<b>cannot load {which}</b>: {e}"; return
-    self.studio = SamplingStudio(pipe, n=8); self.sample_box.children = [W.HTML(f'<b>{which}</b>'), self.studio.widget]
+    try:
+        pipe = load_pipeline('book' if which == 'book' else run_path(self.root, which))
+    except (ValueError, OSError, RuntimeError) as e:
+        self.msg.value = f"<b>cannot load {which}</b>: {e}"
+        return
+    self.studio = SamplingStudio(pipe, n=8)
+    self.sample_box.children = [W.HTML(f'<b>{which}</b>'), self.studio.widget]
     self.interp_box.children = [W.HTML(f'<b>{which}</b>'), interpolation_widget(pipe, frames=8, steps=10)]
 
+
 @patch
-def widget(self:RunsApp) -> W.Tab:
+def widget(self: RunsApp) -> W.Tab:
     "The whole app as one Tab widget."
     load_run, load_book = W.Button(description='Load the picked run'), W.Button(description='Load the book model')
-    load_run.on_click(lambda b: self._load_tools(self.pick.value)); load_book.on_click(lambda b: self._load_tools('book'))
-    runs = W.VBox([self.table, W.HBox([self.pick, self.stop_b, self.resume_b]), self.msg, self.charts, self.hist, self.grid, self.config])
+    load_run.on_click(lambda b: self._load_tools(self.pick.value))
+    load_book.on_click(lambda b: self._load_tools('book'))
+    runs = W.VBox(
+        [
+            self.table,
+            W.HBox([self.pick, self.stop_b, self.resume_b]),
+            self.msg,
+            self.charts,
+            self.hist,
+            self.grid,
+            self.config,
+        ]
+    )
     new = W.VBox([self.name, *self.form.values(), self.start_b, self.msg])
     tab = W.Tab([runs, new, W.VBox([W.HBox([load_run, load_book]), self.sample_box]), self.interp_box])
-    for i, t in enumerate(('Runs', 'New run', 'Sample', 'Interpolate')): tab.set_title(i, t)
+    for i, t in enumerate(('Runs', 'New run', 'Sample', 'Interpolate')):
+        tab.set_title(i, t)
     return tab
 
+
 @patch
-def _ipython_display_(self:RunsApp): display(self.widget())
+def _ipython_display_(self: RunsApp):
+    display(self.widget())
+
 
 # %% ../nbs/16_webui.ipynb #770c4eb2
-def ui_notebook(root:str|Path, folder:str|Path|None=None) -> Path:
+def ui_notebook(root: str | Path, folder: str | Path | None = None) -> Path:
     "A notebook whose one cell shows `RunsApp(root)`, written into `folder` (default: a new temporary one)."
-    nb = {'cells': [{'cell_type': 'code', 'metadata': {}, 'outputs': [], 'execution_count': None,
-                     'source': f"from ddpm_book.webui import RunsApp\nRunsApp({str(Path(root).resolve())!r})"}],
-          'metadata': {'kernelspec': {'name': 'python3', 'display_name': 'Python 3', 'language': 'python'}}, 'nbformat': 4, 'nbformat_minor': 5}
-    p = Path(folder or tempfile.mkdtemp(prefix='ddpm-ui-')) / 'ddpm_book_ui.ipynb'; p.write_text(json.dumps(nb)); return p
+    nb = {
+        'cells': [
+            {
+                'cell_type': 'code',
+                'metadata': {},
+                'outputs': [],
+                'execution_count': None,
+                'source': f"from ddpm_book.webui import RunsApp\nRunsApp({str(Path(root).resolve())!r})",
+            }
+        ],
+        'metadata': {'kernelspec': {'name': 'python3', 'display_name': 'Python 3', 'language': 'python'}},
+        'nbformat': 4,
+        'nbformat_minor': 5,
+    }
+    p = Path(folder or tempfile.mkdtemp(prefix='ddpm-ui-')) / 'ddpm_book_ui.ipynb'
+    p.write_text(json.dumps(nb))
+    return p
 
-def ui_command(notebook:Path, host:str='127.0.0.1', port:int=8866, token:str='') -> list[str]:
+
+def ui_command(notebook: Path, host: str = '127.0.0.1', port: int = 8866, token: str = '') -> list[str]:
     "The Voila command serving `notebook` on host:port with a token."
     check_int('port', port, 1, 65535)
-    if not token or not re.fullmatch(r'[A-Za-z0-9_-]{16,}', token): raise ValueError("the token must be 16 or more letters, digits, '_' or '-'")
-    return [sys.executable, '-m', 'voila', str(notebook), '--no-browser', f'--port={port}', f'--Voila.ip={host}', f'--token={token}',
-            '--Voila.tornado_settings={"xsrf_cookies": True}', '--VoilaConfiguration.show_tracebacks=False']
+    if not token or not re.fullmatch(r'[A-Za-z0-9_-]{16,}', token):
+        raise ValueError("the token must be 16 or more letters, digits, '_' or '-'")
+    return [
+        sys.executable,
+        '-m',
+        'voila',
+        str(notebook),
+        '--no-browser',
+        f'--port={port}',
+        f'--Voila.ip={host}',
+        f'--token={token}',
+        '--Voila.tornado_settings={"xsrf_cookies": True}',
+        '--VoilaConfiguration.show_tracebacks=False',
+    ]
+
 
 # %% ../nbs/16_webui.ipynb #93d34ab6
 LOOPBACK = ('127.0.0.1', 'localhost', '::1')
+
 
 def _ui_arguments(u):
     "Options of `ui`."
@@ -285,49 +549,77 @@ def _ui_arguments(u):
     u.add_argument('--port', type=int, default=8866, help='port (default: 8866)')
     u.add_argument('--token', default=None, help='access token (default: a new random one, printed in the address)')
 
+
 @command('ui', 'a web app to start, watch, stop, resume and sample runs (Voila; chapter 16)', _ui_arguments)
 def _cmd_ui(args) -> int:
     "ddpm-book ui: serve the web UI on --runs until Ctrl-C."
-    if importlib.util.find_spec('voila') is None: raise ImportError("ddpm-book ui needs Voila: pip install 'ddpm_book[ui]' (or pip install voila)")
-    root = check_output_dir(args.runs, '--runs'); root.mkdir(parents=True, exist_ok=True)
-    token = args.token or secrets.token_urlsafe(24); cmd = ui_command(ui_notebook(root), args.host, args.port, token)
-    if args.host not in LOOPBACK: print(f"warning: --host {args.host} lets other machines reach this UI, which starts processes here; the token is the only lock", file=sys.stderr)
-    print(f"ddpm-book ui: runs in {root.resolve()}; open http://{args.host}:{args.port}/?token={token}  (Ctrl-C stops the server, not the runs)", flush=True)
-    try: return subprocess.call(cmd)
-    except KeyboardInterrupt: return 130
+    if importlib.util.find_spec('voila') is None:
+        raise ImportError("ddpm-book ui needs Voila: pip install 'ddpm_book[ui]' (or pip install voila)")
+    root = check_output_dir(args.runs, '--runs')
+    root.mkdir(parents=True, exist_ok=True)
+    token = args.token or secrets.token_urlsafe(24)
+    cmd = ui_command(ui_notebook(root), args.host, args.port, token)
+    if args.host not in LOOPBACK:
+        print(
+            f"warning: --host {args.host} lets other machines reach this UI, which starts processes here; the token is the only lock",
+            file=sys.stderr,
+        )
+    print(
+        f"ddpm-book ui: runs in {root.resolve()}; open http://{args.host}:{args.port}/?token={token}  (Ctrl-C stops the server, not the runs)",
+        flush=True,
+    )
+    try:
+        return subprocess.call(cmd)
+    except KeyboardInterrupt:
+        return 130
+
 
 # %% ../nbs/16_webui.ipynb #29a3c8cd
-def chapters(nbs:str|Path) -> list[Path]:
+def chapters(nbs: str | Path) -> list[Path]:
     "The book's notebooks in reading order: the index first, then by file name (00 < 08 < 08b < 09 ...)."
     found = sorted(p for p in Path(nbs).glob('*.ipynb') if not p.name.startswith(('_', '.')))
-    if not found: raise ValueError(f"no notebooks in {nbs!r}: run `ddpm-book book` in a checkout of the book, or give --nbs")
+    if not found:
+        raise ValueError(f"no notebooks in {nbs!r}: run `ddpm-book book` in a checkout of the book, or give --nbs")
     return sorted(found, key=lambda p: (p.stem != 'index', p.stem))
+
 
 def _title(nb) -> str:
     "A notebook's first '# ' heading."
     for c in nb.cells:
         m = c.cell_type == 'markdown' and re.search(r'^# (.+)$', c.source, re.M)
-        if m: return m[1].strip()
+        if m:
+            return m[1].strip()
     return ''
 
+
 # %% ../nbs/16_webui.ipynb #ac9393a3
-def build_book(nbs:str|Path, # a checkout's nbs/ folder
-               out:str|Path # the site's folder (created; its HTML files are replaced)
-              ) -> Path: # the index page
+def build_book(
+    nbs: str | Path,  # a checkout's nbs/ folder
+    out: str | Path,  # the site's folder (created; its HTML files are replaced)
+) -> Path:  # the index page
     "Render every chapter to HTML, offline, with links between chapters and an index page in reading order."
     import nbformat
     from nbconvert import HTMLExporter
-    out = check_output_dir(out, '--out'); out.mkdir(parents=True, exist_ok=True)
+
+    out = check_output_dir(out, '--out')
+    out.mkdir(parents=True, exist_ok=True)
     ex, items = HTMLExporter(embed_images=True), []
     for p in chapters(nbs):
         nb = nbformat.read(p, as_version=4)
         body, _ = ex.from_notebook_node(nb, resources={'metadata': {'path': str(p.parent)}})
-        body = re.sub(r'href="(?!https?:)([\w.-]+)\.ipynb(#[^"]*)?"', r'href="\1.html\2"', body)  # links between chapters
+        body = re.sub(
+            r'href="(?!https?:)([\w.-]+)\.ipynb(#[^"]*)?"', r'href="\1.html\2"', body
+        )  # links between chapters
         name = 'front' if p.stem == 'index' else p.stem  # index.html is the list of chapters below
-        (out / f'{name}.html').write_text(body, encoding='utf-8'); items.append((name, _title(nb) or p.stem))
+        (out / f'{name}.html').write_text(body, encoding='utf-8')
+        items.append((name, _title(nb) or p.stem))
     links = ''.join(f'<li><a class="chapter" href="{s}.html">{s}: {t}</a></li>' for s, t in items)
-    (out / 'index.html').write_text(f'<!doctype html><meta charset="utf-8"><title>ddpm_book</title><h1>ddpm_book</h1><ol>{links}</ol>', encoding='utf-8')
+    (out / 'index.html').write_text(
+        f'<!doctype html><meta charset="utf-8"><title>ddpm_book</title><h1>ddpm_book</h1><ol>{links}</ol>',
+        encoding='utf-8',
+    )
     return out / 'index.html'
+
 
 # %% ../nbs/16_webui.ipynb #17d7debb
 def _book_arguments(b):
@@ -335,7 +627,10 @@ def _book_arguments(b):
     b.add_argument('--nbs', default='nbs', help="the book's notebooks (default: nbs, in a checkout)")
     b.add_argument('--out', default='site', help='the folder of the site (default: site)')
 
+
 @command('book', "render the book's notebooks to a static HTML site with an index (chapter 16)", _book_arguments)
 def _cmd_book(args) -> int:
     "ddpm-book book: the book as static HTML."
-    index = build_book(args.nbs, args.out); print(f"wrote {index} and {len(chapters(args.nbs))} chapters"); return 0
+    index = build_book(args.nbs, args.out)
+    print(f"wrote {index} and {len(chapters(args.nbs))} chapters")
+    return 0

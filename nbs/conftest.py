@@ -5,6 +5,7 @@ Every cell runs, as in Jupyter's Run All with the notebook's default settings: t
 runs the full settings instead. A `tst_flags` entry in settings.ini is ignored here on purpose, so that a cell
 the reader's Run All executes can never be skipped by the tests.
 """
+
 import os
 from pathlib import Path
 
@@ -14,12 +15,20 @@ NBS = Path(__file__).parent
 
 
 def pytest_collect_file(parent, file_path):
-    if file_path.suffix == '.ipynb' and not file_path.name.startswith('_') and '.ipynb_checkpoints' not in file_path.parts:
+    if (
+        file_path.suffix == '.ipynb'
+        and not file_path.name.startswith('_')
+        and '.ipynb_checkpoints' not in file_path.parts
+    ):
         return NotebookFile.from_parent(parent, path=file_path)
 
 
 def pytest_collection_modifyitems(session, config, items):
-    if not any(isinstance(i, NotebookItem) for i in items) and not config.getoption('keyword') and not config.getoption('markexpr'):
+    if (
+        not any(isinstance(i, NotebookItem) for i in items)
+        and not config.getoption('keyword')
+        and not config.getoption('markexpr')
+    ):
         raise pytest.UsageError(f'no notebook found to test under {NBS}: the test command must never pass on nothing')
 
 
@@ -32,10 +41,15 @@ class NotebookItem(pytest.Item):
     def runtest(self):
         from nbdev.test import test_nb
         import torch
-        torch.set_grad_enabled(True); torch.use_deterministic_algorithms(False)  # each notebook starts as in a fresh kernel, whatever the last one left
+
+        torch.set_grad_enabled(True)
+        torch.use_deterministic_algorithms(
+            False
+        )  # each notebook starts as in a fresh kernel, whatever the last one left
         os.environ['IN_TEST'] = '1'
         ok, secs = test_nb(self.path, skip_flags=[], force_flags=[], showerr=True)  # every cell, as Run All
-        if not ok: raise NotebookFailed(self.path.name)
+        if not ok:
+            raise NotebookFailed(self.path.name)
 
     def repr_failure(self, excinfo):
         if isinstance(excinfo.value, NotebookFailed):
