@@ -4,7 +4,6 @@
 
 # %% ../nbs/05_attention.ipynb #198a565e
 from __future__ import annotations
-import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F

@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass, asdict, field
+from dataclasses import dataclass, asdict
 from pathlib import Path
 
 import torch
@@ -23,7 +23,6 @@ from ddpm_book.checkpoints import (
     load_file,
     save_checkpoint,
     find_checkpoint,
-    class_name,
     load_model_state,
     list_checkpoints,
 )

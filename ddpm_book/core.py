@@ -8,7 +8,9 @@ import math
 import os
 import random
 import tempfile
+from collections.abc import Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +22,7 @@ from torchvision.utils import make_grid
 
 # %% auto #0
 __all__ = [
+    'REGISTRIES',
     'PRECISIONS',
     'in_test',
     'full_settings',
@@ -27,6 +30,9 @@ __all__ = [
     'check_choice',
     'check_int',
     'check_float',
+    'Entry',
+    'UnknownName',
+    'Registry',
     'seed_everything',
     'get_device',
     'cpu_native_bf16',
@@ -141,6 +147,95 @@ def check_float(
             )
         )
     return float(value)
+
+
+# %% ../nbs/00_core.ipynb #acae54e37e7d407bbb7b55eff062a284
+@dataclass(frozen=True)
+class Entry:
+    "One registered object: its name, the object, a one-line description and its metadata."
+
+    name: str
+    obj: object
+    help: str = ''
+    meta: dict = field(default_factory=dict)
+
+
+class UnknownName(KeyError, ValueError):
+    "A name that is not registered: a KeyError for mapping code, a ValueError for argument checks."
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+REGISTRIES: dict = {}  # group name ('samplers', 'datasets', ...) -> its Registry: what `ddpm-book list` shows
+
+
+class Registry(Mapping):
+    "Named objects of one kind: register (or decorate), look up with a clear error, list with descriptions."
+
+    def __init__(
+        self,
+        kind: str,  # what one entry is, for messages: 'sampler', 'data set'
+        group: str | None = None,  # plural name listed in REGISTRIES (default: kind + 's')
+    ):
+        self.kind, self.group, self._entries = kind, group or kind.replace(' ', '_') + 's', {}
+        if self.group in REGISTRIES:
+            raise ValueError(f"a registry named {self.group!r} exists already")
+        REGISTRIES[self.group] = self
+
+    def register(
+        self,
+        name: str,  # the name users type
+        obj=None,  # the object; omitted: `register` returns a decorator
+        *,
+        help: str = '',  # one line for `ddpm-book list` and help texts (default: the object's docstring's first line)
+        replace: bool = False,  # allow replacing an entry of the same name
+        **meta,  # anything else callers need to know about the entry
+    ):
+        "Register `obj` as `name` and return it (or a decorator that does); a taken name is an error unless `replace`."
+        if obj is None:
+            return lambda o: self.register(name, o, help=help, replace=replace, **meta)
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"a {self.kind} name must be a non-empty string, got {name!r}")
+        if name in self._entries and not replace:
+            raise ValueError(f"{self.kind} {name!r} is registered already; pass replace=True to replace it")
+        doc = (getattr(obj, '__doc__', None) or '').strip().splitlines()
+        self._entries[name] = Entry(
+            name, obj, help or (doc[0] if doc and not isinstance(obj, (dict, str)) else ''), meta
+        )
+        return obj
+
+    def unregister(self, name: str):
+        "Remove `name` (for throw-away entries in tests)."
+        self.entry(name)
+        del self._entries[name]
+
+    def entry(self, name: str) -> Entry:
+        "The `Entry` of `name`, or an error naming the value and the valid names."
+        if name not in self._entries:
+            raise UnknownName(f"unknown {self.kind} {name!r}; registered: {', '.join(self._entries) or 'none'}")
+        return self._entries[name]
+
+    def __getitem__(self, name: str):
+        return self.entry(name).obj
+
+    def __iter__(self):
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def names(self, **meta) -> tuple:
+        "The registered names, in registration order; with `meta`, only the entries whose metadata match."
+        return tuple(n for n, e in self._entries.items() if all(e.meta.get(k) == v for k, v in meta.items()))
+
+    def describe(self) -> str:
+        "One line per entry: its name and description."
+        w = max((len(n) for n in self._entries), default=0)
+        return '\n'.join(f"{n:<{w}}  {e.help}".rstrip() for n, e in self._entries.items())
+
+    def __repr__(self) -> str:
+        return f"Registry({self.kind!r}: {', '.join(self._entries)})"
 
 
 # %% ../nbs/00_core.ipynb #e7d5d24d

@@ -6,7 +6,6 @@
 from __future__ import annotations
 import hashlib
 import json
-import time
 from dataclasses import dataclass, asdict, replace
 from pathlib import Path
 

@@ -4,7 +4,6 @@
 
 # %% ../nbs/09_sampling.ipynb #b73b6d1d
 from __future__ import annotations
-import math
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable

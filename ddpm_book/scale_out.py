@@ -4,7 +4,6 @@
 
 # %% ../nbs/15_scale_out.ipynb #561fa284
 from __future__ import annotations
-import math
 import torch
 import torch.nn as nn
 from .core import check_choice, check_int, check_float

@@ -4,7 +4,6 @@
 
 # %% ../nbs/11b_text.ipynb #474b369d
 from __future__ import annotations
-import json
 import tempfile
 from dataclasses import dataclass, asdict, fields
 from pathlib import Path
