@@ -15,13 +15,6 @@ import torch
 from pathlib import Path
 from dataclasses import replace
 
-ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-ap.add_argument('--budget-s', type=float, default=240)
-ap.add_argument('--n', type=int, default=1000)
-ap.add_argument('--threads', type=int, default=1)
-ap.add_argument('--out', default=None, help='write the figures to this JSON file')
-opts = ap.parse_args()
-torch.set_num_threads(opts.threads)
 from ddpm_book.data import get_dataset
 from ddpm_book.unet import UNetConfig
 from ddpm_book.trainer import TrainConfig
@@ -37,6 +30,14 @@ from ddpm_book.evaluation import (
     class_stats,
     floor,
 )
+
+ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+ap.add_argument('--budget-s', type=float, default=240)
+ap.add_argument('--n', type=int, default=1000)
+ap.add_argument('--threads', type=int, default=1)
+ap.add_argument('--out', default=None, help='write the figures to this JSON file')
+opts = ap.parse_args()
+torch.set_num_threads(opts.threads)
 
 BUDGET, N, B = opts.budget_s, opts.n, 32
 root = Path(tempfile.mkdtemp(prefix='bench17_'))

@@ -48,9 +48,8 @@ def _check_heads(ch: int, heads: int) -> int:
     "`heads` if it is a positive integer dividing `ch`; else a ValueError listing the valid head counts."
     heads = check_int('num_heads', heads, 1)
     if ch % heads:
-        raise ValueError(
-            f"num_heads={heads} must divide the channel count {ch}; valid: {[h for h in range(1, ch + 1) if ch % h == 0]}"
-        )
+        valid = [h for h in range(1, ch + 1) if ch % h == 0]
+        raise ValueError(f"num_heads={heads} must divide the channel count {ch}; valid: {valid}")
     return heads
 
 
@@ -62,8 +61,8 @@ class SelfAttention2d(nn.Module):
         self,
         ch: int,  # channels C
         num_heads: int = 1,  # heads n_h; must divide C
-        norm_groups: int = 32,
-    ):  # GroupNorm groups; must divide C
+        norm_groups: int = 32,  # GroupNorm groups; must divide C
+    ):
         super().__init__()
         self.heads = _check_heads(ch, num_heads)
         _check_groups(ch, norm_groups)
@@ -80,15 +79,15 @@ class SelfAttention2d(nn.Module):
 
 # %% ../nbs/05_attention.ipynb #fdba8089
 class CrossAttention2d(nn.Module):
-    "Multi-head attention from the pixels of a feature map to a sequence of context vectors, with a residual connection (eq. 5.3)."
+    "Multi-head attention from the pixels of a feature map to a sequence of context vectors, plus the input (eq. 5.3)."
 
     def __init__(
         self,
         ch: int,  # channels C of the feature map
         context_dim: int,  # size D of each context vector
         num_heads: int = 1,  # heads; must divide C
-        norm_groups: int = 32,
-    ):  # GroupNorm groups; must divide C
+        norm_groups: int = 32,  # GroupNorm groups; must divide C
+    ):
         super().__init__()
         self.heads, self.context_dim = _check_heads(ch, num_heads), context_dim
         _check_groups(ch, norm_groups)
@@ -124,11 +123,15 @@ class CrossAttention2d(nn.Module):
 
 # %% ../nbs/05_attention.ipynb #26c240e1
 class AttentionBlock(nn.Module):
-    "Self-attention (eq. 5.2), then cross-attention to a context (eq. 5.3) when built with `context_dim` and given a context."
+    "Self-attention (eq. 5.2), then cross-attention to a context (eq. 5.3) if built with `context_dim` and given one."
 
     def __init__(
-        self, ch: int, num_heads: int = 1, norm_groups: int = 32, context_dim: int | None = None
-    ):  # None: self-attention only
+        self,
+        ch: int,  # channels C
+        num_heads: int = 1,  # heads; must divide C
+        norm_groups: int = 32,  # GroupNorm groups; must divide C
+        context_dim: int | None = None,  # size D of a context vector; None: self-attention only
+    ):
         super().__init__()
         self.self_attn = SelfAttention2d(ch, num_heads, norm_groups)
         self.cross_attn = CrossAttention2d(ch, context_dim, num_heads, norm_groups) if context_dim else None

@@ -7,13 +7,13 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass, asdict
+from dataclasses import dataclass, asdict, fields
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from fastcore.basics import patch
+from fastcore.docments import docments
 from .core import check_int, check_float, check_choice, get_device, check_output_dir
 from .data import get_dataset, DATASETS
 from .blocks import ResBlock, Downsample, Upsample
@@ -28,12 +28,12 @@ from ddpm_book.checkpoints import (
 )
 from .runs import write_json, append_event, StopSignals
 from .trainer import TrainingInterrupted
-from .cli import command
+from .cli import command, _checkpoint_to_continue
 
 # %% auto #0
 __all__ = [
     'AE_CLASS',
-    'AE_DEFAULTS',
+    'AE_OPTIONS',
     'AE_QUICK',
     'AutoencoderConfig',
     'Posterior',
@@ -176,16 +176,20 @@ class Decoder(nn.Module):
 
 
 # %% ../nbs/17_autoencoder.ipynb #be41ffdd
-def _check_images(x, channels: int, factor: int, what: str = 'images') -> torch.Tensor:
+def _check_ae_input(x, channels: int, factor: int, what: str = 'images') -> torch.Tensor:
     "x if it is a (B, channels, H, W) float tensor with H and W multiples of factor; else ValueError."
     if not isinstance(x, torch.Tensor) or x.ndim != 4 or not x.is_floating_point() or x.shape[1] != channels:
         raise ValueError(
-            f"{what} must be a float tensor (B, {channels}, H, W), got {getattr(x, 'dtype', type(x).__name__)} {tuple(getattr(x, 'shape', ()))}"
+            f"{what} must be a float tensor (B, {channels}, H, W), got "
+            f"{getattr(x, 'dtype', type(x).__name__)} "
+            f"{tuple(getattr(x, 'shape', ()))}"
         )
     H, W = x.shape[-2:]
     if H % factor or W % factor:
         raise ValueError(
-            f"image size {H}x{W} is not divisible by the autoencoder's factor {factor}: use sizes that are multiples of {factor} "
+            f"image size {H}x{W} is not divisible by the autoencoder's factor {factor}: use sizes that are "
+            "multiples "
+            f"of {factor} "
             f"(e.g. {max(factor, H // factor * factor)}x{max(factor, W // factor * factor)})"
         )
     return x
@@ -210,17 +214,21 @@ class KLAutoencoder(nn.Module):
 
     def encode(self, x: torch.Tensor) -> Posterior:
         "q(z|x) of images x in [-1, 1]."
-        mean, logvar = self.encoder(_check_images(x, self.in_channels, self.factor)).chunk(2, dim=1)
+        mean, logvar = self.encoder(_check_ae_input(x, self.in_channels, self.factor)).chunk(2, dim=1)
         return Posterior(mean, logvar.clamp(-30, 20))
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         "Images from unscaled latents z."
-        return self.decoder(_check_images(z, self.latent_channels, 1, 'latents'))
+        return self.decoder(_check_ae_input(z, self.latent_channels, 1, 'latents'))
 
     def forward(self, x: torch.Tensor, generator=None) -> tuple[torch.Tensor, Posterior]:
         "(reconstruction from a posterior sample, posterior)."
         q = self.encode(x)
         return self.decode(q.sample(generator)), q
+
+    def set_scale_factor(self, s: float):
+        "Store the scale factor s (eq. 17.4)."
+        self.scale_factor.fill_(check_float('scale_factor', s, 0, lo_open=True))
 
     @torch.no_grad()
     def encode_latents(self, x: torch.Tensor) -> torch.Tensor:
@@ -253,15 +261,15 @@ class AETrainConfig:
 
     run_dir: str = 'runs/autoencoder'  # checkpoints/, metrics/, autoencoder.pt
     steps: int = 2000  # optimizer steps
-    batch_size: int = 64
-    lr: float = 1e-3
+    batch_size: int = 64  # images per step
+    lr: float = 1e-3  # AdamW's learning rate (constant)
     kl_weight: float = 1e-4  # beta of eq. 17.1
-    seed: int = 0
+    seed: int = 0  # seeds the batches, the posterior samples and the scale factor's images
     ckpt_every: int = 500  # 0: only stop and final checkpoints
-    keep_last: int = 2
-    log_every: int = 50
+    keep_last: int = 2  # step checkpoints kept
+    log_every: int = 50  # steps between metrics lines
     scale_n: int = 1000  # images used to measure the scale factor (at most the data set's size)
-    device: str = 'auto'
+    device: str = 'auto'  # 'auto': the best available ('cuda', 'mps', else 'cpu')
 
     def __post_init__(self):
         for f in ('steps', 'batch_size', 'keep_last', 'log_every', 'scale_n'):
@@ -290,7 +298,7 @@ class AutoencoderTrainer:
         if len(dataset) < 1:
             raise ValueError("the data set is empty")
         x0 = dataset[0]['x']
-        _check_images(x0[None], ae.in_channels, ae.factor, 'the data set\'s images')
+        _check_ae_input(x0[None], ae.in_channels, ae.factor, 'the data set\'s images')
         self.device = get_device(None if cfg.device == 'auto' else cfg.device)
         self.ae, self.dataset, self.step = ae.to(self.device), dataset, 0
         self.opt = torch.optim.AdamW(ae.parameters(), lr=cfg.lr)
@@ -324,70 +332,74 @@ class AutoencoderTrainer:
         self.step = int(s['step'])
         return p
 
+    def train_step(self) -> dict:
+        "One optimizer step on the batch of this step (seeded by seed and step: resuming draws the same batches)."
+        c = self.cfg
+        g = torch.Generator().manual_seed(c.seed * 1_000_003 + self.step)
+        x = _images(self.dataset, torch.randint(len(self.dataset), (c.batch_size,), generator=g)).to(self.device)
+        out = ae_loss(self.ae.train(), x, c.kl_weight, torch.Generator(self.device).manual_seed(c.seed + self.step))
+        self.opt.zero_grad(set_to_none=True)
+        out['loss'].backward()
+        self.opt.step()
+        self.step += 1
+        return {k: v.item() for k, v in out.items()}
 
-# %% ../nbs/17_autoencoder.ipynb #4fdf80ff
-@patch
-def train_step(self: AutoencoderTrainer) -> dict:
-    "One optimizer step on the batch of this step (seeded by seed and step: resuming draws the same batches)."
-    c = self.cfg
-    g = torch.Generator().manual_seed(c.seed * 1_000_003 + self.step)
-    x = _images(self.dataset, torch.randint(len(self.dataset), (c.batch_size,), generator=g)).to(self.device)
-    out = ae_loss(self.ae.train(), x, c.kl_weight, torch.Generator(self.device).manual_seed(c.seed + self.step))
-    self.opt.zero_grad(set_to_none=True)
-    out['loss'].backward()
-    self.opt.step()
-    self.step += 1
-    return {k: v.item() for k, v in out.items()}
+    def save(self, kind: str = 'step') -> Path:
+        return save_checkpoint(self.state_dict(), self.ckpt_dir, kind, self.cfg.keep_last)
 
+    def fit(self, until: int | None = None) -> str:
+        "Train to cfg.steps (or `until`): 'completed' (autoencoder.pt written), 'paused' or 'SIGTERM'; Ctrl-C saves a stop checkpoint and raises TrainingInterrupted."
+        c, end = self.cfg, min(until or self.cfg.steps, self.cfg.steps)
+        (self.run_dir / 'metrics').mkdir(parents=True, exist_ok=True)
+        write_json(
+            self.run_dir / 'config.json',
+            {
+                'train': asdict(c),
+                'model': asdict(self.ae.config),
+                'model_class': AE_CLASS,
+                'dataset': {'name': getattr(self.dataset, 'name', ''), 'len': len(self.dataset)},
+            },
+        )
+        t0 = time.perf_counter()
+        with (
+            StopSignals() as stop
+        ):  # chapter 08b: the first Ctrl-C / SIGTERM finishes the step; a second Ctrl-C aborts it
+            while self.step < end and not stop.requested:
+                m = self.train_step()
+                self.history.append({'step': self.step, **m})
+                if self.step % c.log_every == 0:
+                    append_event(
+                        self.run_dir,
+                        {
+                            'step': self.step,
+                            **m,
+                            'images_per_s': c.batch_size * len(self.history) / (time.perf_counter() - t0),
+                        },
+                    )
+                if c.ckpt_every and self.step % c.ckpt_every == 0:
+                    self.save()
+        if stop.requested:
+            p = self.save('stop')
+            msg = f"{stop.requested} at step {self.step}: saved {p}; continue with resume('latest'); fit()"
+            if stop.requested == 'KeyboardInterrupt':
+                raise TrainingInterrupted(msg, self.step, p)
+            print(msg)
+            return stop.requested
+        if self.step < c.steps:
+            return 'paused'
+        self.save('final')
+        self.finish()
+        return 'completed'
 
-@patch
-def save(self: AutoencoderTrainer, kind: str = 'step') -> Path:
-    return save_checkpoint(self.state_dict(), self.ckpt_dir, kind, self.cfg.keep_last)
-
-
-# %% ../nbs/17_autoencoder.ipynb #f2a17018
-@patch
-def fit(self: AutoencoderTrainer, until: int | None = None) -> str:
-    "Train to cfg.steps (or `until`): 'completed' (autoencoder.pt written), 'paused' or 'SIGTERM'; Ctrl-C saves a stop checkpoint and raises TrainingInterrupted."
-    c, end = self.cfg, min(until or self.cfg.steps, self.cfg.steps)
-    (self.run_dir / 'metrics').mkdir(parents=True, exist_ok=True)
-    write_json(
-        self.run_dir / 'config.json',
-        {
-            'train': asdict(c),
-            'model': asdict(self.ae.config),
-            'model_class': AE_CLASS,
-            'dataset': {'name': getattr(self.dataset, 'name', ''), 'len': len(self.dataset)},
-        },
-    )
-    t0 = time.perf_counter()
-    with StopSignals() as stop:  # chapter 08b: the first Ctrl-C / SIGTERM finishes the step; a second Ctrl-C aborts it
-        while self.step < end and not stop.requested:
-            m = self.train_step()
-            self.history.append({'step': self.step, **m})
-            if self.step % c.log_every == 0:
-                append_event(
-                    self.run_dir,
-                    {
-                        'step': self.step,
-                        **m,
-                        'images_per_s': c.batch_size * len(self.history) / (time.perf_counter() - t0),
-                    },
-                )
-            if c.ckpt_every and self.step % c.ckpt_every == 0:
-                self.save()
-    if stop.requested:
-        p = self.save('stop')
-        msg = f"{stop.requested} at step {self.step}: saved {p}; continue with resume('latest'); fit()"
-        if stop.requested == 'KeyboardInterrupt':
-            raise TrainingInterrupted(msg, self.step, p)
-        print(msg)
-        return stop.requested
-    if self.step < c.steps:
-        return 'paused'
-    self.save('final')
-    self.finish()
-    return 'completed'
+    def finish(self) -> Path:
+        "Measure the scale factor on the first scale_n images of a seeded permutation, then write run_dir/autoencoder.pt."
+        n = min(self.cfg.scale_n, len(self.dataset))
+        idx = torch.randperm(len(self.dataset), generator=torch.Generator().manual_seed(self.cfg.seed))[:n]
+        self.ae.eval().set_scale_factor(latent_scale_factor(self.ae, _images(self.dataset, idx)))
+        rec = self.history[-1]['rec'] if self.history else None
+        return save_autoencoder(
+            self.ae, self.run_dir / 'autoencoder.pt', step=self.step, train_config=asdict(self.cfg), final_rec=rec
+        )
 
 
 # %% ../nbs/17_autoencoder.ipynb #32ad5d0e
@@ -407,25 +419,6 @@ def latent_scale_factor(
     return 1.0 / (mu - ae.shift_factor.item()).std().item()
 
 
-@patch
-def set_scale_factor(self: KLAutoencoder, s: float):
-    "Store the scale factor s (eq. 17.4)."
-    self.scale_factor.fill_(check_float('scale_factor', s, 0, lo_open=True))
-
-
-# %% ../nbs/17_autoencoder.ipynb #ea438c42
-@patch
-def finish(self: AutoencoderTrainer) -> Path:
-    "Measure the scale factor on the first scale_n images of a seeded permutation, then write run_dir/autoencoder.pt."
-    n = min(self.cfg.scale_n, len(self.dataset))
-    idx = torch.randperm(len(self.dataset), generator=torch.Generator().manual_seed(self.cfg.seed))[:n]
-    self.ae.eval().set_scale_factor(latent_scale_factor(self.ae, _images(self.dataset, idx)))
-    rec = self.history[-1]['rec'] if self.history else None
-    return save_autoencoder(
-        self.ae, self.run_dir / 'autoencoder.pt', step=self.step, train_config=asdict(self.cfg), final_rec=rec
-    )
-
-
 # %% ../nbs/17_autoencoder.ipynb #f8982f27
 def fingerprint(ae: nn.Module) -> str:
     "16 hex digits of SHA-256 over the state dict (names, dtypes, shapes, values): weights and scale factor."
@@ -442,7 +435,9 @@ def save_autoencoder(ae: KLAutoencoder, path: str | Path, **info) -> Path:
     "Write config, weights (with scale factor) and fingerprint as a checkpoint file (atomic; weights_only=True loadable)."
     if not isinstance(ae, KLAutoencoder):
         raise TypeError(
-            f"save_autoencoder writes a KLAutoencoder, got {type(ae).__name__}; a diffusers AutoencoderKL stays a folder"
+            f"save_autoencoder writes a KLAutoencoder, got {type(ae).__name__}; a diffusers AutoencoderKL "
+            "stays a "
+            "folder"
         )
     return save_file(
         {
@@ -461,7 +456,8 @@ def _load_book_autoencoder(path: Path) -> KLAutoencoder:
     s = load_file(path)
     if s.get('model_class') != AE_CLASS:
         raise ValueError(
-            f"'{path}' is not an autoencoder file (model_class {s.get('model_class')!r}); write one with save_autoencoder or ddpm-book train-autoencoder"
+            f"'{path}' is not an autoencoder file (model_class {s.get('model_class')!r}); write one with "
+            "save_autoencoder or ddpm-book train-autoencoder"
         )
     ae = KLAutoencoder(s['model_config'])
     load_model_state(ae, s['model'], 'autoencoder')
@@ -500,10 +496,12 @@ def load_autoencoder(
             return DiffusersAutoencoder.from_folder(d).to(device or 'cpu')
         if list_checkpoints(p / 'checkpoints'):
             raise FileNotFoundError(
-                f"'{p}' is an autoencoder run that has not finished (no autoencoder.pt yet): run `ddpm-book train-autoencoder --out {p}` again to continue it"
+                f"'{p}' is an autoencoder run that has not finished (no autoencoder.pt yet): run `ddpm-book "
+                f"train-autoencoder --out {p}` again to continue it"
             )
     raise FileNotFoundError(
-        f"no autoencoder at '{p}': give an autoencoder.pt, a train-autoencoder run folder, or a diffusers AutoencoderKL folder (config.json with _class_name AutoencoderKL)"
+        f"no autoencoder at '{p}': give an autoencoder.pt, a train-autoencoder run folder, or a diffusers "
+        "AutoencoderKL folder (config.json with _class_name AutoencoderKL)"
     )
 
 
@@ -547,21 +545,19 @@ class DiffusersAutoencoder(nn.Module):
 
     def encode(self, x: torch.Tensor) -> Posterior:
         "q(z|x) from AutoencoderKL.encode."
-        d = self.vae.encode(_check_images(x, self.in_channels, self.factor)).latent_dist
+        d = self.vae.encode(_check_ae_input(x, self.in_channels, self.factor)).latent_dist
         return Posterior(d.mean, d.logvar)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         "Images from unscaled latents, AutoencoderKL.decode."
-        return self.vae.decode(_check_images(z, self.latent_channels, 1, 'latents')).sample
+        return self.vae.decode(_check_ae_input(z, self.latent_channels, 1, 'latents')).sample
 
-    encode_latents, decode_latents = (
-        KLAutoencoder.encode_latents,
-        KLAutoencoder.decode_latents,
-    )  # eq. 17.3, the same code
+    # eq. 17.3: the same code as KLAutoencoder's
+    encode_latents, decode_latents = KLAutoencoder.encode_latents, KLAutoencoder.decode_latents
 
 
 # %% ../nbs/17_autoencoder.ipynb #688e320c
-AE_DEFAULTS = dict(steps=2000, batch_size=64, lr=1e-3, kl_weight=1e-4, seed=0, ckpt_every=500)
+AE_OPTIONS = ('steps', 'batch_size', 'lr', 'kl_weight', 'seed', 'ckpt_every')  # AETrainConfig fields with an option
 AE_QUICK = dict(steps=20, batch_size=8, ckpt_every=10)
 
 
@@ -578,9 +574,14 @@ def ae_arguments(p):
     p.add_argument(
         '--base-channels', type=int, default=32, help='channels of the first level (default: 32; 8 with --quick)'
     )
-    for k, v in AE_DEFAULTS.items():
+    defaults, helps = {f.name: f.default for f in fields(AETrainConfig)}, docments(AETrainConfig)
+    for k in AE_OPTIONS:  # help and default from AETrainConfig, the one source of both
+        about = f"{helps[k]}; " if helps.get(k) else ''
         p.add_argument(
-            f"--{k.replace('_', '-')}", type=type(v), default=None, help=f"(default: {v}; continuing: the run's)"
+            f"--{k.replace('_', '-')}",
+            type=type(defaults[k]),
+            default=None,
+            help=f"{about}default: {defaults[k]}; continuing: the run's",
         )
     p.add_argument('--resume', default='latest', help="'latest' (default: continue if checkpoints exist) or 'none'")
     p.add_argument('--device', default='auto', help="'auto' (default), 'cpu', 'cuda', ...")
@@ -592,24 +593,13 @@ def ae_trainer_from_args(args) -> AutoencoderTrainer:
     "The AutoencoderTrainer of `train-autoencoder`: a fresh run, or the run in --out continued."
     check_output_dir(args.out, '--out')
     check_choice('--resume', args.resume, ('latest', 'none'))
-    ckpts = Path(args.out) / 'checkpoints'
-    if args.resume == 'none' and list_checkpoints(ckpts):
-        raise ValueError(
-            f"'{args.out}' already holds checkpoints; continue it with --resume latest or choose a new --out"
-        )
-    found = find_checkpoint(ckpts) if args.resume == 'latest' else None
-    given = {k: getattr(args, k) for k in AE_DEFAULTS if getattr(args, k) is not None}
-    settings = (
-        {**found[1]['config'], **given} if found else {**AE_DEFAULTS, **(AE_QUICK if args.quick else {}), **given}
-    )
-    cfg = AETrainConfig(
-        **{
-            **settings,
-            'run_dir': str(args.out),
-            'device': args.device,
-            'log_every': min(settings.get('log_every', 50), settings['steps']),
-        }
-    )
+    found = _checkpoint_to_continue(args)  # chapter 14: starting afresh over checkpoints is refused
+    given = {k: getattr(args, k) for k in AE_OPTIONS if getattr(args, k) is not None}
+    # a fresh run: AETrainConfig's defaults (with AE_QUICK under --quick); continuing: the run's settings
+    settings = {**found[1]['config'], **given} if found else {**(AE_QUICK if args.quick else {}), **given}
+    steps = settings.get('steps', AETrainConfig.steps)
+    log_every = min(settings.get('log_every', AETrainConfig.log_every), steps)
+    cfg = AETrainConfig(**{**settings, 'run_dir': str(args.out), 'device': args.device, 'log_every': log_every})
     ds = get_dataset(args.data, root=args.root, image_size=check_int('--image-size', args.image_size, 1))
     mults = {2: (1, 2), 4: (1, 2, 2), 8: (1, 2, 2, 4)}[args.factor]
     model_cfg = (
@@ -641,7 +631,8 @@ def run_train_autoencoder(args) -> int:
     start = tr.step
     status = tr.fit()
     print(
-        f"{status} at step {tr.step} (started at {start}); checkpoints in {tr.ckpt_dir}; wrote {tr.run_dir / 'autoencoder.pt'} "
+        f"{status} at step {tr.step} (started at {start}); checkpoints in {tr.ckpt_dir}; wrote "
+        f"{tr.run_dir / 'autoencoder.pt'} "
         f"(scale factor {tr.ae.scale_factor.item():.4f}, fingerprint {fingerprint(tr.ae)})"
     )
     return 0

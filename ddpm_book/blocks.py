@@ -54,8 +54,8 @@ class TimeEmbedding(nn.Module):
         self,
         dim: int,  # size of the sinusoidal features
         emb_dim: int,  # output size
-        max_period: float = 10000.0,
-    ):  # see `timestep_embedding`
+        max_period: float = 10000.0,  # see `timestep_embedding`
+    ):
         super().__init__()
         self.dim, self.max_period = dim, max_period
         self.lin1, self.lin2 = nn.Linear(dim, emb_dim), nn.Linear(emb_dim, emb_dim)
@@ -80,9 +80,8 @@ def group_norm_scale_shift(
     w, b = weight * (1 + scale), torch.addcmul(shift, bias, 1 + scale)  # (B, C) each
     if h.is_contiguous():
         return F.group_norm(h.reshape(1, B * C, *h.shape[2:]), B * groups, w.reshape(-1), b.reshape(-1), eps).view_as(h)
-    return torch.addcmul(
-        b[..., None, None], F.group_norm(h, groups, None, None, eps), w[..., None, None]
-    )  # e.g. channels_last
+    # not contiguous (e.g. channels_last): normalise, then scale and shift
+    return torch.addcmul(b[..., None, None], F.group_norm(h, groups, None, None, eps), w[..., None, None])
 
 
 # %% ../nbs/04_blocks.ipynb #bd7d26fe
@@ -115,8 +114,8 @@ class ResBlock(nn.Module):
         emb_dim: int | None = None,  # time-embedding size; None: no time input
         dropout: float = 0.0,  # dropout before the last conv
         norm_groups: int = 32,  # GroupNorm groups; must divide in_ch and out_ch
-        scale_shift: bool = True,
-    ):  # True: GN(h)*(1+s)+b; False: h + b before GN (DDPM)
+        scale_shift: bool = True,  # True: GN(h)*(1+s)+b; False: h + b before GN (DDPM)
+    ):
         super().__init__()
         out_ch = out_ch or in_ch
         _check_groups(in_ch, norm_groups, 'in_ch')
@@ -164,9 +163,8 @@ class ResBlock(nn.Module):
 def _check_groups(ch: int, groups: int, what: str = 'channels'):
     "Raise unless `groups` divides `ch`."
     if groups < 1 or ch % groups:
-        raise ValueError(
-            f"norm_groups={groups} must divide {what}={ch}; divisors of {ch}: {[g for g in range(1, ch + 1) if ch % g == 0]}"
-        )
+        divisors = [g for g in range(1, ch + 1) if ch % g == 0]
+        raise ValueError(f"norm_groups={groups} must divide {what}={ch}; divisors of {ch}: {divisors}")
 
 
 # %% ../nbs/04_blocks.ipynb #d8c8278a

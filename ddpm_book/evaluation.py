@@ -17,9 +17,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 import ddpm_book
 from .core import check_choice, check_int, check_float, atomic_write
-from .data import get_dataset
+from .data import get_dataset, DATASETS
 from .checkpoints import save_file, load_file, CheckpointError
-from .sampling import get_sampler, SPACINGS, STEP_SCHEDULES, VARIANCES
+from .sampling import get_sampler, SPACINGS, GRIDS, SAMPLERS, VARIANCES
 from .runs import EVAL_FNS
 from .pipeline import Pipeline, book_cache_dir
 
@@ -55,6 +55,7 @@ __all__ = [
     'eval_arguments',
     'run_eval',
     'ProxyEval',
+    'proxy_eval_fn',
     'sweep',
     'report_rows',
 ]
@@ -226,9 +227,8 @@ def frechet_distance(
     from torchmetrics.image.fid import FrechetInceptionDistance
 
     real, fake = _check_features(real, fake)
-    m = FrechetInceptionDistance(
-        feature=_Given(real.shape[1]), sync_on_compute=False
-    ).double()  # all features are here, whatever the processes
+    m = FrechetInceptionDistance(feature=_Given(real.shape[1]), sync_on_compute=False)  # all features are here
+    m = m.set_dtype(torch.float64)  # a Metric's .double() is a no-op by design: set_dtype casts its states
     m.update(real, real=True)
     m.update(fake, real=False)
     return max(0.0, m.compute().item())
@@ -611,8 +611,10 @@ def eval_arguments(p):
     )
     p.add_argument(
         '--sampler',
+        choices=tuple(SAMPLERS),
         default='dpm_solver',
-        help='ddpm, ddim, euler, heun, dpm_solver, dpmpp_3m, unipc, ... (default: dpm_solver)',
+        metavar='NAME',
+        help=f"{', '.join(SAMPLERS)} (default: %(default)s)",
     )
     p.add_argument('--steps', type=int, default=20, help='sampling steps (default: 20)')
     p.add_argument('--guidance', type=float, default=1.0, help='classifier-free guidance scale (default: 1 = off)')
@@ -633,8 +635,10 @@ def eval_arguments(p):
     p.add_argument('--device', default='auto', help="'auto' (default), 'cpu', 'cuda', ...")
     p.add_argument(
         '--data',
+        choices=DATASETS.names(kind='images'),
         default='mnist5k',
-        help="the reference images: a data set of chapter 01, e.g. cifar10 (default: mnist5k)",
+        metavar='NAME',
+        help=f"the reference images: {', '.join(DATASETS.names(kind='images'))} (default: %(default)s)",
     )
     p.add_argument(
         '--data-root',
@@ -643,9 +647,10 @@ def eval_arguments(p):
     )
     p.add_argument(
         '--spacing',
-        choices=SPACINGS + tuple(STEP_SCHEDULES),
+        choices=tuple(dict.fromkeys((*SPACINGS, *GRIDS))),
         default=None,
-        help="time grid (default: the sampler's own, chapter 10a)",
+        metavar='GRID',
+        help=f"time grid: {', '.join(dict.fromkeys((*SPACINGS, *GRIDS)))} (default: the sampler's own, chapter 10a)",
     )
     p.add_argument(
         '--clip', choices=('clip', 'dynamic', 'none'), default=None, help="x0 repair (default: the pipeline's, clip)"
@@ -716,25 +721,30 @@ class ProxyEval:
         )
         self.ext = extractor  # None: the shipped proxy for the data's image size, loaded at the first call
 
-    def __call__(self, trainer) -> dict:
+    def samples(self, trainer) -> tuple[torch.Tensor, torch.Tensor | None]:
+        "Hook: `n` images (C, H, W) of the trainer's EMA model, this evaluation's seed, and their labels (None: none)."
         shape = tuple(trainer.dataset[0]['x'].shape)
         if len(shape) != 3:
             raise ValueError(f"ProxyEval judges images (C, H, W); this data set's items have shape {shape}")
-        pipe = Pipeline(
-            trainer.ema.model,
-            trainer.sched,
-            trainer.cfg.pred_type,
-            shape,
-            trainer.num_classes if trainer.cfg.class_cond else None,
-        )
-        x, labels = generate(pipe, self.n, seed=self.seed, **self.kw)
-        self.ext = self.ext or proxy_extractor(image_size=shape[-1])
-        real, fake = reference_features(self.ext, self.n, shape[-1], seed=self.seed), extract_features(self.ext, x)
+        ncls = trainer.num_classes if trainer.cfg.class_cond else None
+        pipe = Pipeline(trainer.ema.model, trainer.sched, trainer.cfg.pred_type, shape, ncls)
+        return generate(pipe, self.n, seed=self.seed, **self.kw)
+
+    def __call__(self, trainer) -> dict:
+        x, labels = self.samples(trainer)
+        size = x.shape[-1]
+        self.ext = self.ext or proxy_extractor(image_size=size)
+        real, fake = reference_features(self.ext, self.n, size, seed=self.seed), extract_features(self.ext, x)
         out = {'proxy_fd': frechet_distance(real, fake), 'proxy_kid': kernel_distance(real, fake)[0]}
         return {**out, **(class_stats(self.ext, x, labels) if labels is not None else {})}
 
 
-EVAL_FNS['proxy'] = lambda cfg: ProxyEval(n=cfg.eval_n)  # the Trainer's default eval_fn (part 08b's registry)
+def proxy_eval_fn(cfg) -> ProxyEval:
+    "Proxy FD and KID of the EMA model's samples, n = cfg.eval_n (chapter 13): the Trainer's default eval_fn."
+    return ProxyEval(n=cfg.eval_n)
+
+
+EVAL_FNS.register('proxy', proxy_eval_fn, replace=True)  # replace: the notebook, then its module, in one process
 
 
 # %% ../nbs/13_evaluation.ipynb #c387219a

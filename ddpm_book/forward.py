@@ -10,7 +10,6 @@ import numpy as np
 import torch
 import matplotlib.pyplot as plt
 import ipywidgets as widgets
-from fastcore.basics import patch
 from .core import show_images
 
 # %% auto #0
@@ -47,8 +46,30 @@ class NoiseSchedule:
     def __len__(self):
         return self.T
 
+    @property
+    def snr(self) -> torch.Tensor:
+        "SNR per step, eq. 2.3: the function `snr` of section 'Signal-to-noise ratio' as a property."
+        return snr(self)
+
+    @property
+    def log_snr(self) -> torch.Tensor:
+        "log SNR per step: the function `log_snr` as a property."
+        return log_snr(self)
+
+    def gather(
+        self,
+        values: torch.Tensor,  # a per-step table such as `sched.alpha_bar`, shape (T,)
+        t,  # (B,) integer timesteps or an int
+        like: torch.Tensor,  # result broadcasts against this tensor and takes its dtype and device
+    ) -> torch.Tensor:  # shape (B, 1, 1, ...) with like.ndim dims
+        "`values[t]`, shaped `(B, 1, ...)` to broadcast against `like`, in `like`'s dtype and device."
+        t = _check_t(t, self.T, like.shape[0] if like.ndim else None)
+        v = values.to(like.device)[t.to(like.device)]
+        return v.view(-1, *([1] * (like.ndim - 1))).to(like.dtype)
+
     def __repr__(self):
-        return f"NoiseSchedule(T={self.T}, beta {self.betas[0]:.3g}..{self.betas[-1]:.3g}, alpha_bar[-1]={self.alpha_bar[-1]:.3g})"
+        b, ab = self.betas, self.alpha_bar
+        return f"NoiseSchedule(T={self.T}, beta {b[0]:.3g}..{b[-1]:.3g}, alpha_bar[-1]={ab[-1]:.3g})"
 
 
 def _check_betas(betas) -> torch.Tensor:
@@ -64,19 +85,6 @@ def _check_betas(betas) -> torch.Tensor:
 
 
 # %% ../nbs/02_forward.ipynb #81676262
-@patch
-def gather(
-    self: NoiseSchedule,
-    values: torch.Tensor,  # a per-step table such as `sched.alpha_bar`, shape (T,)
-    t,  # (B,) integer timesteps or an int
-    like: torch.Tensor,  # result broadcasts against this tensor and takes its dtype and device
-) -> torch.Tensor:  # shape (B, 1, 1, ...) with like.ndim dims
-    "`values[t]`, shaped `(B, 1, ...)` to broadcast against `like`, in `like`'s dtype and device."
-    t = _check_t(t, self.T, like.shape[0] if like.ndim else None)
-    v = values.to(like.device)[t.to(like.device)]
-    return v.view(-1, *([1] * (like.ndim - 1))).to(like.dtype)
-
-
 def _check_t(t, T: int, batch: int | None = None) -> torch.Tensor:
     "Validate timesteps: integer values in [0, T), one per batch item (a plain int is broadcast)."
     if isinstance(t, bool):
@@ -171,19 +179,6 @@ def log_snr(sched: NoiseSchedule) -> torch.Tensor:
     return torch.log(sched.alpha_bar) - torch.log1p(-sched.alpha_bar)
 
 
-# %% ../nbs/02_forward.ipynb #d95d2bb5
-@patch(as_prop=True)
-def snr(self: NoiseSchedule) -> torch.Tensor:
-    "`snr(self)`, eq. 2.3, as a property."
-    return snr(self)  # `@patch` leaves the module-level name bound to the function above
-
-
-@patch(as_prop=True)
-def log_snr(self: NoiseSchedule) -> torch.Tensor:
-    "`log_snr(self)` as a property."
-    return log_snr(self)
-
-
 # %% ../nbs/02_forward.ipynb #d9f165b2
 def plot_forward(
     x0: torch.Tensor,  # clean images (B, C, H, W) in [-1, 1]
@@ -210,7 +205,7 @@ def plot_forward(
 
 # %% ../nbs/02_forward.ipynb #b2fb07f9
 class StaticPicture:
-    "A PNG shown as an ordinary output, so it stays in the saved notebook; `update` replaces it in place when a widget redraws."
+    "A PNG shown as an ordinary output (kept in the saved notebook); `update` replaces it in place on a redraw."
 
     def __init__(
         self,
@@ -248,7 +243,7 @@ def forward_widget(
     schedules,  # a NoiseSchedule, or a dict name -> NoiseSchedule to choose from
     seed: int = 0,  # seed of the fixed noise
 ) -> widgets.interactive:
-    "A t-slider (with play button) and schedule dropdown showing $x_t$, its histogram and the SNR; `.picture` is a static copy."
+    "A t-slider (with play button) and noise-schedule menu showing $x_t$, its histogram, the SNR; `.picture`: a still."
     if isinstance(schedules, NoiseSchedule):
         schedules = {'schedule': schedules}
     if not schedules or not all(isinstance(s, NoiseSchedule) for s in schedules.values()):

@@ -11,7 +11,6 @@ import torch.nn as nn
 from .core import check_choice, check_float
 from .forward import NoiseSchedule
 from .objective import PRED_TYPES, target_for
-from .sampling import sample, cfg_combine, rescale_guidance
 
 # %% auto #0
 __all__ = ['MixtureDenoiser', 'class_agreement', 'train_digit_classifier', 'label_agreement', 'guidance_grid']
@@ -27,8 +26,8 @@ class MixtureDenoiser:
         std: float,  # the components' standard deviation s > 0
         sched: NoiseSchedule,  # the schedule the 'model' pretends to be trained with
         weights: torch.Tensor | None = None,  # (K,) mixture weights; None: equal
-        pred_type: str = 'eps',
-    ):  # what it returns: 'eps', 'x0' or 'v'
+        pred_type: str = 'eps',  # what it returns: 'eps', 'x0' or 'v'
+    ):
         if means.ndim != 2:
             raise ValueError(f"means must be a (K, D) tensor, got shape {tuple(means.shape)}")
         K = len(means)

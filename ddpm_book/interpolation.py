@@ -241,7 +241,7 @@ def invert(
     progress: bool = False,  # show a progress bar
 ) -> torch.Tensor:  # (N, C, H, W) DDIM latents x_T
     "DDIM-encode images with the pipeline's model, schedule and conditioning: `ddim_invert`, eq. 12.5, refined by eq. 12.6."
-    _check_images(pipe, x0)
+    _check_pipeline_images(pipe, x0)
     refine = check_int('refine', refine, 0)
     if isinstance(labels, (int, np.integer)) and not isinstance(labels, bool):
         labels = [int(labels)] * len(x0)
@@ -272,7 +272,7 @@ def interpolate_images(
     return (out, lat.cpu()) if return_latents else out
 
 
-def _check_images(pipe, x0):
+def _check_pipeline_images(pipe, x0):
     "ValueError unless x0 is a batch of images of the pipeline's shape."
     if not isinstance(x0, torch.Tensor) or tuple(x0.shape[1:]) != tuple(pipe.shape) or x0.ndim != 1 + len(pipe.shape):
         raise ValueError(

@@ -12,18 +12,19 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 from .core import check_int
-from .data import get_dataset
 from .schedules import make_schedule
 from .unet import UNetConfig
-from .checkpoints import save_file, load_file, load_model_state, class_name
+from .checkpoints import save_file, load_file
 from .sampling import sample, SampleOutput
-from .pipeline import register_pipeline_builder, book_cache_dir, tiny_unet_config, class_key
+from .runs import dataset_fingerprint
+from .pipeline import MODELS, load_weights, schedule_from_state, book_cache_dir, tiny_unet_config
 from .text import TextUNet, TextUNetConfig, TextTrainer, TextPipeline, CaptionedDataset, BPETokenizer
-from .cli import train_variant, train_config, stored_dataset
-from .autoencoder import KLAutoencoder, DiffusersAutoencoder, load_autoencoder, fingerprint, _check_images
+from .cli import train_variant, trainer_from_args
+from .autoencoder import KLAutoencoder, DiffusersAutoencoder, load_autoencoder, fingerprint, _check_ae_input
 
 # %% auto #0
 __all__ = [
+    'LATENT_CLASS',
     'LATENT_UNET',
     'dataset_identity',
     'LatentDataset',
@@ -44,32 +45,10 @@ __all__ = [
 
 
 # %% ../nbs/17b_latent.ipynb #78904966
-def _tensor_hash(t: torch.Tensor) -> str:
-    return hashlib.sha256(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes()).hexdigest()[:16]
-
-
 def dataset_identity(ds) -> dict:
-    "What identifies a data set's content: name, split, length, image shape, and a hash of its pixels, files or captions."
-    ident = {
-        'name': getattr(ds, 'name', type(ds).__name__),
-        'split': getattr(ds, 'split', ''),
-        'len': len(ds),
-        'image_shape': list(getattr(ds, 'image_shape', ()) or ()),
-    }
-    base = (
-        ds if hasattr(ds, 'x') or hasattr(ds, 'files') else getattr(ds, 'base', ds)
-    )  # e.g. chapter 11b's CaptionedDataset
-    if isinstance(getattr(base, 'x', None), torch.Tensor):
-        ident['x'] = _tensor_hash(base.x)
-    if getattr(base, 'files', None):
-        st = [(f, (base.root / f).stat().st_size, (base.root / f).stat().st_mtime_ns) for f in base.files]
-        ident.update(
-            root=str(Path(base.root).resolve()), files=hashlib.sha256(json.dumps(st).encode()).hexdigest()[:16]
-        )
-    caps = getattr(ds, 'captions', None)
-    if caps:
-        ident['captions'] = hashlib.sha256('\n'.join(caps).encode()).hexdigest()[:16]
-    return ident
+    "What a latent cache records of its data set: name, split, length, and chapter 08b's `dataset_fingerprint`."
+    name = getattr(ds, 'name', type(ds).__name__)
+    return {'name': name, 'split': getattr(ds, 'split', ''), 'len': len(ds), 'fingerprint': dataset_fingerprint(ds)}
 
 
 # %% ../nbs/17b_latent.ipynb #65a1c66e
@@ -88,11 +67,8 @@ class LatentDataset(torch.utils.data.Dataset):
         source: dict | None = None,
     ):  # the cache file's key, fingerprint, data set identity, path
         self.x, self.captions, self.labels, self.classes, self.name = x, captions, labels, classes, name
-        self.image_shape, self.source, self.split = (
-            tuple(x.shape[1:]),
-            source or {},
-            (source or {}).get('dataset', {}).get('split', 'train'),
-        )
+        self.image_shape, self.source = tuple(x.shape[1:]), source or {}
+        self.split = self.source.get('dataset', {}).get('split', 'train')
 
     @property
     def num_classes(self) -> int:
@@ -147,7 +123,7 @@ def cache_latents(
 ) -> LatentDataset:
     "The data set's latents, encoded once and reused from `cache_dir/<key>.pt` while the autoencoder and the data are unchanged."
     ae = load_autoencoder(ae, device)
-    _check_images(ds[0]['x'][None], ae.in_channels, ae.factor, "the data set's images")
+    _check_ae_input(ds[0]['x'][None], ae.in_channels, ae.factor, "the data set's images")
     key = cache_key(ae, ds)
     path = Path(cache_dir or book_cache_dir() / 'latents') / f'{key}.pt'
     hit = path.is_file()
@@ -181,7 +157,9 @@ def captioned(ds):
     if getattr(ds, 'classes', None):
         return CaptionedDataset(ds)
     raise ValueError(
-        f"latent text-to-image needs captions: {getattr(ds, 'name', type(ds).__name__)!r} has neither captions (an image folder with "
+        f"latent text-to-image needs captions: {getattr(ds, 'name', type(ds).__name__)!r} has neither "
+        "captions (an "
+        "image folder with "
         "metadata.jsonl) nor class labels to make them from"
     )
 
@@ -228,7 +206,8 @@ class LatentUNetConfig(TextUNetConfig):
             raise ValueError(f"autoencoder must be describe_autoencoder(ae), got {d!r}")
         if self.unet.in_channels != d['config']['latent_channels']:
             raise ValueError(
-                f"unet.in_channels ({self.unet.in_channels}) must equal the autoencoder's latent_channels ({d['config']['latent_channels']})"
+                f"unet.in_channels ({self.unet.in_channels}) must equal the autoencoder's latent_channels "
+                f"({d['config']['latent_channels']})"
             )
 
 
@@ -315,38 +294,42 @@ class LatentPipeline(TextPipeline):
 
 
 # %% ../nbs/17b_latent.ipynb #4b8b6f5b
-def _is_latent_model(model_config) -> bool:
-    "Does a checkpoint's model_config describe a LatentUNet?"
-    return isinstance(model_config, dict) and {'unet', 'text', 'tokenizer', 'autoencoder'} <= set(model_config)
+LATENT_CLASS = 'ddpm_book.latent.LatentUNet'  # the model_class of latent runs' checkpoints
 
 
 def latent_model_from_state(state: dict, ema: bool = True) -> LatentUNet:
     "The LatentUNet of a checkpoint, after checking that its autoencoder weights are the ones it was trained with."
-    model = LatentUNet(state['model_config'])
-    load_model_state(model, state['ema']['model'] if ema else state['model'], 'EMA model' if ema else 'model')
+    model = load_weights(LatentUNet(state['model_config']), state, ema)
     want, got = state['model_config']['autoencoder']['fingerprint'], fingerprint(model.ae)
     if want != got:
         raise ValueError(
-            f"the checkpoint's autoencoder weights have fingerprint {got}, but it was trained on latents of autoencoder {want}: the file was altered"
+            f"the checkpoint's autoencoder weights have fingerprint {got}, but it was trained on latents of "
+            f"autoencoder {want}: the file was altered"
         )
     return model
 
 
 def _build_latent_pipeline(state: dict, ema: bool = True, device=None) -> LatentPipeline:
     "The LatentPipeline of a loaded checkpoint (chapter 10b's registry)."
-    model, c = latent_model_from_state(state, ema), state['config']
-    sched = make_schedule(c['schedule'], c['T'], c.get('zero_terminal_snr', False))
+    model, pred_type = latent_model_from_state(state, ema), state['config']['pred_type']
     return LatentPipeline(
         model.eval().to(device or 'cpu'),
-        sched,
-        c['pred_type'],
+        schedule_from_state(state),
+        pred_type,
         model.image_shape,
         text=True,
         latent_shape=model.latent_shape,
     )
 
 
-register_pipeline_builder(LatentUNet, _build_latent_pipeline, _is_latent_model)
+# the notebook's cell and the module both register it: the same kind, replaced
+MODELS.register(
+    'latent',
+    _build_latent_pipeline,
+    help="Chapter 17b's LatentUNet: a text UNet on an autoencoder's latents, decoded to images.",
+    model_class=LATENT_CLASS,
+    replace=True,
+)
 
 
 # %% ../nbs/17b_latent.ipynb #b9bc3036
@@ -421,7 +404,8 @@ def _run_autoencoder(args, stored: dict | None):
     model = latent_model_from_state(stored, ema=False)
     if args.latent and fingerprint(load_autoencoder(args.latent)) != fingerprint(model.ae):
         raise ValueError(
-            f"--latent {args.latent} is not the autoencoder this run was trained with (fingerprint {fingerprint(model.ae)}); leave out --latent to continue it, or choose a new --out"
+            f"--latent {args.latent} is not the autoencoder this run was trained with (fingerprint "
+            f"{fingerprint(model.ae)}); leave out --latent to continue it, or choose a new --out"
         )
     return model, model.ae
 
@@ -430,7 +414,7 @@ def _run_autoencoder(args, stored: dict | None):
 def build_latent_trainer(args, found) -> TextTrainer | None:
     "`train --latent AE`: a TextTrainer on cached, captioned latents, or the latent run in --out continued; None for other runs."
     stored = found[1] if found else None
-    ours = stored is not None and stored.get('model_class') == class_key(LatentUNet)
+    ours = stored is not None and stored.get('model_class') == LATENT_CLASS
     if not args.latent and not ours:
         return None
     if stored is not None and not ours:
@@ -439,40 +423,30 @@ def build_latent_trainer(args, found) -> TextTrainer | None:
         )
     if args.class_cond:
         raise ValueError(
-            "--latent trains a text-to-image model (captions, with caption dropout for guidance); leave out --class-cond"
+            "--latent trains a text-to-image model (captions, with caption dropout for guidance); leave out "
+            "--class-cond"
         )
-    model, ae = _run_autoencoder(args, stored if ours else None)
-    data = args.data or (stored_dataset(args.out) if ours else None) or 'mnist5k'
-    ds = get_dataset(
-        data, root=args.root, split='train', image_size=args.image_size or (model.image_shape[-1] if ours else None)
-    )
-    lat = latent_text_dataset(ae, ds, device=None if args.device == 'auto' else args.device)
-    cfg = train_config(args, stored and stored['config'])
-    if not ours and args.label_dropout is None:
-        cfg = replace(cfg, label_dropout=0.1)  # caption dropout: guidance needs it
-    torch.manual_seed(cfg.seed)
-    if not ours:
-        q = args.quick
-        model = LatentUNet.build(
-            ae,
-            BPETokenizer.train(lat.captions, vocab_size=1000, max_length=16),
-            _latent_unet(args, lat),
-            dim=16 if q else 64,
-            depth=1 if q else 2,
-            num_heads=2 if q else 4,
-        )
-    tr = TextTrainer(
-        model,
-        lat,
-        cfg,
-        sample_fn=latent_sample_fn(
-            make_schedule(cfg.schedule, cfg.T, cfg.zero_terminal_snr), model.latent_shape, grid_prompts(lat)
-        ),
-    )
-    if ours:
-        tr.load_state_dict(stored)
-        print(f"resumed from {found[0]} (step {tr.step})")
-    print(
-        f"latents: {len(lat)} x {lat.image_shape} {'read from' if lat.source['cache_hit'] else 'encoded into'} {lat.source['path']}"
-    )
+    model, ae = _run_autoencoder(args, stored)
+    device = None if args.device == 'auto' else args.device
+    latents = {}  # the LatentDataset, for the message below
+
+    def wrap(ds) -> LatentDataset:
+        latents['lat'] = latent_text_dataset(ae, ds, device=device)
+        return latents['lat']
+
+    def make(lat, cfg) -> TextTrainer:
+        nonlocal model
+        if not ours:
+            if args.label_dropout is None:
+                cfg = replace(cfg, label_dropout=0.1)  # caption dropout: guidance needs it
+            q, tok = args.quick, BPETokenizer.train(lat.captions, vocab_size=1000, max_length=16)
+            text = dict(dim=16 if q else 64, depth=1 if q else 2, num_heads=2 if q else 4)
+            model = LatentUNet.build(ae, tok, _latent_unet(args, lat), **text)
+        sched = make_schedule(cfg.schedule, cfg.T, cfg.zero_terminal_snr)
+        return TextTrainer(model, lat, cfg, sample_fn=latent_sample_fn(sched, model.latent_shape, grid_prompts(lat)))
+
+    tr = trainer_from_args(args, found, make, model.image_shape[-1] if ours else None, wrap, what='--latent')
+    lat = latents['lat']
+    how = 'read from' if lat.source['cache_hit'] else 'encoded into'
+    print(f"latents: {len(lat)} x {lat.image_shape} {how} {lat.source['path']}")
     return tr

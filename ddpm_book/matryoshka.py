@@ -9,15 +9,13 @@ from dataclasses import dataclass, asdict
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from fastcore.basics import patch
 from tqdm.auto import tqdm
 from .core import check_int, check_float, check_choice
 from .forward import NoiseSchedule, q_sample
-from .schedules import make_schedule
 from .blocks import TimeEmbedding, Downsample, Upsample
 from .unet import UNet, UNetConfig, UNetBlock
-from .checkpoints import unwrap, load_model_state
-from .objective import LOSSES, target_for, loss_weight, sample_timesteps
+from .checkpoints import unwrap
+from .objective import LOSSES, target_for, loss_weight, sample_timesteps, dream_noise
 from ddpm_book.sampling import (
     SampleContext,
     SampleOutput,
@@ -28,13 +26,14 @@ from ddpm_book.sampling import (
     model_device,
     _check_sample_args,
 )
-import ddpm_book.solvers  # registers the fast samplers (chapters 10, 10a)
-from .pipeline import Pipeline, register_pipeline_builder
+import ddpm_book.solvers  # noqa: F401 (imported for its registrations: the fast samplers of chapters 10, 10a)
+from .pipeline import Pipeline, MODELS, load_weights, schedule_from_state
 from .text import TextEncoder, TextEncoderConfig, BPETokenizer, check_prompts
 
 # %% auto #0
 __all__ = [
     'NESTED_PRESETS',
+    'NESTED_CLASS',
     'pool_levels',
     'shifted_schedule',
     'level_schedules',
@@ -59,7 +58,8 @@ def pool_levels(
     "The image and its average-pooled versions, eq. 18.1: level l is x pooled over (R/r_l) x (R/r_l) blocks."
     if x.ndim != 4 or x.shape[-1] != resolutions[0] or x.shape[-2] != resolutions[0]:
         raise ValueError(
-            f"x must be (B, C, {resolutions[0]}, {resolutions[0]}) for resolutions {tuple(resolutions)}, got {tuple(x.shape)}"
+            f"x must be (B, C, {resolutions[0]}, {resolutions[0]}) for resolutions {tuple(resolutions)}, got "
+            f"{tuple(x.shape)}"
         )
     return [x] + [F.avg_pool2d(x, resolutions[0] // r) for r in resolutions[1:]]
 
@@ -87,22 +87,13 @@ def level_schedules(sched: NoiseSchedule, resolutions: tuple, ref: int | None = 
 class NestedUNetConfig:
     "Architecture of a `NestedUNet`: the innermost UNet (`core`) and one shell per outer level; round-trips through `asdict`."
 
-    core: (
-        UNetConfig | dict
-    )  # the UNet of the lowest resolution (its image_size = resolutions[-1]); context_dim for text
-    resolutions: tuple = (
-        32,
-        16,
-    )  # the levels' image sizes, outermost first; each is the previous divided by a power of 2
+    core: UNetConfig | dict  # the innermost UNet (image_size = resolutions[-1]; context_dim for text)
+    resolutions: tuple = (32, 16)  # the levels' image sizes, outermost first; each the previous / a power of 2
     shell_channels: tuple = ()  # channels of each outer shell, outermost first: len(resolutions) - 1 entries
     shell_blocks: int = 1  # residual blocks per shell resolution on the way down (one more on the way up)
-    ref_resolution: int | None = (
-        None  # where the base noise schedule applies unshifted (eq. 18.2); None: resolutions[-1]
-    )
+    ref_resolution: int | None = None  # where the base noise schedule applies unshifted (eq. 18.2); None: the last
     level_weights: tuple | None = None  # loss weight of each level, outermost first (e.g. (4, 1)); None: all equal
-    text: TextEncoderConfig | dict | None = (
-        None  # a jointly trained text encoder (cross-attention in the core), or None
-    )
+    text: TextEncoderConfig | dict | None = None  # a jointly trained text encoder (cross-attention in the core)
     tokenizer: str | None = None  # BPETokenizer.to_json() when text is set
 
     def __post_init__(self):
@@ -146,17 +137,16 @@ def _check_nesting(c: NestedUNetConfig):
         raise ValueError(f"core.image_size={c.core.image_size} must equal the innermost resolution {r[-1]}")
     if len(c.shell_channels) != len(r) - 1:
         raise ValueError(
-            f"shell_channels needs one entry per outer level ({len(r) - 1} for resolutions {list(r)}), got {c.shell_channels!r}"
+            f"shell_channels needs one entry per outer level ({len(r) - 1} for resolutions {list(r)}), got "
+            f"{c.shell_channels!r}"
         )
     for i, ch in enumerate(c.shell_channels):
         if check_int(f'shell_channels[{i}]', ch, 1) % c.core.norm_groups:
             raise ValueError(
                 f"shell_channels[{i}]={ch} must be divisible by norm_groups={c.core.norm_groups} (GroupNorm)"
             )
-    c.shell_blocks, c.ref_resolution = (
-        check_int('shell_blocks', c.shell_blocks, 1),
-        check_int('ref_resolution', c.ref_resolution, 1, none_ok=True),
-    )
+    c.shell_blocks = check_int('shell_blocks', c.shell_blocks, 1)
+    c.ref_resolution = check_int('ref_resolution', c.ref_resolution, 1, none_ok=True)
     if c.level_weights is not None:
         if len(c.level_weights) != len(r):
             raise ValueError(f"level_weights needs {len(r)} entries (one per level), got {c.level_weights!r}")
@@ -178,7 +168,9 @@ def _check_text(c: NestedUNetConfig):
     tok = BPETokenizer.from_json(c.tokenizer)
     if (tok.vocab_size, tok.max_length) != (c.text.vocab_size, c.text.max_length):
         raise ValueError(
-            f"text.vocab_size/max_length ({c.text.vocab_size}, {c.text.max_length}) must match the tokenizer's ({tok.vocab_size}, {tok.max_length})"
+            f"text.vocab_size/max_length ({c.text.vocab_size}, {c.text.max_length}) must match the "
+            "tokenizer's "
+            f"({tok.vocab_size}, {tok.max_length})"
         )
 
 
@@ -356,11 +348,9 @@ class NestedUNet(nn.Module):
         super().__init__()
         cfg = self.config = NestedUNetConfig(**config) if isinstance(config, dict) else config
         self.core = UNet(cfg.core)
-        ins = [
-            *cfg.shell_channels[1:],
-            cfg.core.base_channels,
-        ]  # what each shell's inner level starts with (its conv_in's channels)
-        outs = [*cfg.shell_channels[1:], cfg.core.channels(0)]  # and ends with (before its norm_out)
+        # the channels each shell's inner level starts with (its conv_in's) and ends with (before its norm_out)
+        ins = [*cfg.shell_channels[1:], cfg.core.base_channels]
+        outs = [*cfg.shell_channels[1:], cfg.core.channels(0)]
         self.shells = nn.ModuleList(
             Shell(ch, int(math.log2(r // ri)), cfg.shell_blocks, i, o, cfg.core)
             for ch, r, ri, i, o in zip(cfg.shell_channels, cfg.resolutions, cfg.resolutions[1:], ins, outs)
@@ -383,66 +373,61 @@ class NestedUNet(nn.Module):
         "The levels' shifted schedules (eq. 18.2) of a base schedule, outermost first."
         return level_schedules(sched, self.config.resolutions, self.config.ref_resolution)
 
+    def _context(self, B: int, input_ids, attention_mask) -> dict:
+        "The core's cross-attention arguments: the text encoder's output for the prompts (the empty prompt if None)."
+        if self.text is None:
+            if input_ids is not None:
+                raise ValueError("input_ids given, but this NestedUNet has no text encoder (config.text=None)")
+            return {}
+        if input_ids is None:
+            input_ids, attention_mask = (m.expand(B, -1) for m in (self.null_ids, self.null_mask))
+        if input_ids.shape[0] != B:
+            raise ValueError(f"input_ids has {input_ids.shape[0]} rows but the batch has {B} images")
+        mask = input_ids != self.config.text.pad_id if attention_mask is None else attention_mask.bool()
+        return {'context': self.text(input_ids, mask), 'context_mask': mask}
 
-# %% ../nbs/18_matryoshka.ipynb #c046e92b
-@patch
-def _context(self: NestedUNet, B: int, input_ids, attention_mask) -> dict:
-    "The core's cross-attention arguments: the text encoder's output for the prompts (the empty prompt if None)."
-    if self.text is None:
-        if input_ids is not None:
-            raise ValueError("input_ids given, but this NestedUNet has no text encoder (config.text=None)")
-        return {}
-    if input_ids is None:
-        input_ids, attention_mask = (m.expand(B, -1) for m in (self.null_ids, self.null_mask))
-    if input_ids.shape[0] != B:
-        raise ValueError(f"input_ids has {input_ids.shape[0]} rows but the batch has {B} images")
-    mask = input_ids != self.config.text.pad_id if attention_mask is None else attention_mask.bool()
-    return {'context': self.text(input_ids, mask), 'context_mask': mask}
-
-
-@patch
-def _check_levels(self: NestedUNet, xs):
-    "xs: one (B, C, r, r) tensor per level, r = config.resolutions."
-    c, res = self.config.core.in_channels, self.config.resolutions
-    if not isinstance(xs, (list, tuple)) or len(xs) != len(res):
-        raise ValueError(
-            f"a NestedUNet takes a list of {len(res)} tensors (one per level, sizes {list(res)}), got {type(xs).__name__} of {len(xs) if isinstance(xs, (list, tuple)) else '?'}"
-        )
-    for l, (x, r) in enumerate(zip(xs, res)):
-        if not isinstance(x, torch.Tensor) or tuple(x.shape[1:]) != (c, r, r) or x.shape[0] != xs[0].shape[0]:
+    def _check_levels(self, xs):
+        "xs: one (B, C, r, r) tensor per level, r = config.resolutions."
+        c, res = self.config.core.in_channels, self.config.resolutions
+        if not isinstance(xs, (list, tuple)) or len(xs) != len(res):
             raise ValueError(
-                f"level {l} must be a ({xs[0].shape[0]}, {c}, {r}, {r}) tensor, got {tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}"
+                f"a NestedUNet takes a list of {len(res)} tensors (one per level, sizes {list(res)}), got "
+                f"{type(xs).__name__} of {len(xs) if isinstance(xs, (list, tuple)) else '?'}"
             )
+        for l, (x, r) in enumerate(zip(xs, res)):
+            if not isinstance(x, torch.Tensor) or tuple(x.shape[1:]) != (c, r, r) or x.shape[0] != xs[0].shape[0]:
+                raise ValueError(
+                    f"level {l} must be a ({xs[0].shape[0]}, {c}, {r}, {r}) tensor, got "
+                    f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}"
+                )
 
-
-@patch
-def forward(
-    self: NestedUNet,
-    xs: list,  # one (B, C, r, r) noisy image per level, outermost first
-    t: torch.Tensor,  # (B,) shared timesteps (each level reads them on its own schedule)
-    input_ids: torch.Tensor | None = None,
-    attention_mask: torch.Tensor | None = None,  # prompts (text models); None: the empty prompt
-    labels: torch.Tensor | None = None,  # class labels, if the core is class-conditional
-) -> list[torch.Tensor]:  # one prediction per level
-    "Shells down (outermost first), the core, shells up (innermost first): every level's prediction in one pass."
-    self._check_levels(xs)
-    t = torch.as_tensor(t, device=xs[0].device)
-    t = t.expand(xs[0].shape[0]) if t.ndim == 0 else t
-    extra, saved = None, []
-    for shell, x in zip(self.shells, xs):
-        emb = shell.time_embed(t)
-        h = shell.conv_in(x) if extra is None else shell.conv_in(x) + extra
-        h, hs = shell.down_path(h, emb)
-        saved.append((hs, emb))
-        extra = h
-    h, pred = core_forward(
-        self.core, xs[-1], t, extra, labels, **self._context(xs[0].shape[0], input_ids, attention_mask)
-    )
-    preds = [pred]
-    for shell, (hs, emb) in zip(reversed(self.shells), reversed(saved)):
-        h, p = shell.up_path(h, hs, emb)
-        preds.insert(0, p)
-    return preds
+    def forward(
+        self,
+        xs: list,  # one (B, C, r, r) noisy image per level, outermost first
+        t: torch.Tensor,  # (B,) shared timesteps (each level reads them on its own schedule)
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,  # prompts (text models); None: the empty prompt
+        labels: torch.Tensor | None = None,  # class labels, if the core is class-conditional
+    ) -> list[torch.Tensor]:  # one prediction per level
+        "Shells down (outermost first), the core, shells up (innermost first): every level's prediction in one pass."
+        self._check_levels(xs)
+        t = torch.as_tensor(t, device=xs[0].device)
+        t = t.expand(xs[0].shape[0]) if t.ndim == 0 else t
+        extra, saved = None, []
+        for shell, x in zip(self.shells, xs):
+            emb = shell.time_embed(t)
+            h = shell.conv_in(x) if extra is None else shell.conv_in(x) + extra
+            h, hs = shell.down_path(h, emb)
+            saved.append((hs, emb))
+            extra = h
+        h, pred = core_forward(
+            self.core, xs[-1], t, extra, labels, **self._context(xs[0].shape[0], input_ids, attention_mask)
+        )
+        preds = [pred]
+        for shell, (hs, emb) in zip(reversed(self.shells), reversed(saved)):
+            h, p = shell.up_path(h, hs, emb)
+            preds.insert(0, p)
+        return preds
 
 
 # %% ../nbs/18_matryoshka.ipynb #022207e4
@@ -451,15 +436,18 @@ def nested_loss(
     xs: list,  # clean images per level, outermost first (`pool_levels`)
     scheds: list,  # one NoiseSchedule per level (`level_schedules`)
     weights: tuple | None = None,  # loss weight per level; None: equal
-    pred_type: str = 'eps',
+    pred_type: str = 'eps',  # the rest as in diffusion_loss (chapter 08)
     loss: str = 'mse',
-    weighting: str = 'uniform',  # as in diffusion_loss
+    weighting: str = 'uniform',  # one of WEIGHTINGS
+    t_sampling: str = 'uniform',  # one of T_SAMPLINGS; t is shared by all levels
     generator: torch.Generator | None = None,  # draws t and every level's eps
     huber_delta: float = 1.0,
     min_snr_gamma: float = 5.0,
     p2_gamma: float = 1.0,
     p2_k: float = 1.0,
-    shard: tuple = (0, 1),  # (rank, world), as in diffusion_loss
+    shard: tuple = (0, 1),  # (rank, world): draw for all world*B items, keep this rank's B
+    dream: bool = False,  # DREAM (eqs. 8.4a-b) on every level, from one extra call without gradient
+    dream_p: float = 1.0,  # DREAM's exponent p
     **model_kwargs,
 ) -> torch.Tensor:  # scalar: eq. 18.4
     "The multi-resolution loss, eq. 18.4: diffusion_loss's per-level terms at one shared t, each on its own schedule and noise, weighted."
@@ -471,14 +459,22 @@ def nested_loss(
         )
     (rank, world), B = shard, xs[0].shape[0]
     mine = slice(rank * B, (rank + 1) * B)
-    t = sample_timesteps(world * B, scheds[0].T, 'uniform', generator, xs[0].device)[mine]
+    t = sample_timesteps(world * B, scheds[0].T, t_sampling, generator, xs[0].device)[mine]
     gdev = generator.device if generator is not None else xs[0].device
     eps = [torch.randn((world * B, *x.shape[1:]), generator=generator, device=gdev)[mine].to(x) for x in xs]
-    preds = model([q_sample(x, t, s, noise=e) for x, s, e in zip(xs, scheds, eps)], t, **model_kwargs)
+    ab = [s.gather(s.alpha_bar, t, x) for x, s in zip(xs, scheds)]
+    x_ts = [q_sample(x, t, s, noise=e) for x, s, e in zip(xs, scheds, eps)]
+    if dream:
+        with torch.no_grad():
+            guesses = model(x_ts, t, **model_kwargs)
+        # chapter 08's DREAM step per level, reading that level's prediction from the one call above
+        eps = [dream_noise(lambda *_: g, x, t, e, a, pred_type, dream_p) for g, x, e, a in zip(guesses, x_ts, eps, ab)]
+        x_ts = [q_sample(x, t, s, noise=e) for x, s, e in zip(xs, scheds, eps)]  # eq. 8.4b
+    preds = model(x_ts, t, **model_kwargs)
     up = lambda x: x.to(torch.promote_types(x.dtype, torch.float32))
     total = 0.0
-    for x0, e, s, p, wl in zip(xs, eps, scheds, preds, w):
-        target = up(target_for(pred_type, x0, e, s.gather(s.alpha_bar, t, x0)))
+    for x0, e, s, a, p, wl in zip(xs, eps, scheds, ab, preds, w):
+        target = up(target_for(pred_type, x0, e, a))
         err = (
             F.mse_loss(up(p), target, reduction='none')
             if loss == 'mse'
@@ -494,14 +490,8 @@ class JointDenoiser:
     "One network call per step for all levels (with classifier-free guidance); each level's sampler context reads its own prediction."
 
     def __init__(self, model, cond: dict | None, uncond: dict | None, guidance: float):
-        self.model, self.cond, self.uncond, self.guidance, self.t, self.preds = (
-            model,
-            cond or {},
-            uncond,
-            guidance,
-            None,
-            None,
-        )
+        self.model, self.cond, self.uncond, self.guidance = model, cond or {}, uncond, guidance
+        self.t, self.states, self.preds = None, None, None  # the step's timestep, the levels' states, predictions
 
     def begin(self, t: int, states: list):
         "A new step at timestep t from the levels' current states."
@@ -511,8 +501,12 @@ class JointDenoiser:
         "The model's (guided) prediction for `level` at the step's states; a second call at another point is refused."
         if t != self.t or x is not self.states[level]:
             raise ValueError(
-                "nested sampling evaluates the model once per step at the levels' current states; this sampler evaluates it "
-                "again elsewhere (e.g. heun): use a one-call sampler such as ddim, ddpm, euler, dpm_solver, dpmpp_3m or unipc"
+                "nested sampling evaluates the model once per step at the levels' current states; this "
+                "sampler "
+                "evaluates it "
+                "again elsewhere (e.g. heun): use a one-call sampler such as ddim, ddpm, euler, "
+                "dpm_solver, dpmpp_3m "
+                "or unipc"
             )
         if self.preds is None:
             xs, tt = self.states, torch.full((self.states[0].shape[0],), t, dtype=torch.long, device=x.device)
@@ -572,7 +566,9 @@ def nested_sample(
     spec = get_sampler(sampler)
     if spec.nfe(4) != 4:
         raise ValueError(
-            f"sampler {sampler!r} makes {spec.nfe(4)} network calls in 4 steps; nested sampling needs one call per step (ddim, ddpm, euler, dpm_solver, dpmpp_3m, unipc)"
+            f"sampler {sampler!r} makes {spec.nfe(4)} network calls in 4 steps; nested sampling needs one "
+            "call per "
+            "step (ddim, ddpm, euler, dpm_solver, dpmpp_3m, unipc)"
         )
     _check_sample_args(scheds[0], steps, eta, pred_type, guidance, 0.0, clip, 'small', cond, None)
     pairs = timestep_pairs(scheds[0].T, steps, spacing or spec.spacing, 0, scheds[0])
@@ -672,23 +668,27 @@ class NestedPipeline(Pipeline):
 
 
 # %% ../nbs/18_matryoshka.ipynb #aa1d78ed
-def _is_nested_config(mc) -> bool:
-    "Does a checkpoint's model_config describe a NestedUNet?"
-    return isinstance(mc, dict) and {'core', 'resolutions', 'shell_channels'} <= set(mc)
+NESTED_CLASS = 'ddpm_book.matryoshka.NestedUNet'  # the model_class of nested runs' checkpoints
 
 
 def _build_nested_pipeline(state: dict, ema: bool = True, device=None) -> NestedPipeline:
     "The NestedPipeline of a checkpoint: model (EMA weights by default), base schedule and pred_type from its configs."
-    model = NestedUNet(state['model_config'])
-    load_model_state(model, state['ema']['model'] if ema else state['model'], 'EMA model' if ema else 'model')
-    c, r = state['config'], model.config.resolutions[0]
+    model = load_weights(NestedUNet(state['model_config']), state, ema)
+    c, r = model.config.core, model.config.resolutions[0]
     return NestedPipeline(
         model.eval().to(device or 'cpu'),
-        make_schedule(c['schedule'], c['T'], c.get('zero_terminal_snr', False)),
-        c['pred_type'],
-        (model.config.core.in_channels, r, r),
+        schedule_from_state(state),
+        state['config']['pred_type'],
+        (c.in_channels, r, r),
         text=model.text is not None,
     )
 
 
-register_pipeline_builder(NestedUNet, _build_nested_pipeline, _is_nested_config)
+# the notebook's cell and the module both register it: the same kind, replaced
+MODELS.register(
+    'nested',
+    _build_nested_pipeline,
+    help="Chapter 18's NestedUNet: an image and its smaller copies denoised together.",
+    model_class=NESTED_CLASS,
+    replace=True,
+)

@@ -5,27 +5,14 @@
 # %% ../nbs/18b_matryoshka_train.ipynb #a6725bc5
 from __future__ import annotations
 from dataclasses import asdict, replace
-from pathlib import Path
 import torch
 import torch.nn as nn
-from torch.utils.data import DataLoader
-from fastcore.basics import patch
 from .core import check_int
-from .data import get_dataset
-from .checkpoints import unwrap, load_file, find_checkpoint
+from .checkpoints import unwrap, run_checkpoint
 from .trainer import Trainer, TrainConfig
-from .runs import SeededItems, SeededBatches
-from .text import BPETokenizer, _check_captions
-from ddpm_book.evaluation import (
-    ProxyEval,
-    generate,
-    proxy_extractor,
-    reference_features,
-    extract_features,
-    frechet_distance,
-    kernel_distance,
-)
-from .cli import train_variant, train_config, stored_dataset
+from .text import BPETokenizer, _check_captions, caption_prompts
+from .evaluation import ProxyEval, generate
+from .cli import train_variant, trainer_from_args
 from ddpm_book.matryoshka import (
     NestedUNet,
     NestedUNetConfig,
@@ -35,11 +22,11 @@ from ddpm_book.matryoshka import (
     nested_sample,
     pool_levels,
     NestedPipeline,
-    _is_nested_config,
+    NESTED_CLASS,
 )
 
 # %% auto #0
-__all__ = ['NESTED_CLASS', 'NestedTrainer', 'NestedProxyEval', 'init_from', 'build_nested_trainer']
+__all__ = ['NestedTrainer', 'NestedProxyEval', 'init_from', 'build_nested_trainer']
 
 
 # %% ../nbs/18b_matryoshka_train.ipynb #9cafb68b
@@ -51,21 +38,21 @@ class NestedTrainer(Trainer):
         model: nn.Module,  # a NestedUNet (or a compiled one)
         dataset,  # items with 'x' (and 'caption' for a text model)
         config: TrainConfig | dict,
-        **kwargs,
-    ):  # Trainer's sample_fn=, eval_fn=, callbacks=
+        **kwargs,  # Trainer's sample_fn=, eval_fn=, callbacks=
+    ):
         net = unwrap(model)
         if not isinstance(net, NestedUNet):
             raise TypeError(f"NestedTrainer trains a NestedUNet, got {type(net).__name__}")
         cfg = config if isinstance(config, TrainConfig) else TrainConfig(**config)
         if cfg.class_cond:
             raise ValueError(
-                "NestedTrainer trains unconditional or text models: set class_cond=False (label_dropout is the caption dropout)"
+                "NestedTrainer trains unconditional or text models: set class_cond=False "
+                "(label_dropout is the caption dropout)"
             )
         shape, r = tuple(dataset[0]['x'].shape), net.config.resolutions[0]
         if shape != (net.config.core.in_channels, r, r):
-            raise ValueError(
-                f"the data's images are {shape} but the model's outer level is {(net.config.core.in_channels, r, r)}"
-            )
+            want = (net.config.core.in_channels, r, r)
+            raise ValueError(f"the data's images are {shape} but the model's outer level is {want}")
         if net.text is not None:
             _check_captions(dataset)
         if cfg.eval_every and kwargs.get('eval_fn') is None:
@@ -73,97 +60,50 @@ class NestedTrainer(Trainer):
         super().__init__(model, dataset, cfg, **kwargs)
         self.scheds = net.schedules(self.sched)
 
-    def _loss(self, x0: torch.Tensor, model_kwargs: dict) -> torch.Tensor:
-        "Eq. 18.4 on this process's share of the micro-batch, under autocast if mixed precision is on."
-        c, net = self.cfg, unwrap(self.model)
+    def inputs(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        "Hook (chapter 08c): the images; for a text model also the captions as prompt arguments, some dropped to ''."
+        x, cond = super().inputs(batch)
+        if unwrap(self.model).text is None:
+            return x, cond
+        return x, caption_prompts(self, batch['caption'])
+
+    def loss(self, x0: torch.Tensor, cond: dict) -> torch.Tensor:
+        "Hook (chapter 08c): eq. 18.4 on this process's share of the micro-batch, with every loss option of the config."
+        net = unwrap(self.model)
         with self.acc.autocast():
-            return nested_loss(
-                self.net,
-                pool_levels(x0, net.config.resolutions),
-                self.scheds,
-                net.config.weights,
-                c.pred_type,
-                c.loss,
-                c.weighting,
-                self.gen,
-                c.huber_delta,
-                c.min_snr_gamma,
-                c.p2_gamma,
-                c.p2_k,
-                shard=self._shard,
-                **model_kwargs,
-            )
+            xs = pool_levels(x0, net.config.resolutions)
+            return nested_loss(self.net, xs, self.scheds, net.config.weights, **self.loss_options(), **cond)
+
+    def _standin_sample_fn(self, model, n: int, generator) -> torch.Tensor:
+        "Sample grids of the outer level: DDIM, 20 steps; a text model gets the data's first captions."
+        cond = None
+        if model.text is not None:
+            with torch.random.fork_rng(devices=[]):  # reading captions may draw (several per image): keep the RNG
+                cond = model.tokenize([self.dataset[i % len(self.dataset)]['caption'] for i in range(n)])
+        guidance = 2.0 if cond else 1.0
+        return nested_sample(
+            model,
+            self.scheds,
+            n=n,
+            steps=20,
+            pred_type=self.cfg.pred_type,
+            cond=cond,
+            guidance=guidance,
+            clip='clip',
+            generator=generator,
+        )[0]
 
 
 # %% ../nbs/18b_matryoshka_train.ipynb #fd4d0885
 class NestedProxyEval(ProxyEval):
     "Chapter 13's proxy `eval_fn` for nested runs: proxy FD and KID of the EMA model's outer-level samples (unconditional)."
 
-    def __call__(self, trainer) -> dict:
+    def samples(self, trainer) -> tuple[torch.Tensor, None]:
+        "Hook (chapter 13): `n` outer-level images of the trainer's EMA model, this evaluation's seed; no labels."
         m = trainer.ema.model
         r = m.config.resolutions[0]
-        x, _ = generate(
-            NestedPipeline(m, trainer.sched, trainer.cfg.pred_type, (m.config.core.in_channels, r, r)),
-            self.n,
-            seed=self.seed,
-            **self.kw,
-        )
-        self.ext = self.ext or proxy_extractor(image_size=r)
-        real, fake = reference_features(self.ext, self.n, r, seed=self.seed), extract_features(self.ext, x)
-        return {'proxy_fd': frechet_distance(real, fake), 'proxy_kid': kernel_distance(real, fake)[0]}
-
-
-# %% ../nbs/18b_matryoshka_train.ipynb #0d55833d
-@patch
-def _next_batch(self: NestedTrainer) -> tuple[torch.Tensor, dict]:
-    "The next micro-batch (Trainer's resumable, seeded order); a text model's captions as prompt arguments."
-    if unwrap(self.model).text is None:
-        return Trainer._next_batch(self)
-    if self._data is None:
-        self.batches.start = self.batches_seen
-        g = torch.Generator().manual_seed(self.cfg.seed + self.batches_seen)
-        self._data = iter(
-            DataLoader(
-                SeededItems(self.dataset),
-                batch_sampler=SeededBatches(self.batches, *self._shard),
-                num_workers=self.cfg.num_workers,
-                generator=g,
-            )
-        )
-    batch = next(self._data)
-    self.batches_seen += 1
-    (r, world), caps = self._shard, batch['caption']
-    drop = (
-        torch.rand(world * len(caps), generator=self.gen, device=self.gen.device)[r * len(caps) : (r + 1) * len(caps)]
-        < self.cfg.label_dropout
-    )
-    return batch['x'].to(self.device), unwrap(self.model).tokenize(
-        ['' if d else c for c, d in zip(caps, drop.tolist())]
-    )
-
-
-@patch
-def _standin_sample_fn(self: NestedTrainer, model, n: int, generator) -> torch.Tensor:
-    "Sample grids of the outer level: DDIM, 20 steps; a text model gets the data's first captions."
-    with torch.random.fork_rng(
-        devices=[]
-    ):  # reading captions may draw (several per image): keep the run's RNG untouched
-        cond = (
-            model.tokenize([self.dataset[i % len(self.dataset)]['caption'] for i in range(n)])
-            if model.text is not None
-            else None
-        )
-    return nested_sample(
-        model,
-        self.scheds,
-        n=n,
-        steps=20,
-        pred_type=self.cfg.pred_type,
-        cond=cond,
-        guidance=2.0 if cond else 1.0,
-        clip="clip",
-        generator=generator,
-    )[0]
+        pipe = NestedPipeline(m, trainer.sched, trainer.cfg.pred_type, (m.config.core.in_channels, r, r))
+        return generate(pipe, self.n, seed=self.seed, **self.kw)
 
 
 # %% ../nbs/18b_matryoshka_train.ipynb #5ae3e9dc
@@ -173,7 +113,7 @@ def init_from(
     ema: bool = True,  # copy the EMA weights (else the raw ones)
 ) -> NestedUNet:
     "Progressive training: initialise the inner levels (and text encoder) of `model` from a smaller nested run; new shells join at zero."
-    if not _is_nested_config(state.get('model_config')):
+    if state.get('model_class') != NESTED_CLASS:
         raise ValueError(
             f"init-from needs a NestedUNet checkpoint; this one holds a {state.get('model_class', 'model')} run"
         )
@@ -187,13 +127,17 @@ def init_from(
         or not all(map(same, ('core', 'shell_blocks', 'text', 'tokenizer')))
     ):
         raise ValueError(
-            f"cannot grow from resolutions {list(small.resolutions)} to {list(big.resolutions)}: the smaller run's levels must be this model's innermost "
+            f"cannot grow from resolutions {list(small.resolutions)} to {list(big.resolutions)}: the "
+            "smaller run's "
+            "levels must be this model's innermost "
             "ones, with the same core, shells, text encoder and tokenizer"
         )
     ref = lambda c: c.ref_resolution or c.resolutions[-1]
     if ref(small) != ref(big):
         raise ValueError(
-            f"ref_resolution {ref(small)} of the smaller run and {ref(big)} here give the shared levels different schedules (eq. 18.2)"
+            f"ref_resolution {ref(small)} of the smaller run and {ref(big)} here give the shared levels "
+            "different "
+            "schedules (eq. 18.2)"
         )
     rename = lambda key: (
         f"shells.{int(key.split('.')[1]) + k}.{key.split('.', 2)[2]}" if key.startswith('shells.') else key
@@ -207,7 +151,6 @@ def init_from(
 
 
 # %% ../nbs/18b_matryoshka_train.ipynb #e5e64652
-NESTED_CLASS = 'ddpm_book.matryoshka.NestedUNet'  # the model_class of nested runs' checkpoints
 _OWN = ('num_levels', 'init_from', 'level_weights', 'nested_preset')
 
 
@@ -264,14 +207,14 @@ def _fresh_config(args, ds, src: dict | None) -> NestedUNetConfig:
     small = NestedUNetConfig(**src['model_config']) if src else None
     levels = check_int('--num-levels', args.num_levels or (small.num_levels + 1 if small else 2), 1, 3)
     caps, w = _dataset_captions(ds), _level_weights(args.level_weights, levels)
-    tok = (
-        BPETokenizer.from_json(small.tokenizer)
-        if small and small.tokenizer
-        else (BPETokenizer.train(caps, 1000, 16) if caps and not small else None)
-    )
+    if small and small.tokenizer:  # a grown text model keeps its tokenizer
+        tok = BPETokenizer.from_json(small.tokenizer)
+    else:
+        tok = BPETokenizer.train(caps, 1000, 16) if caps and not small else None
     if small is not None and (small.text is not None) != bool(caps):
         raise ValueError(
-            f"--init-from run is {'text' if small.text else 'un'}conditional but the data {'has' if caps else 'has no'} captions"
+            f"--init-from run is {'text' if small.text else 'un'}conditional but the data "
+            f"{'has' if caps else 'has no'} captions"
         )
     cfg = nested_config(
         args.nested_preset or ('tiny' if args.quick else 'mnist'), size, levels, c, tok, level_weights=w
@@ -280,7 +223,9 @@ def _fresh_config(args, ds, src: dict | None) -> NestedUNetConfig:
         return cfg
     if levels <= small.num_levels:
         raise ValueError(
-            f"--num-levels {levels} must exceed the --init-from run's {small.num_levels} levels (progressive training grows the model)"
+            f"--num-levels {levels} must exceed the --init-from run's {small.num_levels} levels "
+            "(progressive training "
+            "grows the model)"
         )
     return NestedUNetConfig(
         **{
@@ -298,17 +243,10 @@ def _fresh_config(args, ds, src: dict | None) -> NestedUNetConfig:
 # %% ../nbs/18b_matryoshka_train.ipynb #edbb7829
 def _run_state(path) -> dict:
     "The checkpoint state of --init-from: a checkpoint file, or the latest checkpoint of a run folder."
-    p = Path(path)
-    found = (
-        (p, load_file(p))
-        if p.is_file()
-        else find_checkpoint(p / 'checkpoints', 'latest')
-        if (p / 'checkpoints').is_dir()
-        else None
-    )
-    if found is None:
-        raise FileNotFoundError(f"--init-from '{p}' is neither a checkpoint file nor a run folder with checkpoints/")
-    return found[1]
+    try:
+        return run_checkpoint(path)[1]
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"--init-from: {e}") from None
 
 
 def _is_own_run(args, stored) -> bool:
@@ -321,9 +259,12 @@ def _is_own_run(args, stored) -> bool:
         raise ValueError(f"'{args.out}' holds a {stored.get('model_class')} run, not a nested one; choose a new --out")
     if not mine and args.model != 'nested' and own:
         raise ValueError(f"{', '.join(own)} need(s) --model nested")
-    if mine and (args.init_from or args.num_levels not in (None, len(stored['model_config']['resolutions']))):
+    levels = len(stored['model_config']['resolutions']) if mine else None
+    if mine and (args.init_from or args.num_levels not in (None, levels)):
         raise ValueError(
-            f"'{args.out}' continues a {len(stored['model_config']['resolutions'])}-level nested run: --num-levels and --init-from apply to a fresh run only"
+            f"'{args.out}' continues a {levels}-level nested run: --num-levels and --init-from apply to a "
+            "fresh run "
+            "only"
         )
     return mine or args.model == 'nested'
 
@@ -334,25 +275,25 @@ def build_nested_trainer(args, found) -> NestedTrainer | None:
     stored = found[1] if found else None
     if not _is_own_run(args, stored):
         return None
-    data = args.data or (stored_dataset(args.out) if stored else None) or 'mnist5k'
-    size = args.image_size or (stored['model_config']['resolutions'][0] if stored else None)
-    ds = get_dataset(data, root=args.root, split='train', **({'image_size': size} if size else {}))
-    if ds[0]['x'].ndim != 3:
-        raise ValueError(f"a nested run needs an image data set; {data!r} holds {ds[0]['x'].ndim}-D points")
-    cfg = train_config(args, stored and stored['config'])
-    if cfg.class_cond:
-        raise ValueError("--class-cond: a nested run is conditioned on captions (a captioned data set) or on nothing")
     src = None if stored or not args.init_from else _run_state(args.init_from)
-    mcfg = NestedUNetConfig(**stored['model_config']) if stored else _fresh_config(args, ds, src)
-    if not stored and mcfg.text is not None and args.label_dropout is None:
-        cfg = replace(cfg, label_dropout=0.1)  # caption dropout, for guidance
-    torch.manual_seed(cfg.seed)
-    model = NestedUNet(mcfg)
-    if src is not None:
-        init_from(model, src)
-        print(f"initialised levels {list(src['model_config']['resolutions'])} from {args.init_from}")
-    tr = NestedTrainer(model, ds, cfg)
-    if found:
-        tr.load_state_dict(stored)
-        print(f"resumed from {found[0]} (step {tr.step})")
-    return tr
+
+    def make(ds, cfg) -> NestedTrainer:
+        if cfg.class_cond:
+            raise ValueError(
+                "--class-cond: a nested run is conditioned on captions (a captioned data set) or on nothing"
+            )
+        if stored:
+            mcfg = NestedUNetConfig(**stored['model_config'])
+        else:
+            with torch.random.fork_rng(devices=[]):  # reading captions may draw: the model starts from the seed
+                mcfg = _fresh_config(args, ds, src)
+            if mcfg.text is not None and args.label_dropout is None:
+                cfg = replace(cfg, label_dropout=0.1)  # caption dropout, for guidance
+        model = NestedUNet(mcfg)
+        if src is not None:
+            init_from(model, src)
+            print(f"initialised levels {list(src['model_config']['resolutions'])} from {args.init_from}")
+        return NestedTrainer(model, ds, cfg)
+
+    size = stored['model_config']['resolutions'][0] if stored else None
+    return trainer_from_args(args, found, make, size, what='a nested run')

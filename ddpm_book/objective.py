@@ -129,12 +129,12 @@ def diffusion_loss(
     weighting: str = 'uniform',  # one of WEIGHTINGS
     t_sampling: str = 'uniform',  # one of T_SAMPLINGS
     generator: torch.Generator | None = None,  # draws t and eps
-    huber_delta: float = 1.0,
-    min_snr_gamma: float = 5.0,
-    p2_gamma: float = 1.0,
-    p2_k: float = 1.0,
+    huber_delta: float = 1.0,  # Huber's threshold delta
+    min_snr_gamma: float = 5.0,  # gamma of min-SNR
+    p2_gamma: float = 1.0,  # gamma of P2
+    p2_k: float = 1.0,  # k of P2
     shard: tuple = (0, 1),  # (rank, world): draw t and eps for all world*B items, keep this rank's B (chapter 15)
-    dream: bool = False,  # DREAM: train on the model's own estimate, eqs. 8.4a-b (one extra forward pass without gradient)
+    dream: bool = False,  # DREAM: train on the model's own estimate, eqs. 8.4a-b (one more pass, no gradient)
     dream_p: float = 1.0,  # DREAM's exponent p
     **model_kwargs,  # passed on to the model (labels=, context=)
 ) -> torch.Tensor:  # scalar loss
@@ -143,9 +143,8 @@ def diffusion_loss(
     (rank, world), B = shard, x0.shape[0]
     mine = slice(rank * B, (rank + 1) * B)
     t = sample_timesteps(world * B, sched.T, t_sampling, generator, x0.device)[mine]
-    eps = torch.randn(
-        (world * B, *x0.shape[1:]), generator=generator, device=generator.device if generator is not None else x0.device
-    )[mine].to(x0)
+    device = generator.device if generator is not None else x0.device
+    eps = torch.randn((world * B, *x0.shape[1:]), generator=generator, device=device)[mine].to(x0)
     x_t, ab_t = q_sample(x0, t, sched, noise=eps), sched.gather(sched.alpha_bar, t, x0)
     if dream:
         eps = dream_noise(model, x_t, t, eps, ab_t, pred_type, dream_p, **model_kwargs)
@@ -153,11 +152,10 @@ def diffusion_loss(
     up = lambda x: x.to(torch.promote_types(x.dtype, torch.float32))  # the loss in fp32 at least: bf16 up, fp64 kept
     pred = up(model(x_t, t, **model_kwargs))
     target = up(target_for(pred_type, x0, eps, ab_t))
-    err = (
-        F.mse_loss(pred, target, reduction='none')
-        if loss == 'mse'
-        else F.huber_loss(pred, target, reduction='none', delta=huber_delta)
-    )
+    if loss == 'mse':
+        err = F.mse_loss(pred, target, reduction='none')
+    else:
+        err = F.huber_loss(pred, target, reduction='none', delta=huber_delta)
     w = loss_weight(weighting, sched.snr.to(x0.device)[t], pred_type, min_snr_gamma, p2_gamma, p2_k)
     return (up(w) * err.flatten(1).mean(1)).mean()
 
@@ -166,12 +164,12 @@ def diffusion_loss(
 @torch.no_grad()
 def dream_noise(
     model,  # the denoiser, called once without gradient
-    x_t: torch.Tensor,
-    t: torch.Tensor,
-    eps: torch.Tensor,  # the noised batch, its timesteps and its true noise
+    x_t: torch.Tensor,  # the noised batch
+    t: torch.Tensor,  # its timesteps
+    eps: torch.Tensor,  # its true noise
     ab_t: torch.Tensor,  # alpha_bar at t, broadcastable to x_t
-    pred_type: str = 'eps',
-    p: float = 1.0,  # what the model predicts; DREAM's exponent
+    pred_type: str = 'eps',  # what the model predicts
+    p: float = 1.0,  # DREAM's exponent
     **model_kwargs,
 ) -> torch.Tensor:
     "DREAM's noise eps + Delta, eq. 8.4a, from the model's own estimate eps_hat."
@@ -231,7 +229,7 @@ class MLPDenoiser(nn.Module):
 
 # %% ../nbs/08_objective.ipynb #0bf0e6a7
 class EMA:
-    "An exponential moving average of a model's weights with a warm-up decay, eq. 8.6; `ema.model` is the averaged model."
+    "An exponential moving average of a model's weights with a warm-up decay, eq. 8.6; `ema.model` is the average."
 
     def __init__(
         self,

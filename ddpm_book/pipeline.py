@@ -16,22 +16,28 @@ from typing import Callable
 import torch
 import torch.nn as nn
 from fastcore.basics import patch
-from .core import image_grid, check_int
+from .core import image_grid, check_int, Registry
 from .forward import NoiseSchedule, StaticPicture
 from .schedules import make_schedule
-from .checkpoints import find_checkpoint, load_file, save_file, load_model_state, class_name
+from .checkpoints import run_checkpoint, save_file, load_model_state, class_name
 from .unet import UNet, UNetConfig, ADDED_FIELDS
 from .trainer import TrainConfig, Trainer
-from .sampling import sample, SAMPLERS, SPACINGS, STEP_SCHEDULES, model_device
-import ddpm_book.samplers  # chapter 10: registers euler, heun, dpm_solver
-from .solvers import FAST_SAMPLING  # chapter 10a: registers unipc, dpmpp_3m and the step schedules
+from . import sampling  # chapter 09: `sampling.sample`, since `Pipeline.sample` below takes the name
+from .sampling import SAMPLERS, GRIDS, model_device
+import ddpm_book.samplers  # noqa: F401 (chapter 10: registers euler, heun, dpm_solver and the logsnr grid)
+from .solvers import FAST_SAMPLING  # chapter 10a: registers unipc, dpmpp_3m and the karras, quadratic grids
 
 # %% auto #0
 __all__ = [
+    'MODELS',
     'PIXELATED_CSS',
     'Pipeline',
     'class_key',
     'register_pipeline_builder',
+    'model_weights',
+    'load_weights',
+    'schedule_from_state',
+    'model_kind',
     'load_pipeline',
     'trainer_sample_fn',
     'book_cache_dir',
@@ -42,6 +48,7 @@ __all__ = [
     'book_model_path',
     'book_pipeline',
     'available_samplers',
+    'available_grids',
     'SamplingStudio',
 ]
 
@@ -128,7 +135,7 @@ def sample(
     kw.setdefault('clip', self.clip)
     if cond is None and kw.get('guidance', 1.0) != 1.0:
         raise ValueError(f"guidance={kw['guidance']} needs labels= or prompts= to guide towards")
-    return sample(
+    return sampling.sample(
         self.model,
         self.sched,
         x_T,
@@ -142,8 +149,7 @@ def sample(
 
 
 # %% ../nbs/10b_pipeline.ipynb #70c08f8a
-_BUILDERS: dict[str, Callable] = {}  # 'module.QualName' -> build(state, ema, device) -> Pipeline
-_DETECTORS: list[tuple[Callable, str]] = []  # (detect(model_config) -> bool, key) for checkpoints without model_class
+MODELS = Registry('model kind', group='models')  # short name -> build(state, ema, device) -> Pipeline; meta model_class
 
 
 def class_key(model_class) -> str:
@@ -156,32 +162,51 @@ def class_key(model_class) -> str:
 
 
 def register_pipeline_builder(
-    model_class,  # a model class, or its 'module.QualName' (e.g. 'ddpm_book.unet.UNet')
+    model_class,  # a model class, or its 'module.QualName' (e.g. 'ddpm_book.text.TextUNet')
     build: Callable,  # build(state: dict, ema: bool, device) -> Pipeline
-    detect: Callable | None = None,  # detect(model_config: dict) -> bool, for checkpoints without model_class
-) -> str:  # the key
-    "Teach `load_pipeline` to build pipelines for checkpoints of `model_class`; later detect functions are tried first."
+    detect: Callable | None = None,  # ignored: model kinds are found by model_class alone
+) -> str:  # the kind's name
+    "The old form of `MODELS.register`, kept until every chapter calls that: files `build` as TextUNet -> 'text'."
     key = class_key(model_class)
-    _BUILDERS[key] = build
-    _DETECTORS[:] = [(d, k) for d, k in _DETECTORS if k != key]
-    if detect is not None:
-        _DETECTORS.insert(0, (detect, key))
-    return key
+    name = key.rpartition('.')[2].lower().removesuffix('unet') or 'unet'
+    MODELS.register(name, build, replace=True, model_class=key)
+    return name
 
 
 # %% ../nbs/10b_pipeline.ipynb #ee48ab48
-def _find_state(path) -> tuple[Path, dict]:
-    "The checkpoint at `path`: a file, or the latest one in a run folder (or its checkpoints/)."
-    p = Path(path)
-    if p.is_file():
-        return p, load_file(p)
-    for folder in (p / 'checkpoints', p):
-        found = find_checkpoint(folder, 'latest') if folder.is_dir() else None
-        if found:
-            return found
-    raise FileNotFoundError(
-        f"no checkpoint at '{p}': pass a checkpoint file (ckpt_*.pt) or a run folder that holds checkpoints/"
-    )
+def model_weights(
+    state: dict,  # a loaded checkpoint or model file
+    ema: bool = True,  # the EMA weights (else the raw ones)
+    source='',  # where the state came from, for messages
+) -> tuple[dict, str]:  # (state dict, 'EMA model' or 'model')
+    "The weights to load from a checkpoint, EMA or raw, and their name for messages; a clear error when missing."
+    where = f"'{source}'" if source else 'the checkpoint'
+    if ema:
+        if not isinstance(state.get('ema'), dict) or not isinstance(state['ema'].get('model'), dict):
+            raise ValueError(f"{where} holds no EMA weights: load it with ema=False")
+        return state['ema']['model'], 'EMA model'
+    if not isinstance(state.get('model'), dict):
+        raise ValueError(
+            f"{where} holds EMA weights only (a model file, see export_model_file), no raw weights: load it with ema=True"
+        )
+    return state['model'], 'model'
+
+
+def load_weights(
+    model: nn.Module,  # the model the checkpoint describes, freshly built
+    state: dict,  # a loaded checkpoint or model file
+    ema: bool = True,  # the EMA weights (else the raw ones)
+    source='',  # where the state came from, for messages
+) -> nn.Module:  # the model, with the weights loaded
+    "Load a checkpoint's EMA (or raw) weights into `model`, strictly (chapter 07's `load_model_state`)."
+    load_model_state(model, *model_weights(state, ema, source))
+    return model
+
+
+def schedule_from_state(state: dict) -> NoiseSchedule:
+    "The noise schedule a checkpoint's run trained with: its config's schedule, T and zero_terminal_snr."
+    c = state['config']
+    return make_schedule(c['schedule'], c['T'], c.get('zero_terminal_snr', False))
 
 
 # %% ../nbs/10b_pipeline.ipynb #fd1cc3fb
@@ -189,55 +214,59 @@ _UNET_FIELDS = {f.name for f in fields(UNetConfig)}
 
 
 def _build_unet(state: dict, ema: bool = True, device=None) -> Pipeline:
-    "A Pipeline around the UNet of chapter 06 described by the checkpoint."
-    mc, cfg = state['model_config'], state['config']
-    model = UNet(UNetConfig(**mc))
-    load_model_state(model, state['ema']['model'] if ema else state['model'], 'EMA model' if ema else 'model')
-    sched = make_schedule(cfg['schedule'], cfg['T'], cfg.get('zero_terminal_snr', False))
+    "A Pipeline around chapter 06's UNet (pixel space, optionally class-conditional)."
+    mc = state['model_config']
+    model = load_weights(UNet(UNetConfig(**mc)), state, ema)
+    shape = (mc['in_channels'], mc['image_size'], mc['image_size'])
     return Pipeline(
         model.to(device or 'cpu').eval(),
-        sched,
-        cfg['pred_type'],
-        (mc['in_channels'], mc['image_size'], mc['image_size']),
+        schedule_from_state(state),
+        state['config']['pred_type'],
+        shape,
         mc.get('num_classes'),
     )
 
 
-def _is_unet_config(mc: dict) -> bool:
-    return set(mc) | set(ADDED_FIELDS) == _UNET_FIELDS
+def _is_unet_config(mc) -> bool:
+    return isinstance(mc, dict) and set(mc) | set(ADDED_FIELDS) == _UNET_FIELDS
 
 
-register_pipeline_builder(UNet, _build_unet, _is_unet_config)
+MODELS.register('unet', _build_unet, model_class=class_key(UNet))
 
 
 # %% ../nbs/10b_pipeline.ipynb #296c67ce
-def _pipeline_builder(state: dict, source) -> Callable:
-    "The registered builder for a checkpoint, found by its `model_class` (importing that ddpm_book module) or by detect."
-    key, mc = state.get('model_class'), state.get('model_config')
-    if key is None:
-        for detect, k in _DETECTORS:
-            if detect(mc):
-                return _BUILDERS[k]
-        raise ValueError(
-            f"'{source}' records no model_class and no registered detect() recognises its model_config (keys {sorted(mc)[:8]}...); "
-            "import the chapter that defines the model (e.g. `import ddpm_book.text` for text models) and try again"
-        )
-    if key not in _BUILDERS:
-        module = class_key(key).rpartition('.')[0]
+def model_kind(
+    state: dict,  # a loaded checkpoint
+    source='',  # where it came from, for messages
+) -> str:  # a name in MODELS
+    "The model kind of a checkpoint, found by its recorded `model_class` alone (none recorded: chapter 06's UNet)."
+    key = state.get('model_class')
+    if key is None:  # written before checkpoints recorded their class: only UNets were
+        mc = state.get('model_config')
+        if not _is_unet_config(mc):
+            raise ValueError(
+                f"'{source}' records no model_class and its model_config is not a UNet's "
+                f"(keys {sorted(mc or {})[:8]}): it was not written by this book's Trainer"
+            )
+        key = class_key(UNet)
+    key = class_key(key)
+    kinds = [n for n in MODELS if MODELS.entry(n).meta.get('model_class') == key]
+    if not kinds:
+        module = key.rpartition('.')[0]
         if not module.startswith('ddpm_book.'):
             raise ValueError(
-                f"'{source}': no pipeline builder for model_class {key!r}, and modules outside ddpm_book are never imported "
-                "by load_pipeline: import the module that registers its builder yourself"
+                f"'{source}': no model kind for model_class {key!r}, and load_pipeline never imports modules outside "
+                "ddpm_book: import the module that registers its kind in MODELS yourself"
             )
         try:
-            importlib.import_module(module)  # a later chapter registers its builder on import, e.g. ddpm_book.text
+            importlib.import_module(module)  # a later chapter registers its kind on import, e.g. ddpm_book.text
         except ModuleNotFoundError:
             raise ValueError(f"'{source}': unknown model_class {key!r} (there is no module {module!r})") from None
-    if key not in _BUILDERS:
-        raise ValueError(
-            f"'{source}': no pipeline builder is registered for model_class {key!r}; registered: {sorted(_BUILDERS)}"
-        )
-    return _BUILDERS[key]
+        kinds = [n for n in MODELS if MODELS.entry(n).meta.get('model_class') == key]
+    if not kinds:
+        known = ', '.join(f"{n} ({MODELS.entry(n).meta.get('model_class')})" for n in MODELS)
+        raise ValueError(f"'{source}': no model kind is registered for model_class {key!r}; registered: {known}")
+    return kinds[0]
 
 
 # %% ../nbs/10b_pipeline.ipynb #bc48de2f
@@ -247,18 +276,16 @@ def load_pipeline(
     device=None,  # where the model goes (default CPU)
 ) -> Pipeline:
     "A ready-to-sample Pipeline from a training checkpoint of this book."
-    p, state = _find_state(book_model_path() if str(path) == 'book' and not Path(path).exists() else path)
+    p, state = run_checkpoint(book_model_path() if str(path) == 'book' and not Path(path).exists() else path)
     if not isinstance(state.get('model_config'), dict) or 'config' not in state:
         raise ValueError(f"'{p}' has no model_config/config: it was not written by the Trainer of chapter 08c")
-    if not ema and 'model' not in state:
-        raise ValueError(
-            f"'{p}' holds EMA weights only (a model file, see export_model_file), no raw weights: load it with ema=True"
-        )
-    if ema and 'ema' not in state:
-        raise ValueError(f"'{p}' holds no EMA weights: load it with ema=False")
-    pipe = _pipeline_builder(state, p)(state, ema, device)
+    model_weights(state, ema, p)  # missing weights: a clear error before anything is built
+    pipe = MODELS[model_kind(state, p)](state, ema, device)
     pipe.source = str(p)
     return pipe
+
+
+_find_state = run_checkpoint  # the old private name, read by chapter 17b until it calls run_checkpoint
 
 
 # %% ../nbs/10b_pipeline.ipynb #235f23c4
@@ -275,7 +302,7 @@ def trainer_sample_fn(
     def sample_fn(model, n: int, generator=None):
         dev = model_device(model)
         cond = {'labels': torch.arange(n, device=dev) % num_classes} if num_classes else None
-        return sample(
+        return sampling.sample(
             model,
             sched,
             shape=(n, *shape),
@@ -356,7 +383,7 @@ def export_model_file(
     **extra,  # more entries, e.g. training={'command': ..., 'hardware': ..., 'wall_time_s': ...}
 ) -> Path:
     "Write the EMA weights of a checkpoint with its configs and model class: a small file `load_pipeline` reads."
-    p, state = _find_state(src)
+    p, state = run_checkpoint(src)
     missing = [k for k in ('ema', 'config', 'model_config') if not isinstance(state.get(k), dict)]
     if missing:
         raise ValueError(
@@ -365,7 +392,7 @@ def export_model_file(
     clash = sorted(set(extra) & {*_MODEL_FILE_KEYS, 'model', 'optimizer'})
     if clash:
         raise ValueError(f"extra entries must not replace {clash}: they are written from the checkpoint")
-    ema = {'model': state['ema']['model'], 'num_updates': state['ema'].get('num_updates')}
+    ema = {'model': model_weights(state, True, p)[0], 'num_updates': state['ema'].get('num_updates')}
     out = {
         'step': state['step'],
         'ema': ema,
@@ -382,7 +409,7 @@ def _train_book(cfg: TrainConfig, quick: bool, device=None) -> Pipeline:
     "Train (resuming) the book model with `cfg` unless its run is complete; then load the run's latest checkpoint."
     from ddpm_book.data import get_dataset
 
-    found = find_checkpoint(Path(cfg.run_dir) / 'checkpoints')
+    found = run_checkpoint(cfg.run_dir, missing_ok=True)
     if found is None or found[1]['step'] < cfg.steps:
         torch.manual_seed(cfg.seed)
         ucfg, size = book_unet_config(quick), 16 if quick else 32
@@ -433,8 +460,13 @@ def book_pipeline(
 
 # %% ../nbs/10b_pipeline.ipynb #614fec0e
 def available_samplers() -> list[str]:
-    "Names of all registered samplers (chapters 10 and 10a's are registered by this module's imports)."
-    return list(SAMPLERS)
+    "Names of all registered samplers, as `SAMPLERS` lists them (this module's imports register chapters 10 and 10a's)."
+    return list(SAMPLERS.names())
+
+
+def available_grids() -> list[tuple[str, str]]:
+    "The studio's time grid menu: (label, value) pairs, the sampler's own default first, then every name in GRIDS."
+    return [("sampler's own", '')] + [(name, name) for name in GRIDS.names()]
 
 
 def _grid_png(x: torch.Tensor, nrow: int | None = None, zoom: int = 1) -> bytes:
@@ -487,65 +519,32 @@ class SamplingStudio:
     ):
         import ipywidgets as W
 
-        self.pipe, self.n, self.n_strip, self.zoom, self.images, self.output = (
-            pipe,
-            check_int('n', n, 1),
-            check_int('strip', strip, 2),
-            check_int('zoom', zoom, 1),
-            None,
-            None,
-        )
+        self.pipe, self.images, self.output = pipe, None, None
+        self.n, self.n_strip, self.zoom = check_int('n', n, 1), check_int('strip', strip, 2), check_int('zoom', zoom, 1)
         self.sampler = W.Dropdown(options=available_samplers(), value=FAST_SAMPLING['sampler'], description='sampler')
-        self.grid_kind = W.Dropdown(
-            options=[("sampler's own", '')] + [(g, g) for g in (*SPACINGS, *STEP_SCHEDULES)],
-            value='',
-            description='time grid',
-        )
+        self.grid_kind = W.Dropdown(options=available_grids(), value='', description='time grid')
         self.steps = W.IntSlider(
             min(steps or FAST_SAMPLING['steps'], pipe.sched.T), min=1, max=min(pipe.sched.T, 1000), description='steps'
         )
-        self.seed, self.eta = (
-            W.IntText(0, description='seed'),
-            W.FloatSlider(0.0, min=0, max=1, step=0.05, description='η'),
-        )
-        self.label = (
-            W.Dropdown(
-                options=[('every class', -2), ('none', -1)] + [(str(i), i) for i in range(pipe.num_classes)],
-                value=-2,
-                description='class',
-            )
-            if pipe.num_classes
-            else None
-        )  # -1/-2, not None: ipywidgets shows None as blank
+        self.seed = W.IntText(0, description='seed')
+        self.eta = W.FloatSlider(0.0, min=0, max=1, step=0.05, description='η')
+        self.label = None
+        if pipe.num_classes:  # -2 every class, -1 none (not None: ipywidgets shows None as blank)
+            classes = [('every class', -2), ('none', -1)] + [(str(i), i) for i in range(pipe.num_classes)]
+            self.label = W.Dropdown(options=classes, value=-2, description='class')
         self.prompt = W.Text(placeholder='a handwritten 7', description='prompt') if pipe.text else None
         self.guidance = W.FloatSlider(2.0 if pipe.conditional else 1.0, min=0, max=10, step=0.5, description='guidance')
-        self.button, self.status, self.bar = (
-            W.Button(description='Generate', button_style='primary'),
-            W.HTML('press <b>Generate</b>'),
-            W.Output(),
-        )
-        self.grid, self.strip = (
-            _fixed_image(pipe.shape, self.n, min(self.n, 8), zoom),
-            _fixed_image(pipe.shape, self.n_strip, self.n_strip, zoom),
-        )
+        self.button = W.Button(description='Generate', button_style='primary')
+        self.status, self.bar = W.HTML('press <b>Generate</b>'), W.Output()
+        self.grid = _fixed_image(pipe.shape, self.n, min(self.n, 8), zoom)
+        self.strip = _fixed_image(pipe.shape, self.n_strip, self.n_strip, zoom)
         self.picture = StaticPicture(self.grid.value)  # chapter 02: a copy of the grid that stays in the saved notebook
         for w in (self.sampler, self.label, self.prompt):
-            w is not None and w.observe(self._sync, 'value')
+            if w is not None:
+                w.observe(self._sync, 'value')
         self.button.on_click(lambda _: self.generate())
-        controls = [
-            w
-            for w in (
-                self.sampler,
-                self.grid_kind,
-                self.steps,
-                self.seed,
-                self.eta,
-                self.label,
-                self.prompt,
-                self.guidance,
-            )
-            if w is not None
-        ]
+        controls = [self.sampler, self.grid_kind, self.steps, self.seed, self.eta]
+        controls += [w for w in (self.label, self.prompt) if w is not None] + [self.guidance]
         self.widget = W.VBox(
             [
                 W.HTML(PIXELATED_CSS),
@@ -568,8 +567,8 @@ class SamplingStudio:
         return {}
 
     def _sync(self, *_):
-        "Grey out what doesn't apply: eta only matters to DDIM, guidance only when there is a condition."
-        self.eta.disabled = self.sampler.value != 'ddim'
+        "Grey out what doesn't apply: eta only to samplers that use it (DDIM), guidance only when there is a condition."
+        self.eta.disabled = not SAMPLERS.entry(self.sampler.value).meta.get('uses_eta', False)
         self.guidance.disabled = not self._cond_kw()
 
     def _ipython_display_(self):
@@ -601,12 +600,10 @@ def generate(self: SamplingStudio):
     self.bar.clear_output()
     self.output, self.images = out, out.images
     k = len(out.x0_trajectory)
-    idx = [
-        round(i * (k - 1) / (self.n_strip - 1)) for i in range(self.n_strip)
-    ]  # fixed size: repeats when steps < strip
+    idx = [round(i * (k - 1) / (self.n_strip - 1)) for i in range(self.n_strip)]  # repeats when steps < strip
     self.grid.value = _grid_png(out.images, nrow=min(self.n, 8), zoom=self.zoom)
     self.strip.value = _grid_png(torch.stack([out.x0_trajectory[i][0] for i in idx]), nrow=self.n_strip, zoom=self.zoom)
     self.picture.update(self.grid.value)
-    grid = self.grid_kind.value or SAMPLERS[self.sampler.value].spacing
+    grid = self.grid_kind.value or SAMPLERS[self.sampler.value].default_grid
     self.status.value = f"{self.sampler.value} ({grid}): {len(out.pairs)} steps, {out.nfe} network calls, {time.perf_counter() - t0:.1f} s"
     return out

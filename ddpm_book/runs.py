@@ -26,17 +26,17 @@ import yaml
 from torch.utils.data import Dataset, Sampler
 import ddpm_book
 from . import __version__
-from .core import atomic_write, get_device, choose_precision
+from .core import atomic_write, get_device, choose_precision, Registry
 
 # %% auto #0
 __all__ = [
     'PACKAGES',
     'EVAL_FNS',
     'write_json',
+    'source_checkout',
     'git_commit',
     'run_meta',
     'env_info',
-    'source_checkout',
     'dataset_fingerprint',
     'write_run_artifacts',
     'events_path',
@@ -69,15 +69,30 @@ def write_json(path: str | Path, obj) -> Path:
     return Path(path)
 
 
-def git_commit() -> str | None:
-    "The git commit of the working directory, if it is a git repository."
+def source_checkout(
+    path: str | Path | None = None,  # a folder of the library's source; default: where ddpm_book was imported from
+) -> dict | None:
+    "The git commit and dirty flag of the checkout `path` is tracked in, or None (an installed copy, no git)."
+    here = Path(path or Path(ddpm_book.__file__).parent).resolve()
+    git = lambda *a: subprocess.run(['git', '-C', str(here), *a], capture_output=True, text=True, timeout=10)
     try:
-        return (
-            subprocess.run(['git', 'rev-parse', 'HEAD'], capture_output=True, text=True, timeout=5).stdout.strip()
-            or None
-        )
+        if git('ls-files', '--error-unmatch', '__init__.py').returncode:
+            return None  # not a tracked source folder
+        dirty = git('status', '--porcelain', '--untracked-files=no').stdout.strip()
+        return {
+            'root': git('rev-parse', '--show-toplevel').stdout.strip(),
+            'commit': git('rev-parse', 'HEAD').stdout.strip() or None,
+            'dirty': bool(dirty),
+        }
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+def git_commit(
+    path: str | Path | None = None,  # a folder of the library's source; default: where ddpm_book was imported from
+) -> str | None:
+    "The commit hash of the library's source checkout (`source_checkout`), or None; its dirty flag is separate."
+    return (source_checkout(path) or {}).get('commit')
 
 
 # %% ../nbs/08b_runs.ipynb #feeb4353
@@ -85,8 +100,9 @@ def run_meta(
     device: torch.device,  # the device the run trains on
     step: int,  # the step the run starts (or resumes) at
 ) -> dict:
-    "Versions, hardware, git commit and command line of this process, for the run's meta.json."
+    "Versions, hardware, the library's git commit and dirty flag, and the command line of this process (meta.json)."
     name = torch.cuda.get_device_name(device) if device.type == 'cuda' else platform.processor()
+    src = source_checkout() or {}
     return {
         'python': platform.python_version(),
         'torch': torch.__version__,
@@ -95,7 +111,8 @@ def run_meta(
         'device': str(device),
         'device_name': name,
         'threads': torch.get_num_threads(),
-        'git_commit': git_commit(),
+        'git_commit': src.get('commit'),
+        'git_dirty': src.get('dirty'),
         'argv': sys.argv,
         'started_at_step': step,
         'time': time.strftime('%Y-%m-%d %H:%M:%S'),
@@ -125,7 +142,7 @@ def _version(name: str) -> str | None:
 
 
 def env_info() -> dict:
-    "What this process runs on: python, torch, CUDA/cuDNN, CPU capability, GPUs, deterministic mode, package versions (env.json)."
+    "What this process runs on (env.json): python, torch, CUDA/cuDNN, CPU, GPUs, deterministic mode, package versions."
     cuda = torch.cuda.is_available()
     return {
         'python': platform.python_version(),
@@ -145,30 +162,20 @@ def env_info() -> dict:
     }
 
 
-# %% ../nbs/08b_runs.ipynb #7c9d6968
-def source_checkout(
-    path: str | Path | None = None,  # a folder of the library's source; default: where ddpm_book was imported from
-) -> dict | None:
-    "The git commit and dirty flag of the checkout `path` is tracked in, or None (an installed copy, no git)."
-    here = Path(path or Path(ddpm_book.__file__).parent).resolve()
-    git = lambda *a: subprocess.run(['git', '-C', str(here), *a], capture_output=True, text=True, timeout=10)
-    try:
-        if git('ls-files', '--error-unmatch', '__init__.py').returncode:
-            return None  # not a tracked source folder
-        dirty = git('status', '--porcelain', '--untracked-files=no').stdout.strip()
-        return {
-            'root': git('rev-parse', '--show-toplevel').stdout.strip(),
-            'commit': git('rev-parse', 'HEAD').stdout.strip() or None,
-            'dirty': bool(dirty),
-        }
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
 # %% ../nbs/08b_runs.ipynb #b49b7adf
+def _item_parts(item):
+    "An in-memory item's content: per key (a dict's, sorted), its type, dtype and shape, then its value."
+    for k, v in sorted(item.items()) if isinstance(item, dict) else [(None, item)]:
+        yield (k, type(v).__name__, str(getattr(v, 'dtype', '')), tuple(getattr(v, 'shape', ())))
+        yield v
+
+
 def _fingerprint_parts(ds):
-    "What identifies a data set's content, from its attributes (in-memory tensors, torchvision arrays, files, captions), never its items."
-    if isinstance(getattr(ds, 'x', None), torch.Tensor):
+    "What identifies a data set's content: its tensors, arrays, files or captions; items only of a list or tuple."
+    if isinstance(ds, (list, tuple)):  # a plain list of items: already in memory, reading them draws nothing
+        for item in ds:
+            yield from _item_parts(item)
+    elif isinstance(getattr(ds, 'x', None), torch.Tensor):
         yield from (ds.x, getattr(ds, 'labels', None))
     elif isinstance(getattr(ds, 'data', None), (torch.Tensor, np.ndarray)):
         yield from (ds.data, getattr(ds, 'targets', None))
@@ -176,20 +183,22 @@ def _fingerprint_parts(ds):
         yield '\n'.join(f"{f}|{(Path(ds.root) / f).stat().st_size}" for f in ds.files)
     elif getattr(ds, 'base', None) is not None:
         yield from _fingerprint_parts(ds.base)
-    else:
-        yield from [
-            type(ds).__qualname__,
-            *(v for _, v in sorted(vars(ds).items()) if isinstance(v, (torch.Tensor, np.ndarray))),
-        ]  # never items: they may draw random numbers
+    else:  # never items: they may draw random numbers
+        attrs = sorted(getattr(ds, '__dict__', {}).items())
+        yield from [type(ds).__qualname__, *(v for _, v in attrs if isinstance(v, (torch.Tensor, np.ndarray)))]
     yield getattr(ds, 'captions', None)
 
 
-def dataset_fingerprint(ds) -> str:
-    "sha256 of a data set's name, length and content (see `_fingerprint_parts`)."
-    h = hashlib.sha256(f"{getattr(ds, 'name', type(ds).__name__)}|{len(ds)}".encode())
+def dataset_fingerprint(
+    ds,  # a data set: items are dicts with an 'x' tensor (a plain list of them too)
+) -> str:  # 64 hex digits
+    "sha256 of a data set's name, split, length, item shape and content: the one data fingerprint of the book."
+    name, shape = getattr(ds, 'name', type(ds).__name__), tuple(getattr(ds, 'image_shape', ()) or ())
+    h = hashlib.sha256(f"{name}|{getattr(ds, 'split', '')}|{len(ds)}|{shape}".encode())
     for part in _fingerprint_parts(ds):
         if isinstance(part, torch.Tensor):
-            part = part.detach().cpu().contiguous().numpy()
+            part = part.detach().cpu().contiguous().reshape(-1)
+            part = (part.view(torch.uint8) if part.dtype == torch.bfloat16 else part).numpy()  # numpy has no bf16
         h.update(part.tobytes() if isinstance(part, np.ndarray) else repr(part).encode())
     return h.hexdigest()
 
@@ -384,7 +393,7 @@ class SeededItems(Dataset):
 
 # %% ../nbs/08b_runs.ipynb #a7c2d3a9
 class SeededBatches(Sampler):
-    "A `ResumableBatchSampler`'s batches as lists of (index, item_seed) pairs; with `world` > 1, process `rank`'s share."
+    "A `ResumableBatchSampler`'s batches as lists of (index, item_seed) pairs; with `world` > 1, `rank`'s share."
 
     def __init__(
         self,
@@ -394,7 +403,8 @@ class SeededBatches(Sampler):
     ):
         if batches.batch_size % world:
             raise ValueError(
-                f"a batch of {batches.batch_size} cannot be shared equally by {world} processes; use a batch size divisible by {world}"
+                f"a batch of {batches.batch_size} cannot be shared equally by {world} processes; "
+                f"use a batch size divisible by {world}"
             )
         self.batches, self.rank, self.world = batches, rank, world
 
@@ -407,7 +417,7 @@ class SeededBatches(Sampler):
 
 # %% ../nbs/08b_runs.ipynb #ed4b445a
 class StopSignals:
-    "Within `with`: the first SIGINT/SIGTERM sets `requested` and calls `on_stop(name)`; a second SIGINT raises KeyboardInterrupt."
+    "In `with`: a first SIGINT/SIGTERM sets `requested`, calls `on_stop(name)`; a second raises KeyboardInterrupt."
 
     def __init__(self, on_stop: Callable[[str], None] | None = None):
         self.requested, self.on_stop, self._old = None, on_stop, {}
@@ -509,7 +519,7 @@ def make_accelerator(
     grad_accum: int = 1,  # micro-batches per optimizer step
     use_accelerate: bool | None = None,  # None: when a launcher started more than one process
 ) -> tuple:  # (accelerator, precision, why)
-    "Accelerate's `Accelerator` when several processes train together, else a `LocalAccelerator`; and the precision chosen."
+    "Accelerate's `Accelerator` for several processes, else a `LocalAccelerator`; and the precision chosen."
     if not (launched_processes() > 1 if use_accelerate is None else use_accelerate):
         dev = get_device(device)
         prec, why = choose_precision(precision, dev)
@@ -522,7 +532,8 @@ def make_accelerator(
         ) from None
     if device not in ('auto', 'cpu', 'cuda'):
         raise ValueError(
-            f"device={device!r}: with a launcher every process's device comes from LOCAL_RANK; use 'auto', 'cuda' or 'cpu'"
+            f"device={device!r}: with a launcher every process's device comes from LOCAL_RANK; "
+            "use 'auto', 'cuda' or 'cpu'"
         )
     cpu = device == 'cpu' or not torch.cuda.is_available()
     dev = torch.device('cpu') if cpu else torch.device('cuda', int(os.environ.get('LOCAL_RANK', '0')))
@@ -543,7 +554,7 @@ def _free_port() -> int:
 
 
 def _supervise(procs: list, stopping: list, grace: float, timeout: float | None = None) -> int:
-    "Wait for every process; once one fails (or `timeout` s pass: 124), stop the rest (SIGTERM, SIGKILL after `grace` s)."
+    "Wait for every process; once one fails (or `timeout` s pass: 124), stop the rest (SIGTERM; SIGKILL after `grace`)."
     first, t_fail, t0 = 0, None, time.monotonic()
     while any(p.poll() is None for p in procs):
         bad = [p.returncode for p in procs if p.poll() not in (None, 0)] or (
@@ -604,13 +615,14 @@ def launch_local(
 
 
 # %% ../nbs/08b_runs.ipynb #ec34a17b
-EVAL_FNS: dict[str, Callable] = {}  # name -> factory(cfg) -> eval_fn(trainer); chapter 13 registers 'proxy'
+EVAL_FNS = Registry('eval function', group='eval_fns')  # name -> factory(cfg) -> eval_fn(trainer); ch. 13: 'proxy'
 
 
 def default_eval_fn(cfg):
     "The registered default eval_fn for a TrainConfig (chapter 13's proxy), or a ValueError saying how to get one."
     if 'proxy' not in EVAL_FNS:
         raise ValueError(
-            f"eval_every={cfg.eval_every} needs eval_fn= (e.g. chapter 13's ProxyEval()), or `import ddpm_book.evaluation` for the default"
+            f"eval_every={cfg.eval_every} needs eval_fn= (e.g. chapter 13's ProxyEval()), "
+            "or `import ddpm_book.evaluation` for the default"
         )
     return EVAL_FNS['proxy'](cfg)

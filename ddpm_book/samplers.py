@@ -6,11 +6,12 @@
 from __future__ import annotations
 import math
 
+import numpy as np
 import torch
-from .core import check_float
+from .core import check_float, check_int
 from .forward import NoiseSchedule
 from .schedules import make_schedule
-from .sampling import SampleContext, GaussianDenoiser, register_sampler, get_sampler, sample
+from .sampling import SampleContext, GaussianDenoiser, SamplerSpec, SAMPLERS, GRIDS, get_sampler, sample
 
 # %% auto #0
 __all__ = [
@@ -20,6 +21,9 @@ __all__ = [
     'heun_correct',
     'dpmpp_1_step',
     'dpmpp_2m_step',
+    'lambdas',
+    'nearest_timesteps',
+    'logsnr_timesteps',
     'euler_sampler_step',
     'heun_sampler_step',
     'dpm_solver_sampler_step',
@@ -127,6 +131,73 @@ def dpmpp_2m_step(
     return dpmpp_1_step(x_t, D, ab_t, ab_prev)
 
 
+# %% ../nbs/10_samplers.ipynb #acae54e37e7d407bbb7b55eff062a284
+def lambdas(sched: NoiseSchedule) -> np.ndarray:
+    "lambda_t (eq. 10.7) of every timestep t = 0..T-1, float64; -inf where alpha_bar = 0."
+    ab = sched.alpha_bar.double().clamp(0, 1)
+    with np.errstate(divide='ignore'):
+        return (0.5 * (ab.log() - (-ab).log1p())).numpy()
+
+
+def _distinct(t: list, T: int) -> list[int]:
+    "Timesteps forced strictly decreasing from T-1 to >= 0; collisions pushed towards more noise."
+    n = check_int('steps', len(t), 1, T)
+    t[-1] = max(t[-1], 0)
+    for i in range(n - 2, -1, -1):
+        t[i] = max(t[i], t[i + 1] + 1)
+    t[0] = T - 1
+    for i in range(1, n):
+        t[i] = min(t[i], t[i - 1] - 1)
+    return [int(v) for v in t]
+
+
+def nearest_timesteps(
+    sched: NoiseSchedule,  # the model's schedule
+    lam_grid,  # target lambdas, increasing (noisiest first)
+) -> list[int]:  # as many distinct timesteps, decreasing, the first T-1
+    "The timesteps whose lambda_t is nearest each target lambda."
+    lam = lambdas(sched)
+    ok = np.isfinite(lam)
+    t = np.interp(np.asarray(lam_grid, dtype=np.float64), lam[ok][::-1], np.arange(sched.T)[ok][::-1])
+    return _distinct(np.rint(t).astype(int).tolist(), sched.T)
+
+
+# %% ../nbs/10_samplers.ipynb #72eea5119410473aa328ad9291626812
+def _lam_range(sched: NoiseSchedule, sigma_max: float | None, sigma_min: float | None) -> tuple[float, float]:
+    "The lambda range [lo, hi] of a grid: the schedule's finite range, narrowed by sigma_max and sigma_min."
+    lam = lambdas(sched)
+    lo, hi = lam[np.isfinite(lam)].min(), lam[0]
+    if sigma_max is not None:
+        lo = max(lo, -math.log(check_float('sigma_max', sigma_max, 0, lo_open=True)))
+    if sigma_min is not None:
+        hi = min(hi, -math.log(check_float('sigma_min', sigma_min, 0, lo_open=True)))
+    if not lo < hi:
+        raise ValueError(
+            f"sigma_max={sigma_max} must be larger than sigma_min={sigma_min} "
+            f"and than the schedule's smallest sigma {math.exp(-lam[0]):.3g}"
+        )
+    return lo, hi
+
+
+def logsnr_timesteps(
+    sched: NoiseSchedule,  # the model's schedule
+    steps: int,  # the number N of timesteps
+    sigma_max: float | None = 80.0,  # the noisiest sigma of the grid (None: the schedule's largest finite one)
+    sigma_min: float | None = 0.04,  # the least noisy one before the final step (None: the schedule's at t = 0)
+) -> list[int]:
+    "N timesteps uniform in lambda = -log sigma, DPM-Solver's grid (eq. 10.12), noisiest first."
+    lo, hi = _lam_range(sched, sigma_max, sigma_min)
+    return nearest_timesteps(sched, np.linspace(lo, hi, check_int('steps', steps, 1, sched.T)))
+
+
+GRIDS.register(
+    'logsnr',
+    logsnr_timesteps,
+    help='N timesteps uniform in lambda = -log sigma, sigma in [0.04, 80]',
+    uniform_in='lambda',
+)
+
+
 # %% ../nbs/10_samplers.ipynb #728c4eba
 def euler_sampler_step(ctx: SampleContext, x_t: torch.Tensor, t: int, t_prev: int) -> torch.Tensor:
     "Euler on the PF-ODE in sigma-space, eq. 10.4: one network call; default grid trailing (it is DDIM)."
@@ -134,12 +205,20 @@ def euler_sampler_step(ctx: SampleContext, x_t: torch.Tensor, t: int, t_prev: in
     return euler_step(x_t, x0, eps, ctx.ab(t), ctx.ab(t_prev))
 
 
-register_sampler('euler', euler_sampler_step, nfe=lambda steps: steps)
+SAMPLERS.register(
+    'euler',
+    SamplerSpec('euler', euler_sampler_step),
+    help='Euler on the probability-flow ODE in sigma, eq. 10.4 (the same steps as DDIM)',
+    uses_eta=False,
+    order=1,
+    nfe_per_step=1,
+    default_grid='trailing',
+)
 
 
 # %% ../nbs/10_samplers.ipynb #b86f75b2
 def heun_sampler_step(ctx: SampleContext, x_t: torch.Tensor, t: int, t_prev: int) -> torch.Tensor:
-    "Heun, eq. 10.6: Euler predictor, corrector at t_prev; Euler on the first (largest sigma) and final steps; default grid trailing, measured in 10a."
+    "Heun, eq. 10.6: Euler predictor, corrector at t_prev; Euler on the first and final steps; default grid trailing."
     ab_t, ab_prev = ctx.ab(t), ctx.ab(t_prev)
     x0, eps = ctx.denoise(x_t, t)
     x_euler = euler_step(x_t, x0, eps, ab_t, ab_prev)
@@ -150,19 +229,36 @@ def heun_sampler_step(ctx: SampleContext, x_t: torch.Tensor, t: int, t_prev: int
     return heun_correct(x_t, eps, eps_next, ab_t, ab_prev)
 
 
-register_sampler('heun', heun_sampler_step, nfe=lambda steps: max(steps, 2 * steps - 2))
+SAMPLERS.register(
+    'heun',
+    SamplerSpec('heun', heun_sampler_step, nfe=lambda steps: max(steps, 2 * steps - 2)),
+    help="Heun's second-order corrector, eq. 10.6: two network calls per step",
+    uses_eta=False,
+    order=2,
+    nfe_per_step=2,
+    default_grid='trailing',  # measured best for it in chapter 10a
+)
 
 
 # %% ../nbs/10_samplers.ipynb #9c6eaf7f
 def dpm_solver_sampler_step(ctx: SampleContext, x_t: torch.Tensor, t: int, t_prev: int) -> torch.Tensor:
-    "DPM-Solver++(2M), eqs. 10.10-10.11: one network call, history in ctx.state; chapter 10a makes logsnr its default grid (measured best)."
+    "DPM-Solver++(2M), eqs. 10.10-10.11: one network call, history in ctx.state; default grid logsnr (eq. 10.12)."
     x0, _ = ctx.denoise(x_t, t)
     x0_last, ab_last = ctx.state.get('dpmpp_last', (None, None))
     ctx.state['dpmpp_last'] = (x0, ctx.ab(t))
     return dpmpp_2m_step(x_t, x0, ctx.ab(t), ctx.ab(t_prev), x0_last, ab_last)
 
 
-register_sampler('dpm_solver', dpm_solver_sampler_step, nfe=lambda steps: steps)
+SAMPLERS.register(
+    'dpm_solver',
+    SamplerSpec('dpm_solver', dpm_solver_sampler_step),
+    help='DPM-Solver++(2M), eqs. 10.10-10.11: second order, one network call per step',
+    uses_eta=False,
+    order=2,
+    nfe_per_step=1,
+    default_grid='logsnr',  # uniform in lambda, eq. 10.12: measured best for it in chapter 10a
+)
+SAMPLERS.register('dpmpp_2m', SAMPLERS['dpm_solver'], help='alias of dpm_solver', **SAMPLERS.entry('dpm_solver').meta)
 
 
 # %% ../nbs/10_samplers.ipynb #291e41aa

@@ -5,7 +5,7 @@
 # %% ../nbs/09_sampling.ipynb #b73b6d1d
 from __future__ import annotations
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -14,12 +14,13 @@ import torch.nn as nn
 from fastcore.basics import patch
 from tqdm.auto import tqdm
 from .forward import NoiseSchedule
-from .core import check_choice, check_int, check_float
+from .core import check_choice, check_int, check_float, Registry, UnknownName
 from .objective import PRED_TYPES, pred_to_x0_eps, x0_to_eps, target_for
 
 # %% auto #0
 __all__ = [
     'SPACINGS',
+    'GRIDS',
     'STEP_SCHEDULES',
     'VARIANCES',
     'CLIPS',
@@ -37,7 +38,6 @@ __all__ = [
     'GaussianDenoiser',
     'SampleContext',
     'SamplerSpec',
-    'register_sampler',
     'get_sampler',
     'SampleOutput',
     'model_device',
@@ -71,27 +71,37 @@ def timesteps(
 
 
 # %% ../nbs/09_sampling.ipynb #bef98c27
-STEP_SCHEDULES: dict[str, Callable] = {}  # name -> fn(sched, steps) -> timesteps, noisiest first (chapter 10a fills it)
+GRIDS = Registry('time grid', group='grids')  # name -> fn(sched, steps) -> timesteps, noisiest first
+STEP_SCHEDULES = GRIDS  # the old name, kept until every module reads GRIDS
+
+
+def _spacing_grid(spacing: str) -> Callable:
+    "The spacing `spacing` of `timesteps` as a time grid fn(sched, steps)."
+    return lambda sched, steps: timesteps(sched.T, steps, spacing).tolist()
+
+
+GRIDS.register('leading', _spacing_grid('leading'), help="every (T // N)-th timestep up from 0", uniform_in='t')
+GRIDS.register('trailing', _spacing_grid('trailing'), help="N timesteps evenly spaced down from T - 1", uniform_in='t')
+GRIDS.register('linspace', _spacing_grid('linspace'), help="N timesteps from T - 1 to 0, rounded", uniform_in='t')
 
 
 def timestep_pairs(
     T: int,
     steps: int,
-    spacing='trailing',  # one of SPACINGS, a key of STEP_SCHEDULES, or fn(sched, steps)
-    steps_offset: int = 0,
-    sched: NoiseSchedule | None = None,  # the schedule, for step schedules
+    spacing='trailing',  # a name in GRIDS (SPACINGS among them), or fn(sched, steps)
+    steps_offset: int = 0,  # added to 'leading' timesteps
+    sched: NoiseSchedule | None = None,  # the noise schedule, for the grids that follow it
 ) -> list[tuple[int, int]]:
     "The (t, t_prev) pairs of a run: t_prev is the next timestep, -1 (clean data) at the end."
     if not callable(spacing):
-        check_choice('spacing', spacing, SPACINGS + tuple(STEP_SCHEDULES))
-    if callable(spacing) or spacing in STEP_SCHEDULES:
-        if sched is None:
-            raise ValueError(f"spacing {spacing!r} places timesteps by the noise schedule: pass sched=")
-        return check_pairs(
-            (spacing if callable(spacing) else STEP_SCHEDULES[spacing])(sched, check_int('steps', steps, 1, T)), T
-        )
-    ts = timesteps(T, steps, spacing, steps_offset).tolist()
-    return list(zip(ts, ts[1:] + [-1]))
+        check_choice('spacing', spacing, tuple(GRIDS))
+    if spacing in SPACINGS:  # these need only T (and take steps_offset)
+        ts = timesteps(T, steps, spacing, steps_offset).tolist()
+        return list(zip(ts, ts[1:] + [-1]))
+    if sched is None:
+        raise ValueError(f"spacing {spacing!r} places timesteps by the noise schedule: pass sched=")
+    grid = spacing if callable(spacing) else GRIDS[spacing]
+    return check_pairs(grid(sched, check_int('steps', steps, 1, T)), T)
 
 
 # %% ../nbs/09_sampling.ipynb #9a00c713
@@ -312,32 +322,30 @@ def denoise(self: SampleContext, x: torch.Tensor, t: int) -> tuple[torch.Tensor,
 # %% ../nbs/09_sampling.ipynb #e3e01d13
 @dataclass
 class SamplerSpec:
-    "A registered sampler: its step function, NFE as a function of steps, whether it draws noise, its default spacing."
+    "A sampler: its step function, its network calls as a function of steps, whether it draws noise every step."
 
-    name: str
+    name: str  # the name it is registered under (an alias registers the same spec)
     step: Callable  # step(ctx, x_t, t, t_prev) -> x_prev
     nfe: Callable = lambda steps: steps  # model evaluations for `steps` outer iterations
     stochastic: bool = False  # draws fresh noise every step (eta is ignored by deterministic samplers)
-    spacing: str = 'trailing'  # the timesteps `sample(spacing=None)` uses: its best measured setting
+
+    @property
+    def default_grid(self) -> str:
+        "The time grid `sample(spacing=None)` uses: the `default_grid` of the sampler's registry entry."
+        return SAMPLERS.entry(self.name).meta['default_grid']
+
+    spacing = default_grid  # the old name of `default_grid`, read by chapters 13 and 18
 
 
-SAMPLERS: dict[str, SamplerSpec] = {}
-
-
-def register_sampler(
-    name: str, step: Callable, nfe: Callable | None = None, stochastic: bool = False, spacing: str = 'trailing'
-) -> SamplerSpec:
-    "Add a sampler to `SAMPLERS` under `name` (replacing one of the same name)."
-    SAMPLERS[name] = spec = SamplerSpec(name, step, nfe or (lambda steps: steps), stochastic, spacing)
-    return spec
+SAMPLERS = Registry('sampler', group='samplers')  # SamplerSpecs; meta: uses_eta, order, nfe_per_step, default_grid
 
 
 def get_sampler(name: str) -> SamplerSpec:
-    "The registered sampler `name` (chapter 10's are registered by `import ddpm_book.samplers`)."
+    "The registered sampler `name`, or an error naming the registered ones and the chapters that register more."
     if name not in SAMPLERS:
-        raise ValueError(
-            f"sampler must be one of {tuple(SAMPLERS)}, got {name!r} "
-            "(chapter 10's euler, heun, dpm_solver are registered by `import ddpm_book.samplers`, chapter 10a's unipc, dpmpp_3m by `import ddpm_book.solvers`)"
+        raise UnknownName(
+            f"sampler must be one of {tuple(SAMPLERS)}, got {name!r} (chapter 10's euler, heun, dpm_solver are "
+            "registered by `import ddpm_book.samplers`, chapter 10a's unipc, dpmpp_3m by `import ddpm_book.solvers`)"
         )
     return SAMPLERS[name]
 
@@ -354,8 +362,24 @@ def _ddim(ctx: SampleContext, x_t, t: int, t_prev: int):
     return ddim_step(x0, eps, ctx.ab(t), ctx.ab(t_prev), ctx.eta, noise)
 
 
-register_sampler('ddpm', _ddpm, stochastic=True)
-register_sampler('ddim', _ddim)
+SAMPLERS.register(
+    'ddpm',
+    SamplerSpec('ddpm', _ddpm, stochastic=True),
+    help="ancestral DDPM, eq. 9.1: fresh noise every step, variance 'small' or 'large'",
+    uses_eta=False,
+    order=1,
+    nfe_per_step=1,
+    default_grid='trailing',
+)
+SAMPLERS.register(
+    'ddim',
+    SamplerSpec('ddim', _ddim),
+    help='DDIM, eq. 9.2: deterministic at eta = 0, DDPM-like noise at eta = 1',
+    uses_eta=True,
+    order=1,
+    nfe_per_step=1,
+    default_grid='trailing',
+)
 
 
 # %% ../nbs/09_sampling.ipynb #c8d70f45
@@ -486,11 +510,11 @@ def sample(
     x_T: torch.Tensor | None = None,  # starting noise; None: drawn with `generator`
     *,
     shape: tuple | None = None,  # (batch, ...) of the samples when x_T is None
-    sampler: str = 'ddim',  # a key of SAMPLERS: 'ddpm', 'ddim'; 'euler', 'heun', 'dpm_solver' (chapter 10), 'unipc', 'dpmpp_3m' (10a)
+    sampler: str = 'ddim',  # a name in SAMPLERS: 'ddpm', 'ddim'; chapters 10 and 10a register more
     steps: int = 50,  # outer iterations N (exactly N for every sampler)
     eta: float = 0.0,  # DDIM's noise knob (0 deterministic, 1 DDPM variance)
     pred_type: str = 'eps',  # what the model predicts: 'eps', 'x0' or 'v'
-    spacing=None,  # SPACINGS, a key of STEP_SCHEDULES or fn(sched, steps); None: the sampler's own default
+    spacing=None,  # a time grid: a name in GRIDS (SPACINGS among them) or fn(sched, steps); None: the sampler's default
     steps_offset: int = 0,  # offset of 'leading' timesteps
     timesteps: list | None = None,  # explicit (t, t_prev) pairs or timesteps, noisiest first (overrides steps/spacing)
     guidance: float = 1.0,  # classifier-free guidance scale w, eq. 9.3; 1.0 = off
@@ -523,7 +547,7 @@ def sample(
     pairs = (
         check_pairs(timesteps, sched.T)
         if timesteps is not None
-        else timestep_pairs(sched.T, steps, spacing or spec.spacing, steps_offset, sched)
+        else timestep_pairs(sched.T, steps, spacing or spec.default_grid, steps_offset, sched)
     )
     device = (
         torch.device(device)
@@ -557,8 +581,9 @@ def sample(
     images = torch.cat([o[0][0] for o in outs])
     if not return_trajectory:
         return images
-    cat = lambda k: [
-        torch.cat([o[0][k][j] for o in outs]) if outs[0][0][k][j] is not None else None
-        for j in range(len(outs[0][0][k]))
-    ]
-    return SampleOutput(images, cat(1), cat(2), outs[0][1], pairs)
+
+    def joined(k: int) -> list:  # the chunks' trajectories (k = 1) or x0 trajectories (k = 2), step by step
+        steps_k = zip(*(o[0][k] for o in outs))
+        return [torch.cat(xs) if xs[0] is not None else None for xs in steps_k]
+
+    return SampleOutput(images, joined(1), joined(2), outs[0][1], pairs)

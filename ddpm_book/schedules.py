@@ -5,24 +5,16 @@
 # %% ../nbs/03_schedules.ipynb #949a1619
 from __future__ import annotations
 import math
+from functools import partial
 import torch
-from .core import check_choice, check_float, check_int
+from .core import Registry, check_choice, check_float, check_int
 from .forward import NoiseSchedule
 
 # %% auto #0
-__all__ = ['KINDS', 'make_betas', 'rescale_zero_terminal_snr', 'make_schedule', 'NoiseSchedule']
-
-# %% ../nbs/03_schedules.ipynb #97c2ce69
-_all_ = ['NoiseSchedule']
+__all__ = ['SCHEDULES', 'KINDS', 'make_betas', 'rescale_zero_terminal_snr', 'make_schedule', 'NoiseSchedule']
 
 # %% ../nbs/03_schedules.ipynb #e604d5cf
-KINDS = ('linear', 'scaled_linear', 'quadratic', 'sigmoid', 'cosine')  # the schedule kinds `make_betas` knows
-_ENDPOINTS = {
-    'linear': (1e-4, 0.02),
-    'scaled_linear': (0.00085, 0.012),
-    'quadratic': (1e-4, 0.02),
-    'sigmoid': (1e-4, 0.02),
-}
+SCHEDULES = Registry('noise schedule', group='schedules')  # kind -> betas(T, beta_start, beta_end), float64 (T,)
 
 
 def _curve_betas(kind: str, T: int, b0: float, b1: float) -> torch.Tensor:
@@ -38,12 +30,26 @@ def _curve_betas(kind: str, T: int, b0: float, b1: float) -> torch.Tensor:
 # %% ../nbs/03_schedules.ipynb #4b6713ef
 def _endpoints(kind: str, beta_start, beta_end) -> tuple[float, float]:
     "The (start, end) betas of `kind`, defaults filled in and checked: 0 < start <= end < 1."
-    d0, d1 = _ENDPOINTS[kind]
+    d0, d1 = SCHEDULES.entry(kind).meta['endpoints']
     b0 = check_float('beta_start', d0 if beta_start is None else beta_start, 0, 1, lo_open=True, hi_open=True)
     b1 = check_float('beta_end', d1 if beta_end is None else beta_end, 0, 1, lo_open=True, hi_open=True)
     if not b0 <= b1:
         raise ValueError(f"need 0 < beta_start <= beta_end < 1, got beta_start={b0!r}, beta_end={b1!r}")
     return b0, b1
+
+
+def _curve_schedule(kind: str, T: int, beta_start=None, beta_end=None) -> torch.Tensor:
+    "The betas of curve `kind`, between its default endpoints or the caller's."
+    return _curve_betas(kind, T, *_endpoints(kind, beta_start, beta_end))
+
+
+for _kind, _ends, _help in (
+    ('linear', (1e-4, 0.02), 'DDPM (Ho et al. 2020): beta linear from 1e-4 to 0.02'),
+    ('scaled_linear', (0.00085, 0.012), 'Stable Diffusion: sqrt(beta) linear from 0.00085 to 0.012'),
+    ('quadratic', (1e-4, 0.02), "DDPM code's 'quad': sqrt(beta) linear from 1e-4 to 0.02"),
+    ('sigmoid', (1e-4, 0.02), 'GeoDiff (Xu et al. 2022): beta along a sigmoid from 1e-4 to 0.02'),
+):
+    SCHEDULES.register(_kind, partial(_curve_schedule, _kind), help=_help, endpoints=_ends)
 
 
 # %% ../nbs/03_schedules.ipynb #9e71d45b
@@ -54,20 +60,27 @@ def _cosine_betas(T: int, s: float = 0.008, max_beta: float = 0.999) -> torch.Te
     return (1 - f[1:] / f[:-1]).clamp(max=max_beta)
 
 
+@SCHEDULES.register('cosine', endpoints=None)
+def _cosine_schedule(T: int, beta_start=None, beta_end=None) -> torch.Tensor:
+    "Improved DDPM (Nichol & Dhariwal 2021): alpha_bar a cos^2 curve with s = 0.008, betas clipped at 0.999."
+    if beta_start is not None or beta_end is not None:
+        raise ValueError("the cosine schedule is set by alpha_bar and takes no beta_start/beta_end")
+    return _cosine_betas(T)
+
+
 # %% ../nbs/03_schedules.ipynb #985c6037
+KINDS = SCHEDULES.names()  # the built-in kinds, as a tuple; SCHEDULES also holds kinds registered later
+
+
 def make_betas(
-    kind: str,  # one of KINDS
+    kind: str,  # a kind registered in SCHEDULES: 'linear', 'scaled_linear', 'quadratic', 'sigmoid', 'cosine'
     T: int,  # number of diffusion steps, >= 1
     beta_start: float | None = None,  # first beta (curve kinds); default per kind
     beta_end: float | None = None,  # last beta (curve kinds); default per kind
 ) -> torch.Tensor:  # float64, shape (T,)
     "The betas of a named noise schedule."
-    kind, T = check_choice('kind', kind, KINDS), check_int('T', T, 1)
-    if kind == 'cosine':
-        if beta_start is not None or beta_end is not None:
-            raise ValueError("the cosine schedule is set by alpha_bar and takes no beta_start/beta_end")
-        return _cosine_betas(T)
-    return _curve_betas(kind, T, *_endpoints(kind, beta_start, beta_end))
+    kind, T = check_choice('kind', kind, SCHEDULES.names()), check_int('T', T, 1)
+    return SCHEDULES[kind](T, beta_start, beta_end)
 
 
 # %% ../nbs/03_schedules.ipynb #fbd535a8
@@ -95,3 +108,7 @@ def make_schedule(
     "A `NoiseSchedule` for a named kind, optionally rescaled to zero terminal SNR."
     betas = make_betas(kind, T, beta_start, beta_end)
     return NoiseSchedule(rescale_zero_terminal_snr(betas) if zero_terminal_snr else betas)
+
+
+# %% ../nbs/03_schedules.ipynb #97c2ce69
+_all_ = ['NoiseSchedule']

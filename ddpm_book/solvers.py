@@ -10,17 +10,14 @@ import numpy as np
 import torch
 from .core import check_choice, check_int, check_float
 from .forward import NoiseSchedule
-from .sampling import SampleContext, STEP_SCHEDULES, SAMPLERS, register_sampler
-from .samplers import lambda_of, dpmpp_1_step, dpm_solver_sampler_step, heun_sampler_step
+from .sampling import SampleContext, SamplerSpec, SAMPLERS, GRIDS
+from .samplers import lambda_of, dpmpp_1_step, nearest_timesteps, _distinct, _lam_range
 
 # %% auto #0
 __all__ = [
     'UNIPC_VARIANTS',
     'SAMPLING_BY_BUDGET',
     'FAST_SAMPLING',
-    'lambdas',
-    'nearest_timesteps',
-    'logsnr_timesteps',
     'karras_timesteps',
     'quadratic_timesteps',
     'dpmpp_3m_x0',
@@ -33,72 +30,13 @@ __all__ = [
 ]
 
 
-# %% ../nbs/10a_solvers.ipynb #d2cf1bc2
-def lambdas(sched: NoiseSchedule) -> np.ndarray:
-    "lambda_t (eq. 10.7) of every timestep t = 0..T-1, float64; -inf where alpha_bar = 0."
-    ab = sched.alpha_bar.double().clamp(0, 1)
-    with np.errstate(divide='ignore'):
-        return (0.5 * (ab.log() - (-ab).log1p())).numpy()
-
-
-# %% ../nbs/10a_solvers.ipynb #d1676891
-def _distinct(t: list, T: int) -> list[int]:
-    "Timesteps forced strictly decreasing from T-1 to >= 0; collisions pushed towards more noise."
-    n = check_int('steps', len(t), 1, T)
-    t[-1] = max(t[-1], 0)
-    for i in range(n - 2, -1, -1):
-        t[i] = max(t[i], t[i + 1] + 1)
-    t[0] = T - 1
-    for i in range(1, n):
-        t[i] = min(t[i], t[i - 1] - 1)
-    return [int(v) for v in t]
-
-
-def nearest_timesteps(
-    sched: NoiseSchedule,  # the model's schedule
-    lam_grid,  # target lambdas, increasing (noisiest first)
-) -> list[int]:  # as many distinct timesteps, decreasing, the first T-1
-    "The timesteps whose lambda_t is nearest each target lambda."
-    lam = lambdas(sched)
-    ok = np.isfinite(lam)
-    t = np.interp(np.asarray(lam_grid, dtype=np.float64), lam[ok][::-1], np.arange(sched.T)[ok][::-1])
-    return _distinct(np.rint(t).astype(int).tolist(), sched.T)
-
-
-# %% ../nbs/10a_solvers.ipynb #25385920
-def _lam_range(sched: NoiseSchedule, sigma_max: float | None, sigma_min: float | None) -> tuple[float, float]:
-    "The lambda range [lo, hi] of a grid: the schedule's finite range, narrowed by sigma_max and sigma_min."
-    lam = lambdas(sched)
-    lo, hi = lam[np.isfinite(lam)].min(), lam[0]
-    if sigma_max is not None:
-        lo = max(lo, -math.log(check_float('sigma_max', sigma_max, 0, lo_open=True)))
-    if sigma_min is not None:
-        hi = min(hi, -math.log(check_float('sigma_min', sigma_min, 0, lo_open=True)))
-    if not lo < hi:
-        raise ValueError(
-            f"sigma_max={sigma_max} must be larger than sigma_min={sigma_min} and than the schedule's smallest sigma {math.exp(-lam[0]):.3g}"
-        )
-    return lo, hi
-
-
 # %% ../nbs/10a_solvers.ipynb #12537522
-def logsnr_timesteps(
-    sched: NoiseSchedule,
-    steps: int,  # the schedule, and the number N of timesteps
-    sigma_max: float | None = 80.0,  # the noisiest sigma of the grid (None: the schedule's largest finite one)
-    sigma_min: float | None = 0.04,  # the least noisy one before the final step (None: the schedule's at t = 0)
-) -> list[int]:
-    "N timesteps uniform in lambda = -log sigma, DPM-Solver's grid (eq. 10a.4), noisiest first."
-    lo, hi = _lam_range(sched, sigma_max, sigma_min)
-    return nearest_timesteps(sched, np.linspace(lo, hi, check_int('steps', steps, 1, sched.T)))
-
-
 def karras_timesteps(
-    sched: NoiseSchedule,
-    steps: int,
+    sched: NoiseSchedule,  # the model's schedule
+    steps: int,  # the number N of timesteps
     rho: float = 7.0,  # larger rho: more steps near sigma_min
-    sigma_max: float | None = 80.0,
-    sigma_min: float | None = None,
+    sigma_max: float | None = 80.0,  # the noisiest sigma of the grid (None: the schedule's largest finite one)
+    sigma_min: float | None = None,  # the least noisy one (None: the schedule's at t = 0)
 ) -> list[int]:
     "N timesteps on EDM's grid (eq. 10a.4): sigma^(1/rho) uniform from sigma_max (80) to sigma_min."
     lo, hi = _lam_range(sched, sigma_max, sigma_min)
@@ -113,7 +51,15 @@ def quadratic_timesteps(sched: NoiseSchedule, steps: int) -> list[int]:
     return _distinct(np.rint(np.linspace(1, 0, n) ** 2 * (sched.T - 1)).astype(int).tolist(), sched.T)
 
 
-STEP_SCHEDULES.update(logsnr=logsnr_timesteps, karras=karras_timesteps, quadratic=quadratic_timesteps)
+GRIDS.register(
+    'karras',
+    karras_timesteps,
+    help="EDM's grid: sigma^(1/7) uniform from 80 to the schedule's smallest",
+    uniform_in='sigma^(1/rho)',
+)
+GRIDS.register(
+    'quadratic', quadratic_timesteps, help='N timesteps uniform in sqrt(t), from T - 1 to 0', uniform_in='sqrt(t)'
+)
 
 
 # %% ../nbs/10a_solvers.ipynb #345ff1a7
@@ -237,11 +183,35 @@ def unipc_sampler(
 
 
 # %% ../nbs/10a_solvers.ipynb #0ef90e49
-register_sampler('dpm_solver', dpm_solver_sampler_step, spacing='logsnr')  # chapter 10's 2M: 'trailing' before
-register_sampler('dpmpp_3m', dpmpp_3m_sampler_step, spacing='logsnr')
-register_sampler('unipc', unipc_sampler(3, 'bh2'), spacing='logsnr')
-register_sampler('unipc_bh1', unipc_sampler(3, 'bh1'), spacing='logsnr')
-register_sampler('unipc_2', unipc_sampler(2, 'bh2'), spacing='logsnr')
+_LOGSNR_SOLVER = dict(uses_eta=False, nfe_per_step=1, default_grid='logsnr')  # one call per step, measured on logsnr
+SAMPLERS.register(
+    'dpmpp_3m',
+    SamplerSpec('dpmpp_3m', dpmpp_3m_sampler_step),
+    help='DPM-Solver++(3M), eqs. 10a.3, 10a.5: third order, one network call per step',
+    order=3,
+    **_LOGSNR_SOLVER,
+)
+SAMPLERS.register(
+    'unipc',
+    SamplerSpec('unipc', unipc_sampler(3, 'bh2')),
+    help='UniPC, eqs. 10a.6-10a.9: order-3 predictor (bh2) and a free corrector',
+    order=4,
+    **_LOGSNR_SOLVER,
+)
+SAMPLERS.register(
+    'unipc_bh1',
+    SamplerSpec('unipc_bh1', unipc_sampler(3, 'bh1')),
+    help='UniPC with B(h) = h (bh1), eq. 10a.7',
+    order=4,
+    **_LOGSNR_SOLVER,
+)
+SAMPLERS.register(
+    'unipc_2',
+    SamplerSpec('unipc_2', unipc_sampler(2, 'bh2')),
+    help='UniPC with an order-2 predictor (bh2) and the corrector',
+    order=3,
+    **_LOGSNR_SOLVER,
+)
 
 # %% ../nbs/10a_solvers.ipynb #d3389e8c
 SAMPLING_BY_BUDGET = {

@@ -5,28 +5,28 @@
 # %% ../nbs/11b_text.ipynb #474b369d
 from __future__ import annotations
 import tempfile
-from dataclasses import dataclass, asdict, fields
+from dataclasses import dataclass, asdict
 from pathlib import Path
 
 import torch
 import torch.nn as nn
-from torch.utils.data import Dataset, DataLoader
+from torch.utils.data import Dataset
 from tokenizers import Tokenizer, models, pre_tokenizers, decoders, trainers, normalizers, processors
-from fastcore.basics import patch
 from .core import quick_settings, get_device, check_int, check_float
 from .data import get_dataset
 from .schedules import make_schedule
 from .unet import UNet, UNetConfig
-from .checkpoints import unwrap, load_model_state, find_checkpoint
+from .checkpoints import unwrap, find_checkpoint
 from .trainer import Trainer, TrainConfig
 from .sampling import sample
-from .pipeline import Pipeline, register_pipeline_builder, load_pipeline, book_cache_dir
+from .pipeline import Pipeline, MODELS, load_weights, schedule_from_state, load_pipeline, book_cache_dir
 
 # %% auto #0
 __all__ = [
     'DIGIT_WORDS',
     'CAPTION_TEMPLATES',
     'SPECIAL_TOKENS',
+    'TEXT_UNET_CLASS',
     'caption_for',
     'CaptionedDataset',
     'BPETokenizer',
@@ -34,6 +34,7 @@ __all__ = [
     'TextEncoder',
     'TextUNetConfig',
     'TextUNet',
+    'caption_prompts',
     'TextTrainer',
     'text_sample_fn',
     'book_text_dir',
@@ -132,7 +133,9 @@ class BPETokenizer:
             'length'
         ):
             raise ValueError(
-                f"the tokenizer needs the special tokens {SPECIAL_TOKENS} as ids 0, 1, 2 and padding to a fixed length; build it with BPETokenizer.train"
+                f"the tokenizer needs the special tokens {SPECIAL_TOKENS} as ids 0, 1, 2 and padding to a "
+                "fixed "
+                "length; build it with BPETokenizer.train"
             )
         self.tok = tokenizer
 
@@ -169,39 +172,34 @@ class BPETokenizer:
     def from_json(cls, s: str) -> BPETokenizer:
         return cls(Tokenizer.from_str(s))
 
+    def encode(
+        self,
+        texts,  # a string or a list of strings
+        truncate: bool = True,  # cut long texts to max_length; False: raise ValueError instead
+    ) -> tuple[torch.Tensor, torch.Tensor]:  # input_ids (B, L) long, attention_mask (B, L) bool
+        "Token ids of `texts`, each <bos> ... <eos> padded to max_length, and the mask of real tokens."
+        texts = _check_texts(texts)
+        enc = self.tok.encode_batch(texts)
+        long = [i for i, e in enumerate(enc) if e.overflowing]
+        if long and not truncate:
+            raise ValueError(
+                f"text {long[0]} ({texts[long[0]][:60]!r}) needs more than {self.max_length} tokens; this "
+                "tokenizer's "
+                f"max_length is {self.max_length}"
+            )
+        ids = torch.tensor([e.ids for e in enc], dtype=torch.long).view(len(enc), self.max_length)
+        return ids, torch.tensor([e.attention_mask for e in enc], dtype=torch.bool).view(len(enc), self.max_length)
+
+    def decode(self, ids: torch.Tensor) -> list[str]:
+        "The texts of a (B, L) tensor of token ids (special tokens dropped)."
+        return self.tok.decode_batch(ids.tolist(), skip_special_tokens=True)
+
+    def tokens(self, text: str) -> list[str]:
+        "The token strings of one text (byte-level: 'Ġ' marks a leading space)."
+        return [t for t in self.tok.encode(text).tokens if t != '<pad>']
+
     def __repr__(self):
         return f"BPETokenizer(vocab_size={self.vocab_size}, max_length={self.max_length})"
-
-
-# %% ../nbs/11b_text.ipynb #7c7eb67d
-@patch
-def encode(
-    self: BPETokenizer,
-    texts,  # a string or a list of strings
-    truncate: bool = True,  # cut long texts to max_length; False: raise ValueError instead
-) -> tuple[torch.Tensor, torch.Tensor]:  # input_ids (B, L) long, attention_mask (B, L) bool
-    "Token ids of `texts`, each <bos> ... <eos> padded to max_length, and the mask of real tokens."
-    texts = _check_texts(texts)
-    enc = self.tok.encode_batch(texts)
-    long = [i for i, e in enumerate(enc) if e.overflowing]
-    if long and not truncate:
-        raise ValueError(
-            f"text {long[0]} ({texts[long[0]][:60]!r}) needs more than {self.max_length} tokens; this tokenizer's max_length is {self.max_length}"
-        )
-    ids = torch.tensor([e.ids for e in enc], dtype=torch.long).view(len(enc), self.max_length)
-    return ids, torch.tensor([e.attention_mask for e in enc], dtype=torch.bool).view(len(enc), self.max_length)
-
-
-@patch
-def decode(self: BPETokenizer, ids: torch.Tensor) -> list[str]:
-    "The texts of a (B, L) tensor of token ids (special tokens dropped)."
-    return self.tok.decode_batch(ids.tolist(), skip_special_tokens=True)
-
-
-@patch
-def tokens(self: BPETokenizer, text: str) -> list[str]:
-    "The token strings of one text (byte-level: 'Ġ' marks a leading space)."
-    return [t for t in self.tok.encode(text).tokens if t != '<pad>']
 
 
 # %% ../nbs/11b_text.ipynb #9fd90ec7
@@ -223,7 +221,8 @@ class TextEncoderConfig:
             check_int(f'TextEncoderConfig.{f}', getattr(self, f), 0 if f == 'pad_id' else 1)
         if self.dim % self.num_heads:
             raise ValueError(
-                f"num_heads={self.num_heads} must divide dim={self.dim}; valid: {[h for h in range(1, self.dim + 1) if self.dim % h == 0]}"
+                f"num_heads={self.num_heads} must divide dim={self.dim}; valid: "
+                f"{[h for h in range(1, self.dim + 1) if self.dim % h == 0]}"
             )
         check_float('dropout', self.dropout, 0, 1, hi_open=True)
 
@@ -256,11 +255,14 @@ class TextEncoder(nn.Module):
         cfg = self.config
         if input_ids.ndim != 2 or input_ids.shape[1] > cfg.max_length or input_ids.dtype.is_floating_point:
             raise ValueError(
-                f"input_ids must be a (B, L) integer tensor with L <= {cfg.max_length}, got {input_ids.dtype} {tuple(input_ids.shape)}"
+                f"input_ids must be a (B, L) integer tensor with L <= {cfg.max_length}, got "
+                f"{input_ids.dtype} "
+                f"{tuple(input_ids.shape)}"
             )
         if int(input_ids.min()) < 0 or int(input_ids.max()) >= cfg.vocab_size:
             raise ValueError(
-                f"input_ids must lie in [0, {cfg.vocab_size}) (the vocabulary), got values in [{int(input_ids.min())}, {int(input_ids.max())}]"
+                f"input_ids must lie in [0, {cfg.vocab_size}) (the vocabulary), got values in "
+                f"[{int(input_ids.min())}, {int(input_ids.max())}]"
             )
         mask = input_ids != cfg.pad_id if attention_mask is None else attention_mask.bool()
         h = self.tok_embed(input_ids) + self.pos_embed[: input_ids.shape[1]]
@@ -290,7 +292,8 @@ class TextUNetConfig:
         tok = BPETokenizer.from_json(self.tokenizer)
         if (tok.vocab_size, tok.max_length) != (self.text.vocab_size, self.text.max_length):
             raise ValueError(
-                f"text.vocab_size/max_length ({self.text.vocab_size}, {self.text.max_length}) must match the tokenizer's ({tok.vocab_size}, {tok.max_length})"
+                f"text.vocab_size/max_length ({self.text.vocab_size}, {self.text.max_length}) must match the "
+                f"tokenizer's ({tok.vocab_size}, {tok.max_length})"
             )
 
     @classmethod
@@ -339,10 +342,21 @@ def _check_captions(dataset):
     "Raise ValueError unless the data set's items carry a 'caption' string."
     item = dataset[0]
     if not isinstance(item, dict) or not isinstance(item.get('caption'), str):
+        name = getattr(dataset, 'name', type(dataset).__name__)
+        keys = sorted(item) if isinstance(item, dict) else type(item).__name__
         raise ValueError(
-            f"a text model trains on items with a 'caption' string; {getattr(dataset, 'name', type(dataset).__name__)!r} items have keys "
-            f"{sorted(item) if isinstance(item, dict) else type(item).__name__}: use an image folder with metadata.jsonl or CaptionedDataset(labelled set)"
+            f"a text model trains on items with a 'caption' string; {name!r} items have keys {keys}: "
+            "use an image folder with metadata.jsonl or CaptionedDataset(labelled set)"
         )
+
+
+def caption_prompts(
+    trainer: Trainer,  # a trainer of a model with `tokenize` (TextUNet, a text NestedUNet)
+    captions: list[str],  # this process's captions of one micro-batch
+) -> dict:
+    "input_ids/attention_mask of the captions, each replaced by '' where the trainer's `drop_mask` says (label_dropout)."
+    drop = trainer.drop_mask(len(captions)).tolist()
+    return unwrap(trainer.model).tokenize(['' if d else c for c, d in zip(captions, drop)])
 
 
 class TextTrainer(Trainer):
@@ -353,8 +367,8 @@ class TextTrainer(Trainer):
         model: nn.Module,  # a TextUNet (or a compiled one)
         dataset,  # items with 'x' and 'caption'
         config: TrainConfig | dict,  # the run's settings; label_dropout is the caption dropout
-        **kwargs,
-    ):  # Trainer's sample_fn=, callbacks=
+        **kwargs,  # Trainer's sample_fn=, callbacks=
+    ):
         if not isinstance(unwrap(model), TextUNet):
             raise TypeError(f"TextTrainer trains a TextUNet, got {type(unwrap(model)).__name__}")
         cfg = config if isinstance(config, TrainConfig) else TrainConfig(**config)
@@ -365,28 +379,10 @@ class TextTrainer(Trainer):
         _check_captions(dataset)
         super().__init__(model, dataset, cfg, **kwargs)
 
-    def _next_batch(self) -> tuple[torch.Tensor, dict]:
-        "The next micro-batch's images and the model's prompt arguments, continuing the resumable data order."
-        if self._data is None:
-            self.batches.start = self.batches_seen
-            g = torch.Generator().manual_seed(self.cfg.seed + self.batches_seen)
-            self._data = iter(
-                DataLoader(
-                    self.dataset,
-                    batch_sampler=self.batches,
-                    num_workers=self.cfg.num_workers,
-                    pin_memory=self.device.type == 'cuda',
-                    generator=g,
-                )
-            )
-        batch = next(self._data)
-        self.batches_seen += 1
-        return batch['x'].to(self.device, non_blocking=True), self._prompts(batch['caption'])
-
-    def _prompts(self, captions: list[str]) -> dict:
-        "input_ids/attention_mask of the captions, each replaced by '' with probability label_dropout."
-        drop = torch.rand(len(captions), generator=self.gen, device=self.gen.device) < self.cfg.label_dropout
-        return unwrap(self.model).tokenize(['' if d else c for c, d in zip(captions, drop.tolist())])
+    def inputs(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        "Hook (chapter 08c): the images, and the captions as the model's prompt arguments, some dropped to ''."
+        x, _ = super().inputs(batch)  # class_cond is off: the images on the device
+        return x, caption_prompts(self, batch['caption'])
 
 
 # %% ../nbs/11b_text.ipynb #5700a10c
@@ -498,7 +494,9 @@ def check_prompts(
     for i, p in enumerate(prompts):
         if not p.strip():
             raise ValueError(
-                f"prompt {i} is empty ({p!r}); give every sample a non-empty prompt, or leave prompts=None for unconditional samples"
+                f"prompt {i} is empty ({p!r}); give every sample a non-empty prompt, or leave prompts=None "
+                "for "
+                "unconditional samples"
             )
     if tokenizer is not None:
         tokenizer.encode(prompts, truncate=False)
@@ -523,24 +521,26 @@ class TextPipeline(Pipeline):
         return n, model.tokenize(check_prompts(prompts, n, model.tokenizer)), model.tokenize([''] * n)
 
 
-def _is_text_model(model_config) -> bool:
-    "Does a checkpoint's model_config describe a TextUNet?"
-    return isinstance(model_config, dict) and {'unet', 'text', 'tokenizer'} <= set(model_config)
+TEXT_UNET_CLASS = 'ddpm_book.text.TextUNet'  # the model_class of text runs' checkpoints
 
 
 def _build_text_pipeline(state: dict, ema: bool = True, device=None) -> TextPipeline:
     "The TextPipeline of a loaded checkpoint: model (EMA weights by default), schedule and pred_type from its configs."
-    model = TextUNet(state['model_config'])
-    load_model_state(model, state['ema']['model'] if ema else state['model'], 'EMA model' if ema else 'model')
-    c = state['config']
-    sched = make_schedule(c['schedule'], c['T'], c.get('zero_terminal_snr', False))
+    model = load_weights(TextUNet(state['model_config']), state, ema)
     u = model.config.unet
-    return TextPipeline(
-        model.eval().to(device or 'cpu'), sched, c['pred_type'], (u.in_channels, u.image_size, u.image_size), text=True
-    )
+    shape = (u.in_channels, u.image_size, u.image_size)
+    pred_type = state['config']['pred_type']
+    return TextPipeline(model.eval().to(device or 'cpu'), schedule_from_state(state), pred_type, shape, text=True)
 
 
-register_pipeline_builder(TextUNet, _build_text_pipeline, _is_text_model)
+# the notebook's cell and the module both register it: the same kind, replaced
+MODELS.register(
+    'text',
+    _build_text_pipeline,
+    help="Chapter 11b's TextUNet: prompts through a jointly trained text encoder.",
+    model_class=TEXT_UNET_CLASS,
+    replace=True,
+)
 
 
 # %% ../nbs/11b_text.ipynb #d3522343

@@ -13,17 +13,7 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
-from fastcore.basics import patch
-from ddpm_book.core import (
-    get_device,
-    seed_everything,
-    save_images,
-    check_choice,
-    check_int,
-    check_float,
-    PRECISIONS,
-    choose_precision,
-)
+from .core import seed_everything, save_images, check_choice, check_int, check_float, PRECISIONS
 from .schedules import make_schedule
 from .unet import with_added_fields  # configs stored before a UNet field existed
 from ddpm_book.checkpoints import (
@@ -69,16 +59,16 @@ class TrainConfig:
 
     run_dir: str = 'runs/run'  # holds config.json, meta.json, metrics/, samples/, checkpoints/
     seed: int = 0  # seeds the data order, timesteps, noise and dropout
-    steps: int = 10_000  # optimizer steps in the whole run (also the length of the cosine LR decay)
+    steps: int = 4000  # optimizer steps in the whole run (also the length of the cosine LR decay)
     batch_size: int = 64  # samples per micro-batch, all processes together (each of N processes takes batch_size / N)
     grad_accum: int = 1  # micro-batches per optimizer step: the effective batch is batch_size * grad_accum
     lr: float = 2e-4  # peak learning rate
     warmup_steps: int = 500  # linear LR warm-up steps
     min_lr_ratio: float = 0.0  # the cosine decays to lr * min_lr_ratio at `steps`
     weight_decay: float = 0.0  # AdamW's decoupled weight decay
-    adam_betas: tuple = (0.9, 0.999)  # AdamW's betas
+    adam_betas: tuple = (0.9, 0.999)  # AdamW's betas: two numbers in [0, 1)
     grad_clip: float | None = 1.0  # max global gradient norm; None: no clipping (the norm is still logged)
-    precision: str = 'auto'  # 'auto' (bf16 where the hardware is native, else fp32; chapter 00), 'fp32', 'bf16' or 'fp16' (CUDA only)
+    precision: str = 'auto'  # 'auto' (bf16 where native, else fp32; chapter 00), 'fp32', 'bf16', 'fp16' (CUDA only)
     compile: bool = False  # train through torch.compile(model)
     compile_backend: str = 'inductor'  # torch.compile backend
     channels_last: bool = False  # channels_last memory format for images and conv weights
@@ -92,26 +82,20 @@ class TrainConfig:
     min_snr_gamma: float = 5.0  # gamma of min-SNR
     p2_gamma: float = 1.0  # gamma of P2
     p2_k: float = 1.0  # k of P2
-    dream: bool = False  # DREAM (chapter 08, eqs. 8.4a-b): train on the model's own estimate, one extra forward pass per micro-batch
+    dream: bool = False  # DREAM (chapter 08, eqs. 8.4a-b): train on the model's own estimate, one more forward pass
     dream_p: float = 1.0  # DREAM's exponent p
     t_sampling: str = 'uniform'  # 'uniform' or 'stratified'
     class_cond: bool = False  # pass the items' 'label' to the model as labels= (class-conditional training)
-    label_dropout: float = (
-        0.0  # probability of replacing a label by the "no class" index (for classifier-free guidance)
-    )
+    label_dropout: float = 0.0  # probability of a label becoming "no class" (for classifier-free guidance)
     ema_decay: float = 0.9999  # the EMA's final decay
     ema_warmup: float = 10.0  # w of the EMA decay warm-up, eq. 8.6
     log_every: int = 50  # steps per progress/metrics record
     ckpt_every: int = 1000  # steps per checkpoint; 0: only stop and final checkpoints
     keep_last: int | None = 3  # periodic checkpoints kept; None: all
     sample_every: int = 1000  # steps per sample grid; 0: none
-    eval_every: int = (
-        0  # steps per call of the Trainer's eval_fn (default: chapter 13's proxy, see part 08b's EVAL_FNS); 0: none
-    )
+    eval_every: int = 0  # steps per call of the eval_fn (default: chapter 13's proxy, part 08b's EVAL_FNS); 0: none
     eval_n: int = 200  # samples per evaluation of the default eval_fn
-    best_metric: str | None = (
-        None  # keep checkpoints/best.pt at the lowest value of this eval_fn metric, e.g. 'proxy_fd'
-    )
+    best_metric: str | None = None  # keep checkpoints/best.pt at the lowest value of this eval metric, e.g. 'proxy_fd'
     n_samples: int = 16  # images per sample grid
     num_workers: int = 0  # DataLoader worker processes
     device: str = 'auto'  # 'auto', 'cpu', 'cuda', 'cuda:1', 'mps'
@@ -122,6 +106,7 @@ class TrainConfig:
         _validate(self)
 
     def to_dict(self) -> dict:
+        "The run-config dict of these settings (plain values; `TrainConfig(**d)` gives them back)."
         return asdict(self)
 
 
@@ -138,9 +123,20 @@ _NON_NEGATIVE = ('warmup_steps', 'ckpt_every', 'sample_every', 'eval_every', 'nu
 _POSITIVE_FLOATS = ('lr', 'huber_delta', 'min_snr_gamma', 'p2_k')
 
 
+def _adam_betas(v) -> tuple[float, float]:
+    "AdamW's betas as a tuple of two floats in [0, 1); a ValueError naming the field and the value otherwise."
+    bad = ValueError(f"TrainConfig.adam_betas must be a pair of numbers in [0, 1), e.g. (0.9, 0.999), got {v!r}")
+    if not (isinstance(v, (tuple, list)) and len(v) == 2):
+        raise bad
+    try:
+        return tuple(check_float('TrainConfig.adam_betas', b, 0, 1, hi_open=True) for b in v)
+    except ValueError:
+        raise bad from None
+
+
 def _validate(c: TrainConfig):
     "Normalise and check a TrainConfig; raise ValueError naming the bad field and the valid values."
-    c.adam_betas = tuple(c.adam_betas)
+    c.adam_betas = _adam_betas(c.adam_betas)
     for k, valid in _CHOICES.items():
         check_choice(f'TrainConfig.{k}', getattr(c, k), valid)
     for k in _POSITIVE + _NON_NEGATIVE:
@@ -220,471 +216,404 @@ class Trainer:
 
     def __init__(
         self,
-        model: nn.Module,  # the denoiser, model(x_t, t) -> prediction
+        model: nn.Module,  # the denoiser, model(x_t, t, **cond) -> prediction
         dataset,  # items are dicts with an 'x' tensor
         config: TrainConfig | dict,  # the run's settings
         sample_fn=None,  # sample_fn(model, n, generator) -> samples; default: the DDPM stand-in
-        eval_fn=None,  # eval_fn(trainer) -> {name: number}, every cfg.eval_every steps; None: part 08b's default_eval_fn
+        eval_fn=None,  # eval_fn(trainer) -> {name: number} every cfg.eval_every steps; None: part 08b's default
         callbacks=(),  # callables cb(trainer, metrics) run after every step
     ):
         cfg = self.cfg = config if isinstance(config, TrainConfig) else TrainConfig(**config)
-        self.acc, self.precision, self.precision_reason = make_accelerator(
-            cfg.device, cfg.precision, cfg.grad_accum
-        )  # 'auto': what this hardware does best
-        self.device, self.is_main = (
-            self.acc.device,
-            self.acc.is_main_process,
-        )  # several processes (chapter 15): only the main one writes
-        self.model = model.to(
-            self.device, memory_format=torch.channels_last if cfg.channels_last else torch.preserve_format
-        )
+        # 'auto' precision: what this hardware does best; several processes (chapter 15): only the main one writes
+        self.acc, self.precision, self.precision_reason = make_accelerator(cfg.device, cfg.precision, cfg.grad_accum)
+        self.device, self.is_main = self.acc.device, self.acc.is_main_process
+        fmt = torch.channels_last if cfg.channels_last else torch.preserve_format
+        self.model = model.to(self.device, memory_format=fmt)
         self.dataset, self.sched = dataset, make_schedule(cfg.schedule, cfg.T, cfg.zero_terminal_snr)
         self.num_classes = getattr(dataset, 'num_classes', 0)
         if cfg.class_cond and not self.num_classes:
-            raise ValueError(
-                f"class_cond=True needs a labelled data set (num_classes > 0); {getattr(dataset, 'name', type(dataset).__name__)!r} has none"
-            )
+            name = getattr(dataset, 'name', type(dataset).__name__)
+            raise ValueError(f"class_cond=True needs a labelled data set (num_classes > 0); {name!r} has none")
         opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, betas=cfg.adam_betas, weight_decay=cfg.weight_decay)
         self.ema = EMA(self.model, cfg.ema_decay, cfg.ema_warmup)
-        self.net, self.opt = self.acc.prepare(
-            self.model, opt
-        )  # self.model stays the plain module: EMA, saving, sampling
+        self.net, self.opt = self.acc.prepare(self.model, opt)  # self.model stays the plain module: EMA, saving
         if cfg.compile:
             self.net = torch.compile(self.net, backend=cfg.compile_backend)
         self.ema.model.load_state_dict(self.model.state_dict())  # prepare gave every process the main one's weights
-        self.batches = ResumableBatchSampler(
-            len(dataset), cfg.batch_size, cfg.seed
-        )  # the global order, shared by all processes
+        self.batches = ResumableBatchSampler(len(dataset), cfg.batch_size, cfg.seed)  # one order for all processes
         self._shard = (self.acc.process_index, self.acc.num_processes)
         SeededBatches(self.batches, *self._shard)  # raises now if the processes cannot share a batch equally
         self.sample_fn, self.callbacks = sample_fn, list(callbacks)  # None: the stand-in sampler (save_samples)
-        self.eval_fn, self.best = (
-            eval_fn or (default_eval_fn(cfg) if cfg.eval_every else None),
-            None,
-        )  # best: the lowest cfg.best_metric so far
+        self.eval_fn = eval_fn or (default_eval_fn(cfg) if cfg.eval_every else None)
+        self.best = None  # the lowest cfg.best_metric so far
         self.run_dir = Path(cfg.run_dir)
         self.ckpt_dir = self.run_dir / 'checkpoints'
-        self.step, self.batches_seen, self._data, self._stop, self._agreed, self._in_step = (
-            0,
-            0,
-            None,
-            None,
-            False,
-            False,
-        )
+        self.step, self.batches_seen, self._data = 0, 0, None
+        self._stop, self._agreed, self._in_step = None, False, False
         seed_everything(cfg.seed)
         self.gen = torch.Generator(self.device).manual_seed(cfg.seed)
 
-
-# %% ../nbs/08c_trainer.ipynb #7ffeb508
-@patch
-def state_dict(self: Trainer) -> dict:
-    "Everything needed to continue this run bit for bit; plain tensors and containers only."
-    epoch, index = self.batches.position(self.batches_seen)
-    return {
-        'step': self.step,
-        'model': model_state(self.model),
-        'ema': self.ema.state_dict(),
-        'optimizer': self.opt.state_dict(),
-        'scaler': self.acc.scaler.state_dict() if self.acc.scaler else {},
-        'lr_schedule': {
+    # ---- the state, saving and resuming (chapter 07)
+    def state_dict(self) -> dict:
+        "Everything needed to continue this run bit for bit; plain tensors and containers only."
+        c, (epoch, index) = self.cfg, self.batches.position(self.batches_seen)
+        return {
             'step': self.step,
-            'lr': lr_at(self.step, self.cfg.lr, self.cfg.warmup_steps, self.cfg.steps, self.cfg.min_lr_ratio),
-        },
-        'rng': capture_rng_state(),
-        'generator': self.gen.get_state(),
-        'data': {
-            'batches_seen': self.batches_seen,
-            'epoch': epoch,
-            'index': index,
-            'dataset_len': len(self.dataset),
-            'num_processes': self.acc.num_processes,
-        },
-        'config': self.cfg.to_dict(),
-        'model_config': _model_config(self.model),
-        'model_class': model_class_name(self.model),
-        'best': self.best,
-    }
+            'model': model_state(self.model),
+            'ema': self.ema.state_dict(),
+            'optimizer': self.opt.state_dict(),
+            'scaler': self.acc.scaler.state_dict() if self.acc.scaler else {},
+            'lr_schedule': {'step': self.step, 'lr': lr_at(self.step, c.lr, c.warmup_steps, c.steps, c.min_lr_ratio)},
+            'rng': capture_rng_state(),
+            'generator': self.gen.get_state(),
+            'data': {
+                'batches_seen': self.batches_seen,
+                'epoch': epoch,
+                'index': index,
+                'dataset_len': len(self.dataset),
+                'num_processes': self.acc.num_processes,
+            },
+            'config': c.to_dict(),
+            'model_config': _model_config(self.model),
+            'model_class': model_class_name(self.model),
+            'best': self.best,
+        }
 
+    def load_state_dict(self, state: dict):
+        "Continue from a `state_dict()`; a different config, architecture or data set size is refused."
+        check_config(state['config'], self.cfg.to_dict(), ignore=RESUME_MAY_CHANGE, what='training config')
+        saved_model = with_added_fields(state.get('model_config') or {})
+        check_config(saved_model, _model_config(self.model) or {}, what='model config')
+        if (n := state['data']['dataset_len']) != len(self.dataset):
+            raise ValueError(f"the checkpoint was trained on {n} items but this data set has {len(self.dataset)}")
+        load_model_state(self.model, state['model'])
+        load_model_state(self.ema.model, state['ema']['model'], 'EMA model')
+        self.ema.num_updates = int(state['ema']['num_updates'])
+        self.opt.load_state_dict(state['optimizer'])
+        if self.acc.scaler and state['scaler']:
+            self.acc.scaler.load_state_dict(state['scaler'])
+        restore_rng_state(state['rng'])
+        self.gen.set_state(state['generator'])
+        self.step, self.batches_seen, self._data = int(state['step']), int(state['data']['batches_seen']), None
+        self.best = state.get('best')
 
-@patch
-def load_state_dict(self: Trainer, state: dict):
-    "Continue from a `state_dict()`; a different config, architecture or data set size is refused."
-    check_config(state['config'], self.cfg.to_dict(), ignore=RESUME_MAY_CHANGE, what='training config')
-    check_config(
-        with_added_fields(state.get('model_config') or {}), _model_config(self.model) or {}, what='model config'
-    )
-    if state['data']['dataset_len'] != len(self.dataset):
-        raise ValueError(
-            f"the checkpoint was trained on {state['data']['dataset_len']} items but this data set has {len(self.dataset)}"
-        )
-    load_model_state(self.model, state['model'])
-    load_model_state(self.ema.model, state['ema']['model'], 'EMA model')
-    self.ema.num_updates = int(state['ema']['num_updates'])
-    self.opt.load_state_dict(state['optimizer'])
-    if self.acc.scaler and state['scaler']:
-        self.acc.scaler.load_state_dict(state['scaler'])
-    restore_rng_state(state['rng'])
-    self.gen.set_state(state['generator'])
-    self.step, self.batches_seen, self._data = int(state['step']), int(state['data']['batches_seen']), None
-    self.best = state.get('best')
+    def save(self, kind: str = 'step') -> Path:
+        "Write a checkpoint of the current state (kind 'step', 'stop' or 'final'), rotate old ones; the main process."
+        self.acc.wait_for_everyone()  # every process has finished the step (their states are identical, chapter 15)
+        if self.is_main:
+            p = save_checkpoint(self.state_dict(), self.ckpt_dir, kind, self.cfg.keep_last)
+        else:
+            p = self.ckpt_dir / checkpoint_name(self.step, kind)
+        self.acc.wait_for_everyone()  # nobody reads or resumes before the file is complete
+        return p
 
+    def resume(self, which='latest') -> Path | None:
+        "Load the checkpoint `which` ('latest', a step or a path) from this run; None if 'latest' finds nothing."
+        found = find_checkpoint(self.ckpt_dir, which)
+        if found is None:
+            return None
+        self.load_state_dict(found[1])
+        return found[0]
 
-# %% ../nbs/08c_trainer.ipynb #8a1189eb
-@patch
-def save(self: Trainer, kind: str = 'step') -> Path:
-    "Write a checkpoint of the current state (kind 'step', 'stop' or 'final') and rotate old ones; one file, by the main process."
-    self.acc.wait_for_everyone()  # every process has finished the step (their states are identical, chapter 15)
-    p = (
-        save_checkpoint(self.state_dict(), self.ckpt_dir, kind, self.cfg.keep_last)
-        if self.is_main
-        else self.ckpt_dir / checkpoint_name(self.step, kind)
-    )
-    self.acc.wait_for_everyone()
-    return p  # nobody reads or resumes before the file is complete
-
-
-@patch
-def resume(self: Trainer, which='latest') -> Path | None:
-    "Load the checkpoint `which` ('latest', a step or a path) from this run; None if 'latest' finds nothing."
-    found = find_checkpoint(self.ckpt_dir, which)
-    if found is None:
-        return None
-    self.load_state_dict(found[1])
-    return found[0]
-
-
-# %% ../nbs/08c_trainer.ipynb #604a284b
-@patch
-def _next_batch(self: Trainer) -> tuple[torch.Tensor, dict]:
-    "The next micro-batch's images on the device, and the model's keyword arguments, continuing the resumable data order."
-    if self._data is None:
-        self.batches.start = self.batches_seen
-        g = torch.Generator().manual_seed(
-            self.cfg.seed + self.batches_seen
-        )  # the loader's own: keeps the global RNG untouched
-        self._data = iter(
-            DataLoader(
-                SeededItems(self.dataset),
-                batch_sampler=SeededBatches(self.batches, *self._shard),
-                num_workers=self.cfg.num_workers,
-                pin_memory=self.device.type == 'cuda',
-                generator=g,
+    # ---- the batch path and the loss: `inputs`, `drop_mask`, `loss_options` and `loss` are the public hooks
+    def _next_batch(self) -> tuple[torch.Tensor, dict]:
+        "`inputs` of the next micro-batch: this process's share of the resumable, item-seeded data order (08b)."
+        if self._data is None:
+            self.batches.start = self.batches_seen
+            g = torch.Generator().manual_seed(self.cfg.seed + self.batches_seen)  # keeps the global RNG untouched
+            self._data = iter(
+                DataLoader(
+                    SeededItems(self.dataset),
+                    batch_sampler=SeededBatches(self.batches, *self._shard),
+                    num_workers=self.cfg.num_workers,
+                    pin_memory=self.device.type == 'cuda',
+                    generator=g,
+                )
             )
-        )
-    batch = next(self._data)
-    if self.acc.num_processes > 1:
-        torch.manual_seed(
-            item_seed(self.cfg.seed, self.batches_seen, self.acc.process_index)
-        )  # each process its own dropout masks
-    self.batches_seen += 1
-    x = batch['x'].to(self.device, non_blocking=True)
-    if self.cfg.channels_last and x.ndim == 4:
-        x = x.contiguous(memory_format=torch.channels_last)
-    return x, (self._model_labels(batch['label']) if self.cfg.class_cond else {})
+        batch = next(self._data)
+        if self.acc.num_processes > 1:  # each process its own dropout masks
+            torch.manual_seed(item_seed(self.cfg.seed, self.batches_seen, self.acc.process_index))
+        self.batches_seen += 1
+        return self.inputs(batch)
 
+    def inputs(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        "Hook: a loaded batch as (x0 on the device, the model's keyword arguments): labels= when class_cond."
+        x = batch['x'].to(self.device, non_blocking=True)
+        if self.cfg.channels_last and x.ndim == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        if not self.cfg.class_cond:
+            return x, {}
+        labels = batch['label'].to(self.device)
+        drop = self.drop_mask(len(labels))  # a dropped label becomes the 'no class' index num_classes
+        return x, {'labels': torch.where(drop, torch.full_like(labels, self.num_classes), labels)}
 
-@patch
-def _model_labels(self: Trainer, labels: torch.Tensor) -> dict:
-    "labels= for the model; with probability label_dropout a label becomes the 'no class' index (num_classes)."
-    (r, world), B, labels = (
-        self._shard,
-        labels.shape[0],
-        labels.to(self.device),
-    )  # drawn for all processes' items, like t and eps
-    drop = (
-        torch.rand(world * B, generator=self.gen, device=self.gen.device)[r * B : (r + 1) * B].to(self.device)
-        < self.cfg.label_dropout
-    )
-    return {'labels': torch.where(drop, torch.full_like(labels, self.num_classes), labels)}
+    def drop_mask(self, n: int) -> torch.Tensor:
+        "Hook: which of this process's `n` items lose their condition (probability label_dropout), drawn from self.gen."
+        r, world = self._shard  # drawn for all processes' items, like t and eps: the same for any number of them
+        u = torch.rand(world * n, generator=self.gen, device=self.gen.device)[r * n : (r + 1) * n]
+        return u.to(self.device) < self.cfg.label_dropout
 
-
-@patch
-def _loss(self: Trainer, x0: torch.Tensor, model_kwargs: dict) -> torch.Tensor:
-    "The loss (eq. 8.4) of this process's share of one micro-batch, under autocast if mixed precision is on."
-    c = self.cfg
-    with self.acc.autocast():
-        return diffusion_loss(
-            self.net,
-            x0,
-            self.sched,
-            c.pred_type,
-            c.loss,
-            c.weighting,
-            c.t_sampling,
-            self.gen,
-            c.huber_delta,
-            c.min_snr_gamma,
-            c.p2_gamma,
-            c.p2_k,
-            shard=self._shard,
+    def loss_options(self) -> dict:
+        "Hook: `diffusion_loss`'s keyword arguments: the config's loss settings, the trainer's generator and shard."
+        c = self.cfg
+        return dict(
+            pred_type=c.pred_type,
+            loss=c.loss,
+            weighting=c.weighting,
+            t_sampling=c.t_sampling,
+            huber_delta=c.huber_delta,
+            min_snr_gamma=c.min_snr_gamma,
+            p2_gamma=c.p2_gamma,
+            p2_k=c.p2_k,
             dream=c.dream,
             dream_p=c.dream_p,
-            **model_kwargs,
+            generator=self.gen,
+            shard=self._shard,
         )
 
+    def loss(self, x0: torch.Tensor, cond: dict) -> torch.Tensor:
+        "Hook: the loss (eq. 8.4) of this process's share of one micro-batch, under autocast if mixed precision is on."
+        with self.acc.autocast():
+            return diffusion_loss(self.net, x0, self.sched, **self.loss_options(), **cond)
 
-@patch
-def _now(self: Trainer) -> float:
-    if self.device.type == 'cuda':
-        torch.cuda.synchronize(self.device)
-    return time.perf_counter()
+    # ---- one optimizer step
+    def _now(self) -> float:
+        if self.device.type == 'cuda':
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
 
+    def train_step(self) -> dict:
+        "One optimizer step over `grad_accum` micro-batches; returns loss, grad norm, lr and section timings (s)."
+        c, t0, fetch = self.cfg, self._now(), 0.0
+        loss = torch.zeros((), device=self.device)
+        for _ in range(c.grad_accum):
+            t = time.perf_counter()
+            x0, cond = self._next_batch()
+            fetch += time.perf_counter() - t
+            with self.acc.accumulate(self.net):  # several processes: gradients averaged on the last micro-batch
+                micro = self.loss(x0, cond)
+                self.acc.backward(micro)
+                loss += micro.detach() / c.grad_accum  # backward divides by grad_accum
+        loss = self._agree(loss)
+        t1 = self._now()
+        lr = lr_at(self.step, c.lr, c.warmup_steps, c.steps, c.min_lr_ratio)
+        for group in self.opt.param_groups:
+            group['lr'] = lr
+        gn = self.acc.clip_grad_norm_(self.model.parameters(), c.grad_clip or math.inf)  # unscales fp16 grads first
+        self._check_step_finite(loss, gn)
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        self.ema.update(self.model)
+        self.step += 1
+        t2 = self._now()
+        return {
+            'loss': loss.item(),
+            'grad_norm': gn.item(),
+            'lr': lr,
+            'data_fetch': fetch,
+            'fwd_bwd': t1 - t0 - fetch,
+            'opt_step': t2 - t1,
+            'step_total': t2 - t0,
+        }
 
-# %% ../nbs/08c_trainer.ipynb #8c49d285
-@patch
-def train_step(self: Trainer) -> dict:
-    "One optimizer step over `grad_accum` micro-batches; returns loss, grad norm, lr and section timings (s)."
-    c, t0, fetch = self.cfg, self._now(), 0.0
-    loss = torch.zeros((), device=self.device)
-    for _ in range(c.grad_accum):
-        t = time.perf_counter()
-        x0, kw = self._next_batch()
-        fetch += time.perf_counter() - t
-        with self.acc.accumulate(self.net):  # across processes, gradients are averaged on the last micro-batch only
-            micro = self._loss(x0, kw)
-            self.acc.backward(micro)
-            loss += micro.detach() / c.grad_accum  # backward divides by grad_accum
-    loss = self._agree(loss)
-    t1 = self._now()
-    lr = lr_at(self.step, c.lr, c.warmup_steps, c.steps, c.min_lr_ratio)
-    for group in self.opt.param_groups:
-        group['lr'] = lr
-    gn = self.acc.clip_grad_norm_(self.model.parameters(), c.grad_clip or math.inf)  # unscales fp16 gradients first
-    self._check_step_finite(loss, gn)
-    self.opt.step()
-    self.opt.zero_grad(set_to_none=True)
-    self.ema.update(self.model)
-    self.step += 1
-    t2 = self._now()
-    return {
-        'loss': loss.item(),
-        'grad_norm': gn.item(),
-        'lr': lr,
-        'data_fetch': fetch,
-        'fwd_bwd': t1 - t0 - fetch,
-        'opt_step': t2 - t1,
-        'step_total': t2 - t0,
-    }
+    def _agree(self, loss: torch.Tensor) -> torch.Tensor:
+        "The loss averaged over processes; sets `_agreed` if any process was asked to stop (one all-reduce, ch. 15)."
+        if self.acc.num_processes == 1:
+            self._agreed = bool(self._stop)
+            return loss
+        stop = torch.tensor(float(bool(self._stop)), device=loss.device)
+        s = self.acc.reduce(torch.stack([loss.float(), stop]), 'sum')
+        self._agreed = bool(s[1] > 0)
+        return s[0] / self.acc.num_processes
 
-
-@patch
-def _agree(self: Trainer, loss: torch.Tensor) -> torch.Tensor:
-    "The loss averaged over processes; sets `_agreed` if any process was asked to stop (one all-reduce, chapter 15)."
-    if self.acc.num_processes == 1:
-        self._agreed = bool(self._stop)
-        return loss
-    s = self.acc.reduce(torch.stack([loss.float(), torch.tensor(float(bool(self._stop)), device=loss.device)]), 'sum')
-    self._agreed = bool(s[1] > 0)
-    return s[0] / self.acc.num_processes
-
-
-@patch
-def _check_step_finite(self: Trainer, loss, grad_norm):
-    "Raise NonFiniteLossError (after dropping the gradients) if the loss, or the grad norm outside fp16, is not finite."
-    check = torch.stack([loss.float(), grad_norm.float()]) if self.precision != 'fp16' else loss.float()
-    if torch.isfinite(check).all():
-        return
-    self.opt.zero_grad(set_to_none=True)
-    latest = list_checkpoints(self.ckpt_dir)
-    raise NonFiniteLossError(
-        f"non-finite loss ({loss.item()}) or gradient norm ({grad_norm.item()}) at step {self.step + 1}: "
-        f"stopped before the optimizer step, so weights and EMA are unchanged and nothing was saved. "
-        f"Latest checkpoint: {latest[-1][2] if latest else 'none'}. Try a lower lr, grad_clip, or bf16 instead of fp16."
-    )
-
-
-# %% ../nbs/08c_trainer.ipynb #aac4937f
-@patch
-def _prepare_run_dir(self: Trainer):
-    "Create the run folder with config.json, meta.json and the reproducibility artifacts; drop metrics newer than the current step (08b)."
-    ds = self.dataset
-    config = {
-        'train': self.cfg.to_dict(),
-        'model': _model_config(self.model),
-        'model_class': model_class_name(self.model),
-        'dataset': {'name': getattr(ds, 'name', type(ds).__name__), 'len': len(ds)},
-    }
-    n, c = self.acc.num_processes, self.cfg
-    meta = {
-        **run_meta(self.device, self.step),
-        'precision': self.precision,
-        'precision_reason': self.precision_reason,
-        'num_processes': n,
-        'per_process_batch': c.batch_size // n,
-        'effective_batch': c.batch_size * c.grad_accum,
-    }
-    if self.is_main:
-        prepare_run_dir(self.run_dir, config, meta, self.step)
-        write_run_artifacts(self.run_dir, config, ds, self.step)
-    self.acc.wait_for_everyone()
-
-
-@patch
-def batch_text(self: Trainer) -> str:
-    "How the effective batch is made, e.g. 'effective batch 64 = 16 per process x 2 processes x 2 accumulation'."
-    n, c = self.acc.num_processes, self.cfg
-    return f"effective batch {c.batch_size * c.grad_accum} = {c.batch_size // n} per process x {n} process{'es' * (n > 1)} x {c.grad_accum} accumulation"
-
-
-# %% ../nbs/08c_trainer.ipynb #dca98967
-@patch
-def _log(self: Trainer, window: list[dict], bar) -> dict:
-    "Average the window's step metrics and write them to the bar, events.jsonl and TensorBoard."
-    mean = lambda k: sum(m[k] for m in window) / len(window)
-    imgs = len(window) * self.cfg.batch_size * self.cfg.grad_accum
-    rec = {
-        'step': self.step,
-        'loss': mean('loss'),
-        'lr': window[-1]['lr'],
-        'grad_norm': mean('grad_norm'),
-        'images_per_s': imgs / sum(m['step_total'] for m in window),
-        'peak_mem_mb': peak_mem_mb(self.device),
-        **{f'{k}_ms': 1000 * mean(k) for k in ('data_fetch', 'fwd_bwd', 'opt_step', 'step_total')},
-    }
-    if not self.is_main:
-        return rec
-    append_event(self.run_dir, rec)
-    bar.set_postfix(loss=f"{rec['loss']:.4f}", img_s=f"{rec['images_per_s']:.0f}", lr=f"{rec['lr']:.2e}", refresh=False)
-    for k, v in rec.items():
-        if self._tb is not None and k != 'step':
-            self._tb.add_scalar(k, v, self.step)
-    return rec
-
-
-# %% ../nbs/08c_trainer.ipynb #70b49eb9
-@patch
-def _standin_sample_fn(self: Trainer, model, n: int, generator) -> torch.Tensor:
-    "Default sample_fn: the stand-in DDPM sampler, at the data's shape."
-    shape = tuple(self.dataset[0]['x'].shape)
-    if self.cfg.class_cond:  # one class per grid cell, in order
-        labels = (torch.arange(n) % self.num_classes).to(self.device)
-        model = (lambda net: lambda x_t, t: net(x_t, t, labels=labels))(model)
-    return ddpm_sample_standin(
-        model,
-        self.sched,
-        (n, *shape),
-        self.cfg.pred_type,
-        clip_x0=len(shape) == 3,
-        generator=generator,
-        device=self.device,
-    )
-
-
-@patch
-def save_samples(self: Trainer) -> list[Path]:
-    "Sample `n_samples` from the EMA and the raw model (same noise) and save them under run_dir/samples."
-    paths, was_training = [], self.model.training
-    self.model.eval()
-    try:
-        for name, net in (('ema', self.ema.model), ('raw', unwrap(self.model))):
-            x = (self.sample_fn or self._standin_sample_fn)(
-                net, self.cfg.n_samples, torch.Generator().manual_seed(self.cfg.seed + 1)
-            ).cpu()
-            p = self.run_dir / 'samples' / f'step_{self.step:08d}_{name}.png'
-            paths.append(save_images(x, p, value_range=(-1, 1)) if x.ndim == 4 else save_points(x, p))
-    finally:
-        self.model.train(was_training)
-    return paths
-
-
-# %% ../nbs/08c_trainer.ipynb #cc10b9e1
-@patch
-def _after_step(self: Trainer, m: dict, window: list, bar):
-    "Everything between two steps: progress, metrics, samples, checkpoints, callbacks."
-    c = self.cfg
-    window.append(m)
-    bar.update(1)
-    if self.step % c.log_every == 0 or self.step == c.steps:
-        self._log(window, bar)
-        window.clear()
-    if c.sample_every and self.step % c.sample_every == 0 and self.is_main:
-        self.save_samples()
-    if c.ckpt_every and self.step % c.ckpt_every == 0:
-        self.save()
-    if c.eval_every and self.step % c.eval_every == 0 and self.is_main:
-        self.evaluate()  # the others wait at the next step's all-reduce
-    for cb in self.callbacks:
-        cb(self, m)
-
-
-@patch
-def _request_stop(self: Trainer, name: str):
-    "Called by StopSignals on the first SIGINT/SIGTERM: stop after the current step."
-    self._stop = name
-    if self.is_main:
-        tqdm.write(
-            f"{name}: finishing step {self.step + 1 if self._in_step else self.step}, then saving a checkpoint "
-            f"(press Ctrl-C again to abort without saving)"
+    def _check_step_finite(self, loss, grad_norm):
+        "Raise NonFiniteLossError (gradients dropped) if the loss, or the grad norm outside fp16, is not finite."
+        check = torch.stack([loss.float(), grad_norm.float()]) if self.precision != 'fp16' else loss.float()
+        if torch.isfinite(check).all():
+            return
+        self.opt.zero_grad(set_to_none=True)
+        latest = list_checkpoints(self.ckpt_dir)
+        raise NonFiniteLossError(
+            f"non-finite loss ({loss.item()}) or gradient norm ({grad_norm.item()}) at step {self.step + 1}: "
+            f"stopped before the optimizer step, so weights and EMA are unchanged and nothing was saved. "
+            f"Latest checkpoint: {latest[-1][2] if latest else 'none'}. "
+            f"Try a lower lr, grad_clip, or bf16 instead of fp16."
         )
 
+    # ---- the run folder, metrics and samples (08b)
+    def run_config(self) -> dict:
+        "The run's config dict (config.json, config.resolved.yaml): training config, model config and class, data set."
+        ds = self.dataset
+        return {
+            'train': self.cfg.to_dict(),
+            'model': _model_config(self.model),
+            'model_class': model_class_name(self.model),
+            'dataset': {'name': getattr(ds, 'name', type(ds).__name__), 'len': len(ds)},
+        }
 
-@patch
-def fit(
-    self: Trainer,
-    until: int | None = None,  # stop after this many steps in total (default: cfg.steps)
-) -> str:  # 'completed', 'paused' (reached `until`) or 'SIGTERM'
-    "Train until `cfg.steps` (or `until`); Ctrl-C / SIGTERM finish the step and save `ckpt_stop_<step>`; Ctrl-C then raises TrainingInterrupted."
-    end = min(until or self.cfg.steps, self.cfg.steps)
-    self._prepare_run_dir()
-    self._stop, self._agreed, self._in_step, window = None, False, False, []
-    self._tb, show = (
-        open_tensorboard(self.run_dir, self.cfg.tensorboard and self.is_main),
-        self.cfg.progress and self.is_main,
-    )
-    if show:
-        tqdm.write(f"training on {self.device} in {self.precision} ({self.precision_reason}); {self.batch_text()}")
-    bar = tqdm(
-        total=self.cfg.steps, initial=self.step, disable=not show, desc=f'train {self.precision}', dynamic_ncols=True
-    )
-    try:
-        with StopSignals(self._request_stop):
-            while self.step < end and not (self._agreed if self.acc.num_processes > 1 else self._stop):
-                self._in_step = True
-                m = self.train_step()
-                self._in_step = False
-                self._after_step(m, window, bar)
-    except KeyboardInterrupt:
-        if self._in_step:
-            self.opt.zero_grad(set_to_none=True)
-            self._in_step = False
-            raise  # mid-step: state not saveable
-        self._stop = 'KeyboardInterrupt'
-    finally:
-        bar.close()
-        if self._tb is not None:
-            self._tb.close()
-    if (
-        self._agreed if self.acc.num_processes > 1 else self._stop
-    ):  # several processes act on what they agreed, never alone
-        self._stop = self._stop or 'stopped by another process'
-        p = self.save('stop')
-        msg = f"{self._stop} at step {self.step}: saved {p}; continue with trainer.resume('latest'); trainer.fit()"
-        if self._stop == 'KeyboardInterrupt':
-            raise TrainingInterrupted(msg, self.step, p) from None  # one Ctrl-C stops the cell too
+    def _prepare_run_dir(self):
+        "Write config.json, meta.json and the reproducibility artifacts; drop metrics newer than this step (08b)."
+        config, n, c = self.run_config(), self.acc.num_processes, self.cfg
+        meta = {
+            **run_meta(self.device, self.step),
+            'precision': self.precision,
+            'precision_reason': self.precision_reason,
+            'num_processes': n,
+            'per_process_batch': c.batch_size // n,
+            'effective_batch': c.batch_size * c.grad_accum,
+        }
         if self.is_main:
-            tqdm.write(msg)
-        return self._stop
-    if self.step >= self.cfg.steps:
-        self.save('final')
-        return 'completed'
-    return 'paused'
+            prepare_run_dir(self.run_dir, config, meta, self.step)
+            write_run_artifacts(self.run_dir, config, self.dataset, self.step)
+        self.acc.wait_for_everyone()
 
+    def batch_text(self) -> str:
+        "How the effective batch is made, e.g. 'effective batch 64 = 16 per process x 2 processes x 2 accumulation'."
+        n, c = self.acc.num_processes, self.cfg
+        procs = f"{n} process{'es' * (n > 1)}"
+        per = f"{c.batch_size // n} per process x {procs} x {c.grad_accum} accumulation"
+        return f"effective batch {c.batch_size * c.grad_accum} = {per}"
 
-# %% ../nbs/08c_trainer.ipynb #a62cc096
-@patch
-def evaluate(self: Trainer) -> dict:
-    "Call eval_fn on this trainer; log the numbers (events.jsonl, TensorBoard eval/*) and keep best.pt by cfg.best_metric."
-    with torch.random.fork_rng(devices=[self.device.index or 0] if self.device.type == 'cuda' else []):
-        rec = {k: float(v) for k, v in self.eval_fn(self).items()}
-    append_event(self.run_dir, {'step': self.step, 'event': 'eval', **rec})
-    for k, v in rec.items():
-        if self._tb is not None:
-            self._tb.add_scalar(f'eval/{k}', v, self.step)
-    m = self.cfg.best_metric
-    if m is not None and m not in rec:
-        raise KeyError(f"best_metric {m!r} is not among eval_fn's results {sorted(rec)}")
-    if m is not None and (self.best is None or rec[m] < self.best):
-        self.best = rec[m]
-        save_file(self.state_dict(), self.ckpt_dir / 'best.pt')
-    return rec
+    def _log(self, window: list[dict], bar) -> dict:
+        "Average the window's step metrics and write them to the bar, events.jsonl and TensorBoard."
+        mean = lambda k: sum(m[k] for m in window) / len(window)
+        imgs = len(window) * self.cfg.batch_size * self.cfg.grad_accum
+        rec = {
+            'step': self.step,
+            'loss': mean('loss'),
+            'lr': window[-1]['lr'],
+            'grad_norm': mean('grad_norm'),
+            'images_per_s': imgs / sum(m['step_total'] for m in window),
+            'peak_mem_mb': peak_mem_mb(self.device),
+            **{f'{k}_ms': 1000 * mean(k) for k in ('data_fetch', 'fwd_bwd', 'opt_step', 'step_total')},
+        }
+        if not self.is_main:
+            return rec
+        append_event(self.run_dir, rec)
+        img_s, lr = f"{rec['images_per_s']:.0f}", f"{rec['lr']:.2e}"
+        bar.set_postfix(loss=f"{rec['loss']:.4f}", img_s=img_s, lr=lr, refresh=False)
+        for k, v in rec.items():
+            if self._tb is not None and k != 'step':
+                self._tb.add_scalar(k, v, self.step)
+        return rec
+
+    def _standin_sample_fn(self, model, n: int, generator) -> torch.Tensor:
+        "Default sample_fn: the stand-in DDPM sampler, at the data's shape."
+        shape = tuple(self.dataset[0]['x'].shape)
+        if self.cfg.class_cond:  # one class per grid cell, in order
+            labels = (torch.arange(n) % self.num_classes).to(self.device)
+            model = (lambda net: lambda x_t, t: net(x_t, t, labels=labels))(model)
+        return ddpm_sample_standin(
+            model,
+            self.sched,
+            (n, *shape),
+            self.cfg.pred_type,
+            clip_x0=len(shape) == 3,
+            generator=generator,
+            device=self.device,
+        )
+
+    def save_samples(self) -> list[Path]:
+        "Sample `n_samples` from the EMA and the raw model (same noise) and save them under run_dir/samples."
+        paths, was_training, sample = [], self.model.training, self.sample_fn or self._standin_sample_fn
+        self.model.eval()
+        try:
+            for name, net in (('ema', self.ema.model), ('raw', unwrap(self.model))):
+                x = sample(net, self.cfg.n_samples, torch.Generator().manual_seed(self.cfg.seed + 1)).cpu()
+                p = self.run_dir / 'samples' / f'step_{self.step:08d}_{name}.png'
+                paths.append(save_images(x, p, value_range=(-1, 1)) if x.ndim == 4 else save_points(x, p))
+        finally:
+            self.model.train(was_training)
+        return paths
+
+    # ---- the loop
+    def _after_step(self, m: dict, window: list, bar):
+        "Everything between two steps: progress, metrics, samples, checkpoints, evaluation, callbacks."
+        c = self.cfg
+        window.append(m)
+        bar.update(1)
+        if self.step % c.log_every == 0 or self.step == c.steps:
+            self._log(window, bar)
+            window.clear()
+        if c.sample_every and self.step % c.sample_every == 0 and self.is_main:
+            self.save_samples()
+        if c.ckpt_every and self.step % c.ckpt_every == 0:
+            self.save()
+        if c.eval_every and self.step % c.eval_every == 0 and self.is_main:
+            self.evaluate()  # the others wait at the next step's all-reduce
+        for cb in self.callbacks:
+            cb(self, m)
+
+    def _request_stop(self, name: str):
+        "Called by StopSignals on the first SIGINT/SIGTERM: stop after the current step."
+        self._stop = name
+        if self.is_main:
+            step = self.step + 1 if self._in_step else self.step
+            msg = f"{name}: finishing step {step}, then saving a checkpoint"
+            tqdm.write(f"{msg} (press Ctrl-C again to abort without saving)")
+
+    def _stopping(self) -> bool:
+        "Stop now? Several processes act on what they agreed (`_agree`), never alone."
+        return self._agreed if self.acc.num_processes > 1 else bool(self._stop)
+
+    def fit(
+        self,
+        until: int | None = None,  # stop after this many steps in total (default: cfg.steps)
+    ) -> str:  # 'completed', 'paused' (reached `until`) or 'SIGTERM'
+        "Train to `cfg.steps` (or `until`); Ctrl-C/SIGTERM finish the step and save `ckpt_stop_<step>`."
+        c, window = self.cfg, []
+        end = min(until or c.steps, c.steps)
+        self._prepare_run_dir()
+        self._stop, self._agreed, self._in_step = None, False, False
+        self._tb = open_tensorboard(self.run_dir, c.tensorboard and self.is_main)
+        show = c.progress and self.is_main
+        if show:
+            tqdm.write(f"training on {self.device} in {self.precision} ({self.precision_reason}); {self.batch_text()}")
+        desc = f'train {self.precision}'
+        bar = tqdm(total=c.steps, initial=self.step, disable=not show, desc=desc, dynamic_ncols=True)
+        try:
+            with StopSignals(self._request_stop):
+                while self.step < end and not self._stopping():
+                    self._in_step = True
+                    m = self.train_step()
+                    self._in_step = False
+                    self._after_step(m, window, bar)
+        except KeyboardInterrupt:
+            if self._in_step:
+                self.opt.zero_grad(set_to_none=True)
+                self._in_step = False
+                raise  # mid-step: state not saveable
+            self._stop = 'KeyboardInterrupt'
+        finally:
+            bar.close()
+            if self._tb is not None:
+                self._tb.close()
+        if self._stopping():
+            self._stop = self._stop or 'stopped by another process'
+            p = self.save('stop')
+            msg = f"{self._stop} at step {self.step}: saved {p}; continue with trainer.resume('latest'); trainer.fit()"
+            if self._stop == 'KeyboardInterrupt':
+                raise TrainingInterrupted(msg, self.step, p) from None  # one Ctrl-C stops the cell too
+            if self.is_main:
+                tqdm.write(msg)
+            return self._stop
+        if self.step >= c.steps:
+            self.save('final')
+            return 'completed'
+        return 'paused'
+
+    def evaluate(self) -> dict:
+        "Call eval_fn; log its numbers (events.jsonl, TensorBoard eval/*) and keep best.pt by cfg.best_metric."
+        with torch.random.fork_rng(devices=[self.device.index or 0] if self.device.type == 'cuda' else []):
+            rec = {k: float(v) for k, v in self.eval_fn(self).items()}
+        append_event(self.run_dir, {'step': self.step, 'event': 'eval', **rec})
+        for k, v in rec.items():
+            if self._tb is not None:
+                self._tb.add_scalar(f'eval/{k}', v, self.step)
+        m = self.cfg.best_metric
+        if m is not None and m not in rec:
+            raise KeyError(f"best_metric {m!r} is not among eval_fn's results {sorted(rec)}")
+        if m is not None and (self.best is None or rec[m] < self.best):
+            self.best = rec[m]
+            save_file(self.state_dict(), self.ckpt_dir / 'best.pt')
+        return rec

@@ -5,12 +5,11 @@
 # %% ../nbs/06_unet.ipynb #23385fc5
 from __future__ import annotations
 import math
-from dataclasses import dataclass, asdict, fields
+from dataclasses import dataclass, asdict
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
-from fastcore.basics import patch
 from .core import check_int, check_float, check_choice
 from .blocks import TimeEmbedding, ResBlock, Downsample, Upsample, RESAMPLE
 from .attention import AttentionBlock
@@ -51,7 +50,7 @@ class UNetConfig:
     norm_eps: float = 1e-5  # GroupNorm epsilon (the DDPM code: 1e-6)
     scale_shift: bool = True  # timestep injection: scale-shift (True) or add (False, DDPM)
     time_embedding: str = 'book'  # timestep sinusoids: 'book' (eq. 4.1) or 'ddpm' (Ho et al.'s code, eq. 6.2)
-    resample: str = 'conv'  # downsampling: 'conv' (stride-2 conv, padded on all sides), 'conv_same' (TensorFlow 'SAME' padding, DDPM) or 'avgpool'
+    resample: str = 'conv'  # downsampling: 'conv' (stride 2), 'conv_same' (TF 'SAME', DDPM) or 'avgpool'
     mid_attention: bool = True  # attention in the middle block
     num_classes: int | None = None  # class-conditional with this many classes (index num_classes = "no class")
     context_dim: int | None = None  # size of context vectors for cross-attention (text); None: no cross-attention
@@ -82,6 +81,17 @@ class UNetConfig:
     def channels(self, level: int) -> int:
         return self.base_channels * self.channel_mults[level]
 
+    @classmethod
+    def preset(
+        cls,
+        name: str,  # a key of `PRESETS` (the section "Presets" below)
+        **overrides,  # fields to change, e.g. num_classes=10
+    ) -> UNetConfig:
+        "A preset configuration, optionally with some fields changed."
+        if name not in PRESETS:
+            raise ValueError(f"unknown UNet preset {name!r}; valid: {sorted(PRESETS)}")
+        return cls(**{**PRESETS[name], **overrides})
+
 
 # %% ../nbs/06_unet.ipynb #0e9eff30
 _INT_FIELDS = (
@@ -93,10 +103,8 @@ _INT_FIELDS = (
     'num_heads',
     'norm_groups',
 )
-UNET_RESAMPLE, TIME_EMBEDDINGS = (
-    RESAMPLE + ('conv_same',),
-    ('book', 'ddpm'),
-)  # the UNet's downsampling and timestep-sinusoid choices
+UNET_RESAMPLE = RESAMPLE + ('conv_same',)  # the UNet's downsampling choices
+TIME_EMBEDDINGS = ('book', 'ddpm')  # its timestep sinusoids
 
 
 def _check_fields(c: UNetConfig):
@@ -133,20 +141,19 @@ def _check_shapes(c: UNetConfig):
         )
     bad = [r for r in c.attn_resolutions if r not in c.resolutions]
     if bad:
-        raise ValueError(
-            f"attn_resolutions {bad} never occur: with image_size={c.image_size} and {c.levels} levels the resolutions are {list(c.resolutions)}"
-        )
+        where = f"with image_size={c.image_size} and {c.levels} levels the resolutions are {list(c.resolutions)}"
+        raise ValueError(f"attn_resolutions {bad} never occur: {where}")
     for l in range(c.levels):
         if c.channels(l) % c.norm_groups:
             raise ValueError(f"norm_groups={c.norm_groups} must divide the channels of level {l} ({c.channels(l)})")
-    sites = [l for l, r in enumerate(c.resolutions) if r in c.attn_resolutions] + (
-        [c.levels - 1] if c.mid_attention else []
-    )
+    sites = [l for l, r in enumerate(c.resolutions) if r in c.attn_resolutions]
+    sites += [c.levels - 1] if c.mid_attention else []
     for l in sites:
         ch = c.channels(l)
         if ch % c.num_heads:
+            valid = [h for h in range(1, ch + 1) if all(c.channels(s) % h == 0 for s in sites)]
             raise ValueError(
-                f"num_heads={c.num_heads} must divide the channels {ch} of the attention at level {l}; valid: {[h for h in range(1, ch + 1) if all(c.channels(s) % h == 0 for s in sites)]}"
+                f"num_heads={c.num_heads} must divide the channels {ch} of the attention at level {l}; valid: {valid}"
             )
     if c.context_dim is not None and not sites:
         raise ValueError("context_dim needs an attention site: set attn_resolutions or mid_attention=True")
@@ -187,29 +194,14 @@ PRESETS = {
         resample='conv_same',
     ),
 }
-ADDED_FIELDS = {
-    'norm_eps': 1e-5,
-    'time_embedding': 'book',
-}  # fields newer than the first checkpoints: absent means these values
+ADDED_FIELDS = {'norm_eps': 1e-5, 'time_embedding': 'book'}  # fields newer than the first checkpoints: absent = these
 
 
 def with_added_fields(mc: dict) -> dict:
-    "A stored UNet config dict (or one holding it under 'unet', like the text model's) with absent ADDED_FIELDS filled in."
+    "A stored UNet config dict (or one holding it under 'unet', as the text model's), absent ADDED_FIELDS filled in."
     if isinstance(mc.get('unet'), dict):
         return {**mc, 'unet': with_added_fields(mc['unet'])}
     return {**ADDED_FIELDS, **mc} if 'base_channels' in mc else mc
-
-
-@patch(cls_method=True)
-def preset(
-    cls: UNetConfig,
-    name: str,  # a key of `PRESETS`
-    **overrides,
-) -> UNetConfig:  # fields to change, e.g. num_classes=10
-    "A preset configuration, optionally with some fields changed."
-    if name not in PRESETS:
-        raise ValueError(f"unknown UNet preset {name!r}; valid: {sorted(PRESETS)}")
-    return cls(**{**PRESETS[name], **overrides})
 
 
 # %% ../nbs/06_unet.ipynb #2d59fadd
@@ -218,7 +210,7 @@ def ddpm_timestep_embedding(
     dim: int,  # embedding size d >= 4
     max_period: float = 10000.0,  # the slowest frequency's period
 ) -> torch.Tensor:  # (B, dim) float32
-    "The DDPM code's sinusoids, eq. 6.2: [sin | cos] at max_period^(-i/(d/2 - 1)) (diffusers' flip_sin_to_cos=False, freq_shift=1)."
+    "The DDPM code's sinusoids, eq. 6.2: [sin | cos] at max_period^(-i/(d/2 - 1)) (diffusers: no flip, freq_shift=1)."
     half = dim // 2
     freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / (half - 1))
     args = t.float()[:, None] * freqs[None]
@@ -236,7 +228,7 @@ class DDPMTimeEmbedding(TimeEmbedding):
 
 # %% ../nbs/06_unet.ipynb #24abe4b7
 class SameDownsample(Downsample):
-    "Halve H and W: a stride-2 3x3 conv after one zero row and column at the bottom and right (TensorFlow's 'SAME', as in the DDPM code)."
+    "Halve H and W: a stride-2 3x3 conv after one zero row and column at bottom and right (TensorFlow's 'SAME', DDPM)."
 
     def __init__(self, ch: int):
         super().__init__(ch, 'avgpool')
@@ -295,8 +287,8 @@ class UNet(nn.Module):
     def __init__(
         self,
         config: UNetConfig | dict | None = None,  # a config, a dict of its fields, or None for defaults
-        **overrides,
-    ):  # fields to change
+        **overrides,  # fields to change
+    ):
         super().__init__()
         if isinstance(config, dict):
             config = UNetConfig(**config)
@@ -318,78 +310,69 @@ class UNet(nn.Module):
             if isinstance(m, nn.GroupNorm):
                 m.eps = cfg.norm_eps  # the residual blocks', the attention's and the output's norms
 
+    def _run(self, blk, h, emb, context, context_mask):
+        "Run one block, under gradient checkpointing when enabled and training."
+        if not isinstance(blk, UNetBlock):
+            return blk(h)
+        if self.config.gradient_checkpointing and self.training and torch.is_grad_enabled():
+            return checkpoint(blk, h, emb, context, context_mask, use_reentrant=False)
+        return blk(h, emb, context, context_mask)
 
-# %% ../nbs/06_unet.ipynb #247a2238
-@patch
-def _run(self: UNet, blk, h, emb, context, context_mask):
-    "Run one block, under gradient checkpointing when enabled and training."
-    if not isinstance(blk, UNetBlock):
-        return blk(h)
-    if self.config.gradient_checkpointing and self.training and torch.is_grad_enabled():
-        return checkpoint(blk, h, emb, context, context_mask, use_reentrant=False)
-    return blk(h, emb, context, context_mask)
+    def _check_inputs(self, x, t, labels, context):
+        "Validate the forward inputs; returns t as a (B,) tensor."
+        cfg, n = self.config, 2 ** (self.config.levels - 1)
+        if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[1] != cfg.in_channels:
+            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"x must be a (B, {cfg.in_channels}, H, W) tensor, got {got}")
+        if x.shape[2] % n or x.shape[3] % n:
+            raise ValueError(f"H and W must be divisible by {n} for {cfg.levels} levels, got {tuple(x.shape[2:])}")
+        t = torch.as_tensor(t, device=x.device)
+        if t.ndim == 0:
+            t = t.expand(x.shape[0])
+        if t.shape != (x.shape[0],):
+            raise ValueError(f"t must have shape (B,)=({x.shape[0]},) or be a scalar, got {tuple(t.shape)}")
+        if labels is not None:
+            if cfg.num_classes is None:
+                raise ValueError("labels given, but the model is not class-conditional (num_classes=None)")
+            if (
+                labels.shape != (x.shape[0],)
+                or labels.dtype.is_floating_point
+                or int(labels.min()) < 0
+                or int(labels.max()) > cfg.num_classes
+            ):
+                k = cfg.num_classes
+                raise ValueError(f"labels must be a (B,) integer tensor with values in [0, {k}] ({k} = no class)")
+        if context is not None and cfg.context_dim is None:
+            raise ValueError("context given, but the model has no cross-attention (context_dim=None)")
+        return t
 
-
-# %% ../nbs/06_unet.ipynb #61134b47
-@patch
-def _check_inputs(self: UNet, x, t, labels, context):
-    "Validate the forward inputs; returns t as a (B,) tensor."
-    cfg, n = self.config, 2 ** (self.config.levels - 1)
-    if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[1] != cfg.in_channels:
-        raise ValueError(
-            f"x must be a (B, {cfg.in_channels}, H, W) tensor, got {tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}"
-        )
-    if x.shape[2] % n or x.shape[3] % n:
-        raise ValueError(f"H and W must be divisible by {n} for {cfg.levels} levels, got {tuple(x.shape[2:])}")
-    t = torch.as_tensor(t, device=x.device)
-    if t.ndim == 0:
-        t = t.expand(x.shape[0])
-    if t.shape != (x.shape[0],):
-        raise ValueError(f"t must have shape (B,)=({x.shape[0]},) or be a scalar, got {tuple(t.shape)}")
-    if labels is not None:
-        if cfg.num_classes is None:
-            raise ValueError("labels given, but the model is not class-conditional (num_classes=None)")
-        if (
-            labels.shape != (x.shape[0],)
-            or labels.dtype.is_floating_point
-            or int(labels.min()) < 0
-            or int(labels.max()) > cfg.num_classes
-        ):
-            raise ValueError(
-                f"labels must be a (B,) integer tensor with values in [0, {cfg.num_classes}] ({cfg.num_classes} = no class)"
+    def forward(
+        self,
+        x: torch.Tensor,  # (B, in_channels, H, W) noisy images x_t
+        t: torch.Tensor,  # (B,) timesteps in [0, T), or a scalar
+        labels: torch.Tensor | None = None,  # (B,) class indices; num_classes means "no class"; None: all "no class"
+        context: torch.Tensor | None = None,  # (B, L, context_dim) for cross-attention; None: no cross-attention
+        context_mask: torch.Tensor | None = None,  # (B, L) bool, True = a real context token
+    ) -> torch.Tensor:  # (B, out_channels, H, W)
+        "Predict for noisy images `x` at timesteps `t` (eq. 6.1): embeddings, then the down, middle and up loops."
+        t = self._check_inputs(x, t, labels, context)
+        emb = self.time_embed(t)
+        if self.class_embed is not None:
+            if labels is None:
+                labels = torch.full_like(t, self.config.num_classes, dtype=torch.long)
+            emb = emb + self.class_embed(labels)
+        h = self.conv_in(x)
+        hs = [h]
+        for blk in self.down:
+            h = self._run(blk, h, emb, context, context_mask)
+            hs.append(h)
+        for blk in self.mid:
+            h = self._run(blk, h, emb, context, context_mask)
+        for blk in self.up:
+            h = self._run(
+                blk, h if isinstance(blk, Upsample) else torch.cat([h, hs.pop()], 1), emb, context, context_mask
             )
-    if context is not None and cfg.context_dim is None:
-        raise ValueError("context given, but the model has no cross-attention (context_dim=None)")
-    return t
-
-
-# %% ../nbs/06_unet.ipynb #7d5a8277
-@patch
-def forward(
-    self: UNet,
-    x: torch.Tensor,  # (B, in_channels, H, W) noisy images x_t
-    t: torch.Tensor,  # (B,) timesteps in [0, T), or a scalar
-    labels: torch.Tensor | None = None,  # (B,) class indices; num_classes means "no class"; None: all "no class"
-    context: torch.Tensor | None = None,  # (B, L, context_dim) for cross-attention; None: no cross-attention
-    context_mask: torch.Tensor | None = None,  # (B, L) bool, True = a real context token
-) -> torch.Tensor:  # (B, out_channels, H, W)
-    "Predict for noisy images `x` at timesteps `t` (eq. 6.1): embeddings, then the down, middle and up loops with skips."
-    t = self._check_inputs(x, t, labels, context)
-    emb = self.time_embed(t)
-    if self.class_embed is not None:
-        if labels is None:
-            labels = torch.full_like(t, self.config.num_classes, dtype=torch.long)
-        emb = emb + self.class_embed(labels)
-    h = self.conv_in(x)
-    hs = [h]
-    for blk in self.down:
-        h = self._run(blk, h, emb, context, context_mask)
-        hs.append(h)
-    for blk in self.mid:
-        h = self._run(blk, h, emb, context, context_mask)
-    for blk in self.up:
-        h = self._run(blk, h if isinstance(blk, Upsample) else torch.cat([h, hs.pop()], 1), emb, context, context_mask)
-    return self.conv_out(F.silu(self.norm_out(h), inplace=True))
+        return self.conv_out(F.silu(self.norm_out(h), inplace=True))
 
 
 # %% ../nbs/06_unet.ipynb #73a9232f
@@ -419,7 +402,7 @@ def _describe(blk) -> str:
 # %% ../nbs/06_unet.ipynb #21771439
 def summary(model: UNet) -> str:
     "A readable table of the UNet: part, resolution, what it is, parameters."
-    cfg, res, rows = model.config, model.config.image_size, []
+    res, rows = model.config.image_size, []
     add = lambda name, r, m: rows.append((name, f"{r}x{r}" if r else '', _describe(m), count_parameters(m)))
     add('time_embed', None, model.time_embed)
     if model.class_embed is not None:

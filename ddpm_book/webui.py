@@ -24,7 +24,7 @@ from fastcore.basics import patch
 from matplotlib.figure import Figure
 from .core import check_choice, check_int, check_output_dir
 from .data import DATASETS
-from .schedules import KINDS
+from .schedules import SCHEDULES
 from .unet import PRESETS
 from .checkpoints import list_checkpoints
 from .objective import PRED_TYPES
@@ -32,18 +32,18 @@ from .core import PRECISIONS
 from .runs import read_events, write_json
 from .pipeline import load_pipeline, SamplingStudio
 from .interpolation import interpolation_widget
-from .cli import command
+from .cli import command, fresh_defaults, CONFIG_PRESETS
+from IPython.display import display
 
 # %% auto #0
 __all__ = [
     'RUN_NAME',
-    'IMAGE_DATASETS',
-    'FORM',
     'LOOPBACK',
     'run_path',
     'new_run_dir',
     'run_status',
     'list_runs',
+    'run_form',
     'train_command',
     'start_run',
     'stop_run',
@@ -173,33 +173,35 @@ def list_runs(root: str | Path) -> list[dict]:
 
 
 # %% ../nbs/16_webui.ipynb #978ce734
-IMAGE_DATASETS = tuple(
-    k for k in DATASETS if k not in ('moons', 'swiss_roll', 'gaussians8', 'folder')
-)  # what the form offers
-FORM = {
-    'data': (IMAGE_DATASETS, 'mnist5k'),
-    'preset': (tuple(PRESETS), 'mnist'),
-    'steps': ((1, 10_000_000), 2000),
-    'batch_size': ((1, 65_536), 32),
-    'image_size': ((8, 512), 16),
-    'schedule': (KINDS, 'linear'),
-    'pred_type': (PRED_TYPES, 'eps'),
-    'class_cond': ((False, True), False),
-    'precision': (PRECISIONS, 'auto'),
-    'quick': ((False, True), False),
-}  # field -> (valid, default)
+def run_form() -> dict:
+    "The New-run form, field -> (valid, default): choices from the registries, defaults from TrainConfig and `train`'s preset."
+    d = fresh_defaults('train')
+    images = tuple(n for n in DATASETS.names(kind='images') if n != 'folder')  # a folder needs --root: not in the form
+    return {
+        'data': (images, CONFIG_PRESETS['train']['data']),
+        'preset': (tuple(PRESETS), 'mnist'),
+        'steps': ((1, 10_000_000), d['steps']),
+        'batch_size': ((1, 65_536), d['batch_size']),
+        'image_size': ((8, 512), CONFIG_PRESETS['demo']['image_size']),  # small, as the demo: quick on a CPU
+        'schedule': (tuple(SCHEDULES), d['schedule']),
+        'pred_type': (PRED_TYPES, d['pred_type']),
+        'class_cond': ((False, True), d['class_cond']),
+        'precision': (PRECISIONS, d['precision']),
+        'quick': ((False, True), False),
+    }
 
 
 def train_command(
     run_dir: Path,  # the run's folder (from new_run_dir)
-    settings: dict,  # form fields (see FORM); missing ones take their defaults
+    settings: dict,  # form fields (see run_form); missing ones take their defaults
 ) -> list[str]:
     "The argument list of `ddpm-book train` for validated form settings."
-    unknown = set(settings) - set(FORM)
+    form = run_form()
+    unknown = set(settings) - set(form)
     if unknown:
-        raise ValueError(f"unknown run settings {sorted(unknown)}; valid: {list(FORM)}")
-    s = {k: settings.get(k, d) for k, (_, d) in FORM.items()}
-    for k, (valid, _) in FORM.items():  # (lo, hi) of an int field, else the valid choices (booleans: (False, True))
+        raise ValueError(f"unknown run settings {sorted(unknown)}; valid: {list(form)}")
+    s = {k: settings.get(k, d) for k, (_, d) in form.items()}
+    for k, (valid, _) in form.items():  # (lo, hi) of an int field, else the valid choices (booleans: (False, True))
         s[k] = check_int(k, s[k], *valid) if type(valid[0]) is int else check_choice(k, s[k], valid)
     cmd = [sys.executable, '-m', 'ddpm_book.cli', 'train', '--out', str(run_dir), '--no-progress', '--resume', 'none']
     cmd += [
@@ -341,7 +343,7 @@ class RunsApp:
             W.Image(format='png'),
             W.IntSlider(description='samples', min=0, max=0),
         )
-        self.config, self.form = W.HTML(), {k: self._field(k) for k in FORM}
+        self.config, self.form = W.HTML(), {k: self._field(k, *spec) for k, spec in run_form().items()}
         self.name, self.start_b = (
             W.Text(description='name', value='run'),
             W.Button(description='Start', button_style='primary'),
@@ -358,9 +360,8 @@ class RunsApp:
 
 # %% ../nbs/16_webui.ipynb #c2897284
 @patch
-def _field(self: RunsApp, k: str):
-    "The form widget of FORM field k."
-    valid, default = FORM[k]
+def _field(self: RunsApp, k: str, valid: tuple, default):
+    "The form widget of field k of `run_form`: its valid values (a range or choices) and its default."
     if isinstance(default, bool):
         return W.Checkbox(description=k, value=default)
     if isinstance(valid[0], int):
