@@ -1,9 +1,9 @@
 """Seconds per image of the book's samplers against diffusers' schedulers driving the same UNet (same run), with each sampler's error on the exact test.
 
-A configuration is "sampler:steps" or "sampler:steps:spacing" (spacing: 'leading', 'trailing', 'linspace' or a step
-schedule 'logsnr', 'karras', 'quadratic'); without one each sampler runs with its own default
-(`get_sampler(name).spacing`), and the tables say which spacing was used. `import ddpm_book.solvers` registers
-chapter 10a's samplers (dpmpp_3m, unipc, unipc_bh1, unipc_2) and the step schedules.
+A configuration is "sampler:steps" or "sampler:steps:spacing" (spacing: a time grid in `GRIDS`: 'leading', 'trailing',
+'linspace' or a grid that follows the noise schedule, 'logsnr', 'karras', 'quadratic'); without one each sampler runs
+on its own default grid (`get_sampler(name).default_grid`), and the tables say which grid was used.
+`import ddpm_book.solvers` registers chapter 10a's samplers (dpmpp_3m, unipc, unipc_bh1, unipc_2) and time grids.
 
 Every configuration samples the same batch from the same randomly initialised UNet in the same process (random weights
 cost exactly what trained ones cost, so no checkpoint is needed; the zero-initialised output layer gets small random
@@ -26,7 +26,7 @@ one piece of its timesteps per round and its time is the sum of the pieces; a sh
 whole every round and its time is the median. Cutting changes nothing in the result: the pieces continue from the same x and the same generator.
 
 Quality comes from the exact Gaussian test of chapter 10 (`ddpm_book.samplers.gaussian_test`) on the linear and the
-cosine schedule (T=1000), run with the same sampler, steps and spacing: for deterministic samplers the rms distance
+cosine schedule (T=1000), run with the same sampler, steps and time grid: for deterministic samplers the rms distance
 to the exact probability-flow ODE answer and its ratio to DDIM-50's on the same schedule, for all of them the error of
 the sample mean + std (DDPM's only meaningful figure; its sampling-noise floor is printed).
 
@@ -47,9 +47,9 @@ import torch
 from ddpm_book.core import get_device, cpu_native_bf16
 from ddpm_book.schedules import make_schedule
 from ddpm_book.unet import UNet, UNetConfig, count_parameters
-from ddpm_book.sampling import sample, get_sampler, timestep_pairs, SAMPLERS, SPACINGS, STEP_SCHEDULES
+from ddpm_book.sampling import sample, get_sampler, timestep_pairs, SAMPLERS, GRIDS
 from ddpm_book.samplers import gaussian_test
-import ddpm_book.solvers  # noqa: F401 -- registers dpmpp_3m, unipc, unipc_bh1, unipc_2 and the step schedules
+import ddpm_book.solvers  # noqa: F401 -- registers dpmpp_3m, unipc, unipc_bh1, unipc_2 and their time grids
 
 try:
     import diffusers
@@ -84,7 +84,7 @@ PEERS = {  # our sampler -> diffusers' scheduler class and its settings for the 
 
 
 class Config:
-    "One 'sampler:steps[:spacing]' entry, checked: the sampler, its steps, the spacing given and the one used."
+    "One 'sampler:steps[:spacing]' entry, checked: the sampler, its steps, the time grid given and the one used."
 
     def __init__(self, s: str):
         parts = s.split(':')
@@ -96,11 +96,10 @@ class Config:
             spec = get_sampler(parts[0])
         except ValueError as e:
             raise SystemExit(str(e))
-        spacings = SPACINGS + tuple(STEP_SCHEDULES)
-        if len(parts) == 3 and parts[2] not in spacings:
-            raise SystemExit(f"config {s!r}: spacing must be one of {spacings}, got {parts[2]!r}")
+        if len(parts) == 3 and parts[2] not in GRIDS:
+            raise SystemExit(f"config {s!r}: spacing must be one of {tuple(GRIDS)}, got {parts[2]!r}")
         self.sampler, self.steps, self.given = parts[0], int(parts[1]), parts[2] if len(parts) == 3 else None
-        self.spacing = self.given or spec.spacing  # the sampler's default when none is given
+        self.grid = self.given or spec.default_grid  # the sampler's default when none is given
 
     @property
     def name(self) -> str:
@@ -108,7 +107,7 @@ class Config:
 
     def pairs(self, sched) -> list:
         try:
-            return timestep_pairs(sched.T, self.steps, self.spacing, sched=sched)
+            return timestep_pairs(sched.T, self.steps, self.grid, sched=sched)
         except ValueError as e:
             raise SystemExit(f"config {self.name}: {e}")
 
@@ -250,7 +249,7 @@ def out_diff(a, b) -> str:
 def speed_table(configs, runs, q, batch: int) -> dict:
     "Print seconds per image, ours and the peer's, and return ours/peer per config."
     print(
-        f"\n{'config':<22}{'spacing':>10}{'NFE':>5}{'s/run':>8}{'s/image':>9}{'ms/NFE/img':>11}"
+        f"\n{'config':<22}{'grid':>10}{'NFE':>5}{'s/run':>8}{'s/image':>9}{'ms/NFE/img':>11}"
         f"{'peer s/img':>11}{'ours/peer':>10}{'same t':>7}{'out diff':>10}"
     )
     ratios = {}
@@ -261,11 +260,11 @@ def speed_table(configs, runs, q, batch: int) -> dict:
             ratios[c.name] = s / p
         diff = out_diff(mine.out, theirs.out) if theirs and not get_sampler(c.sampler).stochastic else 'n/a'
         print(
-            f"{c.name:<22}{c.spacing + ('' if c.given else '*'):>10}{nfe:>5}{mine.seconds():>8.2f}{s:>9.4f}{1000 * s / nfe:>11.2f}"
+            f"{c.name:<22}{c.grid + ('' if c.given else '*'):>10}{nfe:>5}{mine.seconds():>8.2f}{s:>9.4f}{1000 * s / nfe:>11.2f}"
             f"{fmt(p, '.4f', 11)}{fmt(ratios.get(c.name), '.2f', 10)}{'n/a' if same is None else 'yes' if same else 'NO':>7}{diff:>10}"
         )
     print(
-        "(* the sampler's default spacing; peer: diffusers' scheduler, same UNet, batch and timesteps; "
+        "(* the sampler's default grid; peer: diffusers' scheduler, same UNet, batch and timesteps; "
         "out diff: max|ours - peer| / max|ours|)"
     )
     return ratios
@@ -307,8 +306,8 @@ def parse_args():
         '--configs',
         nargs='+',
         default=DEFAULT_CONFIGS,
-        help=f"sampler:steps[:spacing] entries (samplers: {', '.join(SAMPLERS)}; spacings: {', '.join(SPACINGS + tuple(STEP_SCHEDULES))}; "
-        "default spacing: the sampler's own)",
+        help=f"sampler:steps[:spacing] entries (samplers: {', '.join(SAMPLERS)}; spacing: a time grid, one of {', '.join(GRIDS)}; "
+        "default: the sampler's own)",
     )
     ap.add_argument('--preset', default='mnist', help="ddpm_book UNet preset: 'mnist' or 'cifar10'")
     ap.add_argument('--batch', type=int, default=16, help='images per sampling run')

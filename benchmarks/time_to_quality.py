@@ -544,9 +544,7 @@ def ablate(args, precision, cfg, ds, make_ours, make_theirs):
         ch = dict(ch)
         ema = ch.pop('ema', None)
         c = make_ours(f"-{name}", budget=b, rate=r_ours * (0.6 if name == 'precision' else 1), **ch)
-        if (
-            ema == 'diffusers'
-        ):  # diffusers' decay curve in our EMA (its n counts updates from 0; diffusers' step from 1)
+        if ema == 'diffusers':  # diffusers' decay curve in our EMA (our n counts from 0, its step from 1)
             c.tr.ema.decay = lambda n=None, e=c.tr.ema: diffusers_ema_decay((e.num_updates if n is None else n) + 1)
         c.what = what
         cs.append(c)

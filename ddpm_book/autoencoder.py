@@ -7,13 +7,12 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass, asdict, fields
+from dataclasses import dataclass, asdict
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from fastcore.docments import docments
 from .core import check_int, check_float, check_choice, get_device, check_output_dir
 from .data import get_dataset, DATASETS
 from .blocks import ResBlock, Downsample, Upsample
@@ -25,15 +24,15 @@ from ddpm_book.checkpoints import (
     find_checkpoint,
     load_model_state,
     list_checkpoints,
+    checkpoint_dir,
 )
 from .runs import write_json, append_event, StopSignals
 from .trainer import TrainingInterrupted
-from .cli import command, _checkpoint_to_continue
+from .cli import command, checkpoint_to_continue, config_options, given_settings
 
 # %% auto #0
 __all__ = [
     'AE_CLASS',
-    'AE_OPTIONS',
     'AE_QUICK',
     'AutoencoderConfig',
     'Posterior',
@@ -494,7 +493,7 @@ def load_autoencoder(
             return _load_book_autoencoder(p / 'autoencoder.pt').to(device or 'cpu')
         if (d := _diffusers_vae_folder(p)) is not None:
             return DiffusersAutoencoder.from_folder(d).to(device or 'cpu')
-        if list_checkpoints(p / 'checkpoints'):
+        if list_checkpoints(checkpoint_dir(p)):
             raise FileNotFoundError(
                 f"'{p}' is an autoencoder run that has not finished (no autoencoder.pt yet): run `ddpm-book "
                 f"train-autoencoder --out {p}` again to continue it"
@@ -557,34 +556,23 @@ class DiffusersAutoencoder(nn.Module):
 
 
 # %% ../nbs/17_autoencoder.ipynb #688e320c
-AE_OPTIONS = ('steps', 'batch_size', 'lr', 'kl_weight', 'seed', 'ckpt_every')  # AETrainConfig fields with an option
 AE_QUICK = dict(steps=20, batch_size=8, ckpt_every=10)
 
 
 def ae_arguments(p):
-    "Options of `train-autoencoder`."
+    "Options of `train-autoencoder`: the data and the autoencoder's shape, then one per AETrainConfig field."
     p.add_argument('--data', default='mnist5k', help=f"data set; one of: {', '.join(DATASETS)} (default: mnist5k)")
     p.add_argument('--root', default='data', help='data folder (default: data)')
     p.add_argument(
         '--image-size', type=int, default=32, help='resize images to this size; a multiple of the factor (default: 32)'
     )
-    p.add_argument('--out', default='runs/autoencoder', help='run folder (default: %(default)s)')
     p.add_argument('--factor', type=int, choices=(2, 4, 8), default=4, help='spatial downsampling (default: 4)')
     p.add_argument('--latent-channels', type=int, default=4, help='latent channels (default: 4)')
     p.add_argument(
         '--base-channels', type=int, default=32, help='channels of the first level (default: 32; 8 with --quick)'
     )
-    defaults, helps = {f.name: f.default for f in fields(AETrainConfig)}, docments(AETrainConfig)
-    for k in AE_OPTIONS:  # help and default from AETrainConfig, the one source of both
-        about = f"{helps[k]}; " if helps.get(k) else ''
-        p.add_argument(
-            f"--{k.replace('_', '-')}",
-            type=type(defaults[k]),
-            default=None,
-            help=f"{about}default: {defaults[k]}; continuing: the run's",
-        )
+    config_options(p, AETrainConfig, asdict(AETrainConfig()), quick=AE_QUICK)  # chapter 14: --out is run_dir
     p.add_argument('--resume', default='latest', help="'latest' (default: continue if checkpoints exist) or 'none'")
-    p.add_argument('--device', default='auto', help="'auto' (default), 'cpu', 'cuda', ...")
     p.add_argument('--quick', action='store_true', help='a tiny autoencoder for a few steps (smoke test)')
 
 
@@ -593,13 +581,13 @@ def ae_trainer_from_args(args) -> AutoencoderTrainer:
     "The AutoencoderTrainer of `train-autoencoder`: a fresh run, or the run in --out continued."
     check_output_dir(args.out, '--out')
     check_choice('--resume', args.resume, ('latest', 'none'))
-    found = _checkpoint_to_continue(args)  # chapter 14: starting afresh over checkpoints is refused
-    given = {k: getattr(args, k) for k in AE_OPTIONS if getattr(args, k) is not None}
+    found = checkpoint_to_continue(args)  # chapter 14: starting afresh over checkpoints is refused
+    given = given_settings(args, AETrainConfig)  # with --out and --device: this session's, always given
     # a fresh run: AETrainConfig's defaults (with AE_QUICK under --quick); continuing: the run's settings
     settings = {**found[1]['config'], **given} if found else {**(AE_QUICK if args.quick else {}), **given}
     steps = settings.get('steps', AETrainConfig.steps)
     log_every = min(settings.get('log_every', AETrainConfig.log_every), steps)
-    cfg = AETrainConfig(**{**settings, 'run_dir': str(args.out), 'device': args.device, 'log_every': log_every})
+    cfg = AETrainConfig(**{**settings, 'run_dir': str(args.out), 'log_every': log_every})
     ds = get_dataset(args.data, root=args.root, image_size=check_int('--image-size', args.image_size, 1))
     mults = {2: (1, 2), 4: (1, 2, 2), 8: (1, 2, 2, 4)}[args.factor]
     model_cfg = (

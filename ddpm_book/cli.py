@@ -30,13 +30,17 @@ from ddpm_book.core import (
 from .data import get_dataset, DATASETS
 from .schedules import SCHEDULES, make_schedule
 from .unet import UNet, UNetConfig, PRESETS
-from .checkpoints import list_checkpoints, find_checkpoint
+from .checkpoints import list_checkpoints, checkpoint_dir, run_checkpoint
 from .runs import save_points, write_json, launched_processes, launch_local
 from .trainer import TrainConfig, Trainer, TrainingInterrupted
-from .sampling import SPACINGS, GRIDS, SAMPLERS, CLIPS
+from .sampling import SAMPLERS, CLIPS
 from .solvers import FAST_SAMPLING
 from .pipeline import load_pipeline, trainer_sample_fn, tiny_unet_config
-from .evaluation import eval_arguments, run_eval  # also registers the Trainer's default eval_fn, the proxy
+from ddpm_book.evaluation import (
+    eval_arguments,
+    run_eval,
+    add_grid_option,
+)  # also registers the Trainer's default eval_fn, the proxy
 from .diffusers_interop import convert_arguments, run_convert
 
 # %% auto #0
@@ -56,7 +60,6 @@ __all__ = [
     'DEMO_MAX_STEPS',
     'DEMO_SAMPLES',
     'DEMO_WALK',
-    'register_again',
     'command',
     'load_command_plugins',
     'build_parser',
@@ -72,6 +75,7 @@ __all__ = [
     'train_config_arguments',
     'train_config',
     'unet_config',
+    'checkpoint_to_continue',
     'stored_dataset',
     'trainer_from_args',
     'build_trainer',
@@ -79,40 +83,23 @@ __all__ = [
     'plan_steps',
 ]
 
-
 # %% ../nbs/14_cli.ipynb #ac657874
-def _same_definition(a, b) -> bool:
-    "Whether `b` is `a` defined again: equal, or the same function of the same module (or of a notebook, `__main__`)."
-    if a == b:
-        return True
-    if getattr(a, '__qualname__', None) != getattr(b, '__qualname__', ''):
-        return False
-    return a.__module__ == b.__module__ or '__main__' in (a.__module__, b.__module__)
-
-
-def register_again(registry: Registry, name: str, obj, **kw):
-    "`registry.register(name, obj, **kw)`, where the same definition run again (a notebook, then its module) replaces."
-    return registry.register(name, obj, replace=name in registry and _same_definition(registry[name], obj), **kw)
-
-
 COMMANDS = Registry('command', group='commands')  # name -> run(args) -> exit code; meta: add_arguments(parser)
 
 
 def command(name: str, help: str, add_arguments: Callable):
     "Decorator registering `run(args) -> exit code` as `ddpm-book NAME`; `add_arguments(parser)` declares its options."
-    return lambda run: register_again(COMMANDS, name, run, help=help, add_arguments=add_arguments)
+    return lambda run: COMMANDS.register(name, run, help=help, add_arguments=add_arguments)
 
 
 # %% ../nbs/14_cli.ipynb #031bc2be
 CONFIG_PRESETS = Registry('preset', group='presets')  # name -> settings: TrainConfig fields and `train` options
-register_again(
-    CONFIG_PRESETS,
+CONFIG_PRESETS.register(
     'train',
     dict(data='mnist5k', batch_size=32, label_dropout=0.1, ema_decay=0.999, ckpt_every=250, sample_every=500),
     help="a fresh `ddpm-book train` run, over TrainConfig's defaults (warm-up: default_warmup(steps))",
 )
-register_again(
-    CONFIG_PRESETS,
+CONFIG_PRESETS.register(
     'quick',
     dict(steps=20, batch_size=8, warmup_steps=2, log_every=10),
     help='what --quick changes (with a tiny UNet): a smoke test',
@@ -283,9 +270,7 @@ def train_variant(
     help: str = '',  # one line for `ddpm-book list` (default: the docstring's first line)
 ):
     "Decorator registering `build(args, found) -> Trainer|None` as a kind of `ddpm-book train` run; `found`: (path, state) being continued, or None."
-    return lambda build: register_again(
-        TRAIN_VARIANTS, name, build, help=help, add_arguments=add_arguments, model=model
-    )
+    return lambda build: TRAIN_VARIANTS.register(name, build, help=help, add_arguments=add_arguments, model=model)
 
 
 def train_hook(
@@ -294,7 +279,7 @@ def train_hook(
     help: str = '',
 ):
     "Decorator registering `prepare(args)`, which `train` calls on its parsed options before it builds the Trainer."
-    return lambda prepare: register_again(TRAIN_HOOKS, name, prepare, help=help, add_arguments=add_arguments)
+    return lambda prepare: TRAIN_HOOKS.register(name, prepare, help=help, add_arguments=add_arguments)
 
 
 # %% ../nbs/14_cli.ipynb #6e349f45
@@ -516,17 +501,16 @@ def unet_config(args, ds, class_cond: bool | None = None, default: UNetConfig | 
 
 
 # %% ../nbs/14_cli.ipynb #314168e7
-def _checkpoint_to_continue(args) -> tuple[Path, dict] | None:
-    "(path, state) of the checkpoint `--resume` names, None for a fresh run; starting afresh over checkpoints is refused."
-    ckpt_dir = Path(args.out) / 'checkpoints'
+def checkpoint_to_continue(args) -> tuple[Path, dict] | None:
+    "(path, state) of the checkpoint `--resume` names in the run `--out`, None for a fresh run; starting afresh over checkpoints is refused."
     if args.resume == 'none':
-        existing = list_checkpoints(ckpt_dir)
+        existing = list_checkpoints(checkpoint_dir(args.out))
         if existing:
             raise ValueError(
                 f"'{args.out}' already holds {len(existing)} checkpoint(s); continue it with --resume latest or choose a new --out"
             )
         return None
-    return find_checkpoint(ckpt_dir, int(args.resume) if args.resume.isdigit() else args.resume)
+    return run_checkpoint(args.out, int(args.resume) if args.resume.isdigit() else args.resume, missing_ok=True)
 
 
 def stored_dataset(run_dir) -> str | None:
@@ -569,7 +553,7 @@ def build_trainer(
 ) -> Trainer:
     "The Trainer of `train`/`demo`: a fresh run, or the run in `--out` continued with only the given options changed."
     check_output_dir(args.out, '--out')
-    found = _checkpoint_to_continue(args)
+    found = checkpoint_to_continue(args)
     stored = found[1] if found else None
     for name in TRAIN_VARIANTS if hasattr(args, 'model') else ():  # train, validate-config: a later chapter's run?
         if (tr := TRAIN_VARIANTS[name](args, found)) is not None:
@@ -650,13 +634,7 @@ def _sample_arguments(s):
         '--steps', type=int, default=FAST_SAMPLING['steps'], help=f"sampling steps (default: {FAST_SAMPLING['steps']})"
     )
     s.add_argument('--eta', type=float, default=0.0, help='DDIM eta (default: 0)')
-    s.add_argument(
-        '--spacing',
-        choices=tuple(dict.fromkeys((*SPACINGS, *GRIDS))),
-        default=None,
-        metavar='GRID',
-        help=f"time grid: {', '.join(dict.fromkeys((*SPACINGS, *GRIDS)))} (default: the sampler's own, chapter 10a)",
-    )
+    add_grid_option(s)  # chapter 13: the time grid
     s.add_argument('--guidance', type=float, default=1.0, help='classifier-free guidance scale (default: 1 = off)')
     s.add_argument(
         '--clip',
@@ -797,8 +775,7 @@ DEMO_UNET = UNetConfig(
     mid_attention=True,
     num_classes=10,
 )  # attention only at 4 x 4
-register_again(
-    CONFIG_PRESETS,
+CONFIG_PRESETS.register(
     'demo',
     dict(
         data='mnist5k',

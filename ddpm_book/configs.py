@@ -23,7 +23,6 @@ from ddpm_book.cli import (
     NONE,
     command,
     train_hook,
-    register_again,
     run_train_hooks,
     build_trainer,
 )
@@ -67,7 +66,7 @@ for _name, _settings, _help in (
         "Ho et al.'s CIFAR-10 recipe, for a GPU",
     ),
 ):
-    register_again(CONFIG_PRESETS, _name, _settings, help=_help)
+    CONFIG_PRESETS.register(_name, _settings, help=_help)
 
 
 def read_config_file(

@@ -32,6 +32,7 @@ __all__ = [
     'check_float',
     'Entry',
     'UnknownName',
+    'same_definition',
     'Registry',
     'seed_everything',
     'get_device',
@@ -165,6 +166,20 @@ class UnknownName(KeyError, ValueError):
         return self.args[0]
 
 
+def same_definition(a, b) -> bool:
+    "Whether `b` is `a` defined again: equal, or the same qualified name in the same module (or in a notebook, `__main__`)."
+    try:
+        if a is b or bool(a == b):
+            return True
+    except Exception:  # objects whose == is elementwise (arrays, tensors) or raises
+        pass
+    qa, qb = getattr(a, '__qualname__', None), getattr(b, '__qualname__', None)
+    if qa is None or qa != qb:
+        return False
+    ma, mb = getattr(a, '__module__', None), getattr(b, '__module__', None)
+    return ma == mb or '__main__' in (ma, mb)
+
+
 REGISTRIES: dict = {}  # group name ('samplers', 'datasets', ...) -> its Registry: what `ddpm-book list` shows
 
 
@@ -188,15 +203,15 @@ class Registry(Mapping):
         obj=None,  # the object; omitted: `register` returns a decorator
         *,
         help: str = '',  # one line for `ddpm-book list` and help texts (default: the object's docstring's first line)
-        replace: bool = False,  # allow replacing an entry of the same name
+        replace: bool = False,  # allow replacing an entry of the same name by a different object
         **meta,  # anything else callers need to know about the entry
     ):
-        "Register `obj` as `name` and return it (or a decorator that does); a taken name is an error unless `replace`."
+        "Register `obj` as `name` and return it (or a decorator); a taken name is an error unless `obj` is the same definition or `replace`."
         if obj is None:
             return lambda o: self.register(name, o, help=help, replace=replace, **meta)
         if not isinstance(name, str) or not name.strip():
             raise ValueError(f"a {self.kind} name must be a non-empty string, got {name!r}")
-        if name in self._entries and not replace:
+        if name in self._entries and not replace and not same_definition(self._entries[name].obj, obj):
             raise ValueError(f"{self.kind} {name!r} is registered already; pass replace=True to replace it")
         doc = (getattr(obj, '__doc__', None) or '').strip().splitlines()
         self._entries[name] = Entry(

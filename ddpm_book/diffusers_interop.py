@@ -207,6 +207,16 @@ def diffusers_timestep_pairs(
 
 
 # %% ../nbs/10c_diffusers.ipynb #2edbf1d8
+def _sampling_settings(c: dict) -> dict:
+    "The `sample()` arguments a full scheduler config sets besides pred_type: spacing, steps_offset, clip, variance."
+    return dict(
+        spacing=c['timestep_spacing'],
+        steps_offset=c['steps_offset'],
+        clip='clip' if c['clip_sample'] else None,
+        variance=VARIANCE_TYPES[c['variance_type']],
+    )
+
+
 def from_diffusers_scheduler(
     config,  # a DDPMScheduler/DDIMScheduler, its config, a scheduler_config.json or a folder holding one
     steps: int | None = None,  # sampling steps: include the exact (t, t_prev) pairs diffusers visits
@@ -214,13 +224,7 @@ def from_diffusers_scheduler(
     "Our NoiseSchedule and the `sample()` arguments a diffusers scheduler config means: pred_type, spacing, steps_offset, clip, variance (+ timesteps)."
     c = scheduler_config(config)
     _check_scheduler(c)
-    kw = dict(
-        pred_type=PREDICTION_TYPES[c['prediction_type']],
-        spacing=c['timestep_spacing'],
-        steps_offset=c['steps_offset'],
-        clip='clip' if c['clip_sample'] else None,
-        variance=VARIANCE_TYPES[c['variance_type']],
-    )
+    kw = dict(pred_type=PREDICTION_TYPES[c['prediction_type']], **_sampling_settings(c))
     if steps is not None:
         kw['timesteps'] = diffusers_timestep_pairs(c, steps)
     elif not c['set_alpha_to_one']:
@@ -408,24 +412,20 @@ def _module_pairs(cfg: UNetConfig) -> dict:
             }
         )
 
-    k = 0
-    for l in range(cfg.levels):
-        for j in range(cfg.num_res_blocks):
-            block(f'down.{k}', f'down_blocks.{l}', j)
-            k += 1
-        if l < cfg.levels - 1:
-            out[f'down.{k}.conv'] = (f'down_blocks.{l}.downsamplers.0.conv', 'plain')
-            k += 1
+    def path(side: str, blocks: int):  # 'down' or 'up': `blocks` blocks per level, a resampler between levels
+        k = 0
+        for l in range(cfg.levels):
+            for j in range(blocks):
+                block(f'{side}.{k}', f'{side}_blocks.{l}', j)
+                k += 1
+            if l < cfg.levels - 1:
+                out[f'{side}.{k}.conv'] = (f'{side}_blocks.{l}.{side}samplers.0.conv', 'plain')
+                k += 1
+
+    path('down', cfg.num_res_blocks)
     block('mid.0', 'mid_block', 0)
     out['mid.1.res'] = ('mid_block.resnets.1', 'res')
-    k = 0
-    for i in range(cfg.levels):
-        for j in range(cfg.num_res_blocks + 1):
-            block(f'up.{k}', f'up_blocks.{i}', j)
-            k += 1
-        if i < cfg.levels - 1:
-            out[f'up.{k}.conv'] = (f'up_blocks.{i}.upsamplers.0.conv', 'plain')
-            k += 1
+    path('up', cfg.num_res_blocks + 1)  # the up path has one block more per level
     return out
 
 
@@ -610,12 +610,7 @@ def convert_diffusers_unet(
         pred_type=PREDICTION_TYPES[sc['prediction_type']],
         class_cond=False,
     ).to_dict()
-    sampling = dict(
-        spacing=sc['timestep_spacing'],
-        steps_offset=sc['steps_offset'],
-        clip='clip' if sc['clip_sample'] else None,
-        variance=VARIANCE_TYPES[sc['variance_type']],
-    )
+    sampling = _sampling_settings(sc)
     source = {
         'folder': str(Path(folder).resolve()),
         'unet_config': config,

@@ -19,7 +19,7 @@ import ddpm_book
 from .core import check_choice, check_int, check_float, atomic_write
 from .data import get_dataset, DATASETS
 from .checkpoints import save_file, load_file, CheckpointError
-from .sampling import get_sampler, SPACINGS, GRIDS, SAMPLERS, VARIANCES
+from .sampling import get_sampler, GRIDS, SAMPLERS, VARIANCES
 from .runs import EVAL_FNS
 from .pipeline import Pipeline, book_cache_dir
 
@@ -52,6 +52,7 @@ __all__ = [
     'generate',
     'evaluate',
     'format_report',
+    'add_grid_option',
     'eval_arguments',
     'run_eval',
     'ProxyEval',
@@ -603,6 +604,17 @@ def format_report(rep: dict) -> str:
 
 
 # %% ../nbs/13_evaluation.ipynb #5f2e5841
+def add_grid_option(p):
+    "Add `--spacing`, a time grid of GRIDS (None: the sampler's own); `eval` and `sample` (chapter 14) share it."
+    p.add_argument(
+        '--spacing',
+        choices=tuple(GRIDS),
+        default=None,
+        metavar='GRID',
+        help=f"time grid: {', '.join(GRIDS)} (default: the sampler's own, chapter 10a)",
+    )
+
+
 def eval_arguments(p):
     "Options of `ddpm-book eval`."
     p.add_argument('--ckpt', required=True, help="checkpoint file, run folder, or 'book' (the shipped model)")
@@ -645,13 +657,7 @@ def eval_arguments(p):
         default='data',
         help="the folder of --data's files, e.g. the one holding cifar-10-batches-py (default: data)",
     )
-    p.add_argument(
-        '--spacing',
-        choices=tuple(dict.fromkeys((*SPACINGS, *GRIDS))),
-        default=None,
-        metavar='GRID',
-        help=f"time grid: {', '.join(dict.fromkeys((*SPACINGS, *GRIDS)))} (default: the sampler's own, chapter 10a)",
-    )
+    add_grid_option(p)
     p.add_argument(
         '--clip', choices=('clip', 'dynamic', 'none'), default=None, help="x0 repair (default: the pipeline's, clip)"
     )
@@ -744,7 +750,7 @@ def proxy_eval_fn(cfg) -> ProxyEval:
     return ProxyEval(n=cfg.eval_n)
 
 
-EVAL_FNS.register('proxy', proxy_eval_fn, replace=True)  # replace: the notebook, then its module, in one process
+EVAL_FNS.register('proxy', proxy_eval_fn)
 
 
 # %% ../nbs/13_evaluation.ipynb #c387219a

@@ -19,11 +19,10 @@ from .forward import NoiseSchedule
 from ddpm_book.sampling import (
     SampleContext,
     SampleOutput,
-    check_pairs,
-    timestep_pairs,
     eval_mode,
     _check_sample_args,
     _default_uncond,
+    _run_pairs,
 )
 from .forward import StaticPicture
 from .pipeline import load_pipeline, PIXELATED_CSS
@@ -209,11 +208,7 @@ def ddim_invert(
         cond,
         None,
     )
-    pairs = (
-        check_pairs(timesteps, sched.T)
-        if timesteps is not None
-        else timestep_pairs(sched.T, steps, spacing, steps_offset, sched)
-    )
+    pairs = _run_pairs(sched, steps, spacing, steps_offset, timesteps)
     if guidance != 1 and uncond is None:
         uncond = _default_uncond(model, cond)
     ctx = SampleContext(model, sched, pairs, pred_type, cond, uncond, guidance, guidance_rescale)

@@ -322,13 +322,12 @@ def _build_latent_pipeline(state: dict, ema: bool = True, device=None) -> Latent
     )
 
 
-# the notebook's cell and the module both register it: the same kind, replaced
+# the notebook's cell and the module both register it: the same definition, accepted by MODELS (chapter 00)
 MODELS.register(
     'latent',
     _build_latent_pipeline,
     help="Chapter 17b's LatentUNet: a text UNet on an autoencoder's latents, decoded to images.",
     model_class=LATENT_CLASS,
-    replace=True,
 )
 
 

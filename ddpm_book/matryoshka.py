@@ -571,7 +571,7 @@ def nested_sample(
             "step (ddim, ddpm, euler, dpm_solver, dpmpp_3m, unipc)"
         )
     _check_sample_args(scheds[0], steps, eta, pred_type, guidance, 0.0, clip, 'small', cond, None)
-    pairs = timestep_pairs(scheds[0].T, steps, spacing or spec.spacing, 0, scheds[0])
+    pairs = timestep_pairs(scheds[0].T, steps, spacing or spec.default_grid, 0, scheds[0])
     device = torch.device(device) if device is not None else model_device(model)
     xs = _level_noise(model, n, x_T, generator, device)
     if cond is not None:
@@ -684,11 +684,10 @@ def _build_nested_pipeline(state: dict, ema: bool = True, device=None) -> Nested
     )
 
 
-# the notebook's cell and the module both register it: the same kind, replaced
+# the notebook's cell and the module both register it: the same definition, accepted by MODELS (chapter 00)
 MODELS.register(
     'nested',
     _build_nested_pipeline,
     help="Chapter 18's NestedUNet: an image and its smaller copies denoised together.",
     model_class=NESTED_CLASS,
-    replace=True,
 )

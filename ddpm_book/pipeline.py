@@ -15,7 +15,6 @@ from typing import Callable
 
 import torch
 import torch.nn as nn
-from fastcore.basics import patch
 from .core import image_grid, check_int, Registry
 from .forward import NoiseSchedule, StaticPicture
 from .schedules import make_schedule
@@ -30,10 +29,11 @@ from .solvers import FAST_SAMPLING  # chapter 10a: registers unipc, dpmpp_3m and
 # %% auto #0
 __all__ = [
     'MODELS',
+    'BOOK_RECIPE',
+    'QUICK_BOOK_RECIPE',
     'PIXELATED_CSS',
     'Pipeline',
     'class_key',
-    'register_pipeline_builder',
     'model_weights',
     'load_weights',
     'schedule_from_state',
@@ -75,77 +75,66 @@ class Pipeline:
     def conditional(self) -> bool:
         return bool(self.num_classes) or self.text
 
+    def _pipeline_labels(self, n: int | None, labels) -> tuple[int, torch.Tensor]:
+        "Validated (B,) class indices from an int, a list or a tensor; n images (n may be None: from labels)."
+        if not self.num_classes:
+            raise ValueError(
+                f"labels={labels!r} given, but this model is unconditional (no classes); sample without labels"
+            )
+        y = torch.as_tensor(labels)
+        if y.dtype.is_floating_point or y.dtype == torch.bool or y.ndim > 1:
+            raise ValueError(f"labels must be integer class indices, got {labels!r}")
+        y = y.long().reshape(-1).expand(n or 1) if y.ndim == 0 else y.long()
+        if n is not None and len(y) != n:
+            raise ValueError(f"got {len(y)} labels for n={n} images")
+        bad = sorted({int(v) for v in y if not 0 <= int(v) < self.num_classes})
+        if bad:
+            raise ValueError(
+                f"unknown class {bad[0] if len(bad) == 1 else bad}: this model knows classes 0..{self.num_classes - 1}"
+            )
+        return len(y), y
 
-# %% ../nbs/10b_pipeline.ipynb #fe1762ad
-@patch
-def _pipeline_labels(self: Pipeline, n: int | None, labels) -> tuple[int, torch.Tensor]:
-    "Validated (B,) class indices from an int, a list or a tensor; n images (n may be None: from labels)."
-    if not self.num_classes:
-        raise ValueError(
-            f"labels={labels!r} given, but this model is unconditional (no classes); sample without labels"
-        )
-    y = torch.as_tensor(labels)
-    if y.dtype.is_floating_point or y.dtype == torch.bool or y.ndim > 1:
-        raise ValueError(f"labels must be integer class indices, got {labels!r}")
-    y = y.long().reshape(-1).expand(n or 1) if y.ndim == 0 else y.long()
-    if n is not None and len(y) != n:
-        raise ValueError(f"got {len(y)} labels for n={n} images")
-    bad = sorted({int(v) for v in y if not 0 <= int(v) < self.num_classes})
-    if bad:
-        raise ValueError(
-            f"unknown class {bad[0] if len(bad) == 1 else bad}: this model knows classes 0..{self.num_classes - 1}"
-        )
-    return len(y), y
+    def conditioning(self, n: int | None = None, labels=None, prompts=None) -> tuple[int, dict | None, dict | None]:
+        "(n, cond, uncond) model kwargs for `labels` (class indices); subclasses add prompts."
+        if prompts is not None:
+            raise ValueError(
+                "prompts= needs a text-conditional model (chapter 11b); this one takes "
+                + ("labels=" if self.num_classes else "no condition")
+            )
+        if labels is None:
+            return (1 if n is None else n), None, None
+        n, y = self._pipeline_labels(n, labels)
+        y = y.to(self.device)
+        return n, {'labels': y}, {'labels': torch.full_like(y, self.num_classes)}
 
-
-# %% ../nbs/10b_pipeline.ipynb #8770c042
-@patch
-def conditioning(
-    self: Pipeline, n: int | None = None, labels=None, prompts=None
-) -> tuple[int, dict | None, dict | None]:
-    "(n, cond, uncond) model kwargs for `labels` (class indices); subclasses add prompts."
-    if prompts is not None:
-        raise ValueError(
-            "prompts= needs a text-conditional model (chapter 11b); this one takes "
-            + ("labels=" if self.num_classes else "no condition")
-        )
-    if labels is None:
-        return (1 if n is None else n), None, None
-    n, y = self._pipeline_labels(n, labels)
-    y = y.to(self.device)
-    return n, {'labels': y}, {'labels': torch.full_like(y, self.num_classes)}
-
-
-# %% ../nbs/10b_pipeline.ipynb #e98cd963
-@patch
-def sample(
-    self: Pipeline,
-    n: int | None = None,  # images (default: one per label/prompt, else 1)
-    labels=None,  # class index or indices (class-conditional models)
-    prompts=None,  # text prompt(s) (text-conditional models)
-    x_T: torch.Tensor | None = None,  # starting noise (its batch size wins)
-    **kw,
-):  # anything `sample` takes: sampler, steps, eta, guidance, generator, ...
-    "Sample this pipeline's model; returns images in [-1, 1] (or a SampleOutput)."
-    if x_T is not None:
-        n = x_T.shape[0]
-    elif n is not None:
-        check_int('n', n, 1)  # the number of images
-    n, cond, uncond = self.conditioning(n, labels, prompts)
-    kw.setdefault('clip', self.clip)
-    if cond is None and kw.get('guidance', 1.0) != 1.0:
-        raise ValueError(f"guidance={kw['guidance']} needs labels= or prompts= to guide towards")
-    return sampling.sample(
-        self.model,
-        self.sched,
-        x_T,
-        shape=None if x_T is not None else (n, *self.shape),
-        pred_type=self.pred_type,
-        cond=cond,
-        uncond=uncond,
-        device=self.device,
+    def sample(
+        self,
+        n: int | None = None,  # images (default: one per label/prompt, else 1)
+        labels=None,  # class index or indices (class-conditional models)
+        prompts=None,  # text prompt(s) (text-conditional models)
+        x_T: torch.Tensor | None = None,  # starting noise (its batch size wins)
         **kw,
-    )
+    ):  # anything `sample` takes: sampler, steps, eta, guidance, generator, ...
+        "Sample this pipeline's model; returns images in [-1, 1] (or a SampleOutput)."
+        if x_T is not None:
+            n = x_T.shape[0]
+        elif n is not None:
+            check_int('n', n, 1)  # the number of images
+        n, cond, uncond = self.conditioning(n, labels, prompts)
+        kw.setdefault('clip', self.clip)
+        if cond is None and kw.get('guidance', 1.0) != 1.0:
+            raise ValueError(f"guidance={kw['guidance']} needs labels= or prompts= to guide towards")
+        return sampling.sample(
+            self.model,
+            self.sched,
+            x_T,
+            shape=None if x_T is not None else (n, *self.shape),
+            pred_type=self.pred_type,
+            cond=cond,
+            uncond=uncond,
+            device=self.device,
+            **kw,
+        )
 
 
 # %% ../nbs/10b_pipeline.ipynb #70c08f8a
@@ -159,18 +148,6 @@ def class_key(model_class) -> str:
     if isinstance(model_class, str) and '.' in model_class.strip('.'):
         return model_class
     raise TypeError(f"model_class must be a class or a 'module.QualName' string, got {model_class!r}")
-
-
-def register_pipeline_builder(
-    model_class,  # a model class, or its 'module.QualName' (e.g. 'ddpm_book.text.TextUNet')
-    build: Callable,  # build(state: dict, ema: bool, device) -> Pipeline
-    detect: Callable | None = None,  # ignored: model kinds are found by model_class alone
-) -> str:  # the kind's name
-    "The old form of `MODELS.register`, kept until every chapter calls that: files `build` as TextUNet -> 'text'."
-    key = class_key(model_class)
-    name = key.rpartition('.')[2].lower().removesuffix('unet') or 'unet'
-    MODELS.register(name, build, replace=True, model_class=key)
-    return name
 
 
 # %% ../nbs/10b_pipeline.ipynb #ee48ab48
@@ -231,7 +208,12 @@ def _is_unet_config(mc) -> bool:
     return isinstance(mc, dict) and set(mc) | set(ADDED_FIELDS) == _UNET_FIELDS
 
 
-MODELS.register('unet', _build_unet, model_class=class_key(UNet))
+MODELS.register(
+    'unet',
+    _build_unet,
+    help="Chapter 06's UNet: pixel space, optionally class-conditional.",
+    model_class=class_key(UNet),
+)
 
 
 # %% ../nbs/10b_pipeline.ipynb #296c67ce
@@ -285,9 +267,6 @@ def load_pipeline(
     return pipe
 
 
-_find_state = run_checkpoint  # the old private name, read by chapter 17b until it calls run_checkpoint
-
-
 # %% ../nbs/10b_pipeline.ipynb #235f23c4
 def trainer_sample_fn(
     sched: NoiseSchedule,  # the run's schedule
@@ -325,31 +304,36 @@ def book_cache_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / '.cache' / 'ddpm_book'
 
 
+BOOK_RECIPE = dict(  # the book model's recipe: what it changes in TrainConfig's defaults (its file records all of them)
+    steps=3000,
+    batch_size=32,
+    lr=3e-4,
+    warmup_steps=200,
+    ema_decay=0.999,
+    ckpt_every=500,
+    class_cond=True,
+    label_dropout=0.1,  # 10% of labels become "no class": the same network is also unconditional (chapter 11)
+)
+QUICK_BOOK_RECIPE = dict(  # on top of BOOK_RECIPE for quick=True: a few steps of the tiny model, for tests
+    steps=4,
+    batch_size=8,
+    lr=1e-3,
+    warmup_steps=2,
+    log_every=2,
+    ckpt_every=0,
+    keep_last=2,
+    sample_every=0,
+    progress=False,
+)
+
+
 def book_train_config(
     run_dir=None,  # default: book_cache_dir() / 'mnist_cfg'
-    quick: bool = False,  # a few steps of a tiny model, for tests
+    quick: bool = False,  # QUICK_BOOK_RECIPE: a few steps of a tiny model, for tests
 ) -> TrainConfig:
-    "The training run behind the book's pictures (quick: a few steps of a tiny model, for tests)."
-    q, run_dir = quick, book_cache_dir() / 'mnist_cfg' if run_dir is None else run_dir
-    return TrainConfig(
-        run_dir=str(run_dir),
-        steps=4 if q else 2000,
-        batch_size=8 if q else 32,
-        lr=1e-3 if q else 2e-4,
-        warmup_steps=2 if q else 200,
-        T=1000,
-        schedule='linear',
-        ema_decay=0.999,
-        log_every=2 if q else 50,
-        ckpt_every=0 if q else 250,
-        keep_last=2,
-        sample_every=0 if q else 1000,
-        n_samples=16,
-        precision='auto',
-        class_cond=True,
-        label_dropout=0.1,
-        progress=not q,
-    )
+    "The book model's training run: TrainConfig's defaults with BOOK_RECIPE (and QUICK_BOOK_RECIPE when quick)."
+    run_dir = book_cache_dir() / 'mnist_cfg' if run_dir is None else run_dir
+    return TrainConfig(run_dir=str(run_dir), **{**BOOK_RECIPE, **(QUICK_BOOK_RECIPE if quick else {})})
 
 
 def tiny_unet_config(image_size: int = 16, in_channels: int = 1, num_classes: int | None = None) -> UNetConfig:
@@ -571,39 +555,38 @@ class SamplingStudio:
         self.eta.disabled = not SAMPLERS.entry(self.sampler.value).meta.get('uses_eta', False)
         self.guidance.disabled = not self._cond_kw()
 
+    def generate(self):
+        "Sample with the current settings and show the grid and the x0 strip of the first sample."
+        cond, t0 = self._cond_kw(), time.perf_counter()
+        self.status.value = 'sampling ...'
+        self.bar.clear_output()
+        with self.bar:
+            out = self.pipe.sample(
+                self.n,
+                sampler=self.sampler.value,
+                steps=self.steps.value,
+                spacing=self.grid_kind.value or None,
+                eta=self.eta.value,
+                guidance=self.guidance.value if cond else 1.0,
+                generator=torch.Generator().manual_seed(self.seed.value),
+                return_trajectory=True,
+                progress=True,
+                **cond,
+            )
+        self.bar.clear_output()
+        self.output, self.images = out, out.images
+        k = len(out.x0_trajectory)
+        idx = [round(i * (k - 1) / (self.n_strip - 1)) for i in range(self.n_strip)]  # repeats when steps < strip
+        self.grid.value = _grid_png(out.images, nrow=min(self.n, 8), zoom=self.zoom)
+        self.strip.value = _grid_png(
+            torch.stack([out.x0_trajectory[i][0] for i in idx]), nrow=self.n_strip, zoom=self.zoom
+        )
+        self.picture.update(self.grid.value)
+        grid = self.grid_kind.value or SAMPLERS[self.sampler.value].default_grid
+        self.status.value = f"{self.sampler.value} ({grid}): {len(out.pairs)} steps, {out.nfe} network calls, {time.perf_counter() - t0:.1f} s"
+        return out
+
     def _ipython_display_(self):
         from IPython.display import display
 
         display(self.widget, self.picture)  # the live panel, then a static copy of the grid for the saved notebook
-
-
-# %% ../nbs/10b_pipeline.ipynb #42d7cc32
-@patch
-def generate(self: SamplingStudio):
-    "Sample with the current settings and show the grid and the x0 strip of the first sample."
-    cond, t0 = self._cond_kw(), time.perf_counter()
-    self.status.value = 'sampling ...'
-    self.bar.clear_output()
-    with self.bar:
-        out = self.pipe.sample(
-            self.n,
-            sampler=self.sampler.value,
-            steps=self.steps.value,
-            spacing=self.grid_kind.value or None,
-            eta=self.eta.value,
-            guidance=self.guidance.value if cond else 1.0,
-            generator=torch.Generator().manual_seed(self.seed.value),
-            return_trajectory=True,
-            progress=True,
-            **cond,
-        )
-    self.bar.clear_output()
-    self.output, self.images = out, out.images
-    k = len(out.x0_trajectory)
-    idx = [round(i * (k - 1) / (self.n_strip - 1)) for i in range(self.n_strip)]  # repeats when steps < strip
-    self.grid.value = _grid_png(out.images, nrow=min(self.n, 8), zoom=self.zoom)
-    self.strip.value = _grid_png(torch.stack([out.x0_trajectory[i][0] for i in idx]), nrow=self.n_strip, zoom=self.zoom)
-    self.picture.update(self.grid.value)
-    grid = self.grid_kind.value or SAMPLERS[self.sampler.value].default_grid
-    self.status.value = f"{self.sampler.value} ({grid}): {len(out.pairs)} steps, {out.nfe} network calls, {time.perf_counter() - t0:.1f} s"
-    return out

@@ -11,7 +11,6 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn as nn
-from fastcore.basics import patch
 from tqdm.auto import tqdm
 from .forward import NoiseSchedule
 from .core import check_choice, check_int, check_float, Registry, UnknownName
@@ -21,7 +20,6 @@ from .objective import PRED_TYPES, pred_to_x0_eps, x0_to_eps, target_for
 __all__ = [
     'SPACINGS',
     'GRIDS',
-    'STEP_SCHEDULES',
     'VARIANCES',
     'CLIPS',
     'SAMPLERS',
@@ -72,7 +70,6 @@ def timesteps(
 
 # %% ../nbs/09_sampling.ipynb #bef98c27
 GRIDS = Registry('time grid', group='grids')  # name -> fn(sched, steps) -> timesteps, noisiest first
-STEP_SCHEDULES = GRIDS  # the old name, kept until every module reads GRIDS
 
 
 def _spacing_grid(spacing: str) -> Callable:
@@ -118,6 +115,13 @@ def check_pairs(pairs, T: int) -> list[tuple[int, int]]:
     if bad:
         raise ValueError(f"each pair needs 0 <= t < {T} and -1 <= t_prev < t; bad pairs: {bad[:5]}")
     return pairs
+
+
+def _run_pairs(sched: NoiseSchedule, steps: int, spacing, steps_offset: int = 0, timesteps=None) -> list:
+    "The pairs a run visits: `timesteps` checked against the schedule if given, else `steps` on the grid `spacing`."
+    if timesteps is not None:
+        return check_pairs(timesteps, sched.T)
+    return timestep_pairs(sched.T, steps, spacing, steps_offset, sched)
 
 
 # %% ../nbs/09_sampling.ipynb #53e754df
@@ -232,6 +236,13 @@ class GaussianDenoiser:
 
 
 # %% ../nbs/09_sampling.ipynb #4743aab0
+def _cat_kwargs(a: dict, b: dict) -> dict | None:
+    "Batch two kwargs dicts along dim 0, or None if they can't be (different keys, non-tensors)."
+    if a.keys() != b.keys() or not all(isinstance(v, torch.Tensor) for v in (*a.values(), *b.values())):
+        return None
+    return {k: torch.cat([a[k], b[k]]) for k in a}
+
+
 class SampleContext:
     "What a sampler step sees: the network as (x0, eps), alpha_bar, noise, NFE count and per-run state."
 
@@ -265,6 +276,35 @@ class SampleContext:
         dev = self.generator.device if self.generator is not None else like.device
         return torch.randn(like.shape, generator=self.generator, device=dev, dtype=like.dtype).to(like.device)
 
+    def _model_output(self, x: torch.Tensor, t: int) -> torch.Tensor:
+        "The network's prediction at (x, t), with classifier-free guidance (eqs. 9.3-9.4) when guidance != 1."
+        tt = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
+        if self.guidance == 1:
+            return self.model(x, tt, **self.cond).to(x.dtype)
+        both = _cat_kwargs(self.cond, self.uncond)
+        if both is not None:
+            pred_c, pred_u = self.model(torch.cat([x, x]), torch.cat([tt, tt]), **both).to(x.dtype).chunk(2)
+        else:
+            pred_c, pred_u = self.model(x, tt, **self.cond).to(x.dtype), self.model(x, tt, **self.uncond).to(x.dtype)
+        return rescale_guidance(cfg_combine(pred_u, pred_c, self.guidance), pred_c, self.guidance_rescale)
+
+    def denoise(self, x: torch.Tensor, t: int) -> tuple[torch.Tensor, torch.Tensor]:
+        "One network evaluation at (x, t) turned into (x0-hat, eps-hat), with x0 repaired by `clip`."
+        if self.ab(t) == 0 and self.pred_type == 'eps':
+            raise ValueError(
+                f"alpha_bar is 0 at t={t} (a zero-terminal-SNR schedule): an eps prediction says nothing about x0 "
+                "there; train with pred_type 'v' or 'x0' for such schedules"
+            )
+        self.nfe += 1
+        ab_t = torch.tensor(self.ab(t), dtype=x.dtype, device=x.device)
+        x0, eps = pred_to_x0_eps(self.pred_type, x, self._model_output(x, t), ab_t)
+        if self.clip is not None:
+            x0 = clip_x0(x0, self.clip)
+            if self.ab(t) < 1:
+                eps = x0_to_eps(x, x0, ab_t)
+        self.x0 = x0
+        return x0, eps
+
 
 # %% ../nbs/09_sampling.ipynb #8ddcbdc8
 def _default_uncond(model, cond: dict | None) -> dict | None:
@@ -275,48 +315,6 @@ def _default_uncond(model, cond: dict | None) -> dict | None:
     if 'labels' in cond and n is not None:
         return {**{k: v for k, v in cond.items() if k != 'labels'}, 'labels': torch.full_like(cond['labels'], n)}
     return {}
-
-
-# %% ../nbs/09_sampling.ipynb #51bfb8f3
-def _cat_kwargs(a: dict, b: dict) -> dict | None:
-    "Batch two kwargs dicts along dim 0, or None if they can't be (different keys, non-tensors)."
-    if a.keys() != b.keys() or not all(isinstance(v, torch.Tensor) for v in (*a.values(), *b.values())):
-        return None
-    return {k: torch.cat([a[k], b[k]]) for k in a}
-
-
-@patch
-def _model_output(self: SampleContext, x: torch.Tensor, t: int) -> torch.Tensor:
-    "The network's prediction at (x, t), with classifier-free guidance (eqs. 9.3-9.4) when guidance != 1."
-    tt = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
-    if self.guidance == 1:
-        return self.model(x, tt, **self.cond).to(x.dtype)
-    both = _cat_kwargs(self.cond, self.uncond)
-    if both is not None:
-        pred_c, pred_u = self.model(torch.cat([x, x]), torch.cat([tt, tt]), **both).to(x.dtype).chunk(2)
-    else:
-        pred_c, pred_u = self.model(x, tt, **self.cond).to(x.dtype), self.model(x, tt, **self.uncond).to(x.dtype)
-    return rescale_guidance(cfg_combine(pred_u, pred_c, self.guidance), pred_c, self.guidance_rescale)
-
-
-# %% ../nbs/09_sampling.ipynb #40d6a039
-@patch
-def denoise(self: SampleContext, x: torch.Tensor, t: int) -> tuple[torch.Tensor, torch.Tensor]:
-    "One network evaluation at (x, t) turned into (x0-hat, eps-hat), with x0 repaired by `clip`."
-    if self.ab(t) == 0 and self.pred_type == 'eps':
-        raise ValueError(
-            f"alpha_bar is 0 at t={t} (a zero-terminal-SNR schedule): an eps prediction says nothing about x0 there; "
-            "train with pred_type 'v' or 'x0' for such schedules"
-        )
-    self.nfe += 1
-    ab_t = torch.tensor(self.ab(t), dtype=x.dtype, device=x.device)
-    x0, eps = pred_to_x0_eps(self.pred_type, x, self._model_output(x, t), ab_t)
-    if self.clip is not None:
-        x0 = clip_x0(x0, self.clip)
-        if self.ab(t) < 1:
-            eps = x0_to_eps(x, x0, ab_t)
-    self.x0 = x0
-    return x0, eps
 
 
 # %% ../nbs/09_sampling.ipynb #e3e01d13
@@ -333,8 +331,6 @@ class SamplerSpec:
     def default_grid(self) -> str:
         "The time grid `sample(spacing=None)` uses: the `default_grid` of the sampler's registry entry."
         return SAMPLERS.entry(self.name).meta['default_grid']
-
-    spacing = default_grid  # the old name of `default_grid`, read by chapters 13 and 18
 
 
 SAMPLERS = Registry('sampler', group='samplers')  # SamplerSpecs; meta: uses_eta, order, nfe_per_step, default_grid
@@ -544,11 +540,7 @@ def sample(
         cond,
         batch_size,
     )
-    pairs = (
-        check_pairs(timesteps, sched.T)
-        if timesteps is not None
-        else timestep_pairs(sched.T, steps, spacing or spec.default_grid, steps_offset, sched)
-    )
+    pairs = _run_pairs(sched, steps, spacing or spec.default_grid, steps_offset, timesteps)
     device = (
         torch.device(device)
         if device is not None

@@ -16,7 +16,7 @@ from .core import quick_settings, get_device, check_int, check_float
 from .data import get_dataset
 from .schedules import make_schedule
 from .unet import UNet, UNetConfig
-from .checkpoints import unwrap, find_checkpoint
+from .checkpoints import unwrap, run_checkpoint
 from .trainer import Trainer, TrainConfig
 from .sampling import sample
 from .pipeline import Pipeline, MODELS, load_weights, schedule_from_state, load_pipeline, book_cache_dir
@@ -430,7 +430,7 @@ def book_text_trainer(
     quick = quick_settings() if quick is None else quick
     run_dir = book_text_dir(run_dir, quick)
     ds = CaptionedDataset(get_dataset('mnist5k', image_size=16))
-    found = find_checkpoint(Path(run_dir) / 'checkpoints')
+    found = run_checkpoint(run_dir, missing_ok=True)
     if found is not None:
         config = found[1]['model_config']  # the stored tokenizer and architecture
     else:
@@ -533,13 +533,12 @@ def _build_text_pipeline(state: dict, ema: bool = True, device=None) -> TextPipe
     return TextPipeline(model.eval().to(device or 'cpu'), schedule_from_state(state), pred_type, shape, text=True)
 
 
-# the notebook's cell and the module both register it: the same kind, replaced
+# the notebook's cell and the module both register it: the same definition, accepted by MODELS (chapter 00)
 MODELS.register(
     'text',
     _build_text_pipeline,
     help="Chapter 11b's TextUNet: prompts through a jointly trained text encoder.",
     model_class=TEXT_UNET_CLASS,
-    replace=True,
 )
 
 

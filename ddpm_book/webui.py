@@ -20,13 +20,12 @@ import time
 from pathlib import Path
 
 import ipywidgets as W
-from fastcore.basics import patch
 from matplotlib.figure import Figure
 from .core import check_choice, check_int, check_output_dir
 from .data import DATASETS
 from .schedules import SCHEDULES
 from .unet import PRESETS
-from .checkpoints import list_checkpoints
+from .checkpoints import list_checkpoints, checkpoint_dir
 from .objective import PRED_TYPES
 from .core import PRECISIONS
 from .runs import read_events, write_json
@@ -124,7 +123,7 @@ def run_status(run_dir: str | Path) -> dict:
     ev = read_events(d)
     train = [e for e in ev if 'loss' in e]
     evals = [e for e in ev if e.get('event') == 'eval']
-    ckpts, last = list_checkpoints(d / 'checkpoints'), (train[-1] if train else {})
+    ckpts, last = list_checkpoints(checkpoint_dir(d)), (train[-1] if train else {})
     rc = _PROCS[str(d)].poll() if str(d) in _PROCS else None
     status = (
         'running'
@@ -357,145 +356,117 @@ class RunsApp:
         if refresh:
             threading.Thread(target=self._loop, args=(refresh,), daemon=True).start()
 
+    def _field(self, k: str, valid: tuple, default):
+        "The form widget of field k of `run_form`: its valid values (a range or choices) and its default."
+        if isinstance(default, bool):
+            return W.Checkbox(description=k, value=default)
+        if isinstance(valid[0], int):
+            return W.BoundedIntText(description=k, value=default, min=valid[0], max=valid[1])
+        return W.Dropdown(description=k, options=list(valid), value=default)
 
-# %% ../nbs/16_webui.ipynb #c2897284
-@patch
-def _field(self: RunsApp, k: str, valid: tuple, default):
-    "The form widget of field k of `run_form`: its valid values (a range or choices) and its default."
-    if isinstance(default, bool):
-        return W.Checkbox(description=k, value=default)
-    if isinstance(valid[0], int):
-        return W.BoundedIntText(description=k, value=default, min=valid[0], max=valid[1])
-    return W.Dropdown(description=k, options=list(valid), value=default)
+    def _wire(self):
+        "Connect the buttons and the run picker."
+        self.pick.observe(lambda ch: self._page() if self.pick.value else None, names='value')
+        self.hist.observe(lambda ch: self._show_grid(), names='value')
+        self.stop_b.on_click(lambda b: self._act(stop_run))
+        self.resume_b.on_click(lambda b: self._act(resume_run))
+        self.start_b.on_click(lambda b: self._start())
 
-
-# %% ../nbs/16_webui.ipynb #bdf03937
-@patch
-def _wire(self: RunsApp):
-    "Connect the buttons and the run picker."
-    self.pick.observe(lambda ch: self._page() if self.pick.value else None, names='value')
-    self.hist.observe(lambda ch: self._show_grid(), names='value')
-    self.stop_b.on_click(lambda b: self._act(stop_run))
-    self.resume_b.on_click(lambda b: self._act(resume_run))
-    self.start_b.on_click(lambda b: self._start())
-
-
-@patch
-def _act(self: RunsApp, fn):
-    "Stop or resume the picked run, reporting errors in the page."
-    try:
-        fn(run_path(self.root, self.pick.value))
-        self.msg.value = f"{fn.__name__.replace('_run', '')}: {self.pick.value}"
-    except (ValueError, OSError) as e:
-        self.msg.value = f"<b>refused</b>: {e}"
-    self.refresh()
-
-
-@patch
-def _start(self: RunsApp):
-    "Start a run from the form; a refused name or value is reported in the page."
-    try:
-        d = start_run(self.root, self.name.value, {k: w.value for k, w in self.form.items()})
-    except (ValueError, OSError) as e:
-        self.msg.value = f"<b>refused</b>: {e}"
-        return
-    self.msg.value = f"started {d.name}"
-    self.refresh()
-    self.pick.value = d.name
-
-
-# %% ../nbs/16_webui.ipynb #b3752f60
-@patch
-def refresh(self: RunsApp):
-    "Re-read every run folder: the table, the picker's options, and the picked run's page."
-    runs = list_runs(self.root)
-    self.table.value = runs_table(runs)
-    names = [r['name'] for r in runs]
-    if names != list(self.pick.options):
-        keep = self.pick.value
-        self.pick.options = names
-        self.pick.value = keep if keep in names else (names[0] if names else None)
-    if self.pick.value:
-        self._page()
-
-
-@patch
-def _loop(self: RunsApp, every: float):
-    "Refresh in the background while the page is open."
-    while True:
-        time.sleep(every)
+    def _act(self, fn):
+        "Stop or resume the picked run, reporting errors in the page."
         try:
-            self.refresh()
-        except Exception as e:
-            self.msg.value = f"refresh failed: {e}"  # keep refreshing; the next pass may succeed
+            fn(run_path(self.root, self.pick.value))
+            self.msg.value = f"{fn.__name__.replace('_run', '')}: {self.pick.value}"
+        except (ValueError, OSError) as e:
+            self.msg.value = f"<b>refused</b>: {e}"
+        self.refresh()
 
+    def _start(self):
+        "Start a run from the form; a refused name or value is reported in the page."
+        try:
+            d = start_run(self.root, self.name.value, {k: w.value for k, w in self.form.items()})
+        except (ValueError, OSError) as e:
+            self.msg.value = f"<b>refused</b>: {e}"
+            return
+        self.msg.value = f"started {d.name}"
+        self.refresh()
+        self.pick.value = d.name
 
-@patch
-def _page(self: RunsApp):
-    "The picked run's charts, samples history and config."
-    d = run_path(self.root, self.pick.value)
-    self.charts.value = run_charts(d)
-    self._grids = sorted((d / 'samples').glob('step_*_ema.png')) if (d / 'samples').is_dir() else []
-    at_end = self.hist.value == self.hist.max
-    self.hist.max = max(0, len(self._grids) - 1)
-    if at_end:
-        self.hist.value = self.hist.max  # follow the newest grid unless the reader moved the slider back
-    self._show_grid()
-    self.config.value = f"<pre>{json.dumps(_read(d / 'config.json'), indent=1)}</pre>"
+    def refresh(self):
+        "Re-read every run folder: the table, the picker's options, and the picked run's page."
+        runs = list_runs(self.root)
+        self.table.value = runs_table(runs)
+        names = [r['name'] for r in runs]
+        if names != list(self.pick.options):
+            keep = self.pick.value
+            self.pick.options = names
+            self.pick.value = keep if keep in names else (names[0] if names else None)
+        if self.pick.value:
+            self._page()
 
+    def _loop(self, every: float):
+        "Refresh in the background while the page is open."
+        while True:
+            time.sleep(every)
+            try:
+                self.refresh()
+            except Exception as e:
+                self.msg.value = f"refresh failed: {e}"  # keep refreshing; the next pass may succeed
 
-@patch
-def _show_grid(self: RunsApp):
-    "Show the samples grid the history slider points at."
-    g = getattr(self, '_grids', [])
-    self.grid.value = g[self.hist.value].read_bytes() if g else b''
-    self.hist.description = g[self.hist.value].name[5:13] if g else 'samples'
-    self.grid.layout.display = self.hist.layout.display = (
-        None if g else 'none'
-    )  # no empty picture before the first grid
+    def _page(self):
+        "The picked run's charts, samples history and config."
+        d = run_path(self.root, self.pick.value)
+        self.charts.value = run_charts(d)
+        self._grids = sorted((d / 'samples').glob('step_*_ema.png')) if (d / 'samples').is_dir() else []
+        at_end = self.hist.value == self.hist.max
+        self.hist.max = max(0, len(self._grids) - 1)
+        if at_end:
+            self.hist.value = self.hist.max  # follow the newest grid unless the reader moved the slider back
+        self._show_grid()
+        self.config.value = f"<pre>{json.dumps(_read(d / 'config.json'), indent=1)}</pre>"
 
+    def _show_grid(self):
+        "Show the samples grid the history slider points at."
+        g = getattr(self, '_grids', [])
+        self.grid.value = g[self.hist.value].read_bytes() if g else b''
+        self.hist.description = g[self.hist.value].name[5:13] if g else 'samples'
+        self.grid.layout.display = self.hist.layout.display = None if g else 'none'  # no empty first picture
 
-# %% ../nbs/16_webui.ipynb #0bf41ff7
-@patch
-def _load_tools(self: RunsApp, which: str):
-    "Build the sampling studio and the interpolation slider on `which`: a run name or 'book'."
-    try:
-        pipe = load_pipeline('book' if which == 'book' else run_path(self.root, which))
-    except (ValueError, OSError, RuntimeError) as e:
-        self.msg.value = f"<b>cannot load {which}</b>: {e}"
-        return
-    self.studio = SamplingStudio(pipe, n=8)
-    self.sample_box.children = [W.HTML(f'<b>{which}</b>'), self.studio.widget]
-    self.interp_box.children = [W.HTML(f'<b>{which}</b>'), interpolation_widget(pipe, frames=8, steps=10)]
+    def _load_tools(self, which: str):
+        "Build the sampling studio and the interpolation slider on `which`: a run name or 'book'."
+        try:
+            pipe = load_pipeline('book' if which == 'book' else run_path(self.root, which))
+        except (ValueError, OSError, RuntimeError) as e:
+            self.msg.value = f"<b>cannot load {which}</b>: {e}"
+            return
+        self.studio = SamplingStudio(pipe, n=8)
+        self.sample_box.children = [W.HTML(f'<b>{which}</b>'), self.studio.widget]
+        self.interp_box.children = [W.HTML(f'<b>{which}</b>'), interpolation_widget(pipe, frames=8, steps=10)]
 
+    def widget(self) -> W.Tab:
+        "The whole app as one Tab widget."
+        load_run, load_book = W.Button(description='Load the picked run'), W.Button(description='Load the book model')
+        load_run.on_click(lambda b: self._load_tools(self.pick.value))
+        load_book.on_click(lambda b: self._load_tools('book'))
+        runs = W.VBox(
+            [
+                self.table,
+                W.HBox([self.pick, self.stop_b, self.resume_b]),
+                self.msg,
+                self.charts,
+                self.hist,
+                self.grid,
+                self.config,
+            ]
+        )
+        new = W.VBox([self.name, *self.form.values(), self.start_b, self.msg])
+        tab = W.Tab([runs, new, W.VBox([W.HBox([load_run, load_book]), self.sample_box]), self.interp_box])
+        for i, t in enumerate(('Runs', 'New run', 'Sample', 'Interpolate')):
+            tab.set_title(i, t)
+        return tab
 
-@patch
-def widget(self: RunsApp) -> W.Tab:
-    "The whole app as one Tab widget."
-    load_run, load_book = W.Button(description='Load the picked run'), W.Button(description='Load the book model')
-    load_run.on_click(lambda b: self._load_tools(self.pick.value))
-    load_book.on_click(lambda b: self._load_tools('book'))
-    runs = W.VBox(
-        [
-            self.table,
-            W.HBox([self.pick, self.stop_b, self.resume_b]),
-            self.msg,
-            self.charts,
-            self.hist,
-            self.grid,
-            self.config,
-        ]
-    )
-    new = W.VBox([self.name, *self.form.values(), self.start_b, self.msg])
-    tab = W.Tab([runs, new, W.VBox([W.HBox([load_run, load_book]), self.sample_box]), self.interp_box])
-    for i, t in enumerate(('Runs', 'New run', 'Sample', 'Interpolate')):
-        tab.set_title(i, t)
-    return tab
-
-
-@patch
-def _ipython_display_(self: RunsApp):
-    display(self.widget())
+    def _ipython_display_(self):
+        display(self.widget())
 
 
 # %% ../nbs/16_webui.ipynb #770c4eb2
