@@ -234,12 +234,15 @@ def run_all(page):
         shot(page, 'lab_timeout')
         print(
             page.evaluate(
-                "() => [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')].map(x => x.textContent.trim()).join(' ')"
+                "() => [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')].map(x => "
+                "x.textContent.trim()).join(' ')"
             )
         )
         print(
             page.evaluate(
-                "() => [...document.querySelectorAll('.jp-OutputArea-output[data-mime-type*=error]')].map(x => x.textContent.slice(0, 300)).join(' | ')"
+                "() => "
+                "[...document.querySelectorAll('.jp-OutputArea-output[data-mime-type*=error]')].map(x => "
+                "x.textContent.slice(0, 300)).join(' | ')"
             )
         )
         raise
@@ -330,7 +333,8 @@ def test_book(pw):
         for href in links:
             page.goto(href)
             broken = page.evaluate(
-                "() => [...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src.slice(0, 80))"
+                "() => [...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).map(i "
+                "=> i.src.slice(0, 80))"
             )
             assert not broken, (href, broken)
         shot(page, 'book_last_chapter')

@@ -148,7 +148,8 @@ res = {
 print(json.dumps(res, indent=1))
 print(
     f"latent/pixel: steps {out['latent']['steps'] / out['pixel']['steps']:.2f}x, images/s {out['latent']['images_per_s'] / out['pixel']['images_per_s']:.2f}x, "
-    f"proxy FD {out['latent']['proxy_fd'] / out['pixel']['proxy_fd']:.2f}x, sampling time {out['latent']['sample_s'] / out['pixel']['sample_s']:.2f}x ({torch.backends.cpu.get_cpu_capability()})"
+    f"proxy FD {out['latent']['proxy_fd'] / out['pixel']['proxy_fd']:.2f}x, sampling time "
+    f"{out['latent']['sample_s'] / out['pixel']['sample_s']:.2f}x ({torch.backends.cpu.get_cpu_capability()})"
 )
 if opts.out:
     json.dump(res, open(opts.out, 'w'), indent=1)

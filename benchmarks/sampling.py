@@ -90,7 +90,8 @@ class Config:
         parts = s.split(':')
         if len(parts) not in (2, 3) or not parts[1].isdigit() or int(parts[1]) < 1:
             raise SystemExit(
-                f"config {s!r} must look like 'sampler:steps' or 'sampler:steps:spacing', e.g. dpm_solver:10 or unipc:10:karras"
+                f"config {s!r} must look like 'sampler:steps' or 'sampler:steps:spacing', e.g. "
+                "dpm_solver:10 or unipc:10:karras"
             )
         try:
             spec = get_sampler(parts[0])
@@ -306,7 +307,8 @@ def parse_args():
         '--configs',
         nargs='+',
         default=DEFAULT_CONFIGS,
-        help=f"sampler:steps[:spacing] entries (samplers: {', '.join(SAMPLERS)}; spacing: a time grid, one of {', '.join(GRIDS)}; "
+        help=f"sampler:steps[:spacing] entries (samplers: {', '.join(SAMPLERS)}; spacing: a time "
+        f"grid, one of {', '.join(GRIDS)}; "
         "default: the sampler's own)",
     )
     ap.add_argument('--preset', default='mnist', help="ddpm_book UNet preset: 'mnist' or 'cifar10'")
@@ -350,7 +352,9 @@ def main():
     print(
         f"peer: diffusers {diffusers.__version__} schedulers (same UNet, batch, timesteps)"
         if diffusers
-        else f"peer: skipped ({'--no-peer' if a.no_peer else f'diffusers is not importable: {DIFFUSERS_ERROR}'}); no ours/peer ratios"
+        else "peer: skipped "
+        f"({'--no-peer' if a.no_peer else f'diffusers is not importable: {DIFFUSERS_ERROR}'}); no "
+        "ours/peer ratios"
     )
 
     runs = [make_runs(c, model, sched, a.rounds) for c in configs]

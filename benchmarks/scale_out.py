@@ -80,8 +80,10 @@ def main():
     p.add_argument('--repeats', type=int, default=2)
     args = p.parse_args()
     print(
-        f"CPU capability {torch.backends.cpu.get_cpu_capability()}, {os.cpu_count()} logical CPUs, torch {torch.__version__}; "
-        f"preset {args.preset} at {args.image_size}x{args.image_size}, global batch {args.batch_size}, {args.precision}, {args.threads} threads in all"
+        f"CPU capability {torch.backends.cpu.get_cpu_capability()}, {os.cpu_count()} logical CPUs, "
+        f"torch {torch.__version__}; "
+        f"preset {args.preset} at {args.image_size}x{args.image_size}, global batch "
+        f"{args.batch_size}, {args.precision}, {args.threads} threads in all"
     )
     root, res = Path(tempfile.mkdtemp()), {1: [], args.processes: []}
     for k in range(args.repeats):
@@ -90,7 +92,8 @@ def main():
     one, many = statistics.median(res[1]), statistics.median(res[args.processes])
     print(f"1 process ({args.threads} threads): {one:.0f} images/s")
     print(
-        f"{args.processes} processes ({max(1, args.threads // args.processes)} threads each, batch {args.batch_size // args.processes} each): {many:.0f} images/s"
+        f"{args.processes} processes ({max(1, args.threads // args.processes)} threads each, batch "
+        f"{args.batch_size // args.processes} each): {many:.0f} images/s"
     )
     print(f"ratio {args.processes} processes / 1 process: {many / one:.2f}")
 

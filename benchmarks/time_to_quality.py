@@ -421,14 +421,16 @@ def build(args, precision: str):
 def print_header(args, precision: str, why: str, cfg: UNetConfig, model_pair):
     ours, theirs = model_pair()
     print(
-        f"CPU capability={torch.backends.cpu.get_cpu_capability()}  cpu_native_bf16={cpu_native_bf16()}  threads={torch.get_num_threads()}  torch={torch.__version__}"
+        f"CPU capability={torch.backends.cpu.get_cpu_capability()}  "
+        f"cpu_native_bf16={cpu_native_bf16()}  threads={torch.get_num_threads()}  torch={torch.__version__}"
     )
     print(
         f"precision: ours {precision} (choose_precision('auto', 'cpu'): {why}); diffusers loop: mixed_precision "
         f"{args.theirs_precision!r} ({'the script default' if args.theirs_precision == 'no' else 'set by --theirs-precision'})"
     )
     print(
-        f"architecture: mnist preset, base {cfg.base_channels}, mults {cfg.channel_mults}, attention at {cfg.attn_resolutions}, dropout 0; "
+        f"architecture: mnist preset, base {cfg.base_channels}, mults {cfg.channel_mults}, "
+        f"attention at {cfg.attn_resolutions}, dropout 0; "
         f"parameters: ours {count_parameters(ours):,}  diffusers UNet2DModel {count_parameters(theirs):,}"
     )
 
@@ -449,7 +451,8 @@ def main_race(args, precision, cfg, make_ours, make_theirs):
     r_ours, r_theirs = calibrate(make_ours, make_theirs, args)
     ours, theirs = make_ours(rate=r_ours), make_theirs(rate=r_theirs)
     print(
-        f"ours: {ours_settings(precision, args)}, batch {args.batch}, cosine planned over {ours.tr.cfg.steps} steps (re-planned every segment)"
+        f"ours: {ours_settings(precision, args)}, batch {args.batch}, cosine planned over "
+        f"{ours.tr.cfg.steps} steps (re-planned every segment)"
     )
     print(
         f"diffusers loop: {SCRIPT}, batch {args.batch}, cosine over {theirs.horizon} steps "
@@ -457,22 +460,26 @@ def main_race(args, precision, cfg, make_ours, make_theirs):
     )
     judge = Judge(args.n, args.steps, cfg.image_size, args.seed)
     print(
-        f"judge: proxy FID ({judge.ext.name}), n={args.n}, DDIM {args.steps} steps (NFE {args.steps}), eta 0, EMA weights; "
+        f"judge: proxy FID ({judge.ext.name}), n={args.n}, DDIM {args.steps} steps (NFE "
+        f"{args.steps}), eta 0, EMA weights; "
         f"real-vs-real floor at n={args.n}: {floor_fd(judge, args.n):.2f}"
     )
     print(
         f"sampler check: max |ours DDIM - diffusers DDIMScheduler| on one network = {check_samplers(cfg, args.steps):.2e}"
     )
     print(
-        f"segments of {args.segment_s:g} s (taken in turns of {args.slice_s:g} s), budget {args.budget_s:g} training s each; "
+        f"segments of {args.segment_s:g} s (taken in turns of {args.slice_s:g} s), budget "
+        f"{args.budget_s:g} training s each; "
         "cumulative training seconds, steps, proxy FID:"
     )
     t0 = time.perf_counter()
     curves = race([ours, theirs], args.budget_s, args.segment_s, args.slice_s, judge)
     print(
-        f"wall {time.perf_counter() - t0:.0f} s, of which judging {judge.seconds:.0f} s; diffusers DataLoader (PIL + transforms) "
+        f"wall {time.perf_counter() - t0:.0f} s, of which judging {judge.seconds:.0f} s; diffusers "
+        "DataLoader (PIL + transforms) "
         f"{theirs.data_s:.1f} s = {100 * theirs.data_s / max(theirs.seconds, 1e-9):.1f}% of its training time "
-        f"({1000 * theirs.data_s / max(theirs.steps, 1):.1f} ms/step); ours (in-memory tensor, Trainer's DataLoader of indices) {ours.data_ms():.1f} ms/step"
+        f"({1000 * theirs.data_s / max(theirs.steps, 1):.1f} ms/step); ours (in-memory tensor, "
+        f"Trainer's DataLoader of indices) {ours.data_ms():.1f} ms/step"
     )
     F_ = args.threshold if args.threshold is not None else min(f for _, _, f in curves['diffusers'][1:])
     how = (
@@ -510,7 +517,8 @@ def levers(args, precision: str, ds) -> list:
         ('t_sampling', 'stratified -> uniform timesteps', dict(t_sampling='uniform')),
         (
             'lr_schedule',
-            f"lr {args.ours_lr:g}, warm-up {args.ours_warmup}, cosine to the budget -> the script's lr 1e-4, 500 warm-up, "
+            f"lr {args.ours_lr:g}, warm-up {args.ours_warmup}, cosine to the budget -> the script's "
+            "lr 1e-4, 500 warm-up, "
             f"cosine over 100 epochs, betas (0.95, 0.999), wd 1e-6",
             dict(
                 lr=SCRIPT['lr'],
@@ -523,7 +531,8 @@ def levers(args, precision: str, ds) -> list:
         ),
         (
             'ema',
-            f"decay {args.ours_ema_decay}, warm-up w={args.ours_ema_warmup:g} -> diffusers' EMA (power 3/4, max 0.9999)",
+            f"decay {args.ours_ema_decay}, warm-up w={args.ours_ema_warmup:g} -> diffusers' EMA "
+            "(power 3/4, max 0.9999)",
             dict(ema='diffusers'),
         ),
         (
@@ -554,7 +563,8 @@ def ablate(args, precision, cfg, ds, make_ours, make_theirs):
     judge = Judge(args.n, args.steps, cfg.image_size, args.seed)
     seg = b / max(1, round(b / args.ablate_segment_s))
     print(
-        f"ablation: {len(cs)} contestants round-robin, {b:g} training s each in segments of {seg:g} s; proxy FID n={args.n}, DDIM {args.steps}"
+        f"ablation: {len(cs)} contestants round-robin, {b:g} training s each in segments of {seg:g} "
+        f"s; proxy FID n={args.n}, DDIM {args.steps}"
     )
     curves = race(cs, b, seg, args.slice_s, judge, every=False)
     best = curves['ours'][-1][2]
@@ -600,7 +610,8 @@ def parse(argv=None):
         '--theirs-horizon',
         default='script',
         choices=['script', 'budget'],
-        help="the diffusers cosine's length: the script's 100 epochs (default) or planned from its speed and the budget",
+        help="the diffusers cosine's length: the script's 100 epochs (default) or planned from its "
+        "speed and the budget",
     )
     ap.add_argument('--ours-lr', type=float, default=2e-3)
     ap.add_argument('--ours-warmup', type=int, default=50)

@@ -116,8 +116,10 @@ def main():
     plain = PlainLoop(theirs, ds.x, a.batch, 1000, a.precision)
     print(f"CPU capability={torch.backends.cpu.get_cpu_capability()}  native bf16: {cpu_native_bf16()}")
     print(
-        f"preset={a.preset} batch={a.batch} image={cfg.image_size} precision={a.precision} (requested {requested}: {why}) "
-        f"threads={torch.get_num_threads()} torch={torch.__version__}\nparameters: ddpm_book UNet {n_ours:,}  diffusers UNet2DModel {n_theirs:,}"
+        f"preset={a.preset} batch={a.batch} image={cfg.image_size} precision={a.precision} "
+        f"(requested {requested}: {why}) "
+        f"threads={torch.get_num_threads()} torch={torch.__version__}\nparameters: ddpm_book UNet "
+        f"{n_ours:,}  diffusers UNet2DModel {n_theirs:,}"
     )
     tr.fit(until=a.chunk_steps)
     plain.steps(a.chunk_steps)  # warm-up chunk, untimed

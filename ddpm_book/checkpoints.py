@@ -154,11 +154,13 @@ def verify_file(
             bad = z.testzip()
     except (zipfile.BadZipFile, EOFError, OSError, zlib.error) as e:
         raise CheckpointError(
-            f"cannot load checkpoint '{path}': not a complete zip archive (truncated, overwritten or not a checkpoint): {e}"
+            f"cannot load checkpoint '{path}': not a complete zip archive (truncated, overwritten "
+            f"or not a checkpoint): {e}"
         ) from e
     if bad is not None:
         raise CheckpointError(
-            f"cannot load checkpoint '{path}': it is corrupt, member {bad!r} fails its CRC-32 check (a changed bit on disk or in a copy)"
+            f"cannot load checkpoint '{path}': it is corrupt, member {bad!r} fails its CRC-32 check "
+            "(a changed bit on disk or in a copy)"
         )
     return path
 

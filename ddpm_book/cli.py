@@ -160,7 +160,8 @@ def main(
         if args.debug:
             raise
         print(
-            f"ddpm-book {args.command}: interrupted at step {e.step}; saved {e.checkpoint}; run the same command again to continue",
+            f"ddpm-book {args.command}: interrupted at step {e.step}; saved {e.checkpoint}; run the "
+            "same command again to continue",
             file=sys.stderr,
         )
         return 130
@@ -424,7 +425,8 @@ def _train_arguments(t, demo: bool = False):
             '--num-processes',
             type=int,
             default=1,
-            help='data-parallel processes on this machine (chapter 15; gloo on the CPU); --batch-size is split among them (default: 1)',
+            help='data-parallel processes on this machine (chapter 15; gloo on the CPU); '
+            '--batch-size is split among them (default: 1)',
         )
     t.add_argument('--root', default='data', help='data folder (default: data)')
     t.add_argument(
@@ -507,7 +509,8 @@ def checkpoint_to_continue(args) -> tuple[Path, dict] | None:
         existing = list_checkpoints(checkpoint_dir(args.out))
         if existing:
             raise ValueError(
-                f"'{args.out}' already holds {len(existing)} checkpoint(s); continue it with --resume latest or choose a new --out"
+                f"'{args.out}' already holds {len(existing)} checkpoint(s); continue it with "
+                "--resume latest or choose a new --out"
             )
         return None
     return run_checkpoint(args.out, int(args.resume) if args.resume.isdigit() else args.resume, missing_ok=True)
@@ -562,7 +565,8 @@ def build_trainer(
         stored and stored.get('model_class', UNET_CLASS) != UNET_CLASS
     ):
         raise ValueError(
-            f"no train variant builds --model {getattr(args, 'model', None) or stored['model_class']!r}; registered: {', '.join(TRAIN_VARIANTS) or 'none'}"
+            "no train variant builds --model "
+            f"{getattr(args, 'model', None) or stored['model_class']!r}; registered: {', '.join(TRAIN_VARIANTS) or 'none'}"
         )
 
     def make(ds, cfg):
@@ -824,7 +828,8 @@ def _budgeted_fit(tr: Trainer, args, t0: float, sample_forwards: int):
     print(f"time budget {args.minutes:g} min: {step_s:.2f} s per step of {tr.cfg.batch_size} -> {tr.cfg.steps} steps")
     if tr.cfg.steps < 500:
         print(
-            f"warning: {tr.cfg.steps} steps are too few for good digits; is the machine busy? (give --minutes or --steps)"
+            f"warning: {tr.cfg.steps} steps are too few for good digits; is the machine busy? (give "
+            "--minutes or --steps)"
         )
 
 
@@ -915,7 +920,8 @@ def _cmd_demo(args) -> int:
         },
     )
     print(
-        f"demo: {wall / 60:.1f} min wall time; the classifier agrees with {agreement:.0%} of the {ns} requested digits; see {run_dir / 'demo.json'}"
+        f"demo: {wall / 60:.1f} min wall time; the classifier agrees with {agreement:.0%} of the "
+        f"{ns} requested digits; see {run_dir / 'demo.json'}"
     )
     return 0
 

@@ -225,7 +225,8 @@ def config_arguments(p: argparse.ArgumentParser):
         action='append',
         default=None,
         metavar='FILE',
-        help=f"settings from a .yaml/.yml/.toml file or a preset ({', '.join(CONFIG_PRESETS)}); repeatable, later files win",
+        help=f"settings from a .yaml/.yml/.toml file or a preset ({', '.join(CONFIG_PRESETS)}); "
+        "repeatable, later files win",
     )
     p.add_argument(
         '--set',
@@ -281,7 +282,8 @@ def validate_config(args) -> dict:
 
 @command(
     'validate-config',
-    'check a config without training (data, model, one forward/backward pass); write env.json, config.resolved.yaml, run_manifest.json into --out',
+    'check a config without training (data, model, one forward/backward pass); write env.json, '
+    'config.resolved.yaml, run_manifest.json into --out',
     lambda p: COMMANDS.entry('train').meta['add_arguments'](p),
 )
 def _cmd_validate(args) -> int:
@@ -294,10 +296,13 @@ def _cmd_validate(args) -> int:
         + (f" (continuing at step {r['step']})" if r['step'] else '')
     )
     print(
-        f"one forward and backward pass: loss {r['loss']:.4f} on {r['device']} in {r['precision']}, deterministic algorithms {'on' if r['deterministic'] else 'off'}"
+        f"one forward and backward pass: loss {r['loss']:.4f} on {r['device']} in {r['precision']}, "
+        f"deterministic algorithms {'on' if r['deterministic'] else 'off'}"
     )
     print(
-        f"wrote {', '.join(str(Path(args.out) / f) for f in ('env.json', 'config.resolved.yaml', 'run_manifest.json'))}; nothing was trained"
+        "wrote "
+        f"{', '.join(str(Path(args.out) / f) for f in ('env.json', 'config.resolved.yaml', 'run_manifest.json'))}; nothing "
+        "was trained"
     )
     return 0
 

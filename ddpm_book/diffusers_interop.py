@@ -138,7 +138,8 @@ def scheduler_config(
         f = _find_scheduler_file(Path(config))
         if f is None:
             raise FileNotFoundError(
-                f"no scheduler config at '{config}': pass a scheduler_config.json or a folder holding one (or scheduler/)"
+                f"no scheduler config at '{config}': pass a scheduler_config.json or a folder "
+                "holding one (or scheduler/)"
             )
         config = _read_json(f, 'scheduler config')
     if not isinstance(config, dict):
@@ -160,7 +161,8 @@ def _check_scheduler(c: dict):
     check_int('steps_offset', c['steps_offset'], 0)
     if c['thresholding']:
         raise ValueError(
-            "thresholding=True is not mapped: diffusers caps its threshold at sample_max_value, our clip='dynamic' does not"
+            "thresholding=True is not mapped: diffusers caps its threshold at sample_max_value, our "
+            "clip='dynamic' does not"
         )
     if c['clip_sample'] and c['clip_sample_range'] != 1:
         raise ValueError(
@@ -200,7 +202,8 @@ def diffusers_timestep_pairs(
     pairs = [(t, t - k if t >= k else final) for t in ts]
     if pairs[-1][1] >= pairs[-1][0]:
         raise ValueError(
-            "set_alpha_to_one=False with a last timestep 0: diffusers steps from alpha_bar[0] to alpha_bar[0] there, which sample() "
+            "set_alpha_to_one=False with a last timestep 0: diffusers steps from alpha_bar[0] to "
+            "alpha_bar[0] there, which sample() "
             "cannot express; use steps_offset >= 1 (as Stable Diffusion does) or set_alpha_to_one=True"
         )
     return pairs
@@ -287,7 +290,8 @@ def _attention_levels(c: dict) -> list[bool]:
     down, up, boc = list(c['down_block_types']), list(c['up_block_types']), list(c['block_out_channels'])
     if not len(down) == len(up) == len(boc):
         raise ValueError(
-            f"{len(boc)} block_out_channels, {len(down)} down_block_types and {len(up)} up_block_types: need one of each per level"
+            f"{len(boc)} block_out_channels, {len(down)} down_block_types and {len(up)} "
+            "up_block_types: need one of each per level"
         )
     for name, types, ok in (
         ('down', down, ('DownBlock2D', 'AttnDownBlock2D')),
@@ -300,7 +304,8 @@ def _attention_levels(c: dict) -> list[bool]:
     if attn != attn_up:
         mirror = tuple(b.replace('Down', 'Up') for b in reversed(down))
         raise ValueError(
-            f"up_block_types {tuple(up)} attend at levels {[l for l, a in enumerate(attn_up) if a]}, down_block_types at {[l for l, a in enumerate(attn) if a]}: "
+            f"up_block_types {tuple(up)} attend at levels "
+            f"{[l for l, a in enumerate(attn_up) if a]}, down_block_types at {[l for l, a in enumerate(attn) if a]}: "
             f"our UNet attends at the same resolutions both ways, which is up_block_types={mirror}"
         )
     return attn
@@ -316,7 +321,8 @@ def _num_heads(c: dict, attn: list) -> int:
     heads = {ch // hd for ch in sites}
     if len(heads) > 1 or any(ch % hd for ch in sites):
         raise ValueError(
-            f"attention_head_dim={hd} splits the attention sites' {sites} channels into {[round(ch / hd, 2) for ch in sites]} heads: our UNet needs one whole head count"
+            f"attention_head_dim={hd} splits the attention sites' {sites} channels into "
+            f"{[round(ch / hd, 2) for ch in sites]} heads: our UNet needs one whole head count"
         )
     return heads.pop()
 
@@ -329,7 +335,8 @@ def _refuse_unmapped(c: dict):
             raise ValueError(f"{k}={c[k]!r} is not mapped: our UNet has {k}={v!r}")
     if (c['flip_sin_to_cos'], c['freq_shift']) not in _TIME:
         raise ValueError(
-            f"flip_sin_to_cos={c['flip_sin_to_cos']}, freq_shift={c['freq_shift']} is not mapped: (True, 0) is our time_embedding='book', (False, 1) 'ddpm'"
+            f"flip_sin_to_cos={c['flip_sin_to_cos']}, freq_shift={c['freq_shift']} is not mapped: "
+            "(True, 0) is our time_embedding='book', (False, 1) 'ddpm'"
         )
     if c['downsample_padding'] not in _RESAMPLE:
         raise ValueError(
@@ -338,14 +345,17 @@ def _refuse_unmapped(c: dict):
     check_choice('resnet_time_scale_shift', c['resnet_time_scale_shift'], ('default', 'scale_shift'))
     if c['time_embedding_dim'] not in (None, 4 * c['block_out_channels'][0]):
         raise ValueError(
-            f"time_embedding_dim={c['time_embedding_dim']} is not mapped: ours is 4 x block_out_channels[0] = {4 * c['block_out_channels'][0]}"
+            f"time_embedding_dim={c['time_embedding_dim']} is not mapped: ours is 4 x "
+            f"block_out_channels[0] = {4 * c['block_out_channels'][0]}"
         )
     mid_groups = c['attn_norm_num_groups'] or (
         c['norm_num_groups'] if c['resnet_time_scale_shift'] == 'default' else None
     )
     if c['add_attention'] and mid_groups != c['norm_num_groups']:
         raise ValueError(
-            f"the middle attention's GroupNorm has {mid_groups} groups (attn_norm_num_groups={c['attn_norm_num_groups']}), not norm_num_groups={c['norm_num_groups']} as ours"
+            f"the middle attention's GroupNorm has {mid_groups} groups "
+            f"(attn_norm_num_groups={c['attn_norm_num_groups']}), not "
+            f"norm_num_groups={c['norm_num_groups']} as ours"
         )
     if not isinstance(c['sample_size'], int):
         raise ValueError(f"sample_size={c['sample_size']!r}: our UNet needs one square size")
@@ -576,7 +586,8 @@ def _named_schedule(betas: torch.Tensor) -> tuple[str, bool]:
             if torch.allclose(make_schedule(kind, T, zts).betas, betas, rtol=1e-9, atol=1e-12):
                 return kind, zts
     raise ValueError(
-        f"the scheduler's betas ({betas[0].item():.4g} .. {betas[-1].item():.4g}, T={T}) are none of chapter 03's schedules {KINDS} "
+        f"the scheduler's betas ({betas[0].item():.4g} .. {betas[-1].item():.4g}, T={T}) are none "
+        f"of chapter 03's schedules {KINDS} "
         "with their default end points, and a checkpoint's training config records only a kind and T"
     )
 
@@ -596,7 +607,8 @@ def convert_diffusers_unet(
         scheduler = _find_scheduler_file(_unet_folder(folder))  # in the model folder, or the pipeline's scheduler/
     if scheduler is None:
         warnings.warn(
-            f"no scheduler config beside '{folder}': assuming DDPMScheduler's defaults (linear 1e-4..0.02, T=1000, epsilon)"
+            f"no scheduler config beside '{folder}': assuming DDPMScheduler's defaults (linear "
+            "1e-4..0.02, T=1000, epsilon)"
         )
     sc = scheduler_config(scheduler if scheduler is not None else {'_class_name': 'DDPMScheduler'})
     _check_scheduler(sc)
@@ -635,7 +647,8 @@ def convert_arguments(p):
     "Options of `ddpm-book convert`."
     p.add_argument(
         'folder',
-        help='a diffusers UNet2DModel folder as save_pretrained writes it (config.json + diffusion_pytorch_model.safetensors or .bin), or a pipeline folder with unet/',
+        help='a diffusers UNet2DModel folder as save_pretrained writes it (config.json + '
+        'diffusion_pytorch_model.safetensors or .bin), or a pipeline folder with unet/',
     )
     p.add_argument(
         '--out',
@@ -645,7 +658,8 @@ def convert_arguments(p):
     p.add_argument(
         '--scheduler',
         default=None,
-        help="its scheduler_config.json, or a folder holding one (default: beside the model, else DDPMScheduler's defaults)",
+        help="its scheduler_config.json, or a folder holding one (default: beside the model, else "
+        "DDPMScheduler's defaults)",
     )
     p.add_argument(
         '--no-check',
@@ -663,7 +677,8 @@ def run_convert(args) -> int:
     convert_diffusers_unet(args.folder, out, args.scheduler)
     pipe, s = load_pipeline(out), torch.load(out, weights_only=True)['converted_from']['sampling']
     print(
-        f"wrote {out}: UNet of {count_parameters(pipe.model):,} parameters ({pipe.model.config.time_embedding} conventions), {pipe.sched}, pred_type={pipe.pred_type}"
+        f"wrote {out}: UNet of {count_parameters(pipe.model):,} parameters "
+        f"({pipe.model.config.time_embedding} conventions), {pipe.sched}, pred_type={pipe.pred_type}"
     )
     print(
         f"its scheduler samples with: --spacing {s['spacing']} --clip {s['clip'] or 'none'} --variance {s['variance']}"

@@ -591,7 +591,10 @@ def evaluate(
 # %% ../nbs/13_evaluation.ipynb #591d35e9
 def format_report(rep: dict) -> str:
     "A report from `evaluate` as a small text table."
-    head = f"n={rep['n']}  sampler={rep['sampler']}  steps={rep['steps']}  NFE={rep['nfe']}  guidance={rep['guidance']}  ({rep['seconds']} s)"
+    head = (
+        f"n={rep['n']}  sampler={rep['sampler']}  steps={rep['steps']}  NFE={rep['nfe']}  "
+        f"guidance={rep['guidance']}  ({rep['seconds']} s)"
+    )
     lines = [head, f"{'metric':<9} {'value':>9} {'floor':>9}   {'KID':>8} {'floor':>8}   extractor"]
     for m in rep['metrics']:
         fl = m['floor'] or {'fd': float('nan'), 'kid': float('nan')}

@@ -82,11 +82,13 @@ def _check_endpoints(z0, z1):
             raise TypeError(f"{name} must be a floating-point tensor, got dtype {z.dtype}")
         if z.ndim < 2:
             raise ValueError(
-                f"{name} must be a batch (B, ...) with at least 2 dims, got shape {tuple(z.shape)}; use z[None] for one sample"
+                f"{name} must be a batch (B, ...) with at least 2 dims, got shape {tuple(z.shape)}; "
+                "use z[None] for one sample"
             )
     if z0.shape[1:] != z1.shape[1:] or (z0.shape[0] != z1.shape[0] and 1 not in (z0.shape[0], z1.shape[0])):
         raise ValueError(
-            f"z0 and z1 must have the same sample shape and broadcastable batch sizes, got {tuple(z0.shape)} and {tuple(z1.shape)}"
+            "z0 and z1 must have the same sample shape and broadcastable batch sizes, got "
+            f"{tuple(z0.shape)} and {tuple(z1.shape)}"
         )
 
 
@@ -382,7 +384,8 @@ def _check_animation_output(path, fps, loop) -> str:
     check_int('loop', loop, 0)
     if ext == '.gif' and fps > 50:
         raise ValueError(
-            f"fps must be <= 50 for a GIF (frame delays are whole 1/100 s and browsers slow down shorter ones), got {fps!r}"
+            "fps must be <= 50 for a GIF (frame delays are whole 1/100 s and browsers slow down "
+            f"shorter ones), got {fps!r}"
         )
     if ext == '.mp4' and not has_ffmpeg():
         raise RuntimeError(
@@ -481,7 +484,10 @@ def interpolation_widget(
         i = round(alpha.value * n)
         image.value = _png_bytes(fr[i], scale)
         picture.update(image.value)
-        status.value = f"seeds {key[0]} → {key[1]}{'' if key[2] is None else f', class {key[2]}'}: frame {i} of {n}, α = {alpha.value:.3f}"
+        status.value = (
+            f"seeds {key[0]} → {key[1]}{'' if key[2] is None else f', class {key[2]}'}: "
+            f"frame {i} of {n}, α = {alpha.value:.3f}"
+        )
 
     for w in [alpha, *seeds] + ([menu] if menu else []):
         w.observe(draw, names='value')

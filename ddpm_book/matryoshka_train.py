@@ -166,7 +166,8 @@ def _nested_arguments(t):
     g.add_argument(
         '--init-from',
         default=None,
-        help='progressive training: a nested run (folder or checkpoint) at the inner resolutions whose EMA weights start the inner levels',
+        help='progressive training: a nested run (folder or checkpoint) at the inner resolutions '
+        'whose EMA weights start the inner levels',
     )
     g.add_argument(
         '--level-weights', default=None, help='loss weight per level, outermost first, e.g. 4:1 (default: equal)'

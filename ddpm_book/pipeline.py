@@ -164,7 +164,8 @@ def model_weights(
         return state['ema']['model'], 'EMA model'
     if not isinstance(state.get('model'), dict):
         raise ValueError(
-            f"{where} holds EMA weights only (a model file, see export_model_file), no raw weights: load it with ema=True"
+            f"{where} holds EMA weights only (a model file, see export_model_file), no raw weights: "
+            "load it with ema=True"
         )
     return state['model'], 'model'
 
@@ -487,7 +488,10 @@ def _fixed_image(shape: tuple, k: int, nrow: int, zoom: int = 1):
 
 
 # %% ../nbs/10b_pipeline.ipynb #3f4ef0de
-PIXELATED_CSS = '<style>.ddpm-pixelated { image-rendering: pixelated; image-rendering: crisp-edges; max-width: none !important; }</style>'
+PIXELATED_CSS = (
+    '<style>.ddpm-pixelated { image-rendering: pixelated; image-rendering: crisp-edges; '
+    'max-width: none !important; }</style>'
+)
 
 
 class SamplingStudio:
@@ -583,7 +587,10 @@ class SamplingStudio:
         )
         self.picture.update(self.grid.value)
         grid = self.grid_kind.value or SAMPLERS[self.sampler.value].default_grid
-        self.status.value = f"{self.sampler.value} ({grid}): {len(out.pairs)} steps, {out.nfe} network calls, {time.perf_counter() - t0:.1f} s"
+        self.status.value = (
+            f"{self.sampler.value} ({grid}): {len(out.pairs)} steps, {out.nfe} "
+            f"network calls, {time.perf_counter() - t0:.1f} s"
+        )
         return out
 
     def _ipython_display_(self):

@@ -91,7 +91,8 @@ def heun_correct(
     ab_t, ab_prev = _check_ab_pair(ab_t, ab_prev)
     if ab_t == 0:
         raise ValueError(
-            "heun_correct needs ab_t > 0: from ab_t = 0 (sigma = inf) the step is infinitely long; take euler_step there"
+            "heun_correct needs ab_t > 0: from ab_t = 0 (sigma = inf) the step is infinitely long; "
+            "take euler_step there"
         )
     return math.sqrt(ab_prev) * (x_t / math.sqrt(ab_t) + (sigma_of(ab_prev) - sigma_of(ab_t)) * (eps + eps_next) / 2)
 

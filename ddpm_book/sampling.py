@@ -470,7 +470,8 @@ def _check_sample_args(sched, steps, eta, pred_type, guidance, guidance_rescale,
     check_float('guidance_rescale', guidance_rescale, 0, 1)
     if guidance != 1 and not cond:
         raise ValueError(
-            f"guidance={guidance} needs a condition (cond=..., e.g. labels); the unconditional model has nothing to guide towards"
+            f"guidance={guidance} needs a condition (cond=..., e.g. labels); the unconditional "
+            "model has nothing to guide towards"
         )
     check_int('batch_size', batch_size, 1, none_ok=True)
 
@@ -491,7 +492,8 @@ def _check_batch(x: torch.Tensor, model, cond: dict | None, uncond: dict | None)
             raise ValueError(f"labels must be integer class indices, got dtype {y.dtype}")
         if y.ndim != 1 or len(y) != x.shape[0]:
             raise ValueError(
-                f"got {y.numel() if y.ndim else 'a 0-d tensor of'} labels for {x.shape[0]} samples: pass one label per sample, shape ({x.shape[0]},)"
+                f"got {y.numel() if y.ndim else 'a 0-d tensor of'} labels for {x.shape[0]} samples: "
+                f"pass one label per sample, shape ({x.shape[0]},)"
             )
         bad = [int(v) for v in y if not 0 <= int(v) <= (k if k is not None else int(v))]
         if bad:

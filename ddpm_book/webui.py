@@ -67,7 +67,8 @@ def run_path(
     "The folder of run `name` inside `root`; refuses names that are not plain folder names, and symlinks."
     if not isinstance(name, str) or not RUN_NAME.fullmatch(name) or '..' in name:
         raise ValueError(
-            f"run name {name!r} is not allowed: use 1-64 letters, digits, '_', '-' or '.', starting with a letter or digit (no '..', no '/')"
+            f"run name {name!r} is not allowed: use 1-64 letters, digits, '_', '-' or '.', starting "
+            "with a letter or digit (no '..', no '/')"
         )
     root = Path(root).resolve()
     p = root / name
@@ -533,11 +534,13 @@ def _cmd_ui(args) -> int:
     cmd = ui_command(ui_notebook(root), args.host, args.port, token)
     if args.host not in LOOPBACK:
         print(
-            f"warning: --host {args.host} lets other machines reach this UI, which starts processes here; the token is the only lock",
+            f"warning: --host {args.host} lets other machines reach this UI, which starts processes "
+            "here; the token is the only lock",
             file=sys.stderr,
         )
     print(
-        f"ddpm-book ui: runs in {root.resolve()}; open http://{args.host}:{args.port}/?token={token}  (Ctrl-C stops the server, not the runs)",
+        f"ddpm-book ui: runs in {root.resolve()}; open "
+        f"http://{args.host}:{args.port}/?token={token}  (Ctrl-C stops the server, not the runs)",
         flush=True,
     )
     try:
