@@ -81,7 +81,8 @@ def row(page, name: str) -> list:
     "The cells of run `name`'s row in the runs table, [] if it is not there."
     return page.evaluate(
         """n => { for (const tr of document.querySelectorAll('table.ddpm-runs tr'))
-        { const td = [...tr.querySelectorAll('td')].map(x => x.textContent); if (td[0] === n) return td; } return []; }""",
+        { const td = [...tr.querySelectorAll('td')].map(x => x.textContent);
+          if (td[0] === n) return td; } return []; }""",
         name,
     )
 
@@ -221,7 +222,8 @@ def run_all(page):
     page.locator('.lm-MenuBar-itemLabel', has_text='Run').first.click()
     page.locator('.lm-Menu-itemLabel', has_text='Run All Cells').first.click()
     time.sleep(2)
-    done = """() => { const p = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')].map(x => x.textContent.trim());
+    done = """() => { const p = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')]
+                        .map(x => x.textContent.trim());
                       return p.length > 0 && p.every(t => /^\\[\\d+\\]:$/.test(t)); }"""
     try:
         until(

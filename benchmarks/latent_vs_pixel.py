@@ -1,10 +1,12 @@
-"""Latent vs pixel text-to-image diffusion at equal training wall time (chapter 17b's comparison, at a budget the notebook does not spend).
+r"""Latent vs pixel text-to-image diffusion at equal training wall time (chapter 17b's comparison, bigger budget).
 
-Trains chapter 17's autoencoder, caches the latents, then trains the same text-conditional UNet recipe on 4x8x8 latents and on 1x32x32
-pixels for --budget-s seconds each, and judges both with chapter 13's proxy FD (n samples, DPM-Solver 20 steps, guidance 2). Prints
-the figures, the ratios latent/pixel, the CPU capability, and writes them as JSON (--out).
+Chapter 17b's comparison, at a budget the notebook does not spend. Trains chapter 17's autoencoder, caches the latents,
+then trains the same text-conditional UNet recipe on 4x8x8 latents and on 1x32x32 pixels for --budget-s seconds each,
+and judges both with chapter 13's proxy FD (n samples, DPM-Solver 20 steps, guidance 2). Prints the figures, the
+ratios latent/pixel, the CPU capability, and writes them as JSON (--out).
 
-    python benchmarks/latent_vs_pixel.py --budget-s 240 --n 1000 --threads 1 --out nbs/images/17_latent_vs_pixel_measured.json
+    python benchmarks/latent_vs_pixel.py --budget-s 240 --n 1000 --threads 1 \
+        --out nbs/images/17_latent_vs_pixel_measured.json
 """
 
 import argparse
@@ -147,7 +149,8 @@ res = {
 }
 print(json.dumps(res, indent=1))
 print(
-    f"latent/pixel: steps {out['latent']['steps'] / out['pixel']['steps']:.2f}x, images/s {out['latent']['images_per_s'] / out['pixel']['images_per_s']:.2f}x, "
+    f"latent/pixel: steps {out['latent']['steps'] / out['pixel']['steps']:.2f}x, "
+    f"images/s {out['latent']['images_per_s'] / out['pixel']['images_per_s']:.2f}x, "
     f"proxy FD {out['latent']['proxy_fd'] / out['pixel']['proxy_fd']:.2f}x, sampling time "
     f"{out['latent']['sample_s'] / out['pixel']['sample_s']:.2f}x ({torch.backends.cpu.get_cpu_capability()})"
 )

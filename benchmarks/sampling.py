@@ -1,4 +1,4 @@
-"""Seconds per image of the book's samplers against diffusers' schedulers driving the same UNet (same run), with each sampler's error on the exact test.
+"""Seconds per image of the book's samplers against diffusers' schedulers driving the same UNet, and exact-test errors.
 
 A configuration is "sampler:steps" or "sampler:steps:spacing" (spacing: a time grid in `GRIDS`: 'leading', 'trailing',
 'linspace' or a grid that follows the noise schedule, 'logsnr', 'karras', 'quadratic'); without one each sampler runs
@@ -23,7 +23,8 @@ On a shared machine the load changes over minutes, so the runs (ours and the pee
 rounds: a long run of a memoryless sampler (DDPM, DDIM, Euler: a step depends only on x_t, t and t_prev) is cut into
 one piece of its timesteps per round and its time is the sum of the pieces; a short or multistep run
 (DPM-Solver++ 2M/3M and UniPC carry the model outputs of earlier steps; Heun takes an Euler step first) is repeated
-whole every round and its time is the median. Cutting changes nothing in the result: the pieces continue from the same x and the same generator.
+whole every round and its time is the median. Cutting changes nothing in the result: the pieces continue from the same x
+and the same generator.
 
 Quality comes from the exact Gaussian test of chapter 10 (`ddpm_book.samplers.gaussian_test`) on the linear and the
 cosine schedule (T=1000), run with the same sampler, steps and time grid: for deterministic samplers the rms distance
@@ -32,7 +33,7 @@ the sample mean + std (DDPM's only meaningful figure; its sampling-noise floor i
 
 The last line reads `summary s/img <config>=X ... speedup <fastest>_vs_<slowest>=Nx ours/diffusers <config>=R ...`.
 
-    python benchmarks/sampling.py                 # DDPM-1000, DDIM-50, DPM-Solver++ 2M/3M and UniPC at 10 and 5, batch 16
+    python benchmarks/sampling.py     # DDPM-1000, DDIM-50, DPM-Solver++ 2M/3M and UniPC at 10 and 5, batch 16
     python benchmarks/sampling.py --device cpu --batch 4 --configs ddim:50 heun:10 unipc:10:karras dpmpp_3m:10
     python benchmarks/sampling.py --threads 1 --batch 4 --rounds 5   # on a busy shared CPU: 2 OpenMP threads fighting
                                                                      # other jobs for 2 cores ran ~10x slower than 1
@@ -165,7 +166,7 @@ def make_scheduler(sampler: str, sched):
 
 
 def set_timesteps(sch, ts: list):
-    "Put `sch` on our timesteps ts, noisiest first (DDIM and UniPC take no timesteps=: override what set_timesteps made)."
+    "Put `sch` on our timesteps ts, noisiest first (DDIM, UniPC take no timesteps=: override what set_timesteps made)."
     if isinstance(sch, (diffusers.DDPMScheduler, diffusers.DPMSolverMultistepScheduler)):
         return sch.set_timesteps(timesteps=ts)
     sch.set_timesteps(len(ts))
@@ -260,9 +261,11 @@ def speed_table(configs, runs, q, batch: int) -> dict:
         if p:
             ratios[c.name] = s / p
         diff = out_diff(mine.out, theirs.out) if theirs and not get_sampler(c.sampler).stochastic else 'n/a'
+        grid = c.grid + ('' if c.given else '*')
+        same_t = 'n/a' if same is None else 'yes' if same else 'NO'
         print(
-            f"{c.name:<22}{c.grid + ('' if c.given else '*'):>10}{nfe:>5}{mine.seconds():>8.2f}{s:>9.4f}{1000 * s / nfe:>11.2f}"
-            f"{fmt(p, '.4f', 11)}{fmt(ratios.get(c.name), '.2f', 10)}{'n/a' if same is None else 'yes' if same else 'NO':>7}{diff:>10}"
+            f"{c.name:<22}{grid:>10}{nfe:>5}{mine.seconds():>8.2f}{s:>9.4f}{1000 * s / nfe:>11.2f}"
+            f"{fmt(p, '.4f', 11)}{fmt(ratios.get(c.name), '.2f', 10)}{same_t:>7}{diff:>10}"
         )
     print(
         "(* the sampler's default grid; peer: diffusers' scheduler, same UNet, batch and timesteps; "
@@ -285,7 +288,8 @@ def quality_table(configs, q, ref, floor: float, n: int):
             )
         print(f"{c.name:<22}" + ''.join(cells))
     print(
-        f"(exact test: Gaussian data, {n} samples, float64, T=1000; DDIM-50 ODE err linear {ref['linear']['path_err']:.2e}, "
+        f"(exact test: Gaussian data, {n} samples, float64, T=1000; "
+        f"DDIM-50 ODE err linear {ref['linear']['path_err']:.2e}, "
         f"cosine {ref['cosine']['path_err']:.2e}; moment err of exact samples = {floor:.3f})"
     )
 

@@ -1,4 +1,4 @@
-"""Time to quality: training seconds that ddpm_book's `Trainer` and a plain diffusers loop need to reach the same proxy FID.
+"""Time to quality: training seconds ddpm_book's `Trainer` and a plain diffusers loop need to reach the same proxy FID.
 
 Both train an unconditional denoiser of the same architecture (a ddpm_book UNet and the diffusers UNet2DModel with
 the same levels, channels, blocks, attention and groups, from benchmarks/trainer_throughput.py; parameter counts are
@@ -15,12 +15,13 @@ printed) on the same 4,000 mnist5k 'train' digits (32x32) at the same batch size
   channel ('L') instead of its convert('RGB'): the digits are grey and both models take one channel.
 
 The two take turns in segments of equal training seconds, each cut into short turns (--slice-s; who goes first
-alternates), so a busy machine slows both alike. At every segment boundary both are judged the same way, untimed: n samples of the EMA weights by DDIM (eta 0,
-trailing timesteps, x0 clipped to [-1, 1], same starting noise), ours through `ddpm_book.sampling.sample`, theirs
-through diffusers' DDIMScheduler (checked to agree on one network at start), and the proxy FID
-(`ddpm_book.evaluation`) against `reference_features(ext, n, image_size=32)`. The threshold F is the best proxy FID
-the diffusers loop reaches within its budget (or --threshold); each side's time is when its curve first reaches F,
-linear between boundaries. The last line reads `time_to_quality threshold=F ours_s=X diffusers_s=Y ratio=Y/X`.
+alternates), so a busy machine slows both alike. At every segment boundary both are judged the same way, untimed: n
+samples of the EMA weights by DDIM (eta 0, trailing timesteps, x0 clipped to [-1, 1], same starting noise), ours through
+`ddpm_book.sampling.sample`, theirs through diffusers' DDIMScheduler (checked to agree on one network at start), and the
+proxy FID (`ddpm_book.evaluation`) against `reference_features(ext, n, image_size=32)`. The threshold F is the best
+proxy FID the diffusers loop reaches within its budget (or --threshold); each side's time is when its curve first
+reaches F, linear between boundaries. The last line reads
+`time_to_quality threshold=F ours_s=X diffusers_s=Y ratio=Y/X`.
 
     python benchmarks/time_to_quality.py --quick                       # smoke test, about a minute
     python benchmarks/time_to_quality.py --budget-s 600 --segment-s 100 --n 256 --steps 10 --threads 2
@@ -117,7 +118,7 @@ class PILDigits(torch.utils.data.Dataset):
 
 
 class Ours:
-    "ddpm_book's Trainer, driven by `fit(until=...)` in shrinking chunks that fill each segment; the cosine ends at the budget."
+    "ddpm_book's Trainer, `fit(until=...)` in shrinking chunks that fill each segment; the cosine ends at the budget."
 
     def __init__(self, name: str, model, dataset, cfg: dict, budget_s: float, steps_per_s: float, replan: bool = True):
         self.name, self.budget_s, self.replanning = name, budget_s, replan
@@ -168,7 +169,7 @@ class Ours:
 
 
 def diffusers_ema_decay(step: int) -> float:
-    "diffusers' EMAModel.get_decay with use_ema_warmup and the script's defaults, at optimisation step `step` (1-based)."
+    "diffusers' EMAModel.get_decay with use_ema_warmup and the script's defaults at optimisation step `step` (1-based)."
     s = max(0, step - 1)
     return 0.0 if s <= 0 else min(SCRIPT['ema_max'], 1 - (1 + s / SCRIPT['ema_inv_gamma']) ** -SCRIPT['ema_power'])
 
@@ -350,8 +351,7 @@ def race(contestants: list, budget_s: float, segment_s: float, slice_s: float, j
         print(
             f"{k:>3} "
             + '  '.join(
-                f"{c.name}: {curves[c.name][-1][0]:7.1f} s {curves[c.name][-1][1]:6d} steps FID {curves[c.name][-1][2]:8.2f}"
-                for c in contestants
+                "{}: {:7.1f} s {:6d} steps FID {:8.2f}".format(c.name, *curves[c.name][-1]) for c in contestants
             ),
             flush=True,
         )
@@ -426,7 +426,8 @@ def print_header(args, precision: str, why: str, cfg: UNetConfig, model_pair):
     )
     print(
         f"precision: ours {precision} (choose_precision('auto', 'cpu'): {why}); diffusers loop: mixed_precision "
-        f"{args.theirs_precision!r} ({'the script default' if args.theirs_precision == 'no' else 'set by --theirs-precision'})"
+        f"{args.theirs_precision!r} "
+        f"({'the script default' if args.theirs_precision == 'no' else 'set by --theirs-precision'})"
     )
     print(
         f"architecture: mnist preset, base {cfg.base_channels}, mults {cfg.channel_mults}, "
@@ -456,7 +457,11 @@ def main_race(args, precision, cfg, make_ours, make_theirs):
     )
     print(
         f"diffusers loop: {SCRIPT}, batch {args.batch}, cosine over {theirs.horizon} steps "
-        f"({'the script default of 100 epochs' if args.theirs_horizon == 'script' else 'planned from the measured speed and the budget'})"
+        + (
+            '(the script default of 100 epochs)'
+            if args.theirs_horizon == 'script'
+            else '(planned from the measured speed and the budget)'
+        )
     )
     judge = Judge(args.n, args.steps, cfg.image_size, args.seed)
     print(
@@ -465,7 +470,8 @@ def main_race(args, precision, cfg, make_ours, make_theirs):
         f"real-vs-real floor at n={args.n}: {floor_fd(judge, args.n):.2f}"
     )
     print(
-        f"sampler check: max |ours DDIM - diffusers DDIMScheduler| on one network = {check_samplers(cfg, args.steps):.2e}"
+        "sampler check: max |ours DDIM - diffusers DDIMScheduler| on one network = "
+        f"{check_samplers(cfg, args.steps):.2e}"
     )
     print(
         f"segments of {args.segment_s:g} s (taken in turns of {args.slice_s:g} s), budget "
@@ -490,7 +496,8 @@ def main_race(args, precision, cfg, make_ours, make_theirs):
     x, y = time_to(curves['ours'], F_), time_to(curves['diffusers'], F_)
     print(f"threshold F = {F_:.2f} ({how}); times are training seconds, linear between segment boundaries")
     print(
-        f"time_to_quality threshold={F_:.2f} ours_s={x:.1f} diffusers_s={y:.1f} ratio={(y / x if x > 0 else math.inf):.2f}"
+        f"time_to_quality threshold={F_:.2f} ours_s={x:.1f} diffusers_s={y:.1f} "
+        f"ratio={(y / x if x > 0 else math.inf):.2f}"
     )
 
 

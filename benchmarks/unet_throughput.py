@@ -8,7 +8,7 @@ in turn, round-robin, so that a busy machine slows them all alike; the figure is
 The last line reads `speedup fp32_eager=X.XX best=Y.YY`: ours / diffusers in images/s, both in fp32
 eager mode, and our fastest setting (channels_last, bf16 autocast, torch.compile) / diffusers fp32 eager.
 
-    python benchmarks/unet_throughput.py                      # mnist preset, batch 32, eager runners (~2 min on 2 cores)
+    python benchmarks/unet_throughput.py                     # mnist preset, batch 32, eager runners (~2 min on 2 cores)
     python benchmarks/unet_throughput.py --compile --only 'fp32 eager' 'bf16'   # + torch.compile (minutes to compile)
     python benchmarks/unet_throughput.py --preset cifar10 --batch 8 --iters 6
 """

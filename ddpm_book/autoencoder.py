@@ -194,7 +194,8 @@ def _check_ae_input(x, channels: int, factor: int, what: str = 'images') -> torc
     return x
 
 
-AE_CLASS = 'ddpm_book.autoencoder.KLAutoencoder'  # the model_class of autoencoder files (also when the class is defined in this notebook)
+# the model_class of autoencoder files (also when the class is defined in this notebook)
+AE_CLASS = 'ddpm_book.autoencoder.KLAutoencoder'
 
 
 class KLAutoencoder(nn.Module):
@@ -290,7 +291,7 @@ def _images(ds, idx: torch.Tensor) -> torch.Tensor:
 
 
 class AutoencoderTrainer:
-    "Trains a KLAutoencoder with eq. 17.1; resumable (checkpoints/), writes autoencoder.pt with the scale factor at the end."
+    "Trains a KLAutoencoder (eq. 17.1), resumably (checkpoints/); then writes autoencoder.pt with the scale factor."
 
     def __init__(self, ae: KLAutoencoder, dataset, config: AETrainConfig | dict):
         self.cfg = cfg = config if isinstance(config, AETrainConfig) else AETrainConfig(**config)
@@ -347,7 +348,7 @@ class AutoencoderTrainer:
         return save_checkpoint(self.state_dict(), self.ckpt_dir, kind, self.cfg.keep_last)
 
     def fit(self, until: int | None = None) -> str:
-        "Train to cfg.steps (or `until`): 'completed' (autoencoder.pt written), 'paused' or 'SIGTERM'; Ctrl-C saves a stop checkpoint and raises TrainingInterrupted."
+        "Train to cfg.steps (or `until`); returns 'completed' (autoencoder.pt written), 'paused' or 'SIGTERM'."
         c, end = self.cfg, min(until or self.cfg.steps, self.cfg.steps)
         (self.run_dir / 'metrics').mkdir(parents=True, exist_ok=True)
         write_json(
@@ -360,9 +361,8 @@ class AutoencoderTrainer:
             },
         )
         t0 = time.perf_counter()
-        with (
-            StopSignals() as stop
-        ):  # chapter 08b: the first Ctrl-C / SIGTERM finishes the step; a second Ctrl-C aborts it
+        # chapter 08b: the first Ctrl-C / SIGTERM finishes the step; a second Ctrl-C aborts it
+        with StopSignals() as stop:
             while self.step < end and not stop.requested:
                 m = self.train_step()
                 self.history.append({'step': self.step, **m})
@@ -377,7 +377,7 @@ class AutoencoderTrainer:
                     )
                 if c.ckpt_every and self.step % c.ckpt_every == 0:
                     self.save()
-        if stop.requested:
+        if stop.requested:  # a stop checkpoint; Ctrl-C raises TrainingInterrupted
             p = self.save('stop')
             msg = f"{stop.requested} at step {self.step}: saved {p}; continue with resume('latest'); fit()"
             if stop.requested == 'KeyboardInterrupt':
@@ -391,7 +391,7 @@ class AutoencoderTrainer:
         return 'completed'
 
     def finish(self) -> Path:
-        "Measure the scale factor on the first scale_n images of a seeded permutation, then write run_dir/autoencoder.pt."
+        "Measure the scale factor on the first scale_n images of a seeded permutation; write run_dir/autoencoder.pt."
         n = min(self.cfg.scale_n, len(self.dataset))
         idx = torch.randperm(len(self.dataset), generator=torch.Generator().manual_seed(self.cfg.seed))[:n]
         self.ae.eval().set_scale_factor(latent_scale_factor(self.ae, _images(self.dataset, idx)))
@@ -431,7 +431,7 @@ def fingerprint(ae: nn.Module) -> str:
 
 # %% ../nbs/17_autoencoder.ipynb #e5af5500
 def save_autoencoder(ae: KLAutoencoder, path: str | Path, **info) -> Path:
-    "Write config, weights (with scale factor) and fingerprint as a checkpoint file (atomic; weights_only=True loadable)."
+    "Write config, weights (with scale factor), fingerprint as a checkpoint file (atomic; weights_only=True loadable)."
     if not isinstance(ae, KLAutoencoder):
         raise TypeError(
             f"save_autoencoder writes a KLAutoencoder, got {type(ae).__name__}; a diffusers AutoencoderKL "
@@ -479,7 +479,7 @@ def _diffusers_vae_folder(p: Path) -> Path | None:
 
 
 def load_autoencoder(
-    src,  # a KLAutoencoder/DiffusersAutoencoder, autoencoder.pt, a train-autoencoder run folder, or an AutoencoderKL folder
+    src,  # KLAutoencoder/DiffusersAutoencoder, autoencoder.pt, train-autoencoder run folder or AutoencoderKL folder
     device=None,
 ) -> nn.Module:
     "The autoencoder `src` names, in eval mode; FileNotFoundError saying what was looked for."

@@ -147,7 +147,7 @@ class CheckpointError(RuntimeError):
 def verify_file(
     path: str | Path,  # a checkpoint file
 ) -> Path:
-    "Check every member of a checkpoint's zip archive against its stored CRC-32; CheckpointError naming the file otherwise."
+    "Check each member of a checkpoint's zip archive against its stored CRC-32; else CheckpointError naming the file."
     path = Path(path)
     try:
         with zipfile.ZipFile(path) as z:
@@ -232,7 +232,7 @@ def rotate_checkpoints(
     folder: str | Path,  # a run's checkpoint folder
     keep_last: int | None,  # how many intact `step`/`stop` checkpoints to keep; None keeps all
 ) -> list[Path]:  # the deleted files, oldest first
-    "Keep the newest `keep_last` intact step/stop checkpoints (damaged ones do not count), delete older ones; never touches `final` ones or foreign files."
+    "Delete step/stop checkpoints beyond the newest `keep_last` intact ones (damaged don't count); `final` ones stay."
     if check_int('keep_last', keep_last, 1, none_ok=True) is None:
         return []
     deleted, kept = [], 0
@@ -282,9 +282,8 @@ def find_checkpoint(
             raise TypeError(f"resume must be 'latest', a step number or a path, got {which!r}")
         ckpts = [c for c in ckpts if c[0] == which]
         if not ckpts:
-            raise FileNotFoundError(
-                f"no checkpoint for step {which} in '{folder}'; available steps: {sorted({s for s, _, _ in list_checkpoints(folder)})}"
-            )
+            steps = sorted({s for s, _, _ in list_checkpoints(folder)})
+            raise FileNotFoundError(f"no checkpoint for step {which} in '{folder}'; available steps: {steps}")
     for _, _, p in reversed(ckpts):
         try:
             return p, load_file(p, map_location)
@@ -349,7 +348,7 @@ def _exported_from_notebook(qualname: str) -> str | None:
 
 
 def class_name(cls: type) -> str:
-    "'module.QualName' of a class; a class defined in a notebook cell of this book is named after the module it is exported to."
+    "'module.QualName' of a class; one defined in a notebook of this book is named after the module it is exported to."
     mod = cls.__module__
     if mod == '__main__':
         mod = _exported_from_notebook(cls.__qualname__) or mod

@@ -108,7 +108,7 @@ CONFIG_PRESETS.register(
 
 # %% ../nbs/14_cli.ipynb #957b20fe
 def load_command_plugins():
-    "Import what registers more commands: the package's entry points in group 'ddpm_book.commands' (later chapters, other packages)."
+    "Import what registers more commands: entry points in group 'ddpm_book.commands' (later chapters, other packages)."
     for ep in importlib.metadata.entry_points(group='ddpm_book.commands'):
         ep.load()
 
@@ -270,7 +270,7 @@ def train_variant(
     model: bool = False,  # also a choice of `train --model`
     help: str = '',  # one line for `ddpm-book list` (default: the docstring's first line)
 ):
-    "Decorator registering `build(args, found) -> Trainer|None` as a kind of `ddpm-book train` run; `found`: (path, state) being continued, or None."
+    "Register `build(args, found) -> Trainer|None` as a kind of `ddpm-book train` run; `found`: (path, state) or None."
     return lambda build: TRAIN_VARIANTS.register(name, build, help=help, add_arguments=add_arguments, model=model)
 
 
@@ -395,7 +395,7 @@ def train_config_arguments(
 
 
 def _train_arguments(t, demo: bool = False):
-    "Options of `train` (and `demo`, which fixes the data): every TrainConfig field, the data, the model, the processes."
+    "Options of `train` (and `demo`, which fixes the data): every TrainConfig field, data, model, processes."
     if not demo:
         t.add_argument(
             '--model',
@@ -458,7 +458,7 @@ def _train_arguments(t, demo: bool = False):
 
 # %% ../nbs/14_cli.ipynb #65c469e3
 def _name_flags(e: ValueError) -> ValueError:
-    "The error of a TrainConfig check, naming the option ('--ema-decay') instead of the field ('TrainConfig.ema_decay')."
+    "The error of a TrainConfig check, naming the option ('--ema-decay'), not the field ('TrainConfig.ema_decay')."
     return ValueError(re.sub(r'TrainConfig\.(\w+)', lambda m: train_flag(m.group(1)), str(e)))
 
 
@@ -467,7 +467,7 @@ def train_config(
     stored: dict | None = None,  # the TrainConfig dict of the checkpoint being continued
     presets: tuple = ('train',),  # the presets a fresh run starts from, over TrainConfig's defaults
 ) -> TrainConfig:
-    "TrainConfig from the parsed `train`/`demo` options: what was given, else the stored config, else the presets, else TrainConfig's defaults."
+    "TrainConfig from `train`/`demo` options: given, else stored config, else presets, else TrainConfig's defaults."
     given = given_settings(args, TrainConfig)
     if stored is not None:
         settings = {**stored, **given}
@@ -504,7 +504,7 @@ def unet_config(args, ds, class_cond: bool | None = None, default: UNetConfig | 
 
 # %% ../nbs/14_cli.ipynb #314168e7
 def checkpoint_to_continue(args) -> tuple[Path, dict] | None:
-    "(path, state) of the checkpoint `--resume` names in the run `--out`, None for a fresh run; starting afresh over checkpoints is refused."
+    "(path, state) of the `--resume` checkpoint of run `--out`; None: fresh run (refused over existing checkpoints)."
     if args.resume == 'none':
         existing = list_checkpoints(checkpoint_dir(args.out))
         if existing:
@@ -532,7 +532,7 @@ def trainer_from_args(
     presets: tuple = ('train',),  # the presets of a fresh run
     what: str = 'train',  # the kind of run, for messages
 ) -> Trainer:
-    "What every kind of `train` run does: the data (--data, else the run's), its config, the seed, the Trainer, the continued checkpoint."
+    "What every `train` run does: the data (--data, else the run's), config, seed, Trainer, the continued checkpoint."
     data = args.data or (stored_dataset(args.out) if found else None) or preset_settings(*presets)['data']
     size = args.image_size or image_size
     ds = get_dataset(data, root=args.root, split='train', **({'image_size': size} if size else {}))
@@ -566,7 +566,8 @@ def build_trainer(
     ):
         raise ValueError(
             "no train variant builds --model "
-            f"{getattr(args, 'model', None) or stored['model_class']!r}; registered: {', '.join(TRAIN_VARIANTS) or 'none'}"
+            f"{getattr(args, 'model', None) or stored['model_class']!r}; "
+            f"registered: {', '.join(TRAIN_VARIANTS) or 'none'}"
         )
 
     def make(ds, cfg):
@@ -837,7 +838,7 @@ def _budgeted_fit(tr: Trainer, args, t0: float, sample_forwards: int):
     'demo', 'train a small model on the offline digits, write samples and GIFs', partial(_train_arguments, demo=True)
 )
 def _cmd_demo(args) -> int:
-    "ddpm-book demo: train within a time budget, then write samples.png, trajectory.gif, walk.gif and demo.json into the run folder."
+    "ddpm-book demo: train in a time budget, then write samples.png, trajectory.gif, walk.gif, demo.json into the run."
     from ddpm_book.guidance import train_digit_classifier, label_agreement
 
     t0, q = time.perf_counter(), args.quick

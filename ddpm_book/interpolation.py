@@ -237,7 +237,7 @@ def invert(
     refine: int = 0,  # fixed-point iterations (eq. 12.6) per step: 0 is plain DDIM inversion (eq. 12.5)
     progress: bool = False,  # show a progress bar
 ) -> torch.Tensor:  # (N, C, H, W) DDIM latents x_T
-    "DDIM-encode images with the pipeline's model, schedule and conditioning: `ddim_invert`, eq. 12.5, refined by eq. 12.6."
+    "DDIM-encode images (the pipeline's model, schedule, conditioning): `ddim_invert`, eq. 12.5, refined by eq. 12.6."
     _check_pipeline_images(pipe, x0)
     refine = check_int('refine', refine, 0)
     if isinstance(labels, (int, np.integer)) and not isinstance(labels, bool):
@@ -273,7 +273,8 @@ def _check_pipeline_images(pipe, x0):
     "ValueError unless x0 is a batch of images of the pipeline's shape."
     if not isinstance(x0, torch.Tensor) or tuple(x0.shape[1:]) != tuple(pipe.shape) or x0.ndim != 1 + len(pipe.shape):
         raise ValueError(
-            f"images must be a batch of shape (N, {', '.join(map(str, pipe.shape))}), got {tuple(getattr(x0, 'shape', ())) or type(x0).__name__}"
+            f"images must be a batch of shape (N, {', '.join(map(str, pipe.shape))}), got "
+            f"{tuple(getattr(x0, 'shape', ())) or type(x0).__name__}"
         )
 
 
@@ -440,7 +441,7 @@ def interpolation_widget(
     cache_size: int = 16,  # walks kept in memory
     **walk_kw,  # more arguments of `seed_walk`, e.g. method='lerp', guidance=
 ) -> widgets.VBox:
-    "A live latent walk: alpha slider + play button, two seed pickers and a class menu; walks are sampled once and cached; `.picture` is a static copy."
+    "A live latent walk: alpha slider, play button, seed pickers, class menu; walks cached; `.picture`: a static copy."
     n, scale = check_int('frames', frames, 2) - 1, check_int('scale', scale, 1)
     check_int('seed_a', seed_a, 0, 2**32 - 1)
     check_int('seed_b', seed_b, 0, 2**32 - 1)

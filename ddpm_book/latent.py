@@ -86,7 +86,10 @@ class LatentDataset(torch.utils.data.Dataset):
         return item
 
     def __repr__(self):
-        return f"LatentDataset(name={self.name!r}, n={len(self)}, latent_shape={self.image_shape}, captions={self.captions is not None})"
+        return (
+            f"LatentDataset(name={self.name!r}, n={len(self)}, latent_shape={self.image_shape}, "
+            f"captions={self.captions is not None})"
+        )
 
 
 # %% ../nbs/17b_latent.ipynb #61ad0546
@@ -121,7 +124,7 @@ def cache_latents(
     batch_size: int = 100,
     device=None,
 ) -> LatentDataset:
-    "The data set's latents, encoded once and reused from `cache_dir/<key>.pt` while the autoencoder and the data are unchanged."
+    "The data set's latents, encoded once into `cache_dir/<key>.pt`; reused while autoencoder and data are unchanged."
     ae = load_autoencoder(ae, device)
     _check_ae_input(ds[0]['x'][None], ae.in_channels, ae.factor, "the data set's images")
     key = cache_key(ae, ds)
@@ -411,7 +414,7 @@ def _run_autoencoder(args, stored: dict | None):
 
 @train_variant('latent', _latent_arguments)
 def build_latent_trainer(args, found) -> TextTrainer | None:
-    "`train --latent AE`: a TextTrainer on cached, captioned latents, or the latent run in --out continued; None for other runs."
+    "`train --latent AE`: a TextTrainer on cached captioned latents, or the latent run in --out continued; else None."
     stored = found[1] if found else None
     ours = stored is not None and stored.get('model_class') == LATENT_CLASS
     if not args.latent and not ours:

@@ -77,7 +77,7 @@ def shifted_schedule(
 
 
 def level_schedules(sched: NoiseSchedule, resolutions: tuple, ref: int | None = None) -> list[NoiseSchedule]:
-    "One shifted schedule per level (outermost first); `sched` applies unchanged at resolution `ref` (default: the lowest)."
+    "One shifted schedule per level, outermost first; `sched` is used as is at resolution `ref` (default: the lowest)."
     ref = resolutions[-1] if ref is None else ref
     return [shifted_schedule(sched, ref / r) for r in resolutions]
 
@@ -85,7 +85,7 @@ def level_schedules(sched: NoiseSchedule, resolutions: tuple, ref: int | None = 
 # %% ../nbs/18_matryoshka.ipynb #5c95e25e
 @dataclass
 class NestedUNetConfig:
-    "Architecture of a `NestedUNet`: the innermost UNet (`core`) and one shell per outer level; round-trips through `asdict`."
+    "Architecture of a `NestedUNet`: innermost UNet (`core`), one shell per outer level; round-trips through `asdict`."
 
     core: UNetConfig | dict  # the innermost UNet (image_size = resolutions[-1]; context_dim for text)
     resolutions: tuple = (32, 16)  # the levels' image sizes, outermost first; each the previous / a power of 2
@@ -259,7 +259,7 @@ def nested_config(
 
 # %% ../nbs/18_matryoshka.ipynb #0e294a48
 class Shell(nn.Module):
-    "One outer level of a NestedUNet: conv_in and residual blocks down to the inner resolution, the joins, blocks back up, conv_out."
+    "One outer level of a NestedUNet: conv_in, res blocks down to the inner resolution, the joins, blocks up, conv_out."
 
     def __init__(
         self,
@@ -300,7 +300,7 @@ class Shell(nn.Module):
                 m.eps = c.norm_eps
 
     def down_path(self, h, emb) -> tuple[torch.Tensor, list]:
-        "From conv_in's features (plus the outer join): features at the inner resolution, projected for the inner level, and the skips."
+        "conv_in's features (+ outer join) -> inner-resolution features projected for the inner level, and the skips."
         hs = [h]
         for i, blk in enumerate(self.down):
             h = blk(h, emb) if isinstance(blk, UNetBlock) else blk(h)
@@ -342,7 +342,7 @@ def core_forward(
 
 # %% ../nbs/18_matryoshka.ipynb #0c451f9e
 class NestedUNet(nn.Module):
-    "Matryoshka's nested UNet, eq. 18.3: `model([x_t per level], t, input_ids=None, attention_mask=None)` -> one prediction per level."
+    "Nested UNet, eq. 18.3: `model([x_t per level], t, input_ids=None, attention_mask=None)` -> prediction per level."
 
     def __init__(self, config: NestedUNetConfig | dict):
         super().__init__()
@@ -450,7 +450,7 @@ def nested_loss(
     dream_p: float = 1.0,  # DREAM's exponent p
     **model_kwargs,
 ) -> torch.Tensor:  # scalar: eq. 18.4
-    "The multi-resolution loss, eq. 18.4: diffusion_loss's per-level terms at one shared t, each on its own schedule and noise, weighted."
+    "Loss of eq. 18.4: weighted per-level diffusion_loss terms at one shared t, each on its own schedule and noise."
     check_choice('loss', loss, LOSSES)
     w = weights or (1.0,) * len(xs)
     if len(w) != len(xs) or len(scheds) != len(xs):
@@ -487,7 +487,7 @@ def nested_loss(
 
 # %% ../nbs/18_matryoshka.ipynb #8ff7cec0
 class JointDenoiser:
-    "One network call per step for all levels (with classifier-free guidance); each level's sampler context reads its own prediction."
+    "One network call per step for all levels (with guidance); each level's sampler context reads its own prediction."
 
     def __init__(self, model, cond: dict | None, uncond: dict | None, guidance: float):
         self.model, self.cond, self.uncond, self.guidance = model, cond or {}, uncond, guidance
@@ -520,7 +520,7 @@ class JointDenoiser:
 
 
 class LevelContext(SampleContext):
-    "A SampleContext for one level: its own schedule, history and noise draws; the network output comes from the JointDenoiser."
+    "A level's SampleContext: its own schedule, history and noise draws; the JointDenoiser gives the network output."
 
     def __init__(self, joint: JointDenoiser, level: int, sched: NoiseSchedule, pairs: list, **kw):
         super().__init__(None, sched, pairs, **kw)
@@ -562,7 +562,7 @@ def nested_sample(
     return_trajectory: bool = False,
     progress: bool = False,  # a SampleOutput of the outer level
 ) -> list | SampleOutput:  # the final samples of every level, outermost first
-    "Denoise all levels together, eq. 18.5: one network call per step, each level stepped by a registered sampler on its own schedule."
+    "Denoise all levels together, eq. 18.5: one network call per step; a registered sampler per level, on its schedule."
     spec = get_sampler(sampler)
     if spec.nfe(4) != 4:
         raise ValueError(
@@ -598,7 +598,7 @@ def nested_sample(
 
 # %% ../nbs/18_matryoshka.ipynb #b7568bf9
 class NestedPipeline(Pipeline):
-    "A `Pipeline` for a `NestedUNet`: `.sample(n, prompts=..., guidance=w)` returns the outer level; `return_all=True` every level."
+    "`NestedUNet` `Pipeline`: `.sample(n, prompts=..., guidance=w)` -> outer level; all levels if `return_all=True`."
 
     def conditioning(self, n: int | None = None, labels=None, prompts=None) -> tuple[int, dict | None, dict | None]:
         "(n, cond, uncond): the prompts' model kwargs and those of as many empty prompts."

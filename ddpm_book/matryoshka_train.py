@@ -31,7 +31,7 @@ __all__ = ['NestedTrainer', 'NestedProxyEval', 'init_from', 'build_nested_traine
 
 # %% ../nbs/18b_matryoshka_train.ipynb #9cafb68b
 class NestedTrainer(Trainer):
-    "A `Trainer` for a `NestedUNet`: the loss of eq. 18.4 on the batch's pooled levels; captions become prompts (dropped with p = label_dropout)."
+    "`NestedUNet` `Trainer`: eq. 18.4 on the batch's pooled levels; captions as prompts (dropped w.p. label_dropout)."
 
     def __init__(
         self,
@@ -96,7 +96,7 @@ class NestedTrainer(Trainer):
 
 # %% ../nbs/18b_matryoshka_train.ipynb #fd4d0885
 class NestedProxyEval(ProxyEval):
-    "Chapter 13's proxy `eval_fn` for nested runs: proxy FD and KID of the EMA model's outer-level samples (unconditional)."
+    "Chapter 13's proxy `eval_fn` for nested runs: proxy FD and KID of the EMA's outer-level samples (unconditional)."
 
     def samples(self, trainer) -> tuple[torch.Tensor, None]:
         "Hook (chapter 13): `n` outer-level images of the trainer's EMA model, this evaluation's seed; no labels."
@@ -112,7 +112,7 @@ def init_from(
     state: dict,  # a checkpoint of a NestedUNet whose levels are `model`'s innermost ones
     ema: bool = True,  # copy the EMA weights (else the raw ones)
 ) -> NestedUNet:
-    "Progressive training: initialise the inner levels (and text encoder) of `model` from a smaller nested run; new shells join at zero."
+    "Progressive training: `model`'s inner levels (+ text encoder) from a smaller nested run; new shells join at zero."
     if state.get('model_class') != NESTED_CLASS:
         raise ValueError(
             f"init-from needs a NestedUNet checkpoint; this one holds a {state.get('model_class', 'model')} run"
@@ -203,7 +203,7 @@ def _dataset_captions(ds) -> list[str] | None:
 
 
 def _fresh_config(args, ds, src: dict | None) -> NestedUNetConfig:
-    "A new run's NestedUNetConfig: a preset for the data (text-conditional if it has captions), or grown around the --init-from run."
+    "A new run's NestedUNetConfig: the data's preset (with text if captioned), or grown around the --init-from run."
     c, size, _ = ds[0]['x'].shape
     small = NestedUNetConfig(**src['model_config']) if src else None
     levels = check_int('--num-levels', args.num_levels or (small.num_levels + 1 if small else 2), 1, 3)
@@ -251,7 +251,7 @@ def _run_state(path) -> dict:
 
 
 def _is_own_run(args, stored) -> bool:
-    "Is this a nested run (fresh with --model nested, or continuing one)? Options that need one, without one, are refused."
+    "Is this a nested run (fresh with --model nested, or continued)? Options that need one, without one, are refused."
     mine = stored is not None and stored.get('model_class') == NESTED_CLASS
     own = [f"--{o.replace('_', '-')}" for o in _OWN if getattr(args, o, None) is not None]
     if mine and args.model not in (None, 'nested'):
@@ -272,7 +272,7 @@ def _is_own_run(args, stored) -> bool:
 
 @train_variant('nested', _nested_arguments, model=True)
 def build_nested_trainer(args, found) -> NestedTrainer | None:
-    "The NestedTrainer of `ddpm-book train --model nested ...`, or of the nested run being continued; None for other runs."
+    "The NestedTrainer of `ddpm-book train --model nested ...` or of the nested run continued; None for other runs."
     stored = found[1] if found else None
     if not _is_own_run(args, stored):
         return None

@@ -495,7 +495,7 @@ PIXELATED_CSS = (
 
 
 class SamplingStudio:
-    "ipywidgets panel: sampler, time grid, steps, seed, eta, class/prompt, guidance, Generate; sample grid and x0 strip."
+    "ipywidgets panel: sampler, time grid, steps, seed, eta, class/prompt, guidance, Generate; sample grid, x0 strip."
 
     def __init__(
         self,

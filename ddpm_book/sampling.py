@@ -478,7 +478,7 @@ def _check_sample_args(sched, steps, eta, pred_type, guidance, guidance_rescale,
 
 # %% ../nbs/09_sampling.ipynb #c9c64768
 def _check_batch(x: torch.Tensor, model, cond: dict | None, uncond: dict | None):
-    "At least one sample; `labels` in cond/uncond: one integer per sample, each a class of the model (or its null class)."
+    "At least one sample; `labels` in cond/uncond: one integer per sample, each a model class (or its null class)."
     if x.shape[0] < 1:
         raise ValueError(
             f"sample needs at least one sample: the batch size (shape[0]) must be an integer >= 1, got {x.shape[0]}"

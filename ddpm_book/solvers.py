@@ -161,7 +161,7 @@ def unipc_sampler(
     corrector: bool = True,  # False: the predictor UniP alone
     lower_order_final: bool = True,  # lower the order on the last steps
 ):
-    "A UniPC step function (Zhao et al. 2023, eqs. 10a.6-10a.9); registered on logsnr, its best measured grid, with bh2 and lower_order_final."
+    "A UniPC step function (Zhao et al. 2023, eqs. 10a.6-10a.9); registered with bh2 and lower_order_final on logsnr."
     order, variant = check_int('order', order, 1, 3), check_choice('variant', variant, UNIPC_VARIANTS)
 
     def step(ctx: SampleContext, x_t: torch.Tensor, t: int, t_prev: int) -> torch.Tensor:

@@ -126,7 +126,7 @@ def _bpe(vocab_size: int, max_length: int, texts: list[str], min_frequency: int)
 
 # %% ../nbs/11b_text.ipynb #c549ec1f
 class BPETokenizer:
-    "Byte-level BPE (Hugging Face `tokenizers`) with <pad>/<bos>/<eos>, fixed length and a JSON-string form for checkpoints."
+    "Byte-level BPE (Hugging Face `tokenizers`): <pad>/<bos>/<eos>, fixed length, a JSON-string form for checkpoints."
 
     def __init__(self, tokenizer: Tokenizer):  # a trained `tokenizers.Tokenizer` with padding to a fixed length
         if [tokenizer.token_to_id(t) for t in SPECIAL_TOKENS] != [0, 1, 2] or not (tokenizer.padding or {}).get(
@@ -298,7 +298,7 @@ class TextUNetConfig:
 
     @classmethod
     def build(cls, tokenizer: BPETokenizer, unet: UNetConfig | dict, **text) -> TextUNetConfig:
-        "A config whose text encoder fits `tokenizer` and whose UNet's context_dim fits the encoder (`text`: TextEncoderConfig fields)."
+        "A config whose text encoder fits `tokenizer`, UNet context_dim the encoder (`text`: TextEncoderConfig fields)."
         t = TextEncoderConfig(**{'vocab_size': tokenizer.vocab_size, 'max_length': tokenizer.max_length, **text})
         u = {**(asdict(unet) if isinstance(unet, UNetConfig) else unet), 'context_dim': t.dim}
         return cls(UNetConfig(**u), t, tokenizer.to_json())
@@ -306,7 +306,7 @@ class TextUNetConfig:
 
 # %% ../nbs/11b_text.ipynb #4cc68ac8
 class TextUNet(nn.Module):
-    "A UNet conditioned on prompts through a jointly trained text encoder, eq. 11.7: `model(x_t, t, input_ids=None, attention_mask=None)`."
+    "A UNet with a jointly trained text encoder, eq. 11.7: `model(x_t, t, input_ids=None, attention_mask=None)`."
 
     def __init__(self, config: TextUNetConfig | dict):
         super().__init__()
@@ -354,13 +354,13 @@ def caption_prompts(
     trainer: Trainer,  # a trainer of a model with `tokenize` (TextUNet, a text NestedUNet)
     captions: list[str],  # this process's captions of one micro-batch
 ) -> dict:
-    "input_ids/attention_mask of the captions, each replaced by '' where the trainer's `drop_mask` says (label_dropout)."
+    "input_ids/attention_mask of the captions, each replaced by '' where trainer's `drop_mask` says (label_dropout)."
     drop = trainer.drop_mask(len(captions)).tolist()
     return unwrap(trainer.model).tokenize(['' if d else c for c, d in zip(captions, drop)])
 
 
 class TextTrainer(Trainer):
-    "A `Trainer` for a `TextUNet`: captions become input_ids/attention_mask; with probability `label_dropout` a caption becomes ''."
+    "A `Trainer` for a `TextUNet`: captions -> input_ids/attention_mask; with probability `label_dropout` one is ''."
 
     def __init__(
         self,
@@ -392,7 +392,7 @@ def text_sample_fn(
     guidance: float = 3.0,
     steps: int = 50,
 ):  # DDIM steps
-    "A `Trainer` sample_fn: one prompt 'a handwritten <d>' per grid cell (d = 0, 1, ..., 9, 0, ...), DDIM with guidance."
+    "A `Trainer` sample_fn: a prompt 'a handwritten <d>' per grid cell (d = 0, 1, ..., 9, 0, ...), DDIM with guidance."
 
     def fn(model, n: int, generator):
         cond = model.tokenize([f'a handwritten {i % 10}' for i in range(n)])
@@ -409,7 +409,7 @@ def book_text_dir(
     run_dir: str | Path | None = None,  # a folder of the caller's choice
     quick: bool | None = None,  # None: quick_settings()
 ) -> Path:
-    "`run_dir` if given; else a temporary folder (quick) or `mnist_text` in chapter 10b's `book_cache_dir()` ($DDPM_BOOK_CACHE, default ~/.cache/ddpm_book)."
+    "`run_dir` if given; else a temporary folder (quick) or `mnist_text` in chapter 10b's `book_cache_dir()`."
     if run_dir is not None:
         return Path(run_dir)
     quick = quick_settings() if quick is None else quick
@@ -485,7 +485,7 @@ def check_prompts(
     n: int,  # number of samples
     tokenizer: BPETokenizer | None = None,  # if given, prompts longer than its max_length are refused
 ) -> list[str]:
-    "n prompts, after checking they are non-empty strings (that fit the tokenizer); ValueError/TypeError naming the bad one."
+    "n prompts, checked to be non-empty strings (that fit the tokenizer); ValueError/TypeError naming the bad one."
     prompts = [prompts] * n if isinstance(prompts, str) else _check_texts(prompts, 'prompts')
     if len(prompts) != n:
         raise ValueError(

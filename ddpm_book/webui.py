@@ -174,7 +174,7 @@ def list_runs(root: str | Path) -> list[dict]:
 
 # %% ../nbs/16_webui.ipynb #978ce734
 def run_form() -> dict:
-    "The New-run form, field -> (valid, default): choices from the registries, defaults from TrainConfig and `train`'s preset."
+    "The New-run form, field -> (valid, default): choices from registries, defaults from TrainConfig, `train`'s preset."
     d = fresh_defaults('train')
     images = tuple(n for n in DATASETS.names(kind='images') if n != 'folder')  # a folder needs --root: not in the form
     return {
@@ -313,7 +313,8 @@ def runs_table(runs: list[dict]) -> str:
         )
     )
     rows = ''.join(
-        f"<tr class='run-{r['status']}'><td>{r['name']}</td><td>{r['status']}</td><td>{r['step']} / {_fmt(r['steps'], '{}')}</td>"
+        f"<tr class='run-{r['status']}'><td>{r['name']}</td><td>{r['status']}</td>"
+        f"<td>{r['step']} / {_fmt(r['steps'], '{}')}</td>"
         f"<td>{_fmt(r['loss'])}</td><td>{_fmt(r['lr'], '{:.2e}')}</td><td>{_fmt(r['images_per_s'], '{:.0f}')}</td>"
         f"<td>{_eta(r['eta_s'])}</td><td>{_fmt(r['peak_mem_mb'], '{:.0f}')}</td><td>{r['precision'] or ''}</td>"
         f"<td>{_fmt(r['proxy_fd'])}</td><td>{_thumb(r['last_grid'])}</td></tr>"
@@ -324,7 +325,7 @@ def runs_table(runs: list[dict]) -> str:
 
 # %% ../nbs/16_webui.ipynb #c857e9f8
 class RunsApp:
-    "The web UI: runs table, new-run form, run page (charts, samples, config, stop/resume), and sample / interpolate tabs."
+    "The web UI: runs table, new-run form, run page (charts, samples, config, stop/resume), sample / interpolate tabs."
 
     def __init__(
         self,
