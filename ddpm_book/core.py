@@ -10,7 +10,8 @@ import random
 import tempfile
 from collections.abc import Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -173,6 +174,12 @@ def same_definition(a, b) -> bool:
             return True
     except Exception:  # objects whose == is elementwise (arrays, tensors) or raises
         pass
+    if isinstance(a, partial) and isinstance(b, partial):  # partial(builder, 'mnist'): the builder, the same arguments
+        return same_definition(a.func, b.func) and a.args == b.args and a.keywords == b.keywords
+    if is_dataclass(a) and is_dataclass(b) and not isinstance(a, type) and not isinstance(b, type):
+        return type(a).__qualname__ == type(b).__qualname__ and all(  # a spec holding functions: field by field
+            same_definition(getattr(a, f.name), getattr(b, f.name)) for f in fields(a)
+        )
     qa, qb = getattr(a, '__qualname__', None), getattr(b, '__qualname__', None)
     if qa is None or qa != qb:
         return False
