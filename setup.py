@@ -39,7 +39,7 @@ setuptools.setup(
     package_data={cfg['lib_path']: ['models/*.pt']},  # the book's shipped model (chapter 10b)
     python_requires='>=' + cfg['min_python'],
     install_requires=requirements,
-    extras_require={'dev': dev_requirements, 'video': ['imageio-ffmpeg'], 'ui': ['voila>=0.5']},  # video: MP4 output (GIFs need nothing extra)
+    extras_require={'dev': dev_requirements, 'video': ['imageio-ffmpeg'], 'ui': ['voila>=0.5', 'bqplot>=0.12']},  # video: MP4 output (GIFs need nothing extra)
     entry_points={
         'console_scripts': cfg.get('console_scripts', '').split(),
         'ddpm_book.commands': cfg.get('command_plugins', '').split(),  # later chapters' subcommands (chapter 14's load_command_plugins)

@@ -12,6 +12,7 @@ Screenshots go to $SCREENSHOTS (default .ci/screenshots). Usage: python .ci/brow
 
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -88,8 +89,9 @@ def row(page, name: str) -> list:
 
 
 def field(page, label: str):
-    "The input of the form widget whose description is `label`."
-    return page.locator('.widget-inline-hbox', has=page.locator('label', has_text=label)).locator('input, select').first
+    "The input of the form widget whose description is exactly `label`."
+    exact = page.locator('label', has_text=re.compile(f'^{re.escape(label)}$'))
+    return page.locator('.widget-inline-hbox', has=exact).locator('input, select').first
 
 
 def tab(page, title: str):
@@ -110,23 +112,111 @@ def start_from_form(page, name: str, steps: int):
 
 def pick(page, name: str):
     tab(page, 'Runs')
-    sel = page.locator('.widget-dropdown', has=page.locator('label', has_text='run')).locator('select').first
+    sel = (
+        page.locator('.widget-dropdown', has=page.locator('label', has_text=re.compile('^run$')))
+        .locator('select')
+        .first
+    )
     until(lambda: name in sel.inner_text(), f'run {name} in the picker', 30)
     sel.select_option(label=name)
     time.sleep(0.5)
 
 
+PAYLOAD = '<img src=x onerror="window.__pwned = (window.__pwned || 0) + 1">'  # a script, if it reaches the page
+
+
+def hostile_runs(runs: Path):
+    "Run folders as an attacker or a crash could leave them: script payloads in each file, a torn line, a list."
+
+    def make(name, files):
+        d = runs / name
+        (d / 'metrics').mkdir(parents=True)
+        for f, text in files.items():
+            (d / f).write_text(text)
+
+    make(
+        'xss-files',
+        {
+            'meta.json': json.dumps({'precision': PAYLOAD, 'argv': ['--preset', PAYLOAD]}),
+            'config.json': json.dumps({'train': {'steps': PAYLOAD}, 'dataset': {'name': PAYLOAD}}),
+            'metrics/events.jsonl': json.dumps({'step': PAYLOAD, 'loss': 1.0}) + '\n',
+            'train.log': PAYLOAD + '\n',
+            'notes.md': PAYLOAD,
+        },
+    )
+    make('torn', {'metrics/events.jsonl': json.dumps({'step': 10, 'loss': 0.5}) + '\n{"step": 20, "lo'})
+    make('listmeta', {'meta.json': '[1, 2]'})
+
+
+def kernels(srv: subprocess.Popen) -> list[int]:
+    "The ipykernel processes below the ui server."
+    kids, out = {}, []
+    for pid in filter(str.isdigit, os.listdir('/proc')):
+        try:
+            ppid = int(Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()[1])
+            cmd = Path(f'/proc/{pid}/cmdline').read_bytes().decode(errors='replace')
+        except (OSError, ValueError, IndexError):
+            continue
+        kids.setdefault(ppid, []).append((int(pid), cmd))
+    todo = [srv.pid]
+    while todo:
+        for pid, cmd in kids.get(todo.pop(), []):
+            todo.append(pid)
+            if 'ipykernel' in cmd:
+                out.append(pid)
+    return out
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f'/proc/{pid}/status').read_text().splitlines():
+        if line.startswith('VmRSS'):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def pwned(page) -> bool:
+    return bool(page.evaluate('() => window.__pwned'))
+
+
+def open_app(page, url: str) -> float:
+    "Open the app; seconds until its tabs are shown."
+    t0 = time.time()
+    page.goto(url)
+    page.locator('.lm-TabBar-tab', has_text='New run').wait_for(timeout=120_000)
+    return time.time() - t0
+
+
+def click_button(page, name: str):
+    page.get_by_role('button', name=name).click()
+
+
 def test_ui(pw):
     runs, port, tok = Path(tempfile.mkdtemp()) / 'runs', free_port(), secrets.token_urlsafe(16)
-    url = f'http://127.0.0.1:{port}/?token={tok}'
-    srv = serve(
-        [sys.executable, '-m', 'ddpm_book.cli', 'ui', '--runs', str(runs), '--port', str(port), '--token', tok], url
-    )
+    hostile_runs(runs)
+    base = f'http://127.0.0.1:{port}'
+    cmd = [sys.executable, '-m', 'ddpm_book.cli', 'ui', '--runs', str(runs), '--port', str(port), '--token', tok]
+    srv = serve(cmd + ['--cull-after', '20'], f'{base}/?token={tok}')
     browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
     try:
-        page = browser.new_page(viewport={'width': 1280, 'height': 900})
-        page.goto(url)
-        page.locator('.lm-TabBar-tab', has_text='New run').wait_for(timeout=120_000)
+        page = browser.new_page(viewport={'width': 1400, 'height': 900})
+        load_s = open_app(page, f'{base}/login?next=%2F&token={tok}')
+        assert 'token' not in page.url, f'the token stayed in the address: {page.url}'
+        print(f'ui: page loaded in {load_s:.1f} s; address {page.url}')
+        # hostile files: shown as text, no script ran, each bad run is one row and the others work
+        until(lambda: row(page, 'xss-files'), 'the hostile run in the table', 60)
+        assert PAYLOAD in ''.join(row(page, 'xss-files')), row(page, 'xss-files')
+        assert row(page, 'torn')[2].startswith('10 /'), row(page, 'torn')
+        assert 'holds a list' in row(page, 'listmeta')[-1], row(page, 'listmeta')
+        pick(page, 'xss-files')
+        page.get_by_text('logs (train.log, train.err.log)').first.click()  # unfold the logs
+        time.sleep(1)
+        assert not pwned(page), 'a script from a run file ran in the page'
+        # a script typed as a run name is refused and shown as text
+        start_from_form(page, PAYLOAD, 3)
+        until(
+            lambda: 'refused' in page.inner_text('body') and 'is not allowed' in page.inner_text('body'), 'refusal', 30
+        )
+        assert PAYLOAD in page.inner_text('body') and not pwned(page), 'the typed name reached the page as markup'
         # a quick run: the step counter and the loss chart advance, then it is finished
         start_from_form(page, 'quick1', 400)
         tab(page, 'Runs')
@@ -143,19 +233,15 @@ def test_ui(pw):
         until(finished, 'quick1 finished in the runs table', 300)
         print(f'quick1: step counter showed {sorted(steps)}')
         assert len(steps) >= 3, f'the step counter did not advance: {steps}'
-        assert len(charts) >= 2, (
-            f'the loss chart did not change while the run trained ({len(charts)} distinct pictures)'
-        )
+        assert len(charts) >= 2, f'the loss chart did not change while the run trained ({len(charts)} pictures)'
         pick(page, 'quick1')
         shot(page, 'ui_runs')
-        # sample it: an image appears, and another seed gives another image
+        # sample it: an image appears, another seed gives another image, the grid can be downloaded
         tab(page, 'Sample')
         page.get_by_role('button', name='Load the picked run').click()
         gen = page.get_by_role('button', name='Generate')
         gen.wait_for(timeout=120_000)
-        studio = (
-            page.locator('.widget-vbox', has=gen).filter(has=page.locator('.widget-image')).last
-        )  # the studio's own panel
+        studio = page.locator('.widget-vbox', has=gen).filter(has=page.locator('.widget-image')).last
         grid = studio.locator('.widget-image').first
         blank = grid.screenshot()
         gen.click()
@@ -168,7 +254,17 @@ def test_ui(pw):
         gen.click()
         time.sleep(1)
         until(lambda: grid.screenshot() != a, 'a different image for another seed', 180)
+        link = page.locator('a[download]', has_text='the grid')
+        link.wait_for(timeout=30_000)
+        with page.expect_download() as dl:
+            link.click()
+        got = Path(dl.value.path()).read_bytes()
+        assert dl.value.suggested_filename == 'samples_seed7.png' and got[:4] == b'\x89PNG', dl.value.suggested_filename
+        assert (runs / 'quick1' / 'sample.log').is_file()
         shot(page, 'ui_sample')
+        tab(page, 'Interpolate')
+        page.locator('.widget-slider:visible').first.wait_for(timeout=120_000)
+        shot(page, 'ui_interpolate')
         # a long run: Stop writes a stop checkpoint, Resume continues it
         start_from_form(page, 'long1', 1_000_000)
         tab(page, 'Runs')
@@ -178,36 +274,88 @@ def test_ui(pw):
             300,
         )
         pick(page, 'long1')
-        page.get_by_role('button', name='Stop').click()
+        click_button(page, 'Stop')
         until(lambda: (r := row(page, 'long1')) and r[1] == 'stopped', 'long1 stopped', 180)
         stops = list((runs / 'long1' / 'checkpoints').glob('ckpt_stop_*.pt'))
         assert len(stops) == 1, stops
         stop_step = int(stops[0].stem.split('_')[-1])
-        page.get_by_role('button', name='Resume').click()
+        click_button(page, 'Resume')
         until(
             lambda: (r := row(page, 'long1')) and r[1] == 'running' and int(r[2].split('/')[0]) > stop_step,
             'long1 resumed past its stop step',
             300,
         )
         shot(page, 'ui_resumed')
-        page.get_by_role('button', name='Stop').click()
+        click_button(page, 'Stop')
         until(lambda: (r := row(page, 'long1')) and r[1] == 'stopped', 'long1 stopped again', 180)
-        # a path-traversal name is refused in the page, and nothing is created outside the runs folder
+        assert page.get_by_role('button', name='Stop').is_disabled(), 'Stop enabled on a stopped run'
+        # Stop right after Start: stopped, nothing to save (not failed)
+        start_from_form(page, 'early1', 1_000_000)
+        pick(page, 'early1')
+        click_button(page, 'Stop')
+        until(lambda: (r := row(page, 'early1')) and r[1] == 'stopped', 'early1 stopped', 120)
+        assert 'nothing to save' in page.inner_text('body')
+        # an offline run that fails says why in its page
+        tab(page, 'New run')
+        field(page, 'data').select_option('cifar10')
+        start_from_form(page, 'offline1', 10)
+        tab(page, 'Runs')
+        until(lambda: (r := row(page, 'offline1')) and r[1] in ('failed', 'running'), 'offline1 started', 180)
+        if (
+            until(lambda: (r := row(page, 'offline1')) and r[1] != 'running' and r[1], 'offline1 ended', 180)
+            == 'failed'
+        ):
+            pick(page, 'offline1')
+            until(lambda: "cannot load 'cifar10'" in page.inner_text('body'), 'the failed run showing its reason', 30)
+            assert 'exit code' in page.inner_text('body')
+        shot(page, 'ui_failed')
+        # two runs overlaid on the Compare tab
+        tab(page, 'Compare')
+        page.locator('select[multiple]').first.select_option(['quick1', 'long1'])
+        until(lambda: page.locator('path.line').count() >= 2, 'two curves on the Compare tab', 60)
+        assert 'train.steps' in page.inner_text('body')
+        shot(page, 'ui_compare')
+        tab(page, 'New run')
+        shot(page, 'ui_new')
+        # delete: the folder goes to the trash inside the runs folder
+        pick(page, 'torn')
+        click_button(page, 'Delete')
+        until(lambda: not row(page, 'torn'), 'torn gone from the table', 30)
+        assert list((runs / '.trash').glob('torn-*')) and not (runs / 'torn').exists()
+        # the traversal name is refused, and nothing is created outside the runs folder
         before = sorted(p.name for p in runs.parent.iterdir())
         start_from_form(page, '../evil', 3)
-        until(
-            lambda: 'refused' in page.inner_text('body') and 'is not allowed' in page.inner_text('body'),
-            'the traversal name refused',
-            30,
-        )
+        until(lambda: 'is not allowed' in page.inner_text('body'), 'the traversal name refused', 30)
         assert sorted(p.name for p in runs.parent.iterdir()) == before and not (runs.parent / 'evil').exists()
         shot(page, 'ui_refused')
-        print(
-            'ui: quick run watched to the end, sampled with two seeds, long run stopped and resumed, traversal refused'
-        )
+        assert not pwned(page)
+        # reloads: each makes a kernel; the closed pages' kernels are removed, the open page keeps working
+        tab(page, 'Runs')
+        k0 = len(kernels(srv))
+        mem = [rss_mb(k) for k in kernels(srv)]
+        for _ in range(3):
+            page.reload()
+            page.locator('.lm-TabBar-tab', has_text='New run').wait_for(timeout=120_000)
+        k1 = len(kernels(srv))
+        until(lambda: len(kernels(srv)) <= k0, f'kernels of closed pages removed ({k1} after 3 reloads)', 120, 2)
+        until(lambda: row(page, 'quick1'), 'the reloaded page working', 60)
+        print(f'ui: kernels {k0} -> {k1} after 3 reloads -> {len(kernels(srv))}; kernel RSS {max(mem):.0f} MB')
+        assert page.locator('.ddpm-lost').first.is_hidden(), 'the lost-connection banner shows on a live page'
+        print('ui: hostile files and names escaped; runs watched, sampled, downloaded, stopped, compared, deleted')
     finally:
         browser.close()
         stop(srv)
+        stop_runs(runs)
+
+
+def stop_runs(runs: Path):
+    "Stop the training processes of the runs in `runs` (they run in sessions of their own and outlive the UI)."
+    for pid in filter(str.isdigit, os.listdir('/proc')):
+        try:
+            if str(runs) in Path(f'/proc/{pid}/cmdline').read_bytes().decode(errors='replace'):
+                os.kill(int(pid), signal.SIGKILL)
+        except (OSError, ValueError):
+            continue
 
 
 def run_all(page):

@@ -80,7 +80,7 @@ __all__ = [
     'trainer_from_args',
     'build_trainer',
     'run_train_hooks',
-    'plan_steps',
+    'demo_reserve_s',
 ]
 
 # %% ../nbs/14_cli.ipynb #ac657874
@@ -442,15 +442,18 @@ def _train_arguments(t, demo: bool = False):
         train_config_arguments(
             t,
             ('train', 'demo'),
-            skip=('class_cond',),
+            skip=('class_cond', 'minutes'),
             notes={'steps': f"as many as --minutes allow, at most {CONFIG_PRESETS['demo']['steps']}"},
             run_dir='runs/demo',
         )
         t.add_argument(
             '--minutes',
+            dest='demo_minutes',
+            metavar='MINUTES',
             type=float,
             default=8.0,
-            help='time budget of the whole demo when --steps is not given (default: 8)',
+            help='time budget of the whole demo when --steps is not given; training gets what its classifier and '
+            'sampling leave (default: 8)',
         )
     else:
         train_config_arguments(t)
@@ -802,36 +805,23 @@ DEMO_SAMPLES = dict(
 DEMO_WALK = dict(frames=16, steps=25)
 
 
-def plan_steps(
-    seconds_left: float,  # what is left of the budget
+def demo_reserve_s(
     step_s: float,  # measured seconds per training step
     batch_size: int,  # images per step
-    sample_forwards: int,  # model evaluations of single images still to come (sampling)
-    done: int = 0,  # steps already done
-    reserve_s: float = 30.0,  # for loading, writing files, the classifier's verdict
-    lo: int = 20,
-    hi: int = DEMO_MAX_STEPS,
-) -> int:
-    "Total training steps that fit in `seconds_left`; one model evaluation costs about half a trained image."
-    train_s = seconds_left - reserve_s - sample_forwards * 0.5 * step_s / batch_size
-    return max(lo, min(hi, done + int(max(0.0, train_s) / step_s)))
+    sample_forwards: int,  # model evaluations of single images after training (sampling)
+    fixed_s: float = 30.0,  # for loading, writing files, the classifier's verdict
+) -> float:
+    "Seconds of the demo's budget kept for after training; one model evaluation costs about half a trained image."
+    return fixed_s + sample_forwards * 0.5 * step_s / batch_size
 
 
 # %% ../nbs/14_cli.ipynb #edb1e2d4
-def _budgeted_fit(tr: Trainer, args, t0: float, sample_forwards: int):
-    "Measure a dozen steps, then set tr.cfg.steps to what fits in the rest of `--minutes`."
-    tr.fit(until=tr.step + 3)  # the first steps pay for allocations and kernel selection
-    t, s0 = time.perf_counter(), tr.step
-    tr.fit(until=s0 + 10)
-    step_s = (time.perf_counter() - t) / max(1, tr.step - s0)
-    left = args.minutes * 60 - (time.perf_counter() - t0)
-    tr.cfg.steps = plan_steps(left, step_s, tr.cfg.batch_size, sample_forwards, done=tr.step)
-    print(f"time budget {args.minutes:g} min: {step_s:.2f} s per step of {tr.cfg.batch_size} -> {tr.cfg.steps} steps")
-    if tr.cfg.steps < 500:
-        print(
-            f"warning: {tr.cfg.steps} steps are too few for good digits; is the machine busy? (give "
-            "--minutes or --steps)"
-        )
+def _budget_report(tr: Trainer, minutes: float):
+    "Print how the time budget was spent: the speed, the steps, a warning if they are too few for good digits."
+    s, n = tr.s_per_step or 0.0, tr.step
+    print(f"time budget {minutes:g} min: {s:.2f} s per step of {tr.cfg.batch_size} -> {n} steps")
+    if n < 500:
+        print(f"warning: {n} steps are too few for good digits; is the machine busy? (give --minutes or --steps)")
 
 
 @command(
@@ -842,7 +832,7 @@ def _cmd_demo(args) -> int:
     from ddpm_book.guidance import train_digit_classifier, label_agreement
 
     t0, q = time.perf_counter(), args.quick
-    check_float('--minutes', args.minutes, 0, lo_open=True)
+    minutes = check_float('--minutes', args.demo_minutes, 0, lo_open=True)
     check_output_dir(args.out, '--out')
     demo = CONFIG_PRESETS['demo']
     args.class_cond, args.data, args.image_size, args.resume = demo['class_cond'], demo['data'], None, 'latest'
@@ -852,11 +842,15 @@ def _cmd_demo(args) -> int:
     tr = build_trainer(args, ('train', 'demo'), image_size=demo['image_size'], unet=DEMO_UNET)
     ns, ss, walk = (40, 10, dict(frames=8, steps=5)) if q else (DEMO_SAMPLES['n'], DEMO_SAMPLES['steps'], DEMO_WALK)
     forwards = ns * 2 * ss + walk['frames'] * walk['steps']  # guidance evaluates every sample twice
-    if args.steps is None and not q and tr.step < 13:
-        _budgeted_fit(tr, args, t0, forwards)
+    budget = args.steps is None and not q  # else exactly the steps asked
+    if budget:  # the Trainer plans the run (chapter 08c) in what is left, keeping the sampling's time at its speed
+        tr.cfg.minutes = max(1.0, minutes * 60 - (time.perf_counter() - t0)) / 60  # what the classifier left
+        tr.budget_reserve = lambda step_s: demo_reserve_s(step_s, tr.cfg.batch_size, forwards)
     t_train = time.perf_counter()
     status = tr.fit()
     t_train = time.perf_counter() - t_train
+    if budget:
+        _budget_report(tr, minutes)
     print(f"{status} at step {tr.step}; checkpoints in {tr.ckpt_dir}")
     if status != 'completed':
         return 130
@@ -908,7 +902,8 @@ def _cmd_demo(args) -> int:
             'n_samples': ns,
             'steps': tr.step,
             'batch_size': tr.cfg.batch_size,
-            'budget_minutes': None if (args.steps or q) else args.minutes,
+            'budget_minutes': minutes if budget else None,
+            's_per_step': tr.s_per_step,
             'last_fit_s': round(t_train, 1),
             'sampler': {**DEMO_SAMPLES, 'n': ns, 'steps': ss},
             'device': str(tr.device),

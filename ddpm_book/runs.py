@@ -258,19 +258,32 @@ def append_event(run_dir: str | Path, rec: dict):
         f.write(json.dumps(rec) + '\n')
 
 
+def _record(line: str) -> dict | None:
+    "The JSON object on one line of events.jsonl; None for a partly written line, garbage, or JSON that is no object."
+    try:
+        rec = json.loads(line)
+    except ValueError:
+        return None
+    return rec if isinstance(rec, dict) else None
+
+
 def read_events(run_dir: str | Path) -> list[dict]:
-    "All metrics records of a run, oldest first ([] if there are none)."
+    "All metrics records of a run, oldest first ([] if there are none); lines that hold no JSON object are skipped."
     p = events_path(run_dir)
-    return [json.loads(l) for l in p.read_text().splitlines() if l.strip()] if p.exists() else []
+    if not p.exists():
+        return []
+    return [rec for line in p.read_text(errors='replace').splitlines() if (rec := _record(line)) is not None]
 
 
 # %% ../nbs/08b_runs.ipynb #1baa6346
 def truncate_events(run_dir: str | Path, step: int):
-    "Drop the records of steps after `step` (written after the checkpoint a run resumes from)."
+    "Drop the records of steps after `step` (written after the checkpoint a run resumes from) and unreadable lines."
     p = events_path(run_dir)
     if not p.exists():
         return
-    keep = [l for l in p.read_text().splitlines() if l.strip() and json.loads(l).get('step', 0) <= step]
+    lines = p.read_text(errors='replace').splitlines()
+    recs = [(l, _record(l)) for l in lines]
+    keep = [l for l, r in recs if r is not None and isinstance(s := r.get('step', 0), (int, float)) and s <= step]
     with atomic_write(p, 'w') as f:
         f.write(''.join(l + '\n' for l in keep))
 

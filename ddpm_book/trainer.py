@@ -49,7 +49,19 @@ from ddpm_book.runs import (
 )
 
 # %% auto #0
-__all__ = ['RESUME_MAY_CHANGE', 'TrainConfig', 'lr_at', 'NonFiniteLossError', 'TrainingInterrupted', 'Trainer']
+__all__ = [
+    'PLAN_SKIP',
+    'PLAN_FIRST',
+    'PLAN_EVERY',
+    'FIRST_LOOK_S',
+    'RESUME_MAY_CHANGE',
+    'TrainConfig',
+    'lr_at',
+    'plan_steps',
+    'NonFiniteLossError',
+    'TrainingInterrupted',
+    'Trainer',
+]
 
 
 # %% ../nbs/08c_trainer.ipynb #d214777b
@@ -59,7 +71,8 @@ class TrainConfig:
 
     run_dir: str = 'runs/run'  # holds config.json, meta.json, metrics/, samples/, checkpoints/
     seed: int = 0  # seeds the data order, timesteps, noise and dropout
-    steps: int = 4000  # optimizer steps in the whole run (also the length of the cosine LR decay)
+    steps: int = 4000  # optimizer steps in the whole run (the length of the cosine LR decay); with `minutes`: the most
+    minutes: float | None = None  # time budget in minutes: steps re-planned from the speed to end within it; None: none
     batch_size: int = 64  # samples per micro-batch, all processes together (each of N processes takes batch_size / N)
     grad_accum: int = 1  # micro-batches per optimizer step: the effective batch is batch_size * grad_accum
     lr: float = 2e-4  # peak learning rate
@@ -93,6 +106,7 @@ class TrainConfig:
     ckpt_every: int = 1000  # steps per checkpoint; 0: only stop and final checkpoints
     keep_last: int | None = 3  # periodic checkpoints kept; None: all
     sample_every: int = 1000  # steps per sample grid; 0: none
+    first_look: float = 0.05  # an early grid and checkpoint at this fraction of the run (or after a minute); 0: none
     eval_every: int = 0  # steps per call of the eval_fn (default: chapter 13's proxy, part 08b's EVAL_FNS); 0: none
     eval_n: int = 200  # samples per evaluation of the default eval_fn
     best_metric: str | None = None  # keep checkpoints/best.pt at the lowest value of this eval metric, e.g. 'proxy_fd'
@@ -152,6 +166,8 @@ def _validate(c: TrainConfig):
     check_float('TrainConfig.weight_decay', c.weight_decay, 0)
     check_float('TrainConfig.p2_gamma', c.p2_gamma)
     check_float('TrainConfig.dream_p', c.dream_p, 0)
+    check_float('TrainConfig.minutes', c.minutes, 0, lo_open=True, none_ok=True)
+    check_float('TrainConfig.first_look', c.first_look, 0, 1)
     if c.best_metric is not None and not c.eval_every:
         raise ValueError(f"TrainConfig.best_metric={c.best_metric!r} needs eval_every > 0")
     make_schedule(c.schedule, c.T, c.zero_terminal_snr)  # raises for an unknown schedule kind
@@ -170,6 +186,24 @@ def lr_at(
         return lr * (step + 1) / warmup_steps
     progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
     return lr * (min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+# %% ../nbs/08c_trainer.ipynb #acae54e37e7d407bbb7b55eff062a284
+PLAN_SKIP, PLAN_FIRST = 3, 10  # steps of a session not timed, then timed before its first plan
+PLAN_EVERY = 0.05  # the share of the budget between two plans
+FIRST_LOOK_S = 60.0  # seconds of training after which the first look is taken, if `first_look` of the run comes later
+
+
+def plan_steps(
+    step: int,  # k: steps done
+    max_steps: int,  # K_max: the most the run may take (cfg.steps)
+    left_s: float,  # B - E - R: seconds of the budget left for training
+    s_per_step: float,  # what one more step costs: the recent step time plus the time between steps, per step
+) -> int:
+    "The run's length K that fits in the budget, eq. 8.9: k + floor(left / s), at least k, at most K_max."
+    if s_per_step <= 0:
+        return max_steps
+    return max(step, min(max_steps, step + math.floor(max(0.0, left_s) / s_per_step)))
 
 
 # %% ../nbs/08c_trainer.ipynb #2c78226d
@@ -202,6 +236,8 @@ RESUME_MAY_CHANGE = (
     'compile',
     'compile_backend',
     'channels_last',
+    'minutes',
+    'first_look',
 )  # the rest must match
 
 
@@ -250,6 +286,11 @@ class Trainer:
         self.ckpt_dir = self.run_dir / 'checkpoints'
         self.step, self.batches_seen, self._data = 0, 0, None
         self._stop, self._agreed, self._in_step = None, False, False
+        self.clock = time.perf_counter  # times the budget and the first look (a test may set a fake clock)
+        self.budget_reserve = None  # budget_reserve(s_per_step) -> seconds of the budget kept for after training
+        self.planned_steps, self.s_per_step, self.spent_s, self.first_look_done = None, None, 0.0, False
+        self._t_fit, self._step_s, self._start, self._times = None, 0.0, (0.0, 0.0), (0.0, 0.0)  # `fit`, `_agree`
+        self._fit_step, self._base, self._mark, self._planned = 0, None, None, False  # the plan's marks (`_replan`)
         seed_everything(cfg.seed)
         self.gen = torch.Generator(self.device).manual_seed(cfg.seed)
 
@@ -263,7 +304,7 @@ class Trainer:
             'ema': self.ema.state_dict(),
             'optimizer': self.opt.state_dict(),
             'scaler': self.acc.scaler.state_dict() if self.acc.scaler else {},
-            'lr_schedule': {'step': self.step, 'lr': lr_at(self.step, c.lr, c.warmup_steps, c.steps, c.min_lr_ratio)},
+            'lr_schedule': {'step': self.step, 'lr': self.current_lr()},
             'rng': capture_rng_state(),
             'generator': self.gen.get_state(),
             'data': {
@@ -277,6 +318,8 @@ class Trainer:
             'model_config': _model_config(self.model),
             'model_class': model_class_name(self.model),
             'best': self.best,
+            'plan': {'steps': self.planned_steps, 's_per_step': self.s_per_step, 'spent_s': self._elapsed()},
+            'first_look_done': self.first_look_done,
         }
 
     def load_state_dict(self, state: dict):
@@ -296,6 +339,9 @@ class Trainer:
         self.gen.set_state(state['generator'])
         self.step, self.batches_seen, self._data = int(state['step']), int(state['data']['batches_seen']), None
         self.best = state.get('best')
+        plan = state.get('plan') or {}  # older checkpoints: no plan, no time spent, no first look to take
+        self.planned_steps, self.s_per_step = plan.get('steps'), plan.get('s_per_step')
+        self.spent_s, self.first_look_done = float(plan.get('spent_s', 0.0)), bool(state.get('first_look_done', True))
 
     def save(self, kind: str = 'step') -> Path:
         "Write a checkpoint of the current state (kind 'step', 'stop' or 'final'), rotate old ones; the main process."
@@ -396,7 +442,7 @@ class Trainer:
                 loss += micro.detach() / c.grad_accum  # backward divides by grad_accum
         loss = self._agree(loss)
         t1 = self._now()
-        lr = lr_at(self.step, c.lr, c.warmup_steps, c.steps, c.min_lr_ratio)
+        lr = self.current_lr()
         for group in self.opt.param_groups:
             group['lr'] = lr
         gn = self.acc.clip_grad_norm_(self.model.parameters(), c.grad_clip or math.inf)  # unscales fp16 grads first
@@ -417,14 +463,15 @@ class Trainer:
         }
 
     def _agree(self, loss: torch.Tensor) -> torch.Tensor:
-        "The loss averaged over processes; sets `_agreed` if any process was asked to stop (one all-reduce, ch. 15)."
-        if self.acc.num_processes == 1:
-            self._agreed = bool(self._stop)
+        "The mean loss; sets `_agreed` (a stop asked anywhere) and `_times` (mean clocks): one all-reduce (ch. 15)."
+        n, times = self.acc.num_processes, self._start  # as this step began: the run's s, this session's step s
+        if n == 1:
+            self._agreed, self._times = bool(self._stop), times
             return loss
-        stop = torch.tensor(float(bool(self._stop)), device=loss.device)
-        s = self.acc.reduce(torch.stack([loss.float(), stop]), 'sum')
-        self._agreed = bool(s[1] > 0)
-        return s[0] / self.acc.num_processes
+        rest = torch.tensor([float(bool(self._stop)), *times], device=loss.device)
+        s = self.acc.reduce(torch.cat([loss.float()[None], rest]), 'sum')
+        self._agreed, self._times = bool(s[1] > 0), (s[2].item() / n, s[3].item() / n)
+        return s[0] / n
 
     def _check_step_finite(self, loss, grad_norm):
         "Raise NonFiniteLossError (gradients dropped) if the loss, or the grad norm outside fp16, is not finite."
@@ -526,15 +573,81 @@ class Trainer:
             self.model.train(was_training)
         return paths
 
+    # ---- the run's length: a time budget, and a first look
+    @property
+    def total_steps(self) -> int:
+        "K, the run's length: cfg.steps, or with a time budget the latest plan (at most cfg.steps)."
+        c = self.cfg
+        return min(c.steps, self.planned_steps) if c.minutes and self.planned_steps is not None else c.steps
+
+    def current_lr(self) -> float:
+        "The learning rate of the next optimizer step: eq. 8.8 over the run's length `total_steps`."
+        c = self.cfg
+        return lr_at(self.step, c.lr, c.warmup_steps, self.total_steps, c.min_lr_ratio)
+
+    def _elapsed(self) -> float:
+        "Seconds this run has trained, by `self.clock`: earlier `fit` calls (resumed ones too) and the current one."
+        return self.spent_s + (self.clock() - self._t_fit if self._t_fit is not None else 0.0)
+
+    def _reserve(self, s_per_step: float | None) -> float:
+        return self.budget_reserve(s_per_step or 0.0) if self.budget_reserve else 0.0
+
+    def _set_plan(self, steps: int, s_per_step: float | None, left_s: float, bar):
+        "Make `steps` the run's length; log the plan (events.jsonl, the bar; the first of a fit is also printed)."
+        self.planned_steps, self.s_per_step = steps, s_per_step
+        if self.is_main:
+            rec = {'step': self.step, 'event': 'plan', 'steps': steps, 's_per_step': s_per_step, 'left_s': left_s}
+            append_event(self.run_dir, rec)
+            if self.cfg.progress and not self._planned and s_per_step:
+                tqdm.write(f"time budget {self.cfg.minutes:g} min: {s_per_step:.3g} s per step -> {steps} steps")
+        bar.total = steps
+        bar.refresh()
+
+    def _replan(self, bar):
+        "With a time budget: re-plan the run's length from the recent speed when due (eq. 8.9); end it when spent."
+        c, budget = self.cfg, self.cfg.minutes * 60
+        k, (e, t) = self.step - 1, self._times  # agreed as this step began: k steps done, the run's s, this session's
+        if self._base is None:  # a session's first steps pay for allocations and kernel selection: not timed
+            if k - self._fit_step >= PLAN_SKIP:
+                self._base = self._mark = (k, e, t)
+        elif (k - self._mark[0] >= PLAN_FIRST) if not self._planned else (e - self._mark[1] >= PLAN_EVERY * budget):
+            (k0, _, t0), (kb, eb, tb) = self._mark, self._base
+            s = (t - t0) / (k - k0) + max(0.0, (e - eb) - (t - tb)) / (k - kb)  # recent step + between steps
+            left = budget - e - self._reserve(s)
+            self._set_plan(max(self.step, plan_steps(k, c.steps, left, s)), s, left, bar)
+            self._mark, self._planned = (k, e, t), True
+            return
+        s = self.s_per_step
+        left = budget - e - self._reserve(s)
+        if self.total_steps > self.step and (left <= 0 or (s and left < 2 * s)):  # this step took one s of `left`:
+            self._set_plan(self.step, s, left, bar)  # the next one would not fit, so the run ends here
+
+    def _first_look(self):
+        "Once per run (at `first_look` of it, or after FIRST_LOOK_S): an early sample grid and checkpoint."
+        c = self.cfg
+        if self.first_look_done or not c.first_look:
+            return
+        if self.step < c.first_look * self.total_steps and self._times[0] < FIRST_LOOK_S:
+            return
+        self.first_look_done = True  # before saving: the checkpoint records it
+        if c.sample_every and self.step < c.sample_every and self.is_main:
+            with torch.random.fork_rng(devices=[self.device.index or 0] if self.device.type == 'cuda' else []):
+                self.save_samples()  # its own generator; the fork guards the training's against any sample_fn
+        if c.ckpt_every and self.step < c.ckpt_every:
+            self.save()
+
     # ---- the loop
     def _after_step(self, m: dict, window: list, bar):
-        "Everything between two steps: progress, metrics, samples, checkpoints, evaluation, callbacks."
+        "Everything between two steps: the plan, progress, metrics, samples, checkpoints, evaluation, callbacks."
         c = self.cfg
         window.append(m)
         bar.update(1)
-        if self.step % c.log_every == 0 or self.step == c.steps:
+        if c.minutes:
+            self._replan(bar)
+        if self.step % c.log_every == 0 or self.step == self.total_steps:
             self._log(window, bar)
             window.clear()
+        self._first_look()
         if c.sample_every and self.step % c.sample_every == 0 and self.is_main:
             self.save_samples()
         if c.ckpt_every and self.step % c.ckpt_every == 0:
@@ -558,24 +671,31 @@ class Trainer:
 
     def fit(
         self,
-        until: int | None = None,  # stop after this many steps in total (default: cfg.steps)
+        until: int | None = None,  # stop after this many steps in total (default: the run's length)
     ) -> str:  # 'completed', 'paused' (reached `until`) or 'SIGTERM'
-        "Train to `cfg.steps` (or `until`); Ctrl-C/SIGTERM finish the step and save `ckpt_stop_<step>`."
+        "Train to `total_steps` (or `until`); Ctrl-C/SIGTERM finish the step and save `ckpt_stop_<step>`."
         c, window = self.cfg, []
-        end = min(until or c.steps, c.steps)
         self._prepare_run_dir()
         self._stop, self._agreed, self._in_step = None, False, False
+        self._t_fit, self._step_s, self._times = self.clock(), 0.0, (self.spent_s, 0.0)
+        self._fit_step, self._base, self._mark, self._planned = self.step, None, None, False
         self._tb = open_tensorboard(self.run_dir, c.tensorboard and self.is_main)
         show = c.progress and self.is_main
         if show:
             tqdm.write(f"training on {self.device} in {self.precision} ({self.precision_reason}); {self.batch_text()}")
         desc = f'train {self.precision}'
-        bar = tqdm(total=c.steps, initial=self.step, disable=not show, desc=desc, dynamic_ncols=True)
+        bar = tqdm(total=self.total_steps, initial=self.step, disable=not show, desc=desc, dynamic_ncols=True)
+        left = c.minutes * 60 - self.spent_s - self._reserve(self.s_per_step) if c.minutes else math.inf
+        if left <= 0 or left < (self.s_per_step or 0.0):  # resumed with no step left in its budget: end here
+            self._set_plan(self.step, self.s_per_step, left, bar)
         try:
             with StopSignals(self._request_stop):
-                while self.step < end and not self._stopping():
+                while self.step < min(until or c.steps, self.total_steps) and not self._stopping():
                     self._in_step = True
+                    t = self.clock()
+                    self._start = (self.spent_s + t - self._t_fit, self._step_s)  # this process's clocks, for `_agree`
                     m = self.train_step()
+                    self._step_s += self.clock() - t
                     self._in_step = False
                     self._after_step(m, window, bar)
         except KeyboardInterrupt:
@@ -586,6 +706,7 @@ class Trainer:
             self._stop = 'KeyboardInterrupt'
         finally:
             bar.close()
+            self.spent_s, self._t_fit = self._elapsed(), None
             if self._tb is not None:
                 self._tb.close()
         if self._stopping():
@@ -597,7 +718,7 @@ class Trainer:
             if self.is_main:
                 tqdm.write(msg)
             return self._stop
-        if self.step >= c.steps:
+        if self.step >= self.total_steps:
             self.save('final')
             return 'completed'
         return 'paused'
