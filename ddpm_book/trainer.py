@@ -599,7 +599,7 @@ class Trainer:
             rec = {'step': self.step, 'event': 'plan', 'steps': steps, 's_per_step': s_per_step, 'left_s': left_s}
             append_event(self.run_dir, rec)
             if self.cfg.progress and not self._planned and s_per_step:
-                tqdm.write(f"time budget {self.cfg.minutes:g} min: {s_per_step:.3g} s per step -> {steps} steps")
+                tqdm.write(f"time budget {self.cfg.minutes:.1f} min: {s_per_step:.3g} s per step -> {steps} steps")
         bar.total = steps
         bar.refresh()
 
