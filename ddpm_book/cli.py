@@ -9,6 +9,7 @@ import importlib.metadata
 import json
 import os
 import re
+import shlex
 import sys
 import time
 import typing
@@ -22,26 +23,43 @@ from ddpm_book.core import (
     save_images,
     check_int,
     check_float,
+    check_choice,
     check_output_file,
     check_output_dir,
     Registry,
     REGISTRIES,
 )
-from .data import get_dataset, DATASETS
+from ddpm_book.data import (
+    get_dataset,
+    DATASETS,
+    BookDataset,
+    dataset_from_record,
+    record_differences,
+    make_folder,
+    _labels_from_subfolders,
+)
 from .schedules import SCHEDULES, make_schedule
-from .unet import UNet, UNetConfig, PRESETS
+from .unet import UNet, UNetConfig, PRESETS, with_added_fields
 from .checkpoints import list_checkpoints, checkpoint_dir, run_checkpoint
-from .runs import save_points, write_json, launched_processes, launch_local
-from .trainer import TrainConfig, Trainer, TrainingInterrupted
+from .runs import save_points, write_json, launched_processes, launch_local, read_data_record
+from ddpm_book.trainer import (
+    TrainConfig,
+    Trainer,
+    TrainingInterrupted,
+    initial_state,
+    init_problems,
+    apply_initial_state,
+)
 from .sampling import SAMPLERS, CLIPS
 from .solvers import FAST_SAMPLING
-from .pipeline import load_pipeline, trainer_sample_fn, tiny_unet_config
+from .pipeline import load_pipeline, trainer_sample_fn, tiny_unet_config, export_arguments, run_export
 from ddpm_book.evaluation import (
     eval_arguments,
     run_eval,
     add_grid_option,
 )  # also registers the Trainer's default eval_fn, the proxy
 from .diffusers_interop import convert_arguments, run_convert
+from .interpolation import interpolate_arguments, run_interpolate
 
 # %% auto #0
 __all__ = [
@@ -56,6 +74,11 @@ __all__ = [
     'FLAG_NAMES',
     'SESSION_FIELDS',
     'NONE',
+    'UNET_SET_ELSEWHERE',
+    'UNET_OPTIONS',
+    'UNET_MAY_CHANGE',
+    'DATA_FLAGS',
+    'DATA_MAY_CHANGE',
     'DEMO_UNET',
     'DEMO_MAX_STEPS',
     'DEMO_SAMPLES',
@@ -73,13 +96,23 @@ __all__ = [
     'fresh_defaults',
     'default_warmup',
     'train_config_arguments',
+    'unet_arguments',
+    'unet_settings',
+    'data_arguments',
+    'data_options',
     'train_config',
     'unet_config',
     'checkpoint_to_continue',
     'stored_dataset',
+    'run_dataset',
     'trainer_from_args',
     'build_trainer',
+    'start_from',
+    'caption_note',
+    'sample_command',
     'run_train_hooks',
+    'run_classes',
+    'label_indices',
     'demo_reserve_s',
 ]
 
@@ -394,6 +427,76 @@ def train_config_arguments(
     config_options(p, TrainConfig, d, skip, notes, CONFIG_PRESETS['quick'])
 
 
+UNET_SET_ELSEWHERE = ('image_size', 'in_channels', 'out_channels', 'num_classes', 'context_dim')  # data, --class-cond
+UNET_OPTIONS = tuple(f.name for f in fields(UNetConfig) if f.name not in UNET_SET_ELSEWHERE)  # options of `train`
+UNET_MAY_CHANGE = ('dropout', 'gradient_checkpointing')  # no weight changes: a continued or --init-from run may
+
+
+def unet_arguments(p: argparse.ArgumentParser):
+    "One option per UNet architecture field (--base-channels, --channel-mults, ...): a fresh run's, over its preset."
+    g, helps = (
+        p.add_argument_group("model architecture (a fresh run's UNet; default: the --preset's)"),
+        docments(UNetConfig),
+    )
+    for name in UNET_OPTIONS:
+        kind, _ = _field_type(UNetConfig, name)
+        kw = dict(dest=name, default=None, help=f"{helps[name]} (default: the preset's)".replace('%', '%%'))
+        if kind is bool:
+            kw['action'] = argparse.BooleanOptionalAction
+        elif kind is tuple:
+            kw.update(nargs='*', type=int, metavar='N')  # no number: an empty tuple (--attn-resolutions)
+        else:
+            kw.update(type=kind, metavar=kind.__name__.upper())
+        g.add_argument(train_flag(name), **kw)
+
+
+def unet_settings(args) -> dict:
+    "The UNet fields that the options give: --base-channels 192 -> {'base_channels': 192}."
+    return {
+        k: tuple(v) if isinstance(v, list) else v for k in UNET_OPTIONS if (v := getattr(args, k, None)) is not None
+    }
+
+
+DATA_FLAGS = dict(  # data set option -> its `train` option; given only to the data sets that declare it (DATASETS)
+    channels=dict(
+        type=int, choices=(1, 3), help='image channels, 1 (grey) or 3 (colour) (default: 3 if any image has colour)'
+    ),
+    strict=dict(
+        action=argparse.BooleanOptionalAction,
+        help='refuse a folder with unreadable images (default: skip, naming them)',
+    ),
+    flip=dict(action=argparse.BooleanOptionalAction, help='random horizontal flips (default: off)'),
+    random_crop=dict(
+        action=argparse.BooleanOptionalAction, help='random square crops of 80-100%% of the shorter side (default: off)'
+    ),
+    center_crop=dict(
+        action=argparse.BooleanOptionalAction, help='crop the centre square (default) or squash to a square'
+    ),
+    caption_column=dict(metavar='NAME', help="the metadata.jsonl key of the captions (default: text)"),
+    holdout=dict(type=float, metavar='F', help='the fraction of a folder held out as its test split (default: 0.1)'),
+)
+
+
+def data_arguments(p: argparse.ArgumentParser):
+    "The data set options of `train` (--channels, --flip, ...), for the data sets that registered them as options."
+    g = p.add_argument_group('data options (for the data sets that take them, e.g. folder)')
+    for name, kw in DATA_FLAGS.items():
+        g.add_argument(train_flag(name), dest=name, default=None, **kw)
+
+
+def data_options(args, name: str) -> dict:
+    "The data options given for data set `name`; one that the set does not declare is refused, naming the flag."
+    given = {k: v for k in DATA_FLAGS if (v := getattr(args, k, None)) is not None}
+    takes = DATASETS.entry(check_choice('--data', name, DATASETS.names())).meta['options']
+    bad = [k for k in given if k not in takes]
+    if bad:
+        raise ValueError(
+            f"{', '.join(map(train_flag, bad))}: data set {name!r} takes no such option; its options: "
+            + (', '.join(train_flag(o) if o in DATA_FLAGS else o for o in takes) or 'none')
+        )
+    return given
+
+
 def _train_arguments(t, demo: bool = False):
     "Options of `train` (and `demo`, which fixes the data): every TrainConfig field, data, model, processes."
     if not demo:
@@ -417,6 +520,11 @@ def _train_arguments(t, demo: bool = False):
             '--image-size', type=int, default=None, help="resize images to this size (continuing: the run's)"
         )
         t.add_argument(
+            '--data-change',
+            action='store_true',
+            help="continue a run on data other than its own (another folder or data options); the size stays",
+        )
+        t.add_argument(
             '--resume',
             default='latest',
             help="'latest' (default: continue if checkpoints exist), a step, a file, or 'none'",
@@ -428,7 +536,11 @@ def _train_arguments(t, demo: bool = False):
             help='data-parallel processes on this machine (chapter 15; gloo on the CPU); '
             '--batch-size is split among them (default: 1)',
         )
-    t.add_argument('--root', default='data', help='data folder (default: data)')
+    t.add_argument(
+        '--root',
+        default=None,
+        help="the image folder, or where data sets are downloaded (default: data; continuing: the run's)",
+    )
     t.add_argument(
         '--preset',
         choices=sorted(PRESETS),
@@ -438,6 +550,7 @@ def _train_arguments(t, demo: bool = False):
         + ')',
     )
     t.add_argument('--quick', action='store_true', help='a tiny model for a few steps (smoke test)')
+    unet_arguments(t)
     if demo:
         train_config_arguments(
             t,
@@ -457,6 +570,7 @@ def _train_arguments(t, demo: bool = False):
         )
     else:
         train_config_arguments(t)
+        data_arguments(t)
 
 
 # %% ../nbs/14_cli.ipynb #65c469e3
@@ -493,16 +607,19 @@ def train_config(
 
 
 def unet_config(args, ds, class_cond: bool | None = None, default: UNetConfig | None = None) -> UNetConfig:
-    "The preset (or `default`), resized to the data set's channels/size; tiny with --quick."
+    "The preset (or `default`; tiny with --quick) sized to the data (channels, size, classes), then the UNet options."
     c, size, _ = ds[0]['x'].shape
     ncls = len(ds.classes) if (args.class_cond if class_cond is None else class_cond) else None
     if args.quick:
-        return tiny_unet_config(size, c, ncls)
-    if default is not None and args.preset is None:
-        return UNetConfig(**{**asdict(default), 'image_size': size, 'in_channels': c, 'num_classes': ncls})
-    return UNetConfig.preset(
-        args.preset or ('mnist' if c == 1 else 'cifar10'), image_size=size, in_channels=c, num_classes=ncls
-    )
+        base = tiny_unet_config(size, c, ncls)
+    elif default is not None and args.preset is None:
+        base = UNetConfig(**{**asdict(default), 'image_size': size, 'in_channels': c, 'num_classes': ncls})
+    else:
+        base = UNetConfig.preset(
+            args.preset or ('mnist' if c == 1 else 'cifar10'), image_size=size, in_channels=c, num_classes=ncls
+        )
+    given = unet_settings(args)
+    return UNetConfig(**{**asdict(base), **given}) if given else base
 
 
 # %% ../nbs/14_cli.ipynb #314168e7
@@ -516,7 +633,20 @@ def checkpoint_to_continue(args) -> tuple[Path, dict] | None:
                 "--resume latest or choose a new --out"
             )
         return None
-    return run_checkpoint(args.out, int(args.resume) if args.resume.isdigit() else args.resume, missing_ok=True)
+    spec = args.resume
+    if spec == 'book' or (spec != 'latest' and not spec.isdigit() and _outside(spec, args.out)):
+        raise ValueError(
+            f"--resume {spec} continues the run in --out '{args.out}' with its own settings and optimizer, and "
+            f"'{spec}' is not a checkpoint of it; to start a new run from those weights (with a new learning rate, "
+            f"steps, data or frozen parts), use --init-from {spec}"
+        )
+    return run_checkpoint(args.out, int(spec) if spec.isdigit() else spec, missing_ok=True)
+
+
+def _outside(path: str, run_dir) -> bool:
+    "Whether the existing file `path` lies outside the run folder `run_dir`."
+    p = Path(path)
+    return p.exists() and not p.resolve().is_relative_to(Path(run_dir).resolve())
 
 
 def stored_dataset(run_dir) -> str | None:
@@ -526,6 +656,52 @@ def stored_dataset(run_dir) -> str | None:
 
 
 # %% ../nbs/14_cli.ipynb #5cc2154c
+DATA_MAY_CHANGE = ('strict',)  # data options a continued run may change without --data-change: not the items
+
+
+def run_dataset(
+    args,  # the parsed `train` (or `demo`) options
+    found: tuple | None,  # (path, state) of the checkpoint being continued, or None
+    image_size: int | None = None,  # a fresh run's size when --image-size is not given
+    presets: tuple = ('train',),  # the presets of a fresh run
+) -> BookDataset:
+    "A run's data: a fresh run's from the options; a continued run's from its data record, other data refused."
+    rec = read_data_record(args.out) if found else None
+    if rec is None:  # a fresh run, or one made before runs recorded their data
+        data = args.data or (stored_dataset(args.out) if found else None) or preset_settings(*presets)['data']
+        size = {'image_size': s} if (s := args.image_size or image_size) else {}
+        return get_dataset(data, root=args.root or 'data', split='train', **size, **data_options(args, data))
+    given = data_options(args, args.data or rec['name'])
+    keep = {k: given.pop(k) for k in DATA_MAY_CHANGE if k in given}
+    new = {**rec, 'name': args.data or rec['name'], 'options': {**rec.get('options', {}), **given}}
+    new.update({k: v for k, v in (('image_size', args.image_size), ('channels', given.get('channels'))) if v})
+    if args.root is not None and (rec.get('root') is not None or new['name'] != rec['name']):
+        new['root'] = str(Path(args.root).resolve())  # a data set without a folder ignores --root
+    differences = record_differences(rec, new)
+    if not differences:
+        return dataset_from_record(rec, **keep)
+    shape = [d for d in differences if d.startswith(('image_size', 'channels'))]
+    if shape or not getattr(args, 'data_change', False):
+        raise ValueError(
+            f"the data given is not the data of the run in '{args.out}': {'; '.join(differences)}; leave those "
+            "options out to continue on the run's own data (it needs no --root)"
+            + (
+                ", or start a new run from its weights (--init-from with another --out): its model takes that shape"
+                if shape
+                else ', or give --data-change to continue on this data'
+            )
+        )
+    ds = dataset_from_record({**new, 'files': None}, **keep)
+    have, want = tuple(ds[0]['x'].shape), (rec['channels'], rec['image_size'], rec['image_size'])
+    if rec.get('channels') and have != want:
+        raise ValueError(
+            f"--data-change: {new['name']!r} gives items of shape {have}, and the model of the run in '{args.out}' "
+            f"takes {want}; start a new run from its weights instead (--init-from with another --out)"
+        )
+    print(f"continuing on other data (--data-change): {'; '.join(differences)}")
+    return ds
+
+
 def trainer_from_args(
     args,  # the parsed `train` (or `demo`) options
     found: tuple | None,  # (path, state) of the checkpoint being continued, or None
@@ -536,11 +712,9 @@ def trainer_from_args(
     what: str = 'train',  # the kind of run, for messages
 ) -> Trainer:
     "What every `train` run does: the data (--data, else the run's), config, seed, Trainer, the continued checkpoint."
-    data = args.data or (stored_dataset(args.out) if found else None) or preset_settings(*presets)['data']
-    size = args.image_size or image_size
-    ds = get_dataset(data, root=args.root, split='train', **({'image_size': size} if size else {}))
+    ds = run_dataset(args, found, image_size, presets)
     if ds[0]['x'].ndim != 3:
-        raise ValueError(f"{what} needs an image data set; {data!r} holds {ds[0]['x'].ndim}-D points")
+        raise ValueError(f"{what} needs an image data set; {ds.name!r} holds {ds[0]['x'].ndim}-D points")
     ds = wrap(ds) if wrap else ds
     cfg = train_config(args, found and found[1]['config'], presets)
     torch.manual_seed(cfg.seed)
@@ -578,18 +752,75 @@ def build_trainer(
             raise ValueError(
                 f"--class-cond needs a labelled data set; {getattr(ds, 'name', type(ds).__name__)!r} has no classes"
             )
-        ucfg = (
-            UNetConfig(**stored['model_config'])
-            if stored and args.preset is None
-            else unet_config(args, ds, cfg.class_cond, unet)
-        )
+        if getattr(ds, 'captions', None) is not None and not stored:
+            print(f"note: {caption_note(ds)}")
+        if stored and args.preset is None:
+            ucfg = UNetConfig(**stored['model_config'])
+            changed = {k: v for k, v in unet_settings(args).items() if getattr(ucfg, k) != v}
+            fixed = [k for k in changed if k not in UNET_MAY_CHANGE]
+            if fixed:
+                was = ', '.join(f"{k}={getattr(ucfg, k)!r} ({train_flag(k)} {changed[k]!r} given)" for k in fixed)
+                raise ValueError(
+                    f"the run in '{args.out}' has a UNet with {was}; a run's architecture cannot change when it "
+                    "continues: leave the option out, or start a new run (another --out)"
+                )
+            ucfg = UNetConfig(**{**asdict(ucfg), **changed})
+            init = None
+        elif cfg.init_from:
+            init, ucfg = start_from(args, cfg, ds)
+        else:
+            init, ucfg = None, unet_config(args, ds, cfg.class_cond, unet)
         sched = make_schedule(cfg.schedule, cfg.T, cfg.zero_terminal_snr)
         sample_fn = trainer_sample_fn(sched, tuple(ds[0]['x'].shape), cfg.pred_type, ucfg.num_classes)
-        return Trainer(UNet(ucfg), ds, cfg, sample_fn=sample_fn)
+        model = UNet(ucfg)
+        if init is not None:
+            apply_initial_state(model, init)  # before the Trainer: its EMA starts from these weights
+            print(f"starting from {init['source']}")
+        return Trainer(model, ds, cfg, sample_fn=sample_fn)
 
     return trainer_from_args(
         args, found, make, stored['model_config']['image_size'] if stored else image_size, presets=presets
     )
+
+
+def start_from(args, cfg: TrainConfig, ds) -> tuple[dict, UNetConfig]:
+    "(initial state, UNet config) of a fresh run --init-from a source: its architecture, refused if it cannot fit."
+    init = initial_state(cfg.init_from, cfg.init_weights)
+    if init.get('model_class', UNET_CLASS) != UNET_CLASS:
+        raise ValueError(
+            f"--init-from {cfg.init_from}: {init['source']} is a {init['model_class']} model, and this run trains "
+            "chapter 06's UNet (start a run of that kind with its --model)"
+        )
+    ncls = len(ds.classes) if cfg.class_cond else None
+    problems = init_problems(init, tuple(ds[0]['x'].shape), ncls)
+    ucfg = UNetConfig(**with_added_fields(init['model_config']))
+    given = [k for k, v in unet_settings(args).items() if k not in UNET_MAY_CHANGE and getattr(ucfg, k) != v]
+    problems += [f"{train_flag(k)}: the architecture is the source's ({k}={getattr(ucfg, k)!r})" for k in given]
+    problems += ['--preset: the architecture is the source\'s'] if args.preset else []
+    if problems:
+        raise ValueError(f"--init-from {cfg.init_from}: cannot start from {init['source']}: {'; '.join(problems)}")
+    changed = {k: v for k, v in unet_settings(args).items() if k in UNET_MAY_CHANGE}
+    return init, UNetConfig(**{**asdict(ucfg), **changed})
+
+
+def caption_note(ds) -> str:
+    "What a plain UNet run on a captioned data set says: the captions are ignored, and how to train on them."
+    text = [f"--model {n}" for n in TRAIN_VARIANTS.names(model=True) if n == 'text']
+    text += [f"--{n} AUTOENCODER (chapter 17b)" for n in TRAIN_VARIANTS if n == 'latent']
+    how = f"to train text-to-image on them, add {' or '.join(text)}" if text else 'no registered kind of run uses them'
+    return f"this data set has captions ({len(ds.captions)}); a UNet run ignores them; {how}"
+
+
+def sample_command(tr: Trainer) -> str:
+    "The `ddpm-book sample` command line that samples a run: its checkpoints, labels by class name, a prompt."
+    ds, out = tr.dataset, Path(tr.cfg.run_dir)
+    argv = ['ddpm-book', 'sample', '--ckpt', str(out), '--out', str(out / 'samples.png')]
+    classes, captions = getattr(ds, 'classes', None), getattr(ds, 'captions', None)
+    if tr.cfg.class_cond and classes:
+        argv += ['--labels', *map(str, classes[:4]), '--guidance', '2']
+    elif captions and not isinstance(tr.model, UNet):  # a text model (a plain UNet ignores captions)
+        argv += ['--prompt', str(captions[0])]
+    return shlex.join(argv)
 
 
 def run_train_hooks(args):
@@ -613,6 +844,7 @@ def _cmd_train(args) -> int:
         print(f"training on {tr.device} in {tr.precision}; {tr.batch_text()}")  # else the Trainer says it
     status = tr.fit()
     print(f"{status} at step {tr.step}; checkpoints in {tr.ckpt_dir}")
+    print(f"sample it: {sample_command(tr)}")
     return 0 if status == 'completed' else 130
 
 
@@ -628,9 +860,20 @@ def _sample_arguments(s):
         '-n', '--n', dest='n', type=int, default=None, help='number of samples (default: one per --labels, else 16)'
     )
     s.add_argument(
-        '--labels', type=int, nargs='+', default=None, help='class of each sample (class-conditional models)'
+        '--labels',
+        nargs='+',
+        action='extend',
+        default=None,
+        metavar='CLASS',
+        help="class of each sample, by name (a folder's subfolder) or index (class-conditional models)",
     )
-    s.add_argument('--prompt', default=None, help='text prompt (text-conditional models)')
+    s.add_argument(
+        '--prompt',
+        nargs='+',
+        action='extend',
+        default=None,
+        help='text prompt of each sample; several prompts: one sample each (text-conditional models)',
+    )
     s.add_argument(
         '--sampler',
         choices=tuple(SAMPLERS),
@@ -650,12 +893,25 @@ def _sample_arguments(s):
         default='clip',
         help='x0 clipping (default: %(default)s)',
     )
-    s.add_argument('--seed', type=int, default=0, help='seed (default: 0)')
+    s.add_argument(
+        '--seed',
+        type=int,
+        nargs='+',
+        action='extend',
+        default=None,
+        help='seed; several seeds: the same samples once per seed, a row each (default: 0)',
+    )
     s.add_argument('--batch-size', type=int, default=None, help='sample at most this many at once')
     s.add_argument(
         '--out', default='samples.png', help=f"image grid file, {'/'.join(IMAGE_SUFFIXES)} (default: samples.png)"
     )
-    s.add_argument('--nrow', type=int, default=None, help='images per row')
+    s.add_argument('--nrow', type=int, default=None, help='images per row (several --seed: one row per seed)')
+    s.add_argument(
+        '--save-individual',
+        action='store_true',
+        help='also write every image as its own PNG, named by seed, index, label or prompt, into the folder '
+        'named as --out without its suffix',
+    )
     s.add_argument('--gif', default=None, help='also write the denoising trajectory to this .gif/.mp4')
     s.add_argument('--fps', type=int, default=12, help='frames per second of --gif (default: 12)')
     s.add_argument('--scale', type=int, default=2, help='enlarge the --gif frames by this factor (default: 2)')
@@ -665,78 +921,122 @@ def _sample_arguments(s):
 
 # %% ../nbs/14_cli.ipynb #ba96cceb
 def _sample_count(args) -> int:
-    "How many samples: -n, or one per --labels (a single label is repeated -n times)."
+    "How many samples per seed: -n, or one per --labels (or --prompt); a single label or prompt is repeated -n times."
     n = None if args.n is None else check_int('-n', args.n, 1)
-    if not args.labels:
-        return n or 16
-    if n is not None and len(args.labels) not in (1, n):
-        raise ValueError(
-            f"-n {n} samples but {len(args.labels)} --labels; give one label per sample, or one label for all"
-        )
-    return n or len(args.labels)
+    if args.labels and args.prompt:
+        raise ValueError('--labels and --prompt: give one of them (a model is class- or text-conditional)')
+    for what, given in (('label', args.labels), ('prompt', args.prompt)):
+        if given:
+            if n is not None and len(given) not in (1, n):
+                raise ValueError(
+                    f"-n {n} samples but {len(given)} --{what}{'s' * (what == 'label')}; give one {what} per sample, "
+                    f"or one {what} for all"
+                )
+            return n or len(given)
+    return n or 16
+
+
+def run_classes(ckpt) -> list[str] | None:
+    "The class names of the run that `ckpt` (a run folder or one of its checkpoints) trained on, from its data record."
+    p = Path(ckpt)
+    run_dir = p if p.is_dir() else p.parent.parent if p.parent.name == 'checkpoints' else None
+    rec = read_data_record(run_dir) if run_dir is not None and (run_dir / 'config.json').is_file() else None
+    if not rec:
+        return None
+    if rec.get('classes'):
+        return [str(c) for c in rec['classes']]
+    return _labels_from_subfolders([f[0] for f in rec['files']])[1] if rec.get('files') else None
+
+
+def label_indices(
+    labels: list,  # class names or indices (ints, or strings of digits)
+    classes: list[str] | None,  # the run's class names (run_classes), None if it records none
+) -> list[int]:
+    "--labels as class indices: a name of the run's classes, else an index; an unknown name is refused with the names."
+    out = []
+    for v in labels:
+        if classes and str(v) in classes:
+            out.append(classes.index(str(v)))
+        elif isinstance(v, int) or str(v).lstrip('-').isdigit():
+            out.append(int(v))
+        else:
+            valid = f"its classes: {', '.join(classes)}" if classes else 'this run records no class names'
+            raise ValueError(f"--labels {v}: no such class; {valid} (or give class indices)")
+    return out
+
+
+def _file_tag(text: str) -> str:
+    "A label or prompt as part of a file name: letters, digits, '-' and '_', at most 40 characters."
+    return re.sub(r'[^A-Za-z0-9-]+', '_', str(text)).strip('_')[:40] or 'x'
 
 
 def _sample_to_files(args) -> torch.Tensor:
-    "Sample as the `sample` options say, write the grid (and trajectory); return the images."
+    "Sample as the `sample` options say, write the grid (and trajectory, and single images); return the images."
     check_output_file(args.out, '--out', IMAGE_SUFFIXES)
     if args.gif:
         check_output_file(args.gif, '--gif', ANIMATION_SUFFIXES)
+    singles = Path(args.out).with_suffix('') if getattr(args, 'save_individual', False) else None
+    if singles is not None:
+        check_output_dir(singles, '--save-individual')
     n = _sample_count(args)
+    seeds = [args.seed] if isinstance(args.seed, int) else list(args.seed or [0])
     for k, lo in (('nrow', 1), ('fps', 1), ('scale', 1), ('batch_size', 1)):
         check_int(f"--{k.replace('_', '-')}", getattr(args, k), lo, none_ok=True)
     pipe = load_pipeline(args.ckpt, ema=not args.raw, device=args.device if args.device != 'auto' else None)
-    labels = args.labels * n if args.labels and len(args.labels) == 1 else args.labels
-    cond = {'labels': labels} if labels else ({'prompts': [args.prompt] * n} if args.prompt is not None else {})
-    out = pipe.sample(
-        n,
-        sampler=args.sampler,
-        steps=args.steps,
-        eta=args.eta,
-        spacing=args.spacing,
-        guidance=args.guidance,
-        clip=None if args.clip == 'none' else args.clip,
-        generator=torch.Generator().manual_seed(args.seed),
-        batch_size=args.batch_size,
-        return_trajectory=bool(args.gif),
-        progress=True,
-        **cond,
-    )
-    images = out.images if args.gif else out
-    save_images(images.cpu(), args.out, nrow=args.nrow, value_range=(-1, 1))
-    print(f"wrote {args.out}: {n} samples, {args.sampler}, {args.steps} steps")
+    classes = run_classes(args.ckpt) if args.labels else None
+    labels = label_indices(args.labels, classes) if args.labels else None
+    labels = labels * n if labels and len(labels) == 1 else labels
+    prompts = (args.prompt * n if len(args.prompt) == 1 else args.prompt) if args.prompt else None
+    cond = {'labels': labels} if labels else ({'prompts': prompts} if prompts else {})
+    images, trajectory = [], None
+    for seed in seeds:
+        out = pipe.sample(
+            n,
+            sampler=args.sampler,
+            steps=args.steps,
+            eta=args.eta,
+            spacing=args.spacing,
+            guidance=args.guidance,
+            clip=None if args.clip == 'none' else args.clip,
+            generator=torch.Generator().manual_seed(seed),
+            batch_size=args.batch_size,
+            return_trajectory=bool(args.gif) and trajectory is None,
+            progress=True,
+            **cond,
+        )
+        if bool(args.gif) and trajectory is None:
+            out, trajectory = out.images, out.trajectory
+        images.append(out.cpu())
+    images = torch.cat(images)
+    nrow = args.nrow or (n if len(seeds) > 1 else None)
+    save_images(images, args.out, nrow=nrow, value_range=(-1, 1))
+    per_seed = f" ({n} per seed, seeds {' '.join(map(str, seeds))})" if len(seeds) > 1 else ''
+    print(f"wrote {args.out}: {len(images)} samples{per_seed}, {args.sampler}, {args.steps} steps")
+    if singles is not None:
+        for j, x in enumerate(images):
+            seed, i = seeds[j // n], j % n
+            tag = (classes[labels[i]] if classes and labels[i] < len(classes) else labels[i]) if labels else None
+            tag = prompts[i] if prompts else tag
+            name = f"seed{seed}-{i:03d}" + (f"-{_file_tag(tag)}" if tag is not None else '') + '.png'
+            save_images(x, singles / name, value_range=(-1, 1))
+        print(f"wrote {len(images)} images into {singles}")
     if args.gif:
         from ddpm_book.interpolation import save_animation
 
-        frames = torch.stack([x[: min(n, 8)] for x in out.trajectory])  # (steps+1, k, C, H, W)
+        frames = torch.stack([x[: min(n, 8)] for x in trajectory])  # (steps+1, k, C, H, W)
         save_animation(frames, args.gif, fps=args.fps, scale=args.scale)
         print(f"wrote {args.gif}: {len(frames)} frames")
-    return images.cpu()
+    return images
 
 
 @command('sample', 'sample a checkpoint into an image grid', _sample_arguments)
 def _cmd_sample(args) -> int:
-    "ddpm-book sample: sample a checkpoint into an image grid (and optionally a trajectory GIF)."
+    "ddpm-book sample: sample a checkpoint into an image grid (and optionally a trajectory GIF and single images)."
     _sample_to_files(args)
     return 0
 
 
 # %% ../nbs/14_cli.ipynb #3a7d86d2
-def _interpolate_arguments(i):
-    "Options of `interpolate`."
-    i.add_argument('--ckpt', required=True, help="checkpoint file, run folder, or 'book' (the shipped model)")
-    i.add_argument(
-        '--seeds', type=int, nargs=2, default=[1, 2], metavar=('A', 'B'), help='the two seeds (default: 1 2)'
-    )
-    i.add_argument('--frames', type=int, default=16, help='number of frames (default: 16)')
-    i.add_argument('--out', default='walk.gif', help='output .gif or .mp4 (default: walk.gif)')
-    i.add_argument('--steps', type=int, default=50, help='DDIM steps per frame (default: 50)')
-    i.add_argument('--fps', type=int, default=8, help='frames per second (default: 8)')
-    i.add_argument('--loop', type=int, default=0, help='GIF loop count, 0 = forever (default: 0)')
-    i.add_argument('--label', type=int, default=None, help='class of the walk (class-conditional models)')
-    i.add_argument('--scale', type=int, default=2, help='enlarge frames by this factor (default: 2)')
-    i.add_argument('--device', default='auto', help="'auto' (default), 'cpu', 'cuda', ...")
-
-
 command(
     'eval', 'judge a checkpoint: FD/KID against real images (--data) with their floor (chapter 13)', eval_arguments
 )(run_eval)
@@ -745,27 +1045,57 @@ command(
     'turn a diffusers UNet2DModel folder (e.g. google/ddpm-cifar10-32) into a checkpoint of this book (chapter 10c)',
     convert_arguments,
 )(run_convert)
+command(
+    'interpolate',
+    'animate an interpolation between two seeds, or two prompts, of any model the book trains (chapter 12)',
+    interpolate_arguments,
+)(run_interpolate)
+command(
+    'export',
+    'write a run as a folder to share: safetensors weights, config and a model card, or a diffusers folder (10b)',
+    export_arguments,
+)(run_export)
 
 
-@command('interpolate', 'animate an interpolation between two seeds', _interpolate_arguments)
-def _cmd_interpolate(args) -> int:
-    "ddpm-book interpolate: an animation between the samples of two seeds."
-    from ddpm_book.interpolation import interpolate_to_file
-
-    check_output_file(args.out, '--out', ANIMATION_SUFFIXES)
-    path = interpolate_to_file(
-        args.ckpt,
-        seeds=tuple(args.seeds),
-        frames=args.frames,
-        out=args.out,
-        steps=args.steps,
-        fps=args.fps,
-        loop=args.loop,
-        label=args.label,
-        device=args.device if args.device != 'auto' else None,
-        scale=args.scale,
+# %% ../nbs/14_cli.ipynb #7cdc8c89c7104fffa095e18ddfef8986
+def _make_folder_arguments(p):
+    "Options of `make-folder`."
+    p.add_argument('--out', required=True, help='the folder to write')
+    p.add_argument('-n', '--n', dest='n', type=int, default=40, help='readable pictures (default: 40)')
+    p.add_argument(
+        '--captions', action='store_true', help='also write metadata.jsonl: a caption for every picture (column text)'
     )
-    print(f"wrote {path}: {args.frames} frames between seeds {args.seeds[0]} and {args.seeds[1]}")
+    p.add_argument('--seed', type=int, default=0, help='the same seed writes the same files (default: 0)')
+    p.add_argument(
+        '--image-size', type=int, default=64, help='pictures are 75-130%% of this on each side (default: 64)'
+    )
+    p.add_argument(
+        '--no-broken', dest='broken', action='store_false', help='leave out the corrupt JPEG and the text file'
+    )
+
+
+@command(
+    'make-folder',
+    'write a folder of simple pictures, mixed as real folders are, to try the folder path on (chapter 01)',
+    _make_folder_arguments,
+)
+def _cmd_make_folder(args) -> int:
+    "ddpm-book make-folder: a folder of pictures in class subfolders, mixed formats, modes and sizes."
+    out = make_folder(
+        check_output_dir(args.out, '--out'),
+        n=args.n,
+        captions=args.captions,
+        seed=args.seed,
+        image_size=args.image_size,
+        broken=args.broken,
+    )
+    classes = sorted(p.name for p in out.iterdir() if p.is_dir())
+    print(
+        f"wrote {args.n} pictures into {out}, in the class subfolders {', '.join(classes)}"
+        + (', with captions (metadata.jsonl)' if args.captions else '')
+        + ('; and a corrupt JPEG and a text file, as real folders have' if args.broken else '')
+    )
+    print(f"train on it: {shlex.join(['ddpm-book', 'train', '--data', 'folder', '--root', str(out)])} --out RUN")
     return 0
 
 
@@ -879,7 +1209,7 @@ def _cmd_demo(args) -> int:
         )
     )
     agreement = label_agreement(clf, x, torch.tensor(labels))
-    _cmd_interpolate(
+    run_interpolate(  # chapter 12's command; the options not given take their defaults
         argparse.Namespace(
             ckpt=args.out,
             seeds=[1, 2],
@@ -887,8 +1217,6 @@ def _cmd_demo(args) -> int:
             out=str(run_dir / 'walk.gif'),
             steps=walk['steps'],
             fps=8,
-            loop=0,
-            label=None,
             device=args.device,
             scale=4,
         )

@@ -32,6 +32,7 @@ __all__ = [
     'CONFIG_SUFFIXES',
     'read_config_file',
     'config_keys',
+    'kind_items',
     'check_setting',
     'apply_configs',
     'set_deterministic',
@@ -64,6 +65,40 @@ for _name, _settings, _help in (
             eval_n=1000,
         ),
         "Ho et al.'s CIFAR-10 recipe, for a GPU",
+    ),
+    (
+        'folder64',
+        dict(
+            data='folder',
+            image_size=64,
+            preset='folder64',
+            schedule='cosine',
+            steps=20_000,
+            batch_size=16,
+            lr=5e-4,
+            warmup_steps=200,
+            ema_decay=0.999,
+            ckpt_every=500,
+            sample_every=1000,
+        ),
+        'your folder of pictures (--root DIR) at 64 x 64, with the light UNet folder64 (3.8M): for a CPU',
+    ),
+    (
+        'folder128',
+        dict(
+            data='folder',
+            image_size=128,
+            preset='folder128',
+            schedule='cosine',
+            steps=100_000,
+            batch_size=8,
+            lr=2e-4,
+            warmup_steps=1000,
+            ema_decay=0.999,
+            ckpt_every=2000,
+            sample_every=2000,
+        ),
+        "your folder of pictures (--root DIR) at 128 x 128, seed 004's 192-channel UNet (folder128): for a GPU",
     ),
 ):
     CONFIG_PRESETS.register(_name, _settings, help=_help)
@@ -118,8 +153,11 @@ def config_keys() -> dict[str, dict]:
         if a.dest in hooks:
             continue  # --config, --set, --deterministic themselves
         flag = isinstance(a, (argparse._StoreTrueAction, argparse._StoreFalseAction, argparse.BooleanOptionalAction))
-        kind = 'bool' if flag else {int: 'int', float: 'float'}.get(a.type, 'str')
+        item = {int: 'int', float: 'float'}.get(a.type, 'str')
+        kind = 'bool' if flag else 'tuple' if a.nargs in ('*', '+') else item  # --channel-mults 1 2 3 4: a list
         keys[a.dest] = dict(kind=kind, choices=a.choices, none_ok=True, options=tuple(a.option_strings))
+        if kind == 'tuple':
+            keys[a.dest]['item'] = item
     for f in fields(TrainConfig):
         if f.name != 'run_dir':  # the key is `out`, as the option
             options = keys.get(f.name, {}).get('options', ())
@@ -147,6 +185,14 @@ def _as_kind(value, kind: str):
     raise TypeError
 
 
+def kind_items(values: tuple, kind: str) -> tuple | None:
+    "The elements of a list setting as `kind` values (e.g. channel_mults: [1, 2, 3, 4]), None if one is not."
+    try:
+        return tuple(_as_kind(v, kind) for v in values)
+    except (TypeError, ValueError):
+        return None
+
+
 def check_setting(key: str, value, source: str, keys: dict | None = None):
     "`key`'s value from `source` (file, '--set ...'), checked by TrainConfig; errors name key, source, what is valid."
     keys = config_keys() if keys is None else keys
@@ -166,6 +212,10 @@ def check_setting(key: str, value, source: str, keys: dict | None = None):
         typed = _as_kind(value, spec['kind'])
     except (TypeError, ValueError):
         raise TypeError(f"{source}: {key} must be a {spec['kind']}, got {value!r} ({type(value).__name__})") from None
+    if spec.get('item'):
+        typed = kind_items(typed, spec['item'])
+        if typed is None:
+            raise TypeError(f"{source}: {key} must be a list of {spec['item']}s, got {value!r}")
     if spec['choices'] and typed not in spec['choices']:
         raise ValueError(f"{source}: {key} must be one of {', '.join(map(str, spec['choices']))}; got {typed!r}")
     if key in TrainConfig.__dataclass_fields__:

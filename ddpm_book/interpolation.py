@@ -4,16 +4,20 @@
 
 # %% ../nbs/12_interpolation.ipynb #f76ea733
 from __future__ import annotations
+import argparse
 import importlib.util
 import io
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 import ipywidgets as widgets
 import imageio.v3 as iio
 from PIL import Image
-from .core import atomic_write, image_grid, check_choice, check_int, check_float
+from .core import atomic_write, image_grid, check_choice, check_int, check_float, check_output_file, Registry
+from .checkpoints import unwrap, class_name
 from tqdm.auto import tqdm
 from .forward import NoiseSchedule
 from ddpm_book.sampling import (
@@ -25,17 +29,27 @@ from ddpm_book.sampling import (
     _run_pairs,
 )
 from .forward import StaticPicture
-from .pipeline import load_pipeline, PIXELATED_CSS
+from .pipeline import Pipeline, load_pipeline, class_key, PIXELATED_CSS
 
 # %% auto #0
 __all__ = [
     'INTERPOLATIONS',
+    'WALKS',
     'ANIMATION_FORMATS',
     'lerp',
     'slerp',
     'noise_for_seeds',
+    'WalkKind',
+    'pixel_noise',
+    'text_embed',
+    'walk_kind',
+    'walk_noise',
+    'walk_points',
     'decode',
+    'walk_frames',
     'seed_walk',
+    'prompt_path',
+    'prompt_walk',
     'ddim_invert',
     'invert',
     'interpolate_images',
@@ -45,6 +59,8 @@ __all__ = [
     'trajectory_frames',
     'interpolation_widget',
     'interpolate_to_file',
+    'interpolate_arguments',
+    'run_interpolate',
 ]
 
 
@@ -130,36 +146,207 @@ def noise_for_seeds(
     )
 
 
+# %% ../nbs/12_interpolation.ipynb #8dd0d8092fe74a7c96281538738b07e2
+@dataclass(frozen=True)
+class WalkKind:
+    "What a walk needs of one kind of pipeline (an entry of WALKS): its starting noise and its prompts as vectors."
+
+    noise: Callable  # (pipe, seeds) -> the seeds' noises batched: an (N, ...) tensor, or a list of them (one per level)
+    embed: Callable | None = None  # (pipe, prompts) -> {'context', 'context_mask'} model kwargs; None: no prompt walks
+
+
+WALKS = Registry('walk kind', group='walks')  # name -> WalkKind; meta pipeline: the class key of its Pipeline class
+
+
+def pixel_noise(pipe, seeds) -> torch.Tensor:
+    "A pixel-space pipeline's starting noise: `noise_for_seeds` of its sample shape."
+    return noise_for_seeds(seeds, pipe.shape)
+
+
+def text_embed(pipe, prompts) -> dict:
+    "Prompts as the text encoder's output, chapter 11b's `embed_prompts` on the pipeline's model."
+    from ddpm_book.text import embed_prompts  # chapter 11b, imported when a text model walks
+
+    return embed_prompts(unwrap(pipe.model), prompts)
+
+
+WALKS.register(
+    'unet',
+    WalkKind(pixel_noise),
+    help="chapter 10b's Pipeline: pixel noise; class labels",
+    pipeline=class_key(Pipeline),
+)
+WALKS.register(
+    'text',
+    WalkKind(pixel_noise, text_embed),
+    help="chapter 11b's TextPipeline: pixel noise; prompt walks",
+    pipeline='ddpm_book.text.TextPipeline',  # by name: chapter 11b is imported only when a text model walks
+)
+
+
+def walk_kind(pipe) -> WalkKind:
+    "The WalkKind of a pipeline: that of its class, or of the nearest base class with one."
+    for cls in type(pipe).__mro__:
+        names = WALKS.names(pipeline=class_name(cls))
+        if names:
+            return WALKS[names[0]]
+    known = ', '.join(f"{n} ({WALKS.entry(n).meta['pipeline']})" for n in WALKS)
+    raise ValueError(f"no walk kind is registered for {type(pipe).__name__}; registered: {known}")
+
+
+def walk_noise(
+    pipe,  # a Pipeline of any registered kind
+    seeds,  # one seed or a sequence of them
+):  # an (N, ...) tensor, or a list of them (one per level), on the CPU
+    "The starting noise of each seed, as the pipeline's own `sample(1, generator=seeded)` draws it."
+    return walk_kind(pipe).noise(pipe, [seeds] if isinstance(seeds, (int, np.integer)) else list(seeds))
+
+
+def walk_points(
+    z0,  # (1, ...) start, or a list of them (one per level)
+    z1,  # (1, ...) end, the same structure
+    alpha,  # N values in [0, 1]
+    method: str = 'slerp',  # 'slerp' (eq. 12.3) or 'lerp' (eq. 12.2)
+):  # (N, ...) points, or a list of them
+    "Points between two starting noises: `method` applied to a tensor, or to each level of a list."
+    f = INTERPOLATIONS[check_choice('method', method, tuple(INTERPOLATIONS))]
+    if isinstance(z0, (list, tuple)) or isinstance(z1, (list, tuple)):
+        if not (isinstance(z0, (list, tuple)) and isinstance(z1, (list, tuple)) and len(z0) == len(z1)):
+            raise ValueError(
+                "z0 and z1 must both be tensors or both lists of as many levels, got "
+                f"{type(z0).__name__} of {len(z0) if isinstance(z0, (list, tuple)) else 1} and "
+                f"{type(z1).__name__} of {len(z1) if isinstance(z1, (list, tuple)) else 1}"
+            )
+        return [f(a, b, alpha) for a, b in zip(z0, z1)]
+    return f(z0, z1, alpha)
+
+
 # %% ../nbs/12_interpolation.ipynb #94e4cb8a
+def _rows(v, sl: slice):
+    "Rows `sl` of a batch: a tensor, a list of level tensors, a dict of tensors, a list of labels or prompts; None."
+    if v is None or isinstance(v, (str, int, np.integer)):
+        return v
+    if isinstance(v, dict):
+        return {k: x[sl] for k, x in v.items()}
+    if isinstance(v, (list, tuple)) and v and isinstance(v[0], torch.Tensor) and v[0].ndim > 0:
+        return [x[sl] for x in v]
+    return v[sl]
+
+
+def _cat(parts: list):
+    "Batches joined along the rows: tensors, lists of level tensors, dicts of tensors, or lists of prompts."
+    if isinstance(parts[0], torch.Tensor):
+        return torch.cat(parts)
+    if isinstance(parts[0], dict):
+        return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+    if parts[0] and isinstance(parts[0][0], torch.Tensor):
+        return [torch.cat(level) for level in zip(*parts)]
+    return [x for p in parts for x in p]
+
+
+def _decode_rows(pipe, x_T, steps, labels, prompts, batch_size, bar, progress, sample_kw) -> torch.Tensor:
+    "Deterministic DDIM of every row of x_T, `batch_size` rows per call, advancing `bar` by the rows done."
+    n, outs = len(x_T[0] if isinstance(x_T, (list, tuple)) else x_T), []
+    for s in range(0, n, batch_size):
+        sl = slice(s, min(s + batch_size, n))
+        x = _rows(x_T, sl)
+        out = pipe.sample(
+            labels=_rows(labels, sl),
+            prompts=_rows(prompts, sl),
+            x_T=[z.to(pipe.device) for z in x] if isinstance(x, list) else x.to(pipe.device),
+            sampler='ddim',
+            eta=0.0,
+            steps=steps,
+            progress=progress,
+            **sample_kw,
+        )
+        outs.append(out.float().cpu())
+        bar.update(sl.stop - sl.start)
+    return torch.cat(outs)
+
+
 def decode(
-    pipe,  # a Pipeline (chapter 10b)
-    x_T: torch.Tensor,  # (N, C, H, W) noises or DDIM latents
+    pipe,  # a Pipeline of any registered kind (chapters 10b-18)
+    x_T,  # (N, ...) noises or DDIM latents, or a list of them (one per level, chapter 18)
     steps: int = 50,  # DDIM steps
     labels=None,  # None, one class for all, or N classes (class-conditional pipelines)
     batch_size: int = 16,  # images per network call: bounds the memory
-    progress: bool = False,  # show a progress bar
+    progress: bool = False,  # show progress bars: the frames, and the steps of each call
+    prompts=None,  # text pipelines: one prompt for all, N prompts, or N rows of prompt vectors (a dict)
     **sample_kw,  # more arguments of `sample`, e.g. guidance=
 ) -> torch.Tensor:  # (N, C, H, W) images on the CPU
     "Deterministic DDIM (eta = 0) from the given noises, `batch_size` at a time."
     check_int('batch_size', batch_size, 1)
+    n = len(x_T[0] if isinstance(x_T, (list, tuple)) else x_T)
     if isinstance(labels, (int, np.integer)) and not isinstance(labels, bool):
-        labels = [int(labels)] * len(x_T)
-    out = pipe.sample(
-        len(x_T),
-        labels=labels,
-        x_T=x_T.to(pipe.device),
-        sampler='ddim',
-        eta=0.0,
-        steps=steps,
-        batch_size=batch_size,
-        progress=progress,
-        **sample_kw,
-    )
-    return out.float().cpu()
+        labels = [int(labels)] * n
+    if isinstance(prompts, str):
+        prompts = [prompts] * n
+    with tqdm(total=n, desc='frames', unit='frame', disable=not progress, leave=False) as bar:
+        return _decode_rows(pipe, x_T, steps, labels, prompts, batch_size, bar, progress, sample_kw)
+
+
+def _waypoints(seeds, prompts) -> tuple[list, list | None]:
+    "The checked seeds and prompts of a walk: each list holds one entry, or one per waypoint (at least two)."
+    seeds = [seeds] if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool) else list(seeds)
+    seeds = [check_int('seeds', s, 0, 2**32 - 1) for s in seeds]
+    prompts = [prompts] if isinstance(prompts, str) else (None if prompts is None else list(prompts) or None)
+    for p in prompts or []:
+        if not isinstance(p, str) or not p.strip():
+            raise ValueError(f"every prompt must be a non-empty string, got {p!r}")
+    w = max(len(seeds), len(prompts or ()))
+    if not seeds or len(seeds) not in (1, w) or len(prompts or [None]) not in (1, w):
+        raise ValueError(
+            f"got {len(seeds)} seeds and {len(prompts or ())} prompts: give the walk's waypoints as one seed or "
+            "as many seeds as prompts (a prompt walk at one seed), or one prompt or as many prompts as seeds"
+        )
+    if w < 2:
+        raise ValueError(
+            f"seeds must hold at least two seeds to walk between (or give two prompts: a walk between them at one "
+            f"seed), got {seeds}"
+        )
+    return seeds, prompts
+
+
+def walk_frames(
+    pipe,  # a Pipeline of any registered kind (WALKS)
+    seeds,  # the waypoints' seeds, in order: one seed (then every waypoint has it) or one per waypoint
+    prompts=None,  # text pipelines: None, one prompt for every frame, or one per waypoint (a prompt walk)
+    frames: int = 16,  # frames per leg F >= 2, alpha_k = k / (F - 1); the waypoints' frames are not repeated
+    steps: int = 50,  # DDIM steps per frame
+    labels=None,  # None, one class for all frames, or one per frame of a single leg
+    method: str = 'slerp',  # 'slerp' (eq. 12.3) or 'lerp' (eq. 12.2), for noises and prompt vectors alike
+    batch_size: int = 16,  # frames per network call
+    progress: bool = False,  # show progress bars: the frames, and the steps of each call
+    **sample_kw,  # more arguments of `sample`, e.g. guidance=
+) -> torch.Tensor:  # ((waypoints - 1) * (F - 1) + 1, C, H, W) in [-1, 1], on the CPU
+    "Frames of a walk through waypoints (seed, prompt): noises and prompt vectors interpolated leg by leg, decoded."
+    seeds, prompts = _waypoints(seeds, prompts)
+    frames, method = check_int('frames', frames, 2), check_choice('method', method, tuple(INTERPOLATIONS))
+    check_int('batch_size', batch_size, 1)
+    kind, w = walk_kind(pipe), max(len(seeds), len(prompts or ()))
+    if prompts and not getattr(pipe, 'text', False):
+        raise ValueError(f"prompts {prompts} given, but this {type(pipe).__name__} takes no text (--prompt)")
+    z, vecs, alphas = kind.noise(pipe, seeds), None, torch.linspace(0, 1, frames)
+    if prompts and len(prompts) > 1:
+        if kind.embed is None:
+            raise ValueError(f"{type(pipe).__name__} cannot walk between prompts: its walk kind has no embed")
+        vecs = kind.embed(pipe, prompts)
+    at = lambda v, n, i: _rows(v, slice(i, i + 1) if n > 1 else slice(0, 1))  # waypoint i's row
+    legs = []
+    with tqdm(total=(w - 1) * frames, desc='frames', unit='frame', disable=not progress, leave=False) as bar:
+        for i in range(w - 1):  # each leg decoded whole (its first frame ends the leg before: dropped below)
+            x_T = walk_points(at(z, len(seeds), i), at(z, len(seeds), i + 1), alphas, method)
+            if vecs is not None:  # a prompt walk: this leg's prompt vectors, eq. 12.7
+                p = prompt_path(at(vecs, w, i), at(vecs, w, i + 1), alphas, method)
+            else:
+                p = None if prompts is None else [prompts[0]] * frames
+            legs.append(_decode_rows(pipe, x_T, steps, labels, p, batch_size, bar, progress, sample_kw))
+    return torch.cat([legs[0]] + [leg[1:] for leg in legs[1:]])
 
 
 def seed_walk(
-    pipe,  # a Pipeline (chapter 10b)
+    pipe,  # a Pipeline of any registered kind (WALKS)
     seed_a: int,  # seed of the first frame's noise
     seed_b: int,  # seed of the last frame's noise
     frames: int = 16,  # number of frames F >= 2, alpha_k = k / (F - 1)
@@ -167,13 +354,48 @@ def seed_walk(
     labels=None,  # None, one class for all frames, or one per frame
     method: str = 'slerp',  # 'slerp' (eq. 12.3) or 'lerp' (eq. 12.2)
     batch_size: int = 16,  # frames per network call
-    **sample_kw,  # more arguments of `sample`, e.g. guidance=, progress=
+    **sample_kw,  # more arguments of `walk_frames` and `sample`, e.g. prompts=, guidance=, progress=
 ) -> torch.Tensor:  # (F, C, H, W) in [-1, 1], on the CPU
     "Frames of a latent walk: interpolate the noises of two seeds, decode every point with deterministic DDIM."
-    frames, method = check_int('frames', frames, 2), check_choice('method', method, tuple(INTERPOLATIONS))
-    z = noise_for_seeds([seed_a, seed_b], pipe.shape)
-    x_T = INTERPOLATIONS[method](z[:1], z[1:], torch.linspace(0, 1, frames))
-    return decode(pipe, x_T, steps, labels, batch_size, **sample_kw)
+    return walk_frames(
+        pipe,
+        [seed_a, seed_b],
+        frames=frames,
+        steps=steps,
+        labels=labels,
+        method=method,
+        batch_size=batch_size,
+        **sample_kw,
+    )
+
+
+# %% ../nbs/12_interpolation.ipynb #10185d26023b46108eb7d9f57d49d2b3
+def prompt_path(
+    e0: dict,  # the first prompt's vectors {'context': (1, L, D), 'context_mask': (1, L)} (chapter 11b)
+    e1: dict,  # the last prompt's vectors
+    alpha,  # N values in [0, 1]
+    method: str = 'slerp',  # 'slerp' (eq. 12.3) or 'lerp' (eq. 12.2)
+) -> dict:  # N rows of prompt vectors, for `pipe.sample(prompts=...)`
+    "Prompt vectors between two prompts, eq. 12.7: contexts interpolated; between the ends, both prompts' tokens count."
+    a = torch.as_tensor(alpha, dtype=torch.float64).reshape(-1, 1).to(e0['context_mask'].device)
+    m0, m1 = e0['context_mask'].bool(), e1['context_mask'].bool()
+    mask = torch.where(a == 0, m0, torch.where(a == 1, m1, m0 | m1))
+    return {'context': walk_points(e0['context'], e1['context'], alpha, method), 'context_mask': mask}
+
+
+def prompt_walk(
+    pipe,  # a text Pipeline (chapters 11b, 17b, 18)
+    prompt_a: str,  # the first frame's prompt
+    prompt_b: str,  # the last frame's prompt
+    seed: int = 0,  # the one seed of every frame's noise
+    frames: int = 16,  # number of frames F >= 2
+    steps: int = 50,  # DDIM steps per frame
+    method: str = 'slerp',  # 'slerp' (eq. 12.3) or 'lerp' (eq. 12.2)
+    batch_size: int = 16,  # frames per network call
+    **sample_kw,  # more arguments of `walk_frames` and `sample`, e.g. guidance=, progress=
+) -> torch.Tensor:  # (F, C, H, W) in [-1, 1], on the CPU
+    "Frames of a walk from one prompt to another at a fixed seed: prompt vectors interpolated (eq. 12.7), decoded."
+    return walk_frames(pipe, [seed], [prompt_a, prompt_b], frames, steps, None, method, batch_size, **sample_kw)
 
 
 # %% ../nbs/12_interpolation.ipynb #1a27f548
@@ -525,8 +747,8 @@ def interpolation_widget(
 # %% ../nbs/12_interpolation.ipynb #7530cdec
 def interpolate_to_file(
     ckpt: str | Path,  # a checkpoint file, or a run directory (its latest checkpoint)
-    seeds=(1, 2),  # two or more seeds; the walk visits them in order
-    frames: int = 16,  # frames per leg between consecutive seeds (>= 2)
+    seeds=(1, 2),  # the waypoints' seeds, in order (`--seeds 1 2 3 1` makes a closed loop); one seed: a prompt walk
+    frames: int = 16,  # frames per leg between consecutive waypoints (>= 2)
     out: str | Path = 'walk.gif',  # output file: .gif, or .mp4 with imageio-ffmpeg
     steps: int = 50,  # DDIM steps per frame
     fps: float = 8.0,  # frames per second
@@ -538,15 +760,102 @@ def interpolate_to_file(
     scale: int = 1,  # enlarge frames by this factor
     batch_size: int = 16,  # frames per network call
     ema: bool = True,  # use the EMA weights of the checkpoint
+    prompts=None,  # text models: one prompt for every frame, or one per waypoint (a prompt walk)
+    guidance: float = 1.0,  # classifier-free guidance scale, with a label or prompts (1: off)
+    progress: bool = False,  # show progress bars
 ) -> Path:  # the written file
-    "Load a checkpoint, walk through `seeds` with deterministic DDIM and save the animation: `ddpm-book interpolate`."
-    seeds = [check_int('seeds', s, 0, 2**32 - 1) for s in ([seeds] if isinstance(seeds, (int, np.integer)) else seeds)]
-    if len(seeds) < 2:
-        raise ValueError(f"seeds must hold at least two seeds to walk between, got {seeds}")
+    "Load a checkpoint, walk through `seeds` (and `prompts`) with deterministic DDIM, save the animation."
+    seeds, prompts = _waypoints(seeds, prompts)
     _check_animation_output(out, fps, loop)
     check_int('frames', frames, 2)
     check_int('scale', scale, 1)
+    check_int('batch_size', batch_size, 1)
+    check_choice('method', method, tuple(INTERPOLATIONS))
     pipe = load_pipeline(ckpt, ema=ema, device=device)
-    legs = [seed_walk(pipe, a, b, frames, steps, label, method, batch_size) for a, b in zip(seeds, seeds[1:])]
-    x = torch.cat([legs[0]] + [leg[1:] for leg in legs[1:]])
+    cond = {} if guidance == 1.0 else {'guidance': check_float('guidance', guidance)}
+    x = walk_frames(pipe, seeds, prompts, frames, steps, label, method, batch_size, progress, **cond)
     return save_animation(x, out, fps=fps, loop=loop, boomerang=boomerang, scale=scale)
+
+
+# %% ../nbs/12_interpolation.ipynb #b118ea5561624da68c537baed56e602f
+def interpolate_arguments(
+    p: argparse.ArgumentParser,  # the `interpolate` subcommand's parser
+):
+    "Options of `ddpm-book interpolate`."
+    p.add_argument('--ckpt', required=True, help="checkpoint file, run folder, or 'book' (the shipped model)")
+    p.add_argument(
+        '--seeds',
+        type=int,
+        nargs=2,
+        default=None,
+        metavar=('A', 'B'),
+        help='the seeds of the first and last frames (default: 1 2; with two --prompt: 1 1, a walk at one seed)',
+    )
+    p.add_argument(
+        '--prompt',
+        action='append',
+        default=None,
+        help='text models: the prompt of every frame; given twice (--prompt A --prompt B), walk from A to B',
+    )
+    p.add_argument('--frames', type=int, default=16, help='number of frames (default: 16)')
+    p.add_argument('--out', default='walk.gif', help='output .gif or .mp4 (default: walk.gif)')
+    p.add_argument('--steps', type=int, default=50, help='DDIM steps per frame (default: 50)')
+    p.add_argument('--fps', type=int, default=8, help='frames per second (default: 8)')
+    p.add_argument('--loop', type=int, default=0, help='GIF loop count, 0 = forever (default: 0)')
+    p.add_argument('--label', type=int, default=None, help='class of the walk (class-conditional models)')
+    p.add_argument(
+        '--guidance', type=float, default=1.0, help='guidance scale with --label or --prompt (default: 1 = off)'
+    )
+    p.add_argument('--method', choices=tuple(INTERPOLATIONS), default='slerp', help='interpolation (default: slerp)')
+    p.add_argument('--boomerang', action='store_true', help='play forwards, then backwards')
+    p.add_argument('--scale', type=int, default=2, help='enlarge frames by this factor (default: 2)')
+    p.add_argument('--batch-size', type=int, default=16, help='frames per network call (default: 16)')
+    p.add_argument('--raw', action='store_true', help='use the raw weights instead of the EMA')
+    p.add_argument('--device', default='auto', help="'auto' (default), 'cpu', 'cuda', ...")
+
+
+def _interpolate_defaults() -> dict:
+    "The defaults of every `interpolate` option, from its parser."
+    p = argparse.ArgumentParser()
+    interpolate_arguments(p)
+    return {a.dest: a.default for a in p._actions if a.dest != 'help'}
+
+
+def run_interpolate(
+    args: argparse.Namespace,  # parsed `interpolate` options (options missing from it take their defaults)
+) -> int:  # exit code
+    "`ddpm-book interpolate`: an animation walking between two seeds, or two prompts, of a checkpoint."
+    args = argparse.Namespace(**{**_interpolate_defaults(), **vars(args)})
+    check_output_file(args.out, '--out', ANIMATION_FORMATS)
+    prompts = list(args.prompt or [])
+    if args.seeds is None:
+        seeds = [1] if len(prompts) > 1 else [1, 2]
+    else:  # --seeds S S with two prompts: a prompt walk at seed S; two seeds and two prompts: both walk
+        seeds = list(args.seeds)[: 1 if len(prompts) > 1 and len(set(args.seeds)) == 1 else None]
+    path = interpolate_to_file(
+        args.ckpt,
+        seeds=seeds,
+        frames=args.frames,
+        out=args.out,
+        steps=args.steps,
+        fps=args.fps,
+        loop=args.loop,
+        label=args.label,
+        device=None if args.device == 'auto' else args.device,
+        method=args.method,
+        boomerang=args.boomerang,
+        scale=args.scale,
+        batch_size=args.batch_size,
+        ema=not args.raw,
+        prompts=prompts or None,
+        guidance=args.guidance,
+        progress=True,
+    )
+    n = (max(len(seeds), len(prompts)) - 1) * (args.frames - 1) + 1
+    ends = (
+        f"seeds {seeds[0]} and {seeds[-1]}" + (f", prompt {prompts[0]!r}" if len(prompts) == 1 else '')
+        if len(prompts) < 2
+        else f"prompts {prompts[0]!r} and {prompts[-1]!r}" + (f" at seed {seeds[0]}" if len(seeds) == 1 else '')
+    )
+    print(f"wrote {path}: {n} frames between {ends}")
+    return 0

@@ -17,9 +17,10 @@ from .unet import UNetConfig
 from .checkpoints import save_file, load_file
 from .sampling import sample, SampleOutput
 from .runs import dataset_fingerprint
-from .pipeline import MODELS, load_weights, schedule_from_state, book_cache_dir, tiny_unet_config
+from .pipeline import MODELS, load_weights, schedule_from_state, book_cache_dir, tiny_unet_config, class_key
+from .interpolation import WALKS, WalkKind, noise_for_seeds, text_embed
 from .text import TextUNet, TextUNetConfig, TextTrainer, TextPipeline, CaptionedDataset, BPETokenizer
-from .cli import train_variant, trainer_from_args
+from .cli import train_variant, trainer_from_args, unet_settings, train_flag
 from .autoencoder import KLAutoencoder, DiffusersAutoencoder, load_autoencoder, fingerprint, _check_ae_input
 
 # %% auto #0
@@ -40,6 +41,7 @@ __all__ = [
     'latent_model_from_state',
     'latent_sample_fn',
     'grid_prompts',
+    'latent_noise',
     'build_latent_trainer',
 ]
 
@@ -171,6 +173,7 @@ def latent_text_dataset(ae, ds, cache_dir=None, device=None) -> LatentDataset:
     "Cached latents of `ds` with captions (its own, or made from its labels)."
     lat = cache_latents(ae, captioned(ds), cache_dir, device=device)
     lat.name = getattr(ds, 'name', lat.name)  # the source's name: config.json records it, `train` continues with it
+    lat.base = ds  # the source data set: its record (chapter 01) is the run's data record
     return lat
 
 
@@ -356,6 +359,22 @@ def grid_prompts(lat: LatentDataset, k: int = 10) -> list[str]:
     return sorted(caps)[:k]
 
 
+# %% ../nbs/17b_latent.ipynb #9a63283cbaf04dbcab1f6479b197f3a8
+def latent_noise(
+    pipe: LatentPipeline,  # the pipeline whose starting noise is wanted
+    seeds: list,  # seeds, one per sample
+) -> torch.Tensor:  # (len(seeds), *latent_shape) on the CPU
+    "The starting latent noise of each seed, as `pipe.sample(1, generator=seeded)` draws it (chapter 12's walks)."
+    return noise_for_seeds(seeds, pipe.latent_shape)
+
+
+WALKS.register(
+    'latent',
+    WalkKind(latent_noise, text_embed),
+    help="chapter 17b's LatentPipeline: latent noise; prompt walks",
+    pipeline=class_key(LatentPipeline),
+)
+
 # %% ../nbs/17b_latent.ipynb #d8f3ca3b
 LATENT_UNET = UNetConfig(
     image_size=8,
@@ -383,12 +402,20 @@ def _latent_arguments(t):
 
 
 def _latent_unet(args, lat) -> UNetConfig:
-    "The UNet of a fresh latent run: tiny with --quick, a --preset, or LATENT_UNET, sized to the latents."
+    "The UNet of a fresh latent run: tiny with --quick, a --preset, or LATENT_UNET, sized to the latents; then the"
+    "architecture options (--base-channels, ...)."
     c, h, _ = lat.image_shape
     if args.quick:
-        return replace(tiny_unet_config(h, c), mid_attention=True)
-    if args.preset:
-        return UNetConfig.preset(args.preset, image_size=h, in_channels=c, out_channels=c)
+        base = replace(tiny_unet_config(h, c), mid_attention=True)
+    elif args.preset:
+        base = UNetConfig.preset(args.preset, image_size=h, in_channels=c, out_channels=c)
+    else:
+        base = _latent_default(h, c)
+    return replace(base, **unet_settings(args))
+
+
+def _latent_default(h: int, c: int) -> UNetConfig:
+    "LATENT_UNET sized to latents of c channels and h x h, attention only below h."
     return replace(
         LATENT_UNET,
         image_size=h,
@@ -422,6 +449,11 @@ def build_latent_trainer(args, found) -> TextTrainer | None:
     if stored is not None and not ours:
         raise ValueError(
             f"--latent given, but '{args.out}' holds a {stored.get('model_class')} run; choose a new --out"
+        )
+    if stored is not None and (given := unet_settings(args)):
+        raise ValueError(
+            f"{', '.join(train_flag(k) for k in given)}: the run in '{args.out}' keeps its UNet when it continues; "
+            "leave the option out, or start a new run (another --out)"
         )
     if args.class_cond:
         raise ValueError(

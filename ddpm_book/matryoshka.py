@@ -27,8 +27,9 @@ from ddpm_book.sampling import (
     _check_sample_args,
 )
 import ddpm_book.solvers  # noqa: F401 (imported for its registrations: the fast samplers of chapters 10, 10a)
-from .pipeline import Pipeline, MODELS, load_weights, schedule_from_state
-from .text import TextEncoder, TextEncoderConfig, BPETokenizer, check_prompts
+from .pipeline import Pipeline, MODELS, load_weights, schedule_from_state, class_key
+from .text import TextEncoder, TextEncoderConfig, BPETokenizer, check_prompts, embedded_prompts
+from .interpolation import WALKS, WalkKind, text_embed
 
 # %% auto #0
 __all__ = [
@@ -47,6 +48,7 @@ __all__ = [
     'LevelContext',
     'nested_sample',
     'NestedPipeline',
+    'nested_noise',
 ]
 
 
@@ -373,8 +375,14 @@ class NestedUNet(nn.Module):
         "The levels' shifted schedules (eq. 18.2) of a base schedule, outermost first."
         return level_schedules(sched, self.config.resolutions, self.config.ref_resolution)
 
-    def _context(self, B: int, input_ids, attention_mask) -> dict:
+    def _context(self, B: int, input_ids, attention_mask, context=None, context_mask=None) -> dict:
         "The core's cross-attention arguments: the text encoder's output for the prompts (the empty prompt if None)."
+        if context is not None:  # the prompts' vectors, given (chapter 11b's embed_prompts)
+            if self.text is None or input_ids is not None:
+                raise ValueError("context needs a text model, and replaces input_ids: give one of them")
+            if context.shape[0] != B:
+                raise ValueError(f"context has {context.shape[0]} rows but the batch has {B} images")
+            return {'context': context, 'context_mask': context_mask}
         if self.text is None:
             if input_ids is not None:
                 raise ValueError("input_ids given, but this NestedUNet has no text encoder (config.text=None)")
@@ -408,6 +416,8 @@ class NestedUNet(nn.Module):
         input_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,  # prompts (text models); None: the empty prompt
         labels: torch.Tensor | None = None,  # class labels, if the core is class-conditional
+        context: torch.Tensor | None = None,  # (B, L, D) the prompts' vectors instead of input_ids (embed_prompts)
+        context_mask: torch.Tensor | None = None,  # (B, L) bool, with context
     ) -> list[torch.Tensor]:  # one prediction per level
         "Shells down (outermost first), the core, shells up (innermost first): every level's prediction in one pass."
         self._check_levels(xs)
@@ -421,7 +431,12 @@ class NestedUNet(nn.Module):
             saved.append((hs, emb))
             extra = h
         h, pred = core_forward(
-            self.core, xs[-1], t, extra, labels, **self._context(xs[0].shape[0], input_ids, attention_mask)
+            self.core,
+            xs[-1],
+            t,
+            extra,
+            labels,
+            **self._context(xs[0].shape[0], input_ids, attention_mask, context, context_mask),
         )
         preds = [pred]
         for shell, (hs, emb) in zip(reversed(self.shells), reversed(saved)):
@@ -609,6 +624,8 @@ class NestedPipeline(Pipeline):
         model = unwrap(self.model)
         if model.text is None:
             raise ValueError("prompts given, but this NestedUNet has no text encoder: sample it without prompts")
+        if isinstance(prompts, dict):  # prompts as vectors (chapter 11b's embed_prompts)
+            return embedded_prompts(model, n, prompts)
         if n is None:
             n = 1 if isinstance(prompts, str) else len(prompts)
         return n, model.tokenize(check_prompts(prompts, n, model.tokenizer)), model.tokenize([''] * n)
@@ -690,4 +707,26 @@ MODELS.register(
     _build_nested_pipeline,
     help="Chapter 18's NestedUNet: an image and its smaller copies denoised together.",
     model_class=NESTED_CLASS,
+)
+
+
+# %% ../nbs/18_matryoshka.ipynb #8763a12b2bbd4a93a75aff182afb95dc
+def nested_noise(
+    pipe: NestedPipeline,  # the pipeline whose starting noise is wanted
+    seeds: list,  # seeds, one per sample
+) -> list:  # one (len(seeds), C, r, r) tensor per level, outermost first, on the CPU
+    "The starting noise of each seed, every level drawn as `pipe.sample(1, generator=seeded)` draws it (chapter 12)."
+    model = unwrap(pipe.model)
+    per = [
+        _level_noise(model, 1, None, torch.Generator().manual_seed(check_int('seeds', s, 0, 2**32 - 1)), 'cpu')
+        for s in seeds
+    ]
+    return [torch.cat(level) for level in zip(*per)]
+
+
+WALKS.register(
+    'nested',
+    WalkKind(nested_noise, text_embed),
+    help="chapter 18's NestedPipeline: noise per level; prompt walks (text models)",
+    pipeline=class_key(NestedPipeline),
 )

@@ -8,11 +8,11 @@ from dataclasses import asdict, replace
 import torch
 import torch.nn as nn
 from .core import check_int
-from .checkpoints import unwrap, run_checkpoint
-from .trainer import Trainer, TrainConfig
+from .checkpoints import unwrap
+from .trainer import Trainer, TrainConfig, initial_state
 from .text import BPETokenizer, _check_captions, caption_prompts
 from .evaluation import ProxyEval, generate
-from .cli import train_variant, trainer_from_args
+from .cli import train_variant, trainer_from_args, given_settings, unet_settings, train_flag
 from ddpm_book.matryoshka import (
     NestedUNet,
     NestedUNetConfig,
@@ -151,7 +151,7 @@ def init_from(
 
 
 # %% ../nbs/18b_matryoshka_train.ipynb #e5e64652
-_OWN = ('num_levels', 'init_from', 'level_weights', 'nested_preset')
+_OWN = ('num_levels', 'level_weights', 'nested_preset')  # --init-from is every run's (TrainConfig.init_from)
 
 
 def _nested_arguments(t):
@@ -163,12 +163,7 @@ def _nested_arguments(t):
         default=None,
         help='resolutions denoised together, each half the previous: 1 (a plain UNet) to 3 (default: 2)',
     )
-    g.add_argument(
-        '--init-from',
-        default=None,
-        help='progressive training: a nested run (folder or checkpoint) at the inner resolutions '
-        'whose EMA weights start the inner levels',
-    )
+
     g.add_argument(
         '--level-weights', default=None, help='loss weight per level, outermost first, e.g. 4:1 (default: equal)'
     )
@@ -242,14 +237,6 @@ def _fresh_config(args, ds, src: dict | None) -> NestedUNetConfig:
 
 
 # %% ../nbs/18b_matryoshka_train.ipynb #edbb7829
-def _run_state(path) -> dict:
-    "The checkpoint state of --init-from: a checkpoint file, or the latest checkpoint of a run folder."
-    try:
-        return run_checkpoint(path)[1]
-    except FileNotFoundError as e:
-        raise FileNotFoundError(f"--init-from: {e}") from None
-
-
 def _is_own_run(args, stored) -> bool:
     "Is this a nested run (fresh with --model nested, or continued)? Options that need one, without one, are refused."
     mine = stored is not None and stored.get('model_class') == NESTED_CLASS
@@ -261,7 +248,7 @@ def _is_own_run(args, stored) -> bool:
     if not mine and args.model != 'nested' and own:
         raise ValueError(f"{', '.join(own)} need(s) --model nested")
     levels = len(stored['model_config']['resolutions']) if mine else None
-    if mine and (args.init_from or args.num_levels not in (None, levels)):
+    if mine and (given_settings(args, TrainConfig).get('init_from') or args.num_levels not in (None, levels)):
         raise ValueError(
             f"'{args.out}' continues a {levels}-level nested run: --num-levels and --init-from apply to a "
             "fresh run "
@@ -276,12 +263,22 @@ def build_nested_trainer(args, found) -> NestedTrainer | None:
     stored = found[1] if found else None
     if not _is_own_run(args, stored):
         return None
-    src = None if stored or not args.init_from else _run_state(args.init_from)
+    if given := unet_settings(args):
+        raise ValueError(
+            f"{', '.join(train_flag(k) for k in given)}: a nested run builds its UNets from --nested-preset (and "
+            "--num-levels); the architecture options shape --model unet and --latent runs"
+        )
 
     def make(ds, cfg) -> NestedTrainer:
         if cfg.class_cond:
             raise ValueError(
                 "--class-cond: a nested run is conditioned on captions (a captioned data set) or on nothing"
+            )
+        src = None if stored or not cfg.init_from else initial_state(cfg.init_from, cfg.init_weights)
+        if src is not None and src['model_class'] != NESTED_CLASS:
+            raise ValueError(
+                f"--init-from with --model nested grows a smaller nested run; {src['source']} holds a "
+                f"{src['model_class'] or 'model'} run"
             )
         if stored:
             mcfg = NestedUNetConfig(**stored['model_config'])
@@ -292,8 +289,8 @@ def build_nested_trainer(args, found) -> NestedTrainer | None:
                 cfg = replace(cfg, label_dropout=0.1)  # caption dropout, for guidance
         model = NestedUNet(mcfg)
         if src is not None:
-            init_from(model, src)
-            print(f"initialised levels {list(src['model_config']['resolutions'])} from {args.init_from}")
+            init_from(model, src, ema=False)  # src['model']: the weights init_weights chose
+            print(f"initialised levels {list(src['model_config']['resolutions'])} from the {src['source']}")
         return NestedTrainer(model, ds, cfg)
 
     size = stored['model_config']['resolutions'][0] if stored else None

@@ -31,6 +31,7 @@ from .core import atomic_write, get_device, choose_precision, Registry
 # %% auto #0
 __all__ = [
     'PACKAGES',
+    'DATA_FILES',
     'EVAL_FNS',
     'write_json',
     'source_checkout',
@@ -39,6 +40,8 @@ __all__ = [
     'env_info',
     'dataset_fingerprint',
     'write_run_artifacts',
+    'write_data_record',
+    'read_data_record',
     'events_path',
     'append_event',
     'read_events',
@@ -245,6 +248,49 @@ def write_run_artifacts(
     }
     write_json(run_dir / 'run_manifest.json', manifest)
     return manifest
+
+
+# %% ../nbs/08b_runs.ipynb #7cdc8c89c7104fffa095e18ddfef8986
+DATA_FILES = 'data_files.json'  # a run's recorded file list (of an image folder), beside config.json
+
+
+def write_data_record(
+    run_dir: str | Path,  # the run folder
+    rec: dict,  # a data set's `record()` (chapter 01): JSON-safe; an image folder's has 'files'
+) -> Path:  # config.json
+    "Store a data set's record: all but 'files' as config.json['dataset'], the file list in data_files.json."
+    run_dir, rest = Path(run_dir), {k: v for k, v in rec.items() if k != 'files'}
+    p = run_dir / 'config.json'
+    try:
+        config = json.loads(p.read_text()) if p.is_file() else {}
+    except ValueError:
+        config = {}  # a damaged config.json: rewritten with the record
+    write_json(p, {**(config if isinstance(config, dict) else {}), 'dataset': rest})
+    if 'files' in rec:
+        write_json(run_dir / DATA_FILES, {'files': rec['files']})
+    return p
+
+
+def read_data_record(
+    run_dir: str | Path,  # the run folder
+) -> dict | None:  # the record with its 'files' (if any), or None
+    "The data record of a run (`write_data_record`), files merged back; None for a run made before records existed."
+    run_dir = Path(run_dir)
+    try:
+        rec = json.loads((run_dir / 'config.json').read_text()).get('dataset')
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(rec, dict) or 'split' not in rec:  # before records: {'name', 'len'} only
+        return None
+    files = run_dir / DATA_FILES
+    if files.is_file():
+        try:
+            rec = {**rec, 'files': json.loads(files.read_text())['files']}
+        except (ValueError, KeyError, TypeError) as e:
+            raise ValueError(
+                f"the run's file list '{files}' is damaged ({e}); delete it to use the folder as it is now"
+            )
+    return rec
 
 
 # %% ../nbs/08b_runs.ipynb #25e0d25b

@@ -34,6 +34,8 @@ __all__ = [
     'TextEncoder',
     'TextUNetConfig',
     'TextUNet',
+    'embed_prompts',
+    'embedded_prompts',
     'caption_prompts',
     'TextTrainer',
     'text_sample_fn',
@@ -328,13 +330,51 @@ class TextUNet(nn.Module):
         t: torch.Tensor,  # (B,) timesteps
         input_ids: torch.Tensor | None = None,  # (B, L) token ids; None: the empty prompt (unconditional)
         attention_mask: torch.Tensor | None = None,  # (B, L) bool; None: ids != <pad>
+        context: torch.Tensor | None = None,  # (B, L, D) the encoder's output instead of input_ids (`embed_prompts`)
+        context_mask: torch.Tensor | None = None,  # (B, L) bool, with context: the tokens attended to
     ) -> torch.Tensor:  # (B, C, H, W) prediction
+        if context is not None:
+            if input_ids is not None:
+                raise ValueError("give input_ids (the prompts' tokens) or context (their encoding), not both")
+            if context.shape[0] != x_t.shape[0]:
+                raise ValueError(f"context has {context.shape[0]} rows but x_t has batch size {x_t.shape[0]}")
+            return self.unet(x_t, t, context=context, context_mask=context_mask)
         if input_ids is None:
             input_ids, attention_mask = (m.expand(x_t.shape[0], -1) for m in (self.null_ids, self.null_mask))
         if input_ids.shape[0] != x_t.shape[0]:
             raise ValueError(f"input_ids has {input_ids.shape[0]} rows but x_t has batch size {x_t.shape[0]}")
         mask = input_ids != self.config.text.pad_id if attention_mask is None else attention_mask.bool()
         return self.unet(x_t, t, context=self.text(input_ids, mask), context_mask=mask)
+
+
+# %% ../nbs/11b_text.ipynb #8edb47106e1a46a883d545849b8ab81b
+def embed_prompts(
+    model: nn.Module,  # a text model with `.tokenize` and its encoder `.text`: a TextUNet (or chapter 18's NestedUNet)
+    prompts,  # a string or a list of strings
+) -> dict:  # {'context': (B, L, D), 'context_mask': (B, L) bool}, on the model's device
+    "Prompts as the text encoder's output: model kwargs `model(x_t, t, **embed_prompts(model, prompts))` that skip it."
+    tok = model.tokenize(prompts)
+    with torch.no_grad():
+        return {'context': model.text(tok['input_ids'], tok['attention_mask']), 'context_mask': tok['attention_mask']}
+
+
+def embedded_prompts(
+    model: nn.Module,  # the text model the vectors are for
+    n: int | None,  # number of samples (None: one per row)
+    prompts: dict,  # {'context', 'context_mask'}, one row per sample (or one row for all)
+) -> tuple[int, dict, dict]:  # (n, cond, uncond) as `Pipeline.conditioning` returns them
+    "Conditioning from prompts given as vectors: the rows (one repeated for all n), and as many empty prompts' vectors."
+    if set(prompts) != {'context', 'context_mask'}:
+        raise ValueError(
+            f"a prompts dict must hold exactly 'context' and 'context_mask' (embed_prompts), got {sorted(prompts)}"
+        )
+    rows = len(prompts['context'])
+    n = rows if n is None else n
+    if rows not in (1, n):
+        raise ValueError(f"got {rows} prompt vectors for n={n} samples; give one row per sample, or one for all")
+    dev = model.null_ids.device
+    cond = {k: v.to(dev).expand(n, *v.shape[1:]) for k, v in prompts.items()}
+    return n, cond, embed_prompts(model, [''] * n)
 
 
 # %% ../nbs/11b_text.ipynb #24aa0fdd
@@ -505,7 +545,7 @@ def check_prompts(
 
 # %% ../nbs/11b_text.ipynb #90046e20
 class TextPipeline(Pipeline):
-    "A `Pipeline` for a `TextUNet`: `.sample(n, prompts=[...], guidance=w)`; no prompts = unconditional."
+    "A `Pipeline` for a `TextUNet`: `.sample(n, prompts=[...] or embed_prompts(...), guidance=w)`; no prompts: none."
 
     def conditioning(self, n: int | None = None, labels=None, prompts=None) -> tuple[int, dict | None, dict | None]:
         "(n, cond, uncond): the model kwargs of the prompts and of as many empty prompts."
@@ -515,9 +555,11 @@ class TextPipeline(Pipeline):
             )
         if prompts is None:
             return (1 if n is None else n), None, None
+        model = unwrap(self.model)
+        if isinstance(prompts, dict):  # prompts as vectors (`embed_prompts`), e.g. chapter 12's prompt walks
+            return embedded_prompts(model, n, prompts)
         if n is None:
             n = 1 if isinstance(prompts, str) else len(prompts)
-        model = unwrap(self.model)
         return n, model.tokenize(check_prompts(prompts, n, model.tokenizer)), model.tokenize([''] * n)
 
 

@@ -6,14 +6,23 @@
 from __future__ import annotations
 import math
 import time
-from dataclasses import dataclass, asdict, is_dataclass
+from dataclasses import dataclass, asdict, is_dataclass, replace
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
-from .core import seed_everything, save_images, check_choice, check_int, check_float, PRECISIONS
+from ddpm_book.core import (
+    seed_everything,
+    save_images,
+    image_grid,
+    check_choice,
+    check_int,
+    check_float,
+    PRECISIONS,
+    Registry,
+)
 from .schedules import make_schedule
 from .unet import with_added_fields  # configs stored before a UNet field existed
 from ddpm_book.checkpoints import (
@@ -29,6 +38,8 @@ from ddpm_book.checkpoints import (
     list_checkpoints,
     model_class_name,
     checkpoint_name,
+    run_checkpoint,
+    CheckpointError,
 )
 from .objective import PRED_TYPES, WEIGHTINGS, LOSSES, T_SAMPLINGS, diffusion_loss, ddpm_sample_standin, EMA
 from ddpm_book.runs import (
@@ -46,18 +57,31 @@ from ddpm_book.runs import (
     item_seed,
     default_eval_fn,
     make_accelerator,
+    write_data_record,
 )
 
 # %% auto #0
 __all__ = [
+    'INIT_WEIGHTS',
     'PLAN_SKIP',
     'PLAN_FIRST',
     'PLAN_EVERY',
     'FIRST_LOOK_S',
+    'LONG_RUN_HOURS',
+    'WEIGHT_SOURCES',
+    'FREEZE_PARTS',
     'RESUME_MAY_CHANGE',
     'TrainConfig',
+    'freeze_list',
     'lr_at',
     'plan_steps',
+    'run_folder_source',
+    'checkpoint_file_source',
+    'initial_state',
+    'init_problems',
+    'apply_initial_state',
+    'frozen_names',
+    'epoch_steps',
     'NonFiniteLossError',
     'TrainingInterrupted',
     'Trainer',
@@ -73,6 +97,10 @@ class TrainConfig:
     seed: int = 0  # seeds the data order, timesteps, noise and dropout
     steps: int = 4000  # optimizer steps in the whole run (the length of the cosine LR decay); with `minutes`: the most
     minutes: float | None = None  # time budget in minutes: steps re-planned from the speed to end within it; None: none
+    epochs: float | None = None  # passes over the data instead of `steps`: ceil(epochs * items / effective batch) steps
+    init_from: str | None = None  # start from: a run folder, a checkpoint file, 'book' or a diffusers UNet folder
+    init_weights: str = 'ema'  # which weights of init_from: 'ema' (the EMA's) or 'raw' (the optimizer's)
+    freeze: str | None = None  # parts kept fixed, e.g. 'down,mid' or 'all-but-class' (FREEZE_PARTS, or name prefixes)
     batch_size: int = 64  # samples per micro-batch, all processes together (each of N processes takes batch_size / N)
     grad_accum: int = 1  # micro-batches per optimizer step: the effective batch is batch_size * grad_accum
     lr: float = 2e-4  # peak learning rate
@@ -113,7 +141,7 @@ class TrainConfig:
     n_samples: int = 16  # images per sample grid
     num_workers: int = 0  # DataLoader worker processes
     device: str = 'auto'  # 'auto', 'cpu', 'cuda', 'cuda:1', 'mps'
-    tensorboard: bool = False  # also write TensorBoard scalars (needs the tensorboard package)
+    tensorboard: bool = False  # also write TensorBoard scalars and sample grids (needs the tensorboard package)
     progress: bool = True  # show a tqdm progress bar
 
     def __post_init__(self):
@@ -135,6 +163,7 @@ _CHOICES = {
 _POSITIVE = ('steps', 'batch_size', 'grad_accum', 'log_every', 'n_samples', 'eval_n', 'T')
 _NON_NEGATIVE = ('warmup_steps', 'ckpt_every', 'sample_every', 'eval_every', 'num_workers', 'seed')
 _POSITIVE_FLOATS = ('lr', 'huber_delta', 'min_snr_gamma', 'p2_k')
+INIT_WEIGHTS = ('ema', 'raw')  # the weights of an init_from source a run starts from
 
 
 def _adam_betas(v) -> tuple[float, float]:
@@ -146,6 +175,20 @@ def _adam_betas(v) -> tuple[float, float]:
         return tuple(check_float('TrainConfig.adam_betas', b, 0, 1, hi_open=True) for b in v)
     except ValueError:
         raise bad from None
+
+
+def freeze_list(
+    spec: str | None,  # TrainConfig.freeze: comma-separated parts, e.g. 'down,mid'
+) -> list[str]:
+    "The parts of a `freeze` setting, in order; a ValueError naming the field for anything but comma-separated names."
+    if spec is None:
+        return []
+    parts = [p.strip() for p in spec.split(',')] if isinstance(spec, str) else []
+    if not parts or not all(parts):
+        raise ValueError(
+            f"TrainConfig.freeze must be comma-separated parts, e.g. 'down,mid' or 'all-but-class', got {spec!r}"
+        )
+    return parts
 
 
 def _validate(c: TrainConfig):
@@ -168,6 +211,15 @@ def _validate(c: TrainConfig):
     check_float('TrainConfig.dream_p', c.dream_p, 0)
     check_float('TrainConfig.minutes', c.minutes, 0, lo_open=True, none_ok=True)
     check_float('TrainConfig.first_look', c.first_look, 0, 1)
+    check_float('TrainConfig.epochs', c.epochs, 0, lo_open=True, none_ok=True)
+    check_choice('TrainConfig.init_weights', c.init_weights, INIT_WEIGHTS)
+    c.init_from = str(c.init_from) if isinstance(c.init_from, Path) else c.init_from
+    if c.init_from is not None and not (isinstance(c.init_from, str) and c.init_from.strip()):
+        raise ValueError(
+            "TrainConfig.init_from must be a run folder, a checkpoint file or a weight source such as 'book', "
+            f"or None, got {c.init_from!r}"
+        )
+    freeze_list(c.freeze)  # raises for a malformed list; the parts are checked against the model by the Trainer
     if c.best_metric is not None and not c.eval_every:
         raise ValueError(f"TrainConfig.best_metric={c.best_metric!r} needs eval_every > 0")
     make_schedule(c.schedule, c.T, c.zero_terminal_snr)  # raises for an unknown schedule kind
@@ -192,6 +244,7 @@ def lr_at(
 PLAN_SKIP, PLAN_FIRST = 3, 10  # steps of a session not timed, then timed before its first plan
 PLAN_EVERY = 0.05  # the share of the budget between two plans
 FIRST_LOOK_S = 60.0  # seconds of training after which the first look is taken, if `first_look` of the run comes later
+LONG_RUN_HOURS = 2.0  # without a time budget, a run whose measured speed needs this many hours or more is warned of
 
 
 def plan_steps(
@@ -204,6 +257,175 @@ def plan_steps(
     if s_per_step <= 0:
         return max_steps
     return max(step, min(max_steps, step + math.floor(max(0.0, left_s) / s_per_step)))
+
+
+# %% ../nbs/08c_trainer.ipynb #504fb2a444614c0babb325280ed9130a
+WEIGHT_SOURCES = Registry('weight source', group='weight_sources')  # name -> fn(spec, weights) -> state or None
+
+
+def _chosen_weights(state: dict, weights: str, what: str) -> dict:
+    "The 'ema' or 'raw' model weights of a checkpoint state; a clear error when it lacks them."
+    ema, raw = (state.get('ema') or {}).get('model'), state.get('model')
+    if not isinstance(ema, dict) and not isinstance(raw, dict):
+        raise ValueError(f"{what} is not a training checkpoint: it holds no model weights")
+    if weights == 'raw' and not isinstance(raw, dict):
+        raise ValueError(f"{what} holds only EMA weights: start from them with --init-weights ema")
+    if weights == 'ema' and not isinstance(ema, dict):
+        raise ValueError(f"{what} holds no EMA weights: start from its raw weights with --init-weights raw")
+    return raw if weights == 'raw' else ema
+
+
+def _checkpoint_source(p: Path, state: dict, weights: str) -> dict:
+    "The initial state of a loaded checkpoint of run or file `p`."
+    return {
+        'model_class': state.get('model_class'),
+        'model_config': state.get('model_config'),
+        'model': _chosen_weights(state, weights, f"--init-from '{p}'"),
+        'source': f"{'EMA' if weights == 'ema' else 'raw'} weights of {p} at step {state.get('step', '?')}",
+    }
+
+
+def _load(p: Path) -> tuple | None:
+    "(path, state) of checkpoint file `p` or of run folder `p`'s latest intact checkpoint; a damaged one: ValueError."
+    try:
+        return run_checkpoint(p, missing_ok=True)
+    except CheckpointError as e:
+        raise ValueError(f"--init-from '{p}': {e}") from None
+
+
+@WEIGHT_SOURCES.register('run')
+def run_folder_source(spec: str, weights: str) -> dict | None:
+    "A run folder: the weights of its latest intact checkpoint."
+    found = _load(Path(spec)) if Path(spec).is_dir() else None
+    return _checkpoint_source(Path(spec), found[1], weights) if found else None
+
+
+@WEIGHT_SOURCES.register('checkpoint')
+def checkpoint_file_source(spec: str, weights: str) -> dict | None:
+    "A checkpoint file of any run (ckpt_*.pt, best.pt)."
+    return _checkpoint_source(Path(spec), _load(Path(spec))[1], weights) if Path(spec).is_file() else None
+
+
+def initial_state(
+    spec: str | Path,  # TrainConfig.init_from: a run folder, a checkpoint file, or a source such as 'book'
+    weights: str = 'ema',  # 'ema' or 'raw' (TrainConfig.init_weights)
+) -> dict:  # 'model_class', 'model_config', 'model' (the chosen weights' state_dict), 'source' (one line)
+    "The weights a run starts from: the first of `WEIGHT_SOURCES` that takes `spec`; a clear error when none does."
+    check_choice('--init-weights', weights, INIT_WEIGHTS)
+    for name in WEIGHT_SOURCES:
+        state = WEIGHT_SOURCES[name](str(spec), weights)
+        if state is not None:
+            return state
+    named = [n for n in WEIGHT_SOURCES if n not in ('run', 'checkpoint')]
+    what = 'does not exist' if not Path(spec).exists() else 'holds no checkpoint that a weight source reads'
+    raise FileNotFoundError(
+        f"--init-from '{spec}' {what}: give a run folder with checkpoints or a checkpoint file (ckpt_*.pt)"
+        + (f", or one of: {', '.join(named)}" if named else '')
+    )
+
+
+# %% ../nbs/08c_trainer.ipynb #b43b363d81ae4b689946ece5c682cd59
+def _unet_fields(cfg: dict) -> tuple[dict, int | None, bool]:
+    "The UNet part of a model config (plain, text or nested), the image size the model takes, and if it reads text."
+    if isinstance(cfg.get('core'), dict):  # a nested model (chapter 18): its outer level
+        return cfg['core'], cfg['resolutions'][0], cfg.get('text') is not None
+    if isinstance(cfg.get('unet'), dict):  # a text model (chapter 11b) or a latent one (17b)
+        return cfg['unet'], cfg['unet'].get('image_size'), True
+    return cfg, cfg.get('image_size'), cfg.get('context_dim') is not None
+
+
+def init_problems(
+    state: dict,  # initial_state(...)
+    image_shape: tuple,  # (C, H, W) of the new run's items
+    num_classes: int | None,  # the classes the new run conditions on; 0 or None: unconditional
+    text: bool = False,  # the new run is conditioned on captions
+) -> list[str]:  # empty: the model can take the data
+    "Why the model of `state` cannot train on this data: channels, image size, class count or conditioning."
+    cfg = state.get('model_config')
+    if not isinstance(cfg, dict):
+        return [f"no model config recorded: the model of {state.get('source', 'the source')} cannot be rebuilt"]
+    unet, size, reads_text = _unet_fields(cfg)
+    (c, h, w), have, k = image_shape, unet.get('in_channels'), unet.get('num_classes') or 0
+    problems = []
+    if have is not None and have != c:
+        problems.append(f"channels: the model takes {have}-channel images, the data has {c} (--channels {have})")
+    if size is not None and (h, w) != (size, size):
+        problems.append(
+            f"image size: the model takes {size}x{size} images, the data's are {h}x{w} (--image-size {size})"
+        )
+    if num_classes and not k:
+        problems.append("conditioning: the model has no class embedding, but this run is class-conditional")
+    elif num_classes and num_classes != k:
+        problems.append(f"class count: the model has {k} classes, the data {num_classes}")
+    if reads_text and not text:
+        problems.append("conditioning: the model is text-conditional, but the data has no captions")
+    elif text and not reads_text:
+        problems.append("conditioning: the model reads no text, but this run is conditioned on captions")
+    return problems
+
+
+def apply_initial_state(
+    model: nn.Module,  # built from state['model_config']
+    state: dict,  # initial_state(...)
+) -> nn.Module:
+    "Load the starting weights of `state` into `model`: the same class, every key and shape (else a clear error)."
+    want, have = state.get('model_class'), model_class_name(model)
+    if want is not None and want != have:
+        raise ValueError(f"{state.get('source', 'the source')} holds a {want} model, not a {have}")
+    load_model_state(model, state['model'], f"starting weights ({state.get('source', 'init_from')})")
+    return model
+
+
+# %% ../nbs/08c_trainer.ipynb #4dd4641cc4064e0191573fe9c69df29b
+FREEZE_PARTS = {
+    'down': ('down',),
+    'mid': ('mid',),
+    'up': ('up',),
+    'time': ('time_embed',),
+    'class': ('class_embed',),
+    'in': ('conv_in',),
+    'out': ('norm_out', 'conv_out'),
+    'text': ('text',),
+}  # part -> the names of its modules (chapter 06's UNet, 11b's text encoder), matched at any depth
+
+
+def _in_part(name: str, part: str) -> bool:
+    "Is parameter `name` in `part`: a FREEZE_PARTS module at any depth, or else a parameter-name prefix?"
+    if part in FREEZE_PARTS:
+        return any(f'.{m}.' in f'.{name}' for m in FREEZE_PARTS[part])
+    return name == part or name.startswith(part.rstrip('.') + '.')
+
+
+def frozen_names(
+    model: nn.Module,  # eager or compiled
+    spec: str | None,  # TrainConfig.freeze, e.g. 'down,mid' or 'all-but-class'
+) -> list[str]:  # parameter names, in the model's order
+    "The parameters that `freeze` keeps fixed; a ValueError for a part that matches nothing, or for freezing all."
+    names = [n for n, _ in unwrap(model).named_parameters()]
+    frozen = set()
+    for part in freeze_list(spec):
+        key = part.removeprefix('all-but-')
+        hit = {n for n in names if _in_part(n, key)}
+        if not hit:
+            tops = ', '.join(dict.fromkeys(n.split('.')[0] for n in names))
+            raise ValueError(
+                f"freeze={spec!r} (--freeze): {key!r} matches no parameter of this {type(unwrap(model)).__name__}; "
+                f"valid: {', '.join(FREEZE_PARTS)}, all-but-<part>, or a parameter-name prefix ({tops})"
+            )
+        frozen |= set(names) - hit if part.startswith('all-but-') else hit
+    if names and len(frozen) == len(names):
+        raise ValueError(f"freeze={spec!r} (--freeze) keeps every parameter fixed: nothing would train")
+    return [n for n in names if n in frozen]
+
+
+# %% ../nbs/08c_trainer.ipynb #cb1e1581032b452c9409d6c6813c49d1
+def epoch_steps(
+    epochs: float,  # e: passes over the data
+    n_items: int,  # N: items in the data set
+    batch: int,  # B: items per optimizer step (batch_size * grad_accum)
+) -> int:
+    "The optimizer steps of `epochs` passes over the data: ceil(e * N / B), at least 1."
+    return max(1, math.ceil(round(epochs * n_items / batch, 9)))  # round: 0.3 * 100 / 10 is 3, not 3.0000000000000004
 
 
 # %% ../nbs/08c_trainer.ipynb #2c78226d
@@ -238,6 +460,7 @@ RESUME_MAY_CHANGE = (
     'channels_last',
     'minutes',
     'first_look',
+    'epochs',
 )  # the rest must match
 
 
@@ -259,7 +482,10 @@ class Trainer:
         eval_fn=None,  # eval_fn(trainer) -> {name: number} every cfg.eval_every steps; None: part 08b's default
         callbacks=(),  # callables cb(trainer, metrics) run after every step
     ):
-        cfg = self.cfg = config if isinstance(config, TrainConfig) else TrainConfig(**config)
+        cfg = config if isinstance(config, TrainConfig) else TrainConfig(**config)
+        if cfg.epochs is not None:  # passes over the data: the run's length in steps
+            cfg = replace(cfg, steps=epoch_steps(cfg.epochs, len(dataset), cfg.batch_size * cfg.grad_accum))
+        self.cfg = cfg
         # 'auto' precision: what this hardware does best; several processes (chapter 15): only the main one writes
         self.acc, self.precision, self.precision_reason = make_accelerator(cfg.device, cfg.precision, cfg.grad_accum)
         self.device, self.is_main = self.acc.device, self.acc.is_main_process
@@ -270,7 +496,14 @@ class Trainer:
         if cfg.class_cond and not self.num_classes:
             name = getattr(dataset, 'name', type(dataset).__name__)
             raise ValueError(f"class_cond=True needs a labelled data set (num_classes > 0); {name!r} has none")
-        opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, betas=cfg.adam_betas, weight_decay=cfg.weight_decay)
+        self.frozen = frozen_names(self.model, cfg.freeze)  # kept fixed: no gradient, not in the optimizer
+        params = []
+        for n, p in unwrap(self.model).named_parameters():
+            if n in self.frozen:
+                p.requires_grad_(False)
+            else:
+                params.append(p)
+        opt = torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.adam_betas, weight_decay=cfg.weight_decay)
         self.ema = EMA(self.model, cfg.ema_decay, cfg.ema_warmup)
         self.net, self.opt = self.acc.prepare(self.model, opt)  # self.model stays the plain module: EMA, saving
         if cfg.compile:
@@ -291,6 +524,7 @@ class Trainer:
         self.planned_steps, self.s_per_step, self.spent_s, self.first_look_done = None, None, 0.0, False
         self._t_fit, self._step_s, self._start, self._times = None, 0.0, (0.0, 0.0), (0.0, 0.0)  # `fit`, `_agree`
         self._fit_step, self._base, self._mark, self._planned = 0, None, None, False  # the plan's marks (`_replan`)
+        self._long_mark, self._tb = None, None  # `_warn_long`'s first timed step; TensorBoard's writer during `fit`
         seed_everything(cfg.seed)
         self.gen = torch.Generator(self.device).manual_seed(cfg.seed)
 
@@ -324,7 +558,8 @@ class Trainer:
 
     def load_state_dict(self, state: dict):
         "Continue from a `state_dict()`; a different config, architecture or data set size is refused."
-        check_config(state['config'], self.cfg.to_dict(), ignore=RESUME_MAY_CHANGE, what='training config')
+        saved = {**TrainConfig().to_dict(), **state['config']}  # a field added since the checkpoint: its default
+        check_config(saved, self.cfg.to_dict(), ignore=RESUME_MAY_CHANGE, what='training config')
         saved_model = with_added_fields(state.get('model_config') or {})
         check_config(saved_model, _model_config(self.model) or {}, what='model config')
         if (n := state['data']['dataset_len']) != len(self.dataset):
@@ -488,19 +723,31 @@ class Trainer:
         )
 
     # ---- the run folder, metrics and samples (08b)
-    def run_config(self) -> dict:
-        "The run's config dict (config.json, config.resolved.yaml): training config, model config and class, data set."
+    def data_record(self) -> dict | None:
+        "The data set's `record()` (chapter 01), else its `base`'s (a wrapper's, e.g. captions), or None."
         ds = self.dataset
+        while ds is not None and not callable(getattr(ds, 'record', None)):
+            ds = getattr(ds, 'base', None)  # a wrapper (captions, chapter 11b) describes no data of its own
+        return ds.record() if ds is not None else None
+
+    def run_config(
+        self,
+        record: dict | None = None,  # the data set's record (default: `data_record()`)
+    ) -> dict:
+        "The run's config dict (config.json, config.resolved.yaml): training config, model config and class, data set."
+        ds, record = self.dataset, record or self.data_record() or {}
+        data = {'name': getattr(ds, 'name', type(ds).__name__), 'len': len(ds)}
         return {
             'train': self.cfg.to_dict(),
             'model': _model_config(self.model),
             'model_class': model_class_name(self.model),
-            'dataset': {'name': getattr(ds, 'name', type(ds).__name__), 'len': len(ds)},
+            'dataset': {**data, **{k: v for k, v in record.items() if k != 'files'}},
         }
 
     def _prepare_run_dir(self):
-        "Write config.json, meta.json and the reproducibility artifacts; drop metrics newer than this step (08b)."
-        config, n, c = self.run_config(), self.acc.num_processes, self.cfg
+        "Write config.json, meta.json, the data record and the artifacts; drop metrics newer than this step (08b)."
+        record = self.data_record() if self.is_main else None
+        config, n, c = self.run_config(record), self.acc.num_processes, self.cfg
         meta = {
             **run_meta(self.device, self.step),
             'precision': self.precision,
@@ -511,6 +758,8 @@ class Trainer:
         }
         if self.is_main:
             prepare_run_dir(self.run_dir, config, meta, self.step)
+            if record:
+                write_data_record(self.run_dir, record)  # its file list in data_files.json
             write_run_artifacts(self.run_dir, config, self.dataset, self.step)
         self.acc.wait_for_everyone()
 
@@ -541,7 +790,7 @@ class Trainer:
         bar.set_postfix(loss=f"{rec['loss']:.4f}", img_s=img_s, lr=lr, refresh=False)
         for k, v in rec.items():
             if self._tb is not None and k != 'step':
-                self._tb.add_scalar(k, v, self.step)
+                self._tb.add_scalar(k, v, self.step)  # the lr too
         return rec
 
     def _standin_sample_fn(self, model, n: int, generator) -> torch.Tensor:
@@ -569,9 +818,25 @@ class Trainer:
                 x = sample(net, self.cfg.n_samples, torch.Generator().manual_seed(self.cfg.seed + 1)).cpu()
                 p = self.run_dir / 'samples' / f'step_{self.step:08d}_{name}.png'
                 paths.append(save_images(x, p, value_range=(-1, 1)) if x.ndim == 4 else save_points(x, p))
+                if self._tb is not None and x.ndim == 4:
+                    self._tb.add_image(
+                        f'samples/{name}', image_grid(x, value_range=(-1, 1)), self.step, dataformats='HWC'
+                    )
         finally:
             self.model.train(was_training)
         return paths
+
+    def save_data_grid(self) -> Path | None:
+        "samples/data.png: a grid of `n_samples` training items spread over the data set; images only, RNG untouched."
+        ds, rng = self.dataset, capture_rng_state()  # reading items may draw (augmentations): training must not see it
+        try:
+            n = min(self.cfg.n_samples, len(ds))
+            x = torch.stack([ds[i * len(ds) // n]['x'] for i in range(n)])
+        finally:
+            restore_rng_state(rng)
+        if x.ndim != 4 or x.shape[1] not in (1, 3):  # points, latents: no picture
+            return None
+        return save_images(x, self.run_dir / 'samples' / 'data.png', value_range=(-1, 1))
 
     # ---- the run's length: a time budget, and a first look
     @property
@@ -622,6 +887,26 @@ class Trainer:
         if self.total_steps > self.step and (left <= 0 or (s and left < 2 * s)):  # this step took one s of `left`:
             self._set_plan(self.step, s, left, bar)  # the next one would not fit, so the run ends here
 
+    def _warn_long(self):
+        "Without a time budget: once the speed is measured, warn if the rest of the run would take LONG_RUN_HOURS+."
+        k, e = self.step - 1, self._times[0]  # as this step began: k steps done, the run's seconds
+        if self._long_mark is None:
+            if k - self._fit_step >= PLAN_SKIP:  # a session's first steps are not timed (as for a plan)
+                self._long_mark = (k, e)
+            return
+        k0, e0 = self._long_mark
+        if k - k0 != PLAN_FIRST:
+            return
+        s = (e - e0) / (k - k0)
+        hours = s * (self.total_steps - k) / 3600
+        if hours >= LONG_RUN_HOURS and self.is_main:
+            append_event(self.run_dir, {'step': self.step, 'event': 'long_run', 'hours': hours, 's_per_step': s})
+            tqdm.write(
+                f"warning: at {s:.3g} s per step, the {self.total_steps - k} steps left take about {hours:.1f} hours "
+                f"on {self.device}; for a shorter run give --minutes (a time budget), fewer --steps or --epochs, "
+                "or a smaller --preset"
+            )
+
     def _first_look(self):
         "Once per run (at `first_look` of it, or after FIRST_LOOK_S): an early sample grid and checkpoint."
         c = self.cfg
@@ -644,6 +929,8 @@ class Trainer:
         bar.update(1)
         if c.minutes:
             self._replan(bar)
+        else:
+            self._warn_long()
         if self.step % c.log_every == 0 or self.step == self.total_steps:
             self._log(window, bar)
             window.clear()
@@ -679,7 +966,10 @@ class Trainer:
         self._stop, self._agreed, self._in_step = None, False, False
         self._t_fit, self._step_s, self._times = self.clock(), 0.0, (self.spent_s, 0.0)
         self._fit_step, self._base, self._mark, self._planned = self.step, None, None, False
+        self._long_mark = None
         self._tb = open_tensorboard(self.run_dir, c.tensorboard and self.is_main)
+        if self.step == 0 and self.is_main:  # a fresh run: what it learns from
+            self.save_data_grid()
         show = c.progress and self.is_main
         if show:
             tqdm.write(f"training on {self.device} in {self.precision} ({self.precision_reason}); {self.batch_text()}")
@@ -709,6 +999,7 @@ class Trainer:
             self.spent_s, self._t_fit = self._elapsed(), None
             if self._tb is not None:
                 self._tb.close()
+                self._tb = None
         if self._stopping():
             self._stop = self._stop or 'stopped by another process'
             p = self.save('stop')

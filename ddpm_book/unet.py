@@ -193,6 +193,28 @@ PRESETS = {
         time_embedding='ddpm',
         resample='conv_same',
     ),
+    'folder64': dict(  # a user's 64 x 64 pictures on a CPU: 3.8M parameters
+        image_size=64,
+        in_channels=3,
+        base_channels=32,
+        channel_mults=(1, 2, 3, 4),
+        num_res_blocks=1,
+        attn_resolutions=(16,),
+        num_heads=4,
+        dropout=0.1,
+        norm_groups=8,
+    ),
+    'folder128': dict(  # a user's 128 x 128 pictures on a GPU (seed 004's network): about 200M parameters
+        image_size=128,
+        in_channels=3,
+        base_channels=192,
+        channel_mults=(1, 2, 3, 4),
+        num_res_blocks=2,
+        attn_resolutions=(16,),
+        num_heads=4,
+        dropout=0.1,
+        norm_groups=32,
+    ),
 }
 ADDED_FIELDS = {'norm_eps': 1e-5, 'time_embedding': 'book'}  # fields newer than the first checkpoints: absent = these
 
