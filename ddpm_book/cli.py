@@ -104,6 +104,7 @@ __all__ = [
     'unet_config',
     'checkpoint_to_continue',
     'stored_dataset',
+    'source_record',
     'run_dataset',
     'trainer_from_args',
     'build_trainer',
@@ -659,6 +660,18 @@ def stored_dataset(run_dir) -> str | None:
 DATA_MAY_CHANGE = ('strict',)  # data options a continued run may change without --data-change: not the items
 
 
+def source_record(init_from) -> dict | None:
+    "The data record of the run that --init-from names (a run folder, or a checkpoint in one); None otherwise."
+    if not init_from or not Path(init_from).exists():
+        return None
+    p = Path(init_from)
+    run = p if p.is_dir() else p.parent.parent if p.parent.name == 'checkpoints' else None
+    try:
+        return read_data_record(run) if run is not None else None
+    except ValueError:
+        return None  # a damaged file list: the data is then the options' (the weights may still load)
+
+
 def run_dataset(
     args,  # the parsed `train` (or `demo`) options
     found: tuple | None,  # (path, state) of the checkpoint being continued, or None
@@ -668,9 +681,17 @@ def run_dataset(
     "A run's data: a fresh run's from the options; a continued run's from its data record, other data refused."
     rec = read_data_record(args.out) if found else None
     if rec is None:  # a fresh run, or one made before runs recorded their data
-        data = args.data or (stored_dataset(args.out) if found else None) or preset_settings(*presets)['data']
-        size = {'image_size': s} if (s := args.image_size or image_size) else {}
-        return get_dataset(data, root=args.root or 'data', split='train', **size, **data_options(args, data))
+        source = (None if found else source_record(getattr(args, 'init_from', None))) or {}  # --init-from RUN
+        data = (
+            args.data
+            or (stored_dataset(args.out) if found else None)
+            or source.get('name')
+            or preset_settings(*presets)['data']
+        )
+        same = source if data == source.get('name') else {}  # --init-from RUN on its kind of data: its folder, size
+        size = {'image_size': s} if (s := args.image_size or image_size or same.get('image_size')) else {}
+        root = args.root or same.get('root') or 'data'
+        return get_dataset(data, root=root, split='train', **size, **data_options(args, data))
     given = data_options(args, args.data or rec['name'])
     keep = {k: given.pop(k) for k in DATA_MAY_CHANGE if k in given}
     new = {**rec, 'name': args.data or rec['name'], 'options': {**rec.get('options', {}), **given}}
@@ -1038,7 +1059,9 @@ def _cmd_sample(args) -> int:
 
 # %% ../nbs/14_cli.ipynb #3a7d86d2
 command(
-    'eval', 'judge a checkpoint: FD/KID against real images (--data) with their floor (chapter 13)', eval_arguments
+    'eval',
+    "judge a checkpoint: FD/KID against the run's own data (or --data) with their floor (chapter 13)",
+    eval_arguments,
 )(run_eval)
 command(
     'convert',
