@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from .core import check_int, check_float, check_choice, get_device, check_output_dir
+from .core import check_int, check_float, check_choice, get_device, check_output_dir, choose_threads
 from .data import get_dataset, DATASETS
 from .blocks import ResBlock, Downsample, Upsample
 from .attention import SelfAttention2d
@@ -270,6 +270,7 @@ class AETrainConfig:
     log_every: int = 50  # steps between metrics lines
     scale_n: int = 1000  # images used to measure the scale factor (at most the data set's size)
     device: str = 'auto'  # 'auto': the best available ('cuda', 'mps', else 'cpu')
+    threads: int | None = None  # CPU threads; None: measure the fastest count (chapter 00), again when slower; N: N
 
     def __post_init__(self):
         for f in ('steps', 'batch_size', 'keep_last', 'log_every', 'scale_n'):
@@ -278,6 +279,7 @@ class AETrainConfig:
             check_int(f'AETrainConfig.{f}', getattr(self, f), 0)
         check_float('AETrainConfig.lr', self.lr, 0, lo_open=True)
         check_float('AETrainConfig.kl_weight', self.kl_weight, 0)
+        check_int('AETrainConfig.threads', self.threads, 1, none_ok=True)
 
 
 # %% ../nbs/17_autoencoder.ipynb #32ec69b6
@@ -305,6 +307,7 @@ class AutoencoderTrainer:
         self.run_dir = Path(cfg.run_dir)
         self.ckpt_dir = self.run_dir / 'checkpoints'
         self.history: list[dict] = []
+        self.threads = None  # the ThreadChoice of the latest fit on a CPU
 
     def state_dict(self) -> dict:
         return {
@@ -347,6 +350,23 @@ class AutoencoderTrainer:
     def save(self, kind: str = 'step') -> Path:
         return save_checkpoint(self.state_dict(), self.ckpt_dir, kind, self.cfg.keep_last)
 
+    def _choose_threads(self):
+        "On a CPU: the thread count, timed on a step's forward and backward (no state changes); in meta.json."
+        if self.device.type != 'cpu':
+            return None
+        c = self.cfg
+        x = _images(self.dataset, torch.arange(min(c.batch_size, len(self.dataset)))).to(self.device)
+
+        def probe():
+            g = torch.Generator(self.device).manual_seed(c.seed)
+            ae_loss(self.ae.train(), x, c.kl_weight, g)['loss'].backward()
+            self.opt.zero_grad(set_to_none=True)
+
+        choice = choose_threads(probe, requested=c.threads)
+        write_json(self.run_dir / 'meta.json', {'threads': choice.to_dict()})
+        print(f"threads: {choice.threads} ({choice.reason})")
+        return choice
+
     def fit(self, until: int | None = None) -> str:
         "Train to cfg.steps (or `until`); returns 'completed' (autoencoder.pt written), 'paused' or 'SIGTERM'."
         c, end = self.cfg, min(until or self.cfg.steps, self.cfg.steps)
@@ -360,11 +380,14 @@ class AutoencoderTrainer:
                 'dataset': {'name': getattr(self.dataset, 'name', ''), 'len': len(self.dataset)},
             },
         )
+        threads_before, probe_at = torch.get_num_threads(), self.step + 1  # after one step: allocations are done
         t0 = time.perf_counter()
         # chapter 08b: the first Ctrl-C / SIGTERM finishes the step; a second Ctrl-C aborts it
         with StopSignals() as stop:
             while self.step < end and not stop.requested:
                 m = self.train_step()
+                if self.step == probe_at:
+                    self.threads = self._choose_threads()
                 self.history.append({'step': self.step, **m})
                 if self.step % c.log_every == 0:
                     append_event(
@@ -377,6 +400,7 @@ class AutoencoderTrainer:
                     )
                 if c.ckpt_every and self.step % c.ckpt_every == 0:
                     self.save()
+        torch.set_num_threads(threads_before)
         if stop.requested:  # a stop checkpoint; Ctrl-C raises TrainingInterrupted
             p = self.save('stop')
             msg = f"{stop.requested} at step {self.step}: saved {p}; continue with resume('latest'); fit()"

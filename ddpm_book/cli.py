@@ -28,7 +28,11 @@ from ddpm_book.core import (
     check_output_dir,
     Registry,
     REGISTRIES,
+    ThreadChoice,
+    choose_threads,
 )
+import math
+from tqdm.auto import tqdm
 from ddpm_book.data import (
     get_dataset,
     DATASETS,
@@ -49,10 +53,19 @@ from ddpm_book.trainer import (
     initial_state,
     init_problems,
     apply_initial_state,
+    PLAN_SKIP,
+    PLAN_FIRST,
 )
 from .sampling import SAMPLERS, CLIPS
 from .solvers import FAST_SAMPLING
-from .pipeline import load_pipeline, trainer_sample_fn, tiny_unet_config, export_arguments, run_export
+from ddpm_book.pipeline import (
+    Pipeline,
+    load_pipeline,
+    trainer_sample_fn,
+    tiny_unet_config,
+    export_arguments,
+    run_export,
+)
 from ddpm_book.evaluation import (
     eval_arguments,
     run_eval,
@@ -83,6 +96,9 @@ __all__ = [
     'DEMO_MAX_STEPS',
     'DEMO_SAMPLES',
     'DEMO_WALK',
+    'DEMO_TARGET',
+    'DEMO_MIN_STEPS',
+    'DEMO_CHECKS',
     'command',
     'load_command_plugins',
     'build_parser',
@@ -112,9 +128,14 @@ __all__ = [
     'caption_note',
     'sample_command',
     'run_train_hooks',
+    'threads_argument',
+    'sampling_threads',
+    'with_threads',
     'run_classes',
     'label_indices',
     'demo_reserve_s',
+    'AgreementCheck',
+    'demo_too_slow',
 ]
 
 # %% ../nbs/14_cli.ipynb #ac657874
@@ -319,7 +340,7 @@ def train_hook(
 
 # %% ../nbs/14_cli.ipynb #6e349f45
 FLAG_NAMES = {'run_dir': '--out', 'T': '-T'}  # the config fields whose option is not --field-name
-SESSION_FIELDS = ('run_dir', 'device', 'progress')  # this session's settings: never taken from the run being continued
+SESSION_FIELDS = ('run_dir', 'device', 'threads', 'progress')  # this session's: never taken from the continued run
 
 
 def train_flag(name: str) -> str:
@@ -568,6 +589,14 @@ def _train_arguments(t, demo: bool = False):
             default=8.0,
             help='time budget of the whole demo when --steps is not given; training gets what its classifier and '
             'sampling leave (default: 8)',
+        )
+        t.add_argument(
+            '--target-agreement',
+            type=float,
+            default=DEMO_TARGET,
+            metavar='SHARE',
+            help='end training once the classifier recognises this share of the sampled digits (default: '
+            f'{DEMO_TARGET:g}; 0: train the whole budget)',
         )
     else:
         train_config_arguments(t)
@@ -869,6 +898,61 @@ def _cmd_train(args) -> int:
     return 0 if status == 'completed' else 130
 
 
+# %% ../nbs/14_cli.ipynb #916684f9a58a4a2aa5f864670399430d
+def threads_argument(p):
+    "The --threads option of a command that samples."
+    p.add_argument(
+        '--threads',
+        type=int,
+        default=None,
+        metavar='N',
+        help='CPU threads (default: the fastest count, measured on one network call; chapter 00)',
+    )
+
+
+def sampling_threads(
+    pipe,  # the pipeline about to sample (chapter 10b)
+    n: int,  # images per network call it will make
+    requested: int | None = None,  # --threads: exactly this many, nothing timed
+    guidance: float = 1.0,  # guidance doubles the batch of a call
+) -> ThreadChoice | None:  # None off the CPU
+    "On a CPU: set the thread count for sampling `pipe`, timed on one network call at its real batch size; printed."
+    if pipe.device.type != 'cpu':
+        return None
+    n = check_int('n', n, 1)
+    cond = {'labels': [0] * n} if pipe.num_classes else ({'prompts': ['a picture'] * n} if pipe.text else {})
+    g = torch.Generator()
+    guide = guidance if cond else 1.0
+    work = lambda: pipe.sample(n, sampler='ddim', steps=1, guidance=guide, generator=g.manual_seed(0), **cond)
+    choice = choose_threads(work, requested=requested)
+    print(f"threads: {choice.threads} ({choice.reason})")
+    return choice
+
+
+def with_threads(
+    arguments,  # another chapter's options function
+    run,  # its command, run(args) -> exit code; args.ckpt names the checkpoint
+    batch,  # batch(args) -> images per network call of the command
+):
+    "(options, command) of another chapter's sampling command with --threads: the count chosen before it runs."
+
+    def options(p):
+        arguments(p)
+        threads_argument(p)
+
+    def command_with_threads(args) -> int:
+        dev = None if getattr(args, 'device', 'auto') == 'auto' else args.device
+        try:
+            pipe = load_pipeline(args.ckpt, device=dev)
+        except (OSError, ValueError, KeyError):
+            return run(args)  # nothing to sample: the command's own checks say what is wrong
+        sampling_threads(pipe, batch(args), args.threads, getattr(args, 'guidance', 1.0))
+        return run(args)
+
+    command_with_threads.__doc__ = run.__doc__
+    return options, command_with_threads
+
+
 # %% ../nbs/14_cli.ipynb #b870c55c
 def _sample_arguments(s):
     "Options of `sample`."
@@ -938,6 +1022,7 @@ def _sample_arguments(s):
     s.add_argument('--scale', type=int, default=2, help='enlarge the --gif frames by this factor (default: 2)')
     s.add_argument('--raw', action='store_true', help='use the raw weights instead of the EMA')
     s.add_argument('--device', default='auto', help="'auto' (default), 'cpu', 'cuda', ...")
+    threads_argument(s)
 
 
 # %% ../nbs/14_cli.ipynb #ba96cceb
@@ -1009,6 +1094,7 @@ def _sample_to_files(args) -> torch.Tensor:
     labels = labels * n if labels and len(labels) == 1 else labels
     prompts = (args.prompt * n if len(args.prompt) == 1 else args.prompt) if args.prompt else None
     cond = {'labels': labels} if labels else ({'prompts': prompts} if prompts else {})
+    sampling_threads(pipe, min(n, args.batch_size or n), getattr(args, 'threads', None), args.guidance)
     images, trajectory = [], None
     for seed in seeds:
         out = pipe.sample(
@@ -1058,21 +1144,23 @@ def _cmd_sample(args) -> int:
 
 
 # %% ../nbs/14_cli.ipynb #3a7d86d2
+_eval_arguments, _eval = with_threads(eval_arguments, run_eval, lambda a: min(a.n, a.batch_size))
 command(
     'eval',
     "judge a checkpoint: FD/KID against the run's own data (or --data) with their floor (chapter 13)",
-    eval_arguments,
-)(run_eval)
+    _eval_arguments,
+)(_eval)
 command(
     'convert',
     'turn a diffusers UNet2DModel folder (e.g. google/ddpm-cifar10-32) into a checkpoint of this book (chapter 10c)',
     convert_arguments,
 )(run_convert)
+_walk_arguments, _walk = with_threads(interpolate_arguments, run_interpolate, lambda a: min(a.frames, a.batch_size))
 command(
     'interpolate',
     'animate an interpolation between two seeds, or two prompts, of any model the book trains (chapter 12)',
-    interpolate_arguments,
-)(run_interpolate)
+    _walk_arguments,
+)(_walk)
 command(
     'export',
     'write a run as a folder to share: safetensors weights, config and a model card, or a diffusers folder (10b)',
@@ -1152,10 +1240,11 @@ CONFIG_PRESETS.register(
     help='`ddpm-book demo`: 16 x 16 digits, batches of 64 at lr 1e-3; steps: the cap of its time budget',
 )
 DEMO_MAX_STEPS = CONFIG_PRESETS['demo']['steps']  # the budget's cap (a GPU gets there in a minute or two)
-DEMO_SAMPLES = dict(
-    n=100, sampler='ddpm', steps=50, guidance=2.0
-)  # samples.png: ten of each digit; they are also what the classifier judges
+DEMO_SAMPLES = dict(n=100, sampler='dpm_solver', steps=10, guidance=2.0)  # samples.png and every check: 10 per digit
 DEMO_WALK = dict(frames=16, steps=25)
+DEMO_TARGET = 0.9  # the agreement that ends training early (--target-agreement; 0: train the whole budget)
+DEMO_MIN_STEPS = 400  # steps of 64 the recipe needs for the target (measured: 300-400); a budget with fewer: too slow
+DEMO_CHECKS = dict(first_step=250, every_s=30.0, max_share=0.1)  # when the samples are judged during training
 
 
 def demo_reserve_s(
@@ -1168,24 +1257,117 @@ def demo_reserve_s(
     return fixed_s + sample_forwards * 0.5 * step_s / batch_size
 
 
+# %% ../nbs/14_cli.ipynb #33b0902fd34d4ace834912fa1002cf8e
+class AgreementCheck:
+    "A Trainer callback: now and then, sample the EMA model as the final grid is sampled; end the run at the target."
+
+    def __init__(
+        self,
+        classifier,  # chapter 11's digit classifier
+        target: float = DEMO_TARGET,  # the agreement that ends the run (0: never)
+        sampling: dict = DEMO_SAMPLES,  # n, sampler, steps, guidance
+        seed: int = 0,  # the samples' seed (the final grid's)
+        first_step: int = DEMO_CHECKS['first_step'],  # no check before this step
+        every_s: float = DEMO_CHECKS['every_s'],  # seconds between checks, at least
+        max_share: float = DEMO_CHECKS['max_share'],  # ... and at most this share of the time goes to checks
+    ):
+        self.classifier, self.target, self.sampling, self.seed = classifier, target, dict(sampling), seed
+        self.first_step, self.every_s, self.max_share = first_step, every_s, max_share
+        self.history, self._next, self.met = [], None, None  # met: the step the target was reached at
+
+    def agreement(self, tr: Trainer) -> float:
+        "The share of n samples of `tr`'s EMA model (n/10 of each digit) that the classifier calls the digit asked for."
+        from ddpm_book.guidance import label_agreement
+
+        s = self.sampling
+        pipe = Pipeline(tr.ema.model, tr.sched, tr.cfg.pred_type, tuple(tr.dataset[0]['x'].shape), tr.num_classes)
+        labels = torch.arange(s['n']) % tr.num_classes
+        with torch.random.fork_rng(devices=[tr.device.index or 0] if tr.device.type == 'cuda' else []):
+            x = pipe.sample(
+                s['n'],
+                labels=labels,
+                sampler=s['sampler'],
+                steps=s['steps'],
+                guidance=s['guidance'],
+                generator=torch.Generator().manual_seed(self.seed),
+            )
+        return label_agreement(self.classifier, x, labels)
+
+    def __call__(self, tr: Trainer, m: dict):
+        if tr.step < self.first_step or tr.ended or (self._next is not None and time.perf_counter() < self._next):
+            return
+        t = time.perf_counter()
+        a = self.agreement(tr)
+        cost = time.perf_counter() - t
+        self._next = time.perf_counter() + max(self.every_s, cost / self.max_share)
+        self.history.append({'step': tr.step, 'agreement': a, 'seconds': round(cost, 2)})
+        if tr.cfg.progress:
+            tqdm.write(f"step {tr.step}: the classifier recognises {a:.0%} of the digits (target {self.target:.0%})")
+        if self.target and a >= self.target:
+            self.met = tr.step
+            tr.end_now(f"agreement {a:.0%} reached the target {self.target:.0%}")
+
+
+def demo_too_slow(
+    planned_steps: int,  # the steps the budget buys, as the Trainer planned them
+    s_per_step: float,  # at this measured speed
+    min_steps: int,  # what the demo needs
+    spent_s: float,  # seconds of the demo so far
+    reserve_s: float,  # seconds kept for after training
+) -> float | None:  # minutes of budget that would buy min_steps; None: the plan is enough
+    "None if the budget's plan reaches `min_steps`; else the whole demo's minutes that would, at this speed."
+    if planned_steps >= min_steps:
+        return None
+    return math.ceil((spent_s + min_steps * s_per_step + reserve_s) / 60)
+
+
 # %% ../nbs/14_cli.ipynb #edb1e2d4
 def _budget_report(tr: Trainer, minutes: float):
-    "Print how the time budget was spent: the speed, the steps, a warning if they are too few for good digits."
+    "Print how the time budget was spent: the speed and the steps."
     s, n = tr.s_per_step or 0.0, tr.step
     print(f"time budget {minutes:g} min: {s:.2f} s per step of {tr.cfg.batch_size} -> {n} steps")
-    if n < 500:
-        print(f"warning: {n} steps are too few for good digits; is the machine busy? (give --minutes or --steps)")
+
+
+def _speed_check(tr: Trainer, reserve, t0: float, verdict: dict):
+    "A callback: after this session's first plan, end the run if its budget cannot buy DEMO_MIN_STEPS (the verdict)."
+    start = tr.step
+
+    def cb(trainer, m):
+        if verdict or trainer.step - start <= PLAN_SKIP + PLAN_FIRST or trainer.planned_steps is None:
+            return
+        s = trainer.s_per_step
+        need = demo_too_slow(trainer.total_steps, s, DEMO_MIN_STEPS, time.perf_counter() - t0, reserve(s))
+        verdict.update(planned_steps=trainer.total_steps, s_per_step=s, minutes_needed=need)
+        if need is not None:
+            why = f"too slow: {trainer.total_steps} steps in the budget, the target needs {DEMO_MIN_STEPS}"
+            trainer.end_now(why, final=False)  # a longer --minutes continues the run
+
+    return cb
+
+
+def _too_slow_text(tr: Trainer, minutes: float, verdict: dict) -> str:
+    "What a machine too slow for the demo's promise is told: the measured speed, and three ways on."
+    s, b = verdict['s_per_step'], tr.cfg.batch_size
+    threads = (tr.thread_policy.choice.threads if tr.thread_policy and tr.thread_policy.choice else None) or '?'
+    return (
+        f"demo stopped: this machine is too slow for the demo now: {s:.2f} s per step of {b} ({b / s:.0f} images/s, "
+        f"{threads} thread(s), {tr.precision}) buys {verdict['planned_steps']} steps in the {minutes:g}-minute budget, "
+        f"and recognisable digits take about {DEMO_MIN_STEPS}. Instead: give it more time (--minutes "
+        f"{verdict['minutes_needed']:g} would do at this speed; the same command continues this run), run the smoke "
+        f"test (--quick), or sample the shipped model: ddpm-book sample --ckpt book --labels 0 1 2 3 4 5 6 7 8 9"
+    )
 
 
 @command(
     'demo', 'train a small model on the offline digits, write samples and GIFs', partial(_train_arguments, demo=True)
 )
 def _cmd_demo(args) -> int:
-    "ddpm-book demo: train in a time budget, then write samples.png, trajectory.gif, walk.gif, demo.json into the run."
+    "ddpm-book demo: train until the digits are recognised or the budget is spent, then write the files and demo.json."
     from ddpm_book.guidance import train_digit_classifier, label_agreement
 
     t0, q = time.perf_counter(), args.quick
     minutes = check_float('--minutes', args.demo_minutes, 0, lo_open=True)
+    target = check_float('--target-agreement', args.target_agreement, 0, 1)
     check_output_dir(args.out, '--out')
     demo = CONFIG_PRESETS['demo']
     args.class_cond, args.data, args.image_size, args.resume = demo['class_cond'], demo['data'], None, 'latest'
@@ -1193,21 +1375,53 @@ def _cmd_demo(args) -> int:
         get_dataset(demo['data'], split='test', image_size=demo['image_size']), epochs=1 if q else 10
     )
     tr = build_trainer(args, ('train', 'demo'), image_size=demo['image_size'], unet=DEMO_UNET)
-    ns, ss, walk = (40, 10, dict(frames=8, steps=5)) if q else (DEMO_SAMPLES['n'], DEMO_SAMPLES['steps'], DEMO_WALK)
-    forwards = ns * 2 * ss + walk['frames'] * walk['steps']  # guidance evaluates every sample twice
-    budget = args.steps is None and not q  # else exactly the steps asked
+    sampling = {**DEMO_SAMPLES, 'n': 40} if q else DEMO_SAMPLES
+    walk = dict(frames=8, steps=5) if q else DEMO_WALK
+    forwards = sampling['n'] * 2 * sampling['steps'] + walk['frames'] * walk['steps']  # guidance: every sample twice
+    budget, verdict = args.steps is None and not q, {}  # else exactly the steps asked
+    check = AgreementCheck(clf, target, sampling, seed=tr.cfg.seed)
     if budget:  # the Trainer plans the run (chapter 08c) in what is left, keeping the sampling's time at its speed
         tr.cfg.minutes = max(1.0, minutes * 60 - (time.perf_counter() - t0)) / 60  # what the classifier left
         tr.budget_reserve = lambda step_s: demo_reserve_s(step_s, tr.cfg.batch_size, forwards)
+        tr.callbacks += [_speed_check(tr, tr.budget_reserve, t0, verdict), check]
     t_train = time.perf_counter()
     status = tr.fit()
     t_train = time.perf_counter() - t_train
-    if budget:
+    if budget and not verdict.get('minutes_needed'):
         _budget_report(tr, minutes)
-    print(f"{status} at step {tr.step}; checkpoints in {tr.ckpt_dir}")
+    print(f"{'stopped' if verdict.get('minutes_needed') else status} at step {tr.step}; checkpoints in {tr.ckpt_dir}")
+    run_dir, labels = Path(args.out), [i % 10 for i in range(sampling['n'])]
+    if not budget:
+        ended_by = 'steps'
+    elif verdict.get('minutes_needed'):
+        ended_by = 'too slow'
+    else:
+        met = check.met or (tr.ended or '').startswith('agreement')  # now, or in the session this resumes
+        ended_by = 'target' if met else 'budget'
+    summary = {
+        'ended_by': ended_by,
+        'target_agreement': target if budget else None,
+        'checks': check.history,
+        'steps': tr.step,
+        'batch_size': tr.cfg.batch_size,
+        'budget_minutes': minutes if budget else None,
+        's_per_step': tr.s_per_step,
+        'last_fit_s': round(t_train, 1),
+        'device': str(tr.device),
+        'precision': tr.precision,
+        'precision_reason': tr.precision_reason,
+        'cpu_capability': torch.backends.cpu.get_cpu_capability(),
+        'threads': {'training': tr.thread_policy.choices if tr.thread_policy else None},
+        'command': sys.argv,
+    }
+    if ended_by == 'too slow':
+        write_json(run_dir / 'demo.json', {**summary, **verdict, 'wall_time_s': round(time.perf_counter() - t0, 1)})
+        print(_too_slow_text(tr, minutes, verdict))
+        return 1
     if status != 'completed':
         return 130
-    run_dir, labels = Path(args.out), [i % 10 for i in range(ns)]
+    pipe = load_pipeline(args.out, device=None if args.device == 'auto' else args.device)
+    chosen = sampling_threads(pipe, sampling['n'], args.threads, sampling['guidance'])
     x = _sample_to_files(
         argparse.Namespace(
             ckpt=args.out,
@@ -1215,12 +1429,12 @@ def _cmd_demo(args) -> int:
             device=args.device,
             labels=labels,
             prompt=None,
-            n=ns,
-            sampler=DEMO_SAMPLES['sampler'],
-            steps=ss,
+            n=sampling['n'],
+            sampler=sampling['sampler'],
+            steps=sampling['steps'],
             eta=0.0,
             spacing='trailing',
-            guidance=DEMO_SAMPLES['guidance'],
+            guidance=sampling['guidance'],
             clip='clip',
             seed=tr.cfg.seed,
             batch_size=None,
@@ -1229,6 +1443,7 @@ def _cmd_demo(args) -> int:
             gif=str(run_dir / 'trajectory.gif'),
             fps=12,
             scale=4,
+            threads=chosen.threads if chosen else None,
         )
     )
     agreement = label_agreement(clf, x, torch.tensor(labels))
@@ -1245,31 +1460,30 @@ def _cmd_demo(args) -> int:
         )
     )
     wall = time.perf_counter() - t0
+    summary['threads']['sampling'] = chosen.to_dict() if chosen else None
     write_json(
         run_dir / 'demo.json',
         {
             'wall_time_s': round(wall, 1),
             'label_agreement': agreement,
-            'n_samples': ns,
-            'steps': tr.step,
-            'batch_size': tr.cfg.batch_size,
-            'budget_minutes': minutes if budget else None,
-            's_per_step': tr.s_per_step,
-            'last_fit_s': round(t_train, 1),
-            'sampler': {**DEMO_SAMPLES, 'n': ns, 'steps': ss},
-            'device': str(tr.device),
-            'precision': tr.precision,
-            'precision_reason': tr.precision_reason,
-            'cpu_capability': torch.backends.cpu.get_cpu_capability(),
-            'threads': torch.get_num_threads(),
-            'command': sys.argv,
+            'n_samples': sampling['n'],
+            'sampler': sampling,
+            **summary,
             'classifier': "train_digit_classifier on mnist5k split 'test' (1,000 digits the model never saw)",
         },
     )
+    why = {
+        'target': f"the digits were recognised (target {target:.0%}) at step {tr.step}",
+        'budget': f"the budget was spent at step {tr.step}"
+        + (f", short of the target {target:.0%}" if target and agreement < target else ''),
+        'steps': f"the {tr.step} steps asked for were done",
+    }[ended_by]
     print(
-        f"demo: {wall / 60:.1f} min wall time; the classifier agrees with {agreement:.0%} of the "
-        f"{ns} requested digits; see {run_dir / 'demo.json'}"
+        f"demo: {wall / 60:.1f} min wall time; training ended because {why}; the classifier agrees with "
+        f"{agreement:.0%} of the {sampling['n']} requested digits; see {run_dir / 'demo.json'}"
     )
+    if budget and target and agreement < target:
+        print(f"the digits are not yet good: give more time (--minutes {2 * minutes:g}) and run the command again")
     return 0
 
 

@@ -8,6 +8,7 @@ import math
 import os
 import random
 import tempfile
+import time
 from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, is_dataclass
@@ -25,6 +26,9 @@ from torchvision.utils import make_grid
 __all__ = [
     'REGISTRIES',
     'PRECISIONS',
+    'DEFAULT_THREADS',
+    'THREAD_TIE',
+    'THREAD_ABORT',
     'in_test',
     'full_settings',
     'quick_settings',
@@ -39,6 +43,10 @@ __all__ = [
     'get_device',
     'cpu_native_bf16',
     'choose_precision',
+    'thread_candidates',
+    'ThreadChoice',
+    'choose_threads',
+    'ThreadPolicy',
     'atomic_write',
     'check_output_file',
     'check_output_dir',
@@ -353,6 +361,136 @@ def choose_precision(
         how = 'native bf16' if ok else 'bf16 would be emulated (slower than fp32)'
         return ('bf16' if ok else 'fp32'), f"auto: {why}: {how}"
     return 'fp32', f"auto: no bf16 autocast on {dev.type}"
+
+
+# %% ../nbs/00_core.ipynb #6da725e5
+DEFAULT_THREADS = torch.get_num_threads()  # torch's count at import: the physical cores, or OMP_NUM_THREADS
+THREAD_TIE = 0.05  # a lower thread count within this share of the fastest time wins (it leaves a core free)
+THREAD_ABORT = 2.0  # a count whose first timed run takes this many times the best so far is not repeated
+
+
+def thread_candidates(
+    most: int | None = None,  # the most threads worth trying (default: torch's count when the library was imported)
+) -> list[int]:
+    "The thread counts worth timing: all cores, then halving down to 1 (8 -> [8, 4, 2, 1])."
+    n, out = check_int('most', most if most is not None else DEFAULT_THREADS, 1), []
+    while n >= 1 and n not in out:
+        out.append(n)
+        n //= 2
+    return out
+
+
+@dataclass
+class ThreadChoice:
+    "How many CPU threads, why, and the measured seconds per unit of work at each count tried."
+
+    threads: int
+    reason: str
+    timings: dict = field(default_factory=dict)  # threads -> seconds of the work (best of the repeats)
+
+    def to_dict(self) -> dict:
+        return {'threads': self.threads, 'reason': self.reason, 'timings': {str(k): v for k, v in self.timings.items()}}
+
+
+def _requested_threads(requested: int | None) -> ThreadChoice | None:
+    "An explicit choice: `requested` (--threads), else OMP_NUM_THREADS in the environment; None: measure."
+    if requested is not None:
+        return ThreadChoice(check_int('--threads', requested, 1), f"requested (--threads {requested})")
+    env = os.environ.get('OMP_NUM_THREADS', '').strip()
+    if env.isdigit() and int(env) >= 1:
+        return ThreadChoice(int(env), f"OMP_NUM_THREADS={env} in the environment")
+    return None
+
+
+def choose_threads(
+    work,  # work(): one unit of the real job (a training step's forward and backward, one network call)
+    candidates: list[int] | None = None,  # thread counts to try (default: `thread_candidates()`)
+    requested: int | None = None,  # --threads: use exactly this many, nothing is timed
+    repeats: int = 2,  # timed runs per count (fewer for a count already far slower), after one untimed run
+    clock=time.perf_counter,  # seconds (a test passes a fake clock)
+    set_threads=torch.set_num_threads,  # sets the count (a test passes a fake)
+) -> ThreadChoice:
+    "Time `work` at each thread count, fewest first, and keep the fastest (a lower count within THREAD_TIE wins)."
+    chosen = _requested_threads(requested)
+    cands = sorted(set(candidates or thread_candidates()))
+    if chosen is None and len(cands) == 1:
+        chosen = ThreadChoice(cands[0], f"{cands[0]} thread{'s' * (cands[0] > 1)}: nothing else to try")
+    if chosen is not None:
+        set_threads(chosen.threads)
+        return chosen
+    timings = {}
+    for i, n in enumerate(cands):
+        set_threads(n)
+        if i == 0:
+            work()  # the first run pays for allocations and kernel choices
+        runs = []
+        for _ in range(check_int('repeats', repeats, 1)):
+            t = clock()
+            work()
+            runs.append(clock() - t)
+            if timings and runs[0] > THREAD_ABORT * min(timings.values()):
+                break  # far slower already (a busy core): not worth another run
+        timings[n] = min(runs)
+    best = min(timings.values())
+    n = min(k for k, v in timings.items() if v <= best * (1 + THREAD_TIE))
+    set_threads(n)
+    shown = ', '.join(f"{k}: {v:.3g} s" for k, v in sorted(timings.items(), reverse=True))
+    return ThreadChoice(n, f"measured: the fastest of {shown}", timings)
+
+
+# %% ../nbs/00_core.ipynb #f11e00e9
+class ThreadPolicy:
+    "Chooses the thread count by measurement and measures again when the work gets `slower` or every `every_s`."
+
+    def __init__(
+        self,
+        work,  # work(): one unit of the real job, timed at each count (`choose_threads`)
+        requested: int | None = None,  # --threads: fixed, never measured
+        slower: float = 1.3,  # rho: measure again when a unit takes this many times its time after the last choice
+        every_s: float = 120.0,  # ... or when this many seconds have passed (a neighbour that stopped)
+        min_gap_s: float = 10.0,  # never sooner than this after the last measurement (single slow units are noise)
+        candidates: list[int] | None = None,  # thread counts to try (default: `thread_candidates()`)
+        clock=time.perf_counter,
+        set_threads=torch.set_num_threads,
+    ):
+        self.work, self.requested, self.candidates = work, requested, candidates
+        self.slower = check_float('slower', slower, 1, lo_open=True)
+        self.every_s = check_float('every_s', every_s, 0, lo_open=True)
+        self.min_gap_s = check_float('min_gap_s', min_gap_s, 0)
+        self.clock, self.set_threads = clock, set_threads
+        self.choice, self.choices, self._at, self._base = None, [], None, None
+
+    @property
+    def fixed(self) -> bool:
+        "A choice that is never measured again: requested, set in the environment, or the only count there is."
+        return self.choice is not None and not self.choice.timings
+
+    def choose(self, why: str = 'start') -> ThreadChoice:
+        "Measure now (or take the requested count) and set it; the history keeps every choice and why it was made."
+        self.choice = choose_threads(
+            self.work, self.candidates, self.requested, clock=self.clock, set_threads=self.set_threads
+        )
+        self.choices.append({'why': why, **self.choice.to_dict()})
+        self._at, self._base = self.clock(), None
+        return self.choice
+
+    def due(
+        self,
+        unit_s: float,  # the recent seconds of one unit of work (e.g. the median of the last steps)
+    ) -> str | None:  # why to measure again, or None
+        "Should the count be measured again? The first unit after a choice is the baseline its slow-down is judged by."
+        if self.choice is None or self.fixed:
+            return None
+        if self._base is None:
+            self._base = unit_s
+            return None
+        if self.clock() - self._at < self.min_gap_s:
+            return None
+        if unit_s > self.slower * self._base and self.choice.threads > min(self.choice.timings):
+            return f"the work became {unit_s / self._base:.1f}x slower ({self._base:.3g} s -> {unit_s:.3g} s)"
+        if self.clock() - self._at >= self.every_s:
+            return f"{self.every_s:g} s since the last measurement"
+        return None
 
 
 # %% ../nbs/00_core.ipynb #85f48a71

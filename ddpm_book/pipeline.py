@@ -27,7 +27,7 @@ from .schedules import make_schedule
 from .checkpoints import run_checkpoint, save_file, load_model_state, class_name
 from .unet import UNet, UNetConfig, ADDED_FIELDS
 from .runs import read_events, write_json
-from .trainer import TrainConfig, Trainer, WEIGHT_SOURCES
+from .trainer import TrainConfig, Trainer, WEIGHT_SOURCES, initial_state, apply_initial_state
 from . import sampling  # chapter 09: `sampling.sample`, since `Pipeline.sample` below takes the name
 from .sampling import SAMPLERS, GRIDS, model_device
 import ddpm_book.samplers  # noqa: F401 (chapter 10: registers euler, heun, dpm_solver and the logsnr grid)
@@ -40,6 +40,7 @@ __all__ = [
     'EXPORT_VERSION',
     'EXPORT_WEIGHTS',
     'BOOK_RECIPE',
+    'BOOK_CONTINUATION',
     'QUICK_BOOK_RECIPE',
     'PIXELATED_CSS',
     'EXPORT_FORMATS',
@@ -401,6 +402,13 @@ BOOK_RECIPE = dict(  # the book model's recipe: what it changes in TrainConfig's
     class_cond=True,
     label_dropout=0.1,  # 10% of labels become "no class": the same network is also unconditional (chapter 11)
 )
+BOOK_CONTINUATION = dict(  # part 2, on top of BOOK_RECIPE: from part 1's EMA weights with a fresh optimizer
+    steps=2500,
+    lr=2e-4,
+    warmup_steps=100,
+    ema_decay=0.9995,  # a longer EMA horizon (about 2,000 steps)
+    seed=1,
+)
 QUICK_BOOK_RECIPE = dict(  # on top of BOOK_RECIPE for quick=True: a few steps of the tiny model, for tests
     steps=4,
     batch_size=8,
@@ -417,10 +425,16 @@ QUICK_BOOK_RECIPE = dict(  # on top of BOOK_RECIPE for quick=True: a few steps o
 def book_train_config(
     run_dir=None,  # default: book_cache_dir() / 'mnist_cfg'
     quick: bool = False,  # QUICK_BOOK_RECIPE: a few steps of a tiny model, for tests
+    part: int = 1,  # 1: BOOK_RECIPE from scratch in run_dir; 2: BOOK_CONTINUATION from part 1, in run_dir/'part2'
 ) -> TrainConfig:
-    "The book model's training run: TrainConfig's defaults with BOOK_RECIPE (and QUICK_BOOK_RECIPE when quick)."
+    "A run of the book model's training: TrainConfig's defaults with BOOK_RECIPE (part 2: and BOOK_CONTINUATION)."
     run_dir = book_cache_dir() / 'mnist_cfg' if run_dir is None else run_dir
-    return TrainConfig(run_dir=str(run_dir), **{**BOOK_RECIPE, **(QUICK_BOOK_RECIPE if quick else {})})
+    quick_kw = QUICK_BOOK_RECIPE if quick else {}
+    if check_choice('part', part, (1, 2)) == 1:
+        return TrainConfig(run_dir=str(run_dir), **{**BOOK_RECIPE, **quick_kw})
+    return TrainConfig(
+        run_dir=str(Path(run_dir) / 'part2'), init_from=str(run_dir), **{**BOOK_RECIPE, **BOOK_CONTINUATION, **quick_kw}
+    )
 
 
 def tiny_unet_config(image_size: int = 16, in_channels: int = 1, num_classes: int | None = None) -> UNetConfig:
@@ -487,7 +501,10 @@ def _train_book(cfg: TrainConfig, quick: bool, device=None) -> Pipeline:
         sample_fn = trainer_sample_fn(
             make_schedule(cfg.schedule, cfg.T, cfg.zero_terminal_snr), (1, size, size), cfg.pred_type, ucfg.num_classes
         )
-        tr = Trainer(UNet(ucfg), get_dataset('mnist5k', image_size=size), cfg, sample_fn=sample_fn)
+        model = UNet(ucfg)
+        if cfg.init_from and found is None:  # part 2 starts from part 1's EMA weights (chapter 08c's init_from)
+            apply_initial_state(model, initial_state(cfg.init_from, cfg.init_weights))
+        tr = Trainer(model, get_dataset('mnist5k', image_size=size), cfg, sample_fn=sample_fn)
         tr.resume('latest')
         tr.fit()  # an Interrupt raises TrainingInterrupted after the stop checkpoint (chapter 08c)
     return load_pipeline(cfg.run_dir, device=device)
@@ -515,8 +532,9 @@ def book_pipeline(
         raise TypeError(f"train must be True or False, got {train!r}; pass the run folder as run_dir=")
     if quick:
         run_dir, train = _BOOK.setdefault('quick_dir', tempfile.mkdtemp(prefix='ddpm_book_quick_')), True
-    if train:
-        return _train_book(book_train_config(run_dir, quick), quick, device)
+    if train:  # part 1, then part 2 from its EMA weights (the tiny stand-in: part 1 only)
+        pipe = _train_book(book_train_config(run_dir, quick), quick, device)
+        return pipe if quick else _train_book(book_train_config(run_dir, part=2), False, device)
     if run_dir is not None:
         return load_pipeline(run_dir, device=device)
     path = Path(model_file) if model_file is not None else book_model_path()

@@ -4,7 +4,9 @@
 
 # %% ../nbs/08c_trainer.ipynb #4ab5acea
 from __future__ import annotations
+import json
 import math
+import statistics
 import time
 from dataclasses import dataclass, asdict, is_dataclass, replace
 from pathlib import Path
@@ -22,6 +24,7 @@ from ddpm_book.core import (
     check_float,
     PRECISIONS,
     Registry,
+    ThreadPolicy,
 )
 from .schedules import make_schedule
 from .unet import with_added_fields  # configs stored before a UNet field existed
@@ -58,6 +61,7 @@ from ddpm_book.runs import (
     default_eval_fn,
     make_accelerator,
     write_data_record,
+    write_json,
 )
 
 # %% auto #0
@@ -67,6 +71,7 @@ __all__ = [
     'PLAN_FIRST',
     'PLAN_EVERY',
     'FIRST_LOOK_S',
+    'PROBE_MIN_STEPS',
     'LONG_RUN_HOURS',
     'WEIGHT_SOURCES',
     'FREEZE_PARTS',
@@ -141,6 +146,7 @@ class TrainConfig:
     n_samples: int = 16  # images per sample grid
     num_workers: int = 0  # DataLoader worker processes
     device: str = 'auto'  # 'auto', 'cpu', 'cuda', 'cuda:1', 'mps'
+    threads: int | None = None  # CPU threads; None: measure the fastest count (chapter 00), again when slower; N: N
     tensorboard: bool = False  # also write TensorBoard scalars and sample grids (needs the tensorboard package)
     progress: bool = True  # show a tqdm progress bar
 
@@ -202,6 +208,7 @@ def _validate(c: TrainConfig):
         check_float(f'TrainConfig.{k}', getattr(c, k), 0, lo_open=True)
     check_float('TrainConfig.grad_clip', c.grad_clip, 0, lo_open=True, none_ok=True)
     check_int('TrainConfig.keep_last', c.keep_last, 1, none_ok=True)
+    check_int('TrainConfig.threads', c.threads, 1, none_ok=True)
     for k in ('min_lr_ratio', 'label_dropout'):
         check_float(f'TrainConfig.{k}', getattr(c, k), 0, 1)
     check_float('TrainConfig.ema_decay', c.ema_decay, 0, 1, hi_open=True)
@@ -244,6 +251,7 @@ def lr_at(
 PLAN_SKIP, PLAN_FIRST = 3, 10  # steps of a session not timed, then timed before its first plan
 PLAN_EVERY = 0.05  # the share of the budget between two plans
 FIRST_LOOK_S = 60.0  # seconds of training after which the first look is taken, if `first_look` of the run comes later
+PROBE_MIN_STEPS = 30  # a session with fewer steps left keeps torch's thread count (measuring would cost more)
 LONG_RUN_HOURS = 2.0  # without a time budget, a run whose measured speed needs this many hours or more is warned of
 
 
@@ -461,6 +469,7 @@ RESUME_MAY_CHANGE = (
     'minutes',
     'first_look',
     'epochs',
+    'threads',
 )  # the rest must match
 
 
@@ -525,6 +534,8 @@ class Trainer:
         self._t_fit, self._step_s, self._start, self._times = None, 0.0, (0.0, 0.0), (0.0, 0.0)  # `fit`, `_agree`
         self._fit_step, self._base, self._mark, self._planned = 0, None, None, False  # the plan's marks (`_replan`)
         self._long_mark, self._tb = None, None  # `_warn_long`'s first timed step; TensorBoard's writer during `fit`
+        self.thread_policy, self._probe_batch, self._recent = None, None, []  # CPU threads (`_tune_threads`)
+        self.ended, self.ended_final = None, True  # why `end_now` ended the run early; for good?
         seed_everything(cfg.seed)
         self.gen = torch.Generator(self.device).manual_seed(cfg.seed)
 
@@ -552,7 +563,12 @@ class Trainer:
             'model_config': _model_config(self.model),
             'model_class': model_class_name(self.model),
             'best': self.best,
-            'plan': {'steps': self.planned_steps, 's_per_step': self.s_per_step, 'spent_s': self._elapsed()},
+            'plan': {
+                'steps': self.planned_steps,
+                's_per_step': self.s_per_step,
+                'spent_s': self._elapsed(),
+                **({'ended': self.ended, 'ended_final': self.ended_final} if self.ended else {}),
+            },
             'first_look_done': self.first_look_done,
         }
 
@@ -576,6 +592,7 @@ class Trainer:
         self.best = state.get('best')
         plan = state.get('plan') or {}  # older checkpoints: no plan, no time spent, no first look to take
         self.planned_steps, self.s_per_step = plan.get('steps'), plan.get('s_per_step')
+        self.ended, self.ended_final = plan.get('ended'), plan.get('ended_final', True)
         self.spent_s, self.first_look_done = float(plan.get('spent_s', 0.0)), bool(state.get('first_look_done', True))
 
     def save(self, kind: str = 'step') -> Path:
@@ -615,7 +632,8 @@ class Trainer:
         if self.acc.num_processes > 1:  # each process its own dropout masks
             torch.manual_seed(item_seed(self.cfg.seed, self.batches_seen, self.acc.process_index))
         self.batches_seen += 1
-        return self.inputs(batch)
+        self._probe_batch = self.inputs(batch)  # also the work the thread count is measured on
+        return self._probe_batch
 
     def inputs(self, batch: dict) -> tuple[torch.Tensor, dict]:
         "Hook: a loaded batch as (x0 on the device, the model's keyword arguments): labels= when class_cond."
@@ -838,6 +856,53 @@ class Trainer:
             return None
         return save_images(x, self.run_dir / 'samples' / 'data.png', value_range=(-1, 1))
 
+    # ---- CPU threads: measured, re-measured when the speed drops (chapter 00's ThreadPolicy)
+    def _probe(self):
+        "One unit of work for the thread choice: forward and backward on the latest batch; no state is changed."
+        x0, cond = self._probe_batch
+        g = self.gen.get_state()
+        with torch.random.fork_rng(devices=[]):  # dropout draws from the global generator: put back after
+            self.loss(x0, cond).backward()
+        self.gen.set_state(g)
+        self.opt.zero_grad(set_to_none=True)
+
+    def _thread_policy(self) -> ThreadPolicy | None:
+        "This session's policy on a CPU; measured only with one process and no compile (else torch's or --threads)."
+        if self.device.type != 'cpu':
+            return None
+        if self.cfg.threads is None and (self.acc.num_processes > 1 or self.cfg.compile):
+            return None  # several processes cannot time alone; a compiled step would be compiled again for each count
+        return ThreadPolicy(self._probe, requested=self.cfg.threads)
+
+    def _tune_threads(self, m: dict):
+        "Choose the thread count after a session's first steps; measure again when the policy says so (and log it)."
+        pol = self.thread_policy
+        if pol is None or pol.fixed:
+            return
+        if pol.choice is None:
+            if self.step - self._fit_step != PLAN_SKIP or self.total_steps - self.step < PROBE_MIN_STEPS:
+                return
+            why = 'start'
+        else:
+            self._recent = (self._recent + [m['step_total']])[-5:]
+            why = pol.due(statistics.median(self._recent)) if len(self._recent) == 5 else None
+            if why is None:
+                return
+        before = pol.choice.threads if pol.choice else None
+        self._record_threads(pol.choose(why), why, before)
+        self._recent = []
+
+    def _record_threads(self, choice, why: str, before: int | None = None):
+        "The choice in meta.json ('threads': the latest, 'thread_choices': all, with step and why); printed when new."
+        self.thread_policy.choices[-1]['step'] = self.step
+        if not self.is_main:
+            return
+        meta_path = self.run_dir / 'meta.json'
+        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+        write_json(meta_path, {**meta, 'threads': choice.to_dict(), 'thread_choices': self.thread_policy.choices})
+        if self.cfg.progress and choice.threads != before:
+            tqdm.write(f"threads: {choice.threads} ({choice.reason}{'' if why == 'start' else '; ' + why})")
+
     # ---- the run's length: a time budget, and a first look
     @property
     def total_steps(self) -> int:
@@ -887,6 +952,18 @@ class Trainer:
         if self.total_steps > self.step and (left <= 0 or (s and left < 2 * s)):  # this step took one s of `left`:
             self._set_plan(self.step, s, left, bar)  # the next one would not fit, so the run ends here
 
+    def end_now(
+        self,
+        why: str,  # said in events.jsonl and kept in the checkpoint
+        final: bool = True,  # the run is done (a goal met); False: given budget again, it is planned afresh
+    ):
+        "End a budgeted run after the current step, as if its plan ended here (a goal met, a machine too slow)."
+        if not self.cfg.minutes:
+            raise ValueError("end_now ends a run with a time budget (minutes); without one, fit(until=k) stops it")
+        self.planned_steps, self.ended, self.ended_final = self.step, why, final
+        if self.is_main:
+            append_event(self.run_dir, {'step': self.step, 'event': 'end', 'why': why})
+
     def _warn_long(self):
         "Without a time budget: once the speed is measured, warn if the rest of the run would take LONG_RUN_HOURS+."
         k, e = self.step - 1, self._times[0]  # as this step began: k steps done, the run's seconds
@@ -927,6 +1004,7 @@ class Trainer:
         c = self.cfg
         window.append(m)
         bar.update(1)
+        self._tune_threads(m)
         if c.minutes:
             self._replan(bar)
         else:
@@ -968,6 +1046,9 @@ class Trainer:
         self._fit_step, self._base, self._mark, self._planned = self.step, None, None, False
         self._long_mark = None
         self._tb = open_tensorboard(self.run_dir, c.tensorboard and self.is_main)
+        threads_before, self.thread_policy, self._recent = torch.get_num_threads(), self._thread_policy(), []
+        if self.thread_policy is not None and self.thread_policy.requested is not None:
+            self._record_threads(self.thread_policy.choose(), 'start')  # asked for: set now, never measured
         if self.step == 0 and self.is_main:  # a fresh run: what it learns from
             self.save_data_grid()
         show = c.progress and self.is_main
@@ -978,6 +1059,8 @@ class Trainer:
         left = c.minutes * 60 - self.spent_s - self._reserve(self.s_per_step) if c.minutes else math.inf
         if left <= 0 or left < (self.s_per_step or 0.0):  # resumed with no step left in its budget: end here
             self._set_plan(self.step, self.s_per_step, left, bar)
+        elif c.minutes and self.ended and not self.ended_final and (self.planned_steps or 0) <= self.step:
+            self.planned_steps, self.ended = None, None  # ended for now (`end_now`), budget left: planned afresh
         try:
             with StopSignals(self._request_stop):
                 while self.step < min(until or c.steps, self.total_steps) and not self._stopping():
@@ -996,6 +1079,7 @@ class Trainer:
             self._stop = 'KeyboardInterrupt'
         finally:
             bar.close()
+            torch.set_num_threads(threads_before)  # the choice was this run's: the caller's count comes back
             self.spent_s, self._t_fit = self._elapsed(), None
             if self._tb is not None:
                 self._tb.close()
