@@ -17,8 +17,10 @@ __all__ = [
     'TimeEmbedding',
     'group_norm_scale_shift',
     'dropout',
+    'fast_silu',
     'ResBlock',
     'upsample_conv',
+    'upsample_conv_transposed',
     'Downsample',
     'Upsample',
 ]
@@ -100,7 +102,13 @@ def dropout(
     n = h.numel()
     r = torch.empty((n + 3) // 4, dtype=torch.int64, device=h.device).random_(-(2**63), None)  # 64 uniform bits each
     keep = r.view(torch.int16)[:n].view(h.shape) >= k - 32768  # P(keep) = 1 - k/65536
-    return h * keep.to(h.dtype).mul_(65536 / (65536 - k))
+    return (h * keep).mul_(torch.tensor(65536 / (65536 - k), dtype=h.dtype, device=h.device))  # = h * mask, eq. 4.4
+
+
+# %% ../nbs/04_blocks.ipynb #afe02b4d
+def fast_silu(h: torch.Tensor) -> torch.Tensor:
+    "SiLU, in place when autograd records nothing (under autograd an in-place SiLU would clone its input first)."
+    return F.silu(h, inplace=not (torch.is_grad_enabled() and h.requires_grad))
 
 
 # %% ../nbs/04_blocks.ipynb #26d42dc7
@@ -133,14 +141,14 @@ class ResBlock(nn.Module):
     def _norm2(self, h, emb):
         "GN_2 with the timestep injected, then SiLU."
         if self.emb_proj is None:
-            return F.silu(self.norm2(h), inplace=True)
+            return fast_silu(self.norm2(h))
         e = self.emb_proj(F.silu(emb)).to(h.dtype)
         if self.scale_shift:
             s, b = e.chunk(2, dim=1)
             h = group_norm_scale_shift(h, self.groups, self.norm2.weight, self.norm2.bias, s, b, self.norm2.eps)
         else:
             h = self.norm2(h + e[..., None, None])
-        return F.silu(h, inplace=True)
+        return fast_silu(h)
 
     def forward(
         self,
@@ -153,7 +161,7 @@ class ResBlock(nn.Module):
                 if emb is not None
                 else "this block needs emb (B, emb_dim)"
             )
-        h = self.conv1(F.silu(self.norm1(x), inplace=True))
+        h = self.conv1(fast_silu(self.norm1(x)))
         h = self._norm2(h, emb)
         h = dropout(h, self.dropout, self.training)
         h = self.conv2(h)
@@ -191,6 +199,20 @@ def upsample_conv(
     )
 
 
+# %% ../nbs/04_blocks.ipynb #071af4cf
+_TAPS4 = torch.tensor([[0.0, 0, 1], [0, 1, 1], [1, 1, 0], [1, 0, 0]])  # [4-tap kernel, 3x3 tap], eq. 4.6
+
+
+def upsample_conv_transposed(
+    x: torch.Tensor,  # (B, C, H, W)
+    weight: torch.Tensor,  # (O, C, 3, 3) conv weight
+    bias: torch.Tensor | None = None,  # (O,)
+) -> torch.Tensor:  # (B, O, 2H, 2W)
+    "`conv3x3(nearest_upsample_x2(x))` as one stride-2 transposed conv with a 4x4 kernel, eq. 4.6."
+    T = _TAPS4.to(weight)
+    return F.conv_transpose2d(x, torch.einsum('ik,jl,ockl->coij', T, T, weight), bias, stride=2, padding=1)
+
+
 # %% ../nbs/04_blocks.ipynb #07fb66b1
 RESAMPLE = ('conv', 'avgpool')
 
@@ -210,6 +232,8 @@ class Downsample(nn.Module):
 class Upsample(nn.Module):
     "Double H and W: nearest-neighbour upsampling followed by a 3x3 conv (computed as in eq. 4.5), or nearest only."
 
+    fast = False  # True: the conv as eq. 4.6 (one transposed conv; equal up to rounding); not part of the weights
+
     def __init__(self, ch: int, use_conv: bool = True):
         super().__init__()
         self.conv = nn.Conv2d(ch, ch, 3, padding=1) if use_conv else None
@@ -217,4 +241,4 @@ class Upsample(nn.Module):
     def forward(self, x):
         if self.conv is None:
             return F.interpolate(x, scale_factor=2.0, mode='nearest')
-        return upsample_conv(x, self.conv.weight, self.conv.bias)
+        return (upsample_conv_transposed if self.fast else upsample_conv)(x, self.conv.weight, self.conv.bias)

@@ -102,6 +102,7 @@ __all__ = [
     'command',
     'load_command_plugins',
     'build_parser',
+    'command_in',
     'main',
     'train_variant',
     'train_hook',
@@ -168,7 +169,9 @@ def load_command_plugins():
         ep.load()
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(
+    only: str | None = None,  # build the options of this command alone (the others are listed); None: all
+) -> argparse.ArgumentParser:
     "The `ddpm-book` argument parser with every registered subcommand; no option may be abbreviated."
     load_command_plugins()
     p = argparse.ArgumentParser(
@@ -179,10 +182,18 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMANDS:
         e = COMMANDS.entry(name)
         s = sub.add_parser(name, help=e.help, description=e.help, allow_abbrev=False)
-        e.meta['add_arguments'](s)
+        if only in (None, name) or only not in COMMANDS:
+            e.meta['add_arguments'](s)
         s.set_defaults(func=e.obj)
         s.add_argument('--debug', action='store_true', default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # also after
     return p
+
+
+def command_in(
+    argv: list[str],  # command-line arguments after the program's name
+) -> str | None:
+    "The command named in `argv`: its first word that is not an option (`--debug` is the only option before it)."
+    return next((a for a in argv if not a.startswith('-')), None)
 
 
 # %% ../nbs/14_cli.ipynb #4efd9f20
@@ -203,9 +214,10 @@ def main(
     argv: list[str] | None = None,  # arguments; default: sys.argv[1:]
 ) -> int:  # exit status: 0 ok, 2 bad usage or input, 130 interrupted
     "Entry point of the `ddpm-book` command."
-    p = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    p = build_parser(command_in(argv))  # one command's options: reading every config's docs takes a second
     args = p.parse_args(argv)
-    args.argv = sys.argv[1:] if argv is None else list(argv)  # --num-processes starts it again
+    args.argv = argv  # --num-processes starts it again
     if args.command is None:
         p.print_help()
         return 0

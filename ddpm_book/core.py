@@ -17,10 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import matplotlib.pyplot as plt
 from PIL import Image
-import torchvision.transforms.functional as TF
-from torchvision.utils import make_grid
 
 # %% auto #0
 __all__ = [
@@ -586,6 +583,22 @@ def _as_batch(x) -> torch.Tensor:
 
 
 # %% ../nbs/00_core.ipynb #0f787e6b
+def _tile(
+    x: torch.Tensor,  # images (B,C,H,W)
+    nrow: int,  # images per row
+    padding: int,  # pixels between and around the tiles
+) -> torch.Tensor:  # (C, H', W') on a white (1.0) background
+    "Tiles in rows of `nrow`, torchvision's `make_grid` layout."
+    B, C, H, W = x.shape
+    cols = min(nrow, B)
+    rows = math.ceil(B / cols)
+    g = x.new_ones(C, rows * (H + padding) + padding, cols * (W + padding) + padding)
+    for i, xi in enumerate(x):
+        top, left = padding + (i // cols) * (H + padding), padding + (i % cols) * (W + padding)
+        g[:, top : top + H, left : left + W] = xi
+    return g
+
+
 def image_grid(
     x: torch.Tensor,  # images (B,C,H,W), (C,H,W) or (H,W)
     nrow: int | None = None,  # images per row; default: a near-square grid
@@ -599,7 +612,8 @@ def image_grid(
     if C not in (1, 3):  # show every channel as its own grey tile, one image per row
         x, nrow = x.reshape(B * C, 1, *x.shape[2:]), C
     nrow = nrow or math.ceil(math.sqrt(x.shape[0]))
-    g = make_grid(x, nrow=nrow, padding=padding, pad_value=1.0)
+    g = _tile(x, nrow, padding) if x.shape[0] > 1 else x[0]
+    g = g.expand(3, -1, -1) if g.shape[0] == 1 else g
     return (g * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
 
 
@@ -613,6 +627,8 @@ def show_images(
     figsize=None,  # figure size when a new figure is made
 ):
     "Show a batch of images as one grid with matplotlib; returns the axes."
+    import matplotlib.pyplot as plt  # here, not at the top: a second at start-up that only pictures need
+
     g = image_grid(x, nrow=nrow, value_range=value_range)
     if ax is None:
         _, ax = plt.subplots(figsize=figsize or (min(8, 1 + g.shape[1] / 40), min(8, 1 + g.shape[0] / 40)))
@@ -650,7 +666,8 @@ def tensor_to_pil(
         return [tensor_to_pil(xi, value_range) for xi in x]
     if x.ndim != 3 or x.shape[0] not in (1, 3):
         raise ValueError(f"expected (C,H,W) with C in (1, 3), or a batch of them; got shape {tuple(x.shape)}")
-    return TF.to_pil_image((_unit(x, value_range) * 255).round().to(torch.uint8))
+    a = (_unit(x, value_range) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    return Image.fromarray(a[:, :, 0] if a.shape[2] == 1 else a, 'L' if a.shape[2] == 1 else 'RGB')
 
 
 def pil_to_tensor(
@@ -663,4 +680,5 @@ def pil_to_tensor(
     lo, hi = value_range
     if not hi > lo:
         raise ValueError(f"value_range must have low < high, got {value_range!r}")
-    return TF.pil_to_tensor(img).float() / 255 * (hi - lo) + lo
+    a = np.array(img, dtype=np.uint8).reshape(img.height, img.width, -1)
+    return torch.from_numpy(a).permute(2, 0, 1).float() / 255 * (hi - lo) + lo

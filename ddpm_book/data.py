@@ -18,9 +18,7 @@ from urllib.error import URLError
 
 import torch
 import torch.nn.functional as F
-import torchvision
 from torch.utils.data import Dataset, DataLoader
-from torchvision.transforms import v2
 from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
 from .core import Registry, check_choice, check_float, check_int
@@ -240,6 +238,8 @@ _TORCHVISION = {  # name -> (torchvision class, folder it reads)
 
 def _open_torchvision(name: str, root, split: str, download: bool):
     "The torchvision data set `name`, or a DatasetUnavailableError that explains why not."
+    import torchvision
+
     cls_name, sub = _TORCHVISION[name]
     folder = Path(root) / sub
     try:
@@ -256,8 +256,10 @@ def _open_torchvision(name: str, root, split: str, download: bool):
 
 
 # %% ../nbs/01_data.ipynb #52d98b1d
-def _image_transform(resize: list, flip: bool = False) -> v2.Compose:
+def _image_transform(resize: list, flip: bool = False):
     "PIL image -> float32 (C,H,W) in [0, 1]: the `resize` steps, then an optional random horizontal flip."
+    from torchvision.transforms import v2  # imported when used: torchvision takes a second to import
+
     return v2.Compose(
         [
             v2.ToImage(),
@@ -294,6 +296,8 @@ def _torchvision_set(
     name, root, split, image_size, download: bool = True, flip: bool = False, pad: int = 2
 ) -> TorchvisionDataset:
     "Open torchvision's `name` under `root` and wrap it; MNIST-style digits are padded by `pad` pixels."
+    from torchvision.transforms import v2  # imported when used: torchvision takes a second to import
+
     pad = check_int('pad', pad, 0)
     base = _open_torchvision(name, root, split, download)
     rgb = name == 'cifar10'
@@ -466,10 +470,12 @@ class _RandomSquareCrop:
         self.lo = lo
 
     def __call__(self, img):
+        from torchvision.transforms.v2.functional import crop
+
         h, w = img.shape[-2:]
         u = torch.rand(3).tolist()
         s = max(1, round(min(h, w) * (self.lo + (1 - self.lo) * u[0])))
-        return v2.functional.crop(img, int(u[1] * (h - s + 1)), int(u[2] * (w - s + 1)), s, s)
+        return crop(img, int(u[1] * (h - s + 1)), int(u[2] * (w - s + 1)), s, s)
 
     def __repr__(self):
         return f"_RandomSquareCrop(lo={self.lo})"
@@ -525,6 +531,8 @@ class ImageFolderDataset(BookDataset):
         holdout: float = 0.1,  # the fraction held out for 'test', by a hash of each path (when >= 100 images)
         progress: bool = True,  # a progress bar while scanning a large folder
     ):
+        from torchvision.transforms import v2
+
         self.root, self.name = Path(root), 'folder'
         if not self.root.is_dir():
             raise FileNotFoundError(f"image folder '{self.root}' does not exist or is not a folder")
@@ -913,6 +921,8 @@ class Flickr30kDataset(BookDataset):
         captions_file: str = 'results.csv',
         split: str = 'train',
     ):
+        from torchvision.transforms import v2
+
         self.root, self.name, self.split = Path(root), 'flickr30k', split
         image_size, channels = check_int('image_size', image_size, 1), check_choice('channels', channels, (1, 3))
         self.options = dict(channels=channels, center_crop=center_crop, flip=flip, captions_file=captions_file)

@@ -8,8 +8,6 @@ import io
 import math
 import numpy as np
 import torch
-import matplotlib.pyplot as plt
-import ipywidgets as widgets
 from .core import show_images
 
 # %% auto #0
@@ -188,6 +186,8 @@ def plot_forward(
     axs=None,  # three matplotlib axes; a new figure if None
 ) -> dict:  # the numbers shown: t, alpha_bar, snr
     "Draw $x_t$, its pixel histogram against $\\mathcal N(0,1)$, and $\\log\\mathrm{SNR}$ with $t$ marked."
+    import matplotlib.pyplot as plt  # imported when drawn: a second at start-up otherwise
+
     x_t = q_sample(x0, t, sched, noise=noise)
     ab_t = sched.alpha_bar[t].item()
     if axs is None:
@@ -232,6 +232,8 @@ class StaticPicture:
 
 def figure_png(fig=None, dpi: int = 80) -> bytes:
     "PNG bytes of a matplotlib figure (default: the current one)."
+    import matplotlib.pyplot as plt
+
     buf = io.BytesIO()
     (fig or plt.gcf()).savefig(buf, format='png', dpi=dpi, bbox_inches='tight')
     return buf.getvalue()
@@ -242,8 +244,11 @@ def forward_widget(
     x0: torch.Tensor,  # clean images (B, C, H, W) in [-1, 1]
     schedules,  # a NoiseSchedule, or a dict name -> NoiseSchedule to choose from
     seed: int = 0,  # seed of the fixed noise
-) -> widgets.interactive:
+):  # an ipywidgets.interactive
     "A t-slider (with play button) and noise-schedule menu showing $x_t$, its histogram, the SNR; `.picture`: a still."
+    import ipywidgets as widgets
+    import matplotlib.pyplot as plt
+
     if isinstance(schedules, NoiseSchedule):
         schedules = {'schedule': schedules}
     if not schedules or not all(isinstance(s, NoiseSchedule) for s in schedules.values()):

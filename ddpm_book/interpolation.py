@@ -13,8 +13,6 @@ from typing import Callable
 
 import numpy as np
 import torch
-import ipywidgets as widgets
-import imageio.v3 as iio
 from PIL import Image
 from .core import atomic_write, image_grid, check_choice, check_int, check_float, check_output_file, Registry
 from .checkpoints import unwrap, class_name
@@ -542,6 +540,8 @@ def _pad_to(a: np.ndarray, m: int) -> np.ndarray:
 
 def _encode_animation(arrs: list, ext: str, fps: float, loop: int) -> bytes:
     "The bytes of a GIF or an MP4 of the frames."
+    import imageio.v3 as iio  # imported when used, like matplotlib and ipywidgets: start-up stays short
+
     buf = io.BytesIO()
     if ext == '.gif':
         iio.imwrite(buf, np.stack(arrs), extension='.gif', plugin='pillow', duration=10 * round(100 / fps), loop=loop)
@@ -583,6 +583,8 @@ def animation_info(
     path: str | Path,  # a GIF or MP4 file
 ) -> dict:  # frames, size (W, H), fps, loop (None for MP4)
     "Read an animation back: number of frames, frame size, frame rate and GIF loop count."
+    import imageio.v3 as iio
+
     path = Path(path)
     if path.suffix.lower() == '.gif':
         meta, fr = iio.immeta(path, index=0, plugin='pillow'), iio.imread(path, index=None, plugin='pillow')
@@ -662,8 +664,10 @@ def interpolation_widget(
     interval: int = 150,  # ms per frame of the play button
     cache_size: int = 16,  # walks kept in memory
     **walk_kw,  # more arguments of `seed_walk`, e.g. method='lerp', guidance=
-) -> widgets.VBox:
+):  # an ipywidgets.VBox
     "A live latent walk: alpha slider, play button, seed pickers, class menu; walks cached; `.picture`: a static copy."
+    import ipywidgets as widgets
+
     n, scale = check_int('frames', frames, 2) - 1, check_int('scale', scale, 1)
     check_int('seed_a', seed_a, 0, 2**32 - 1)
     check_int('seed_b', seed_b, 0, 2**32 - 1)

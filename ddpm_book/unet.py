@@ -11,7 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 from .core import check_int, check_float, check_choice
-from .blocks import TimeEmbedding, ResBlock, Downsample, Upsample, RESAMPLE
+from .blocks import TimeEmbedding, ResBlock, Downsample, Upsample, RESAMPLE, fast_silu
 from .attention import AttentionBlock
 
 # %% auto #0
@@ -332,6 +332,18 @@ class UNet(nn.Module):
             if isinstance(m, nn.GroupNorm):
                 m.eps = cfg.norm_eps  # the residual blocks', the attention's and the output's norms
 
+    def fast_(
+        self,
+        on: bool = True,  # False: back to the plain formulations
+    ) -> UNet:
+        "Use the formulations that are faster on CPUs but equal only up to rounding (eq. 4.6); weights unchanged."
+        if not isinstance(on, bool):
+            raise ValueError(f"fast_(on) takes True or False, got {on!r}")
+        for m in self.modules():
+            if isinstance(m, Upsample):
+                m.fast = on
+        return self
+
     def _run(self, blk, h, emb, context, context_mask):
         "Run one block, under gradient checkpointing when enabled and training."
         if not isinstance(blk, UNetBlock):
@@ -394,7 +406,7 @@ class UNet(nn.Module):
             h = self._run(
                 blk, h if isinstance(blk, Upsample) else torch.cat([h, hs.pop()], 1), emb, context, context_mask
             )
-        return self.conv_out(F.silu(self.norm_out(h), inplace=True))
+        return self.conv_out(fast_silu(self.norm_out(h)))
 
 
 # %% ../nbs/06_unet.ipynb #73a9232f

@@ -24,8 +24,6 @@ from pathlib import Path
 
 import ipywidgets as W
 from fastcore.docments import docments
-from matplotlib.figure import Figure
-from matplotlib.ticker import ScalarFormatter
 from .core import check_choice, check_float, check_int, check_output_dir, tensor_to_pil
 from .data import DATASETS
 from .schedules import SCHEDULES
@@ -551,6 +549,9 @@ def run_curve(
 
 def run_charts(run_dir: str | Path) -> bytes:
     "A PNG of the run's loss and learning rate (and proxy FD, when evaluated) against step."
+    from matplotlib.figure import Figure  # imported when drawn: every `ddpm-book` command loads this module
+    from matplotlib.ticker import ScalarFormatter
+
     panels = [k for k in ('loss', 'lr', 'proxy_fd') if k != 'proxy_fd' or run_curve(run_dir, k)[0]]
     fig = Figure(figsize=(9, 2.6))
     for ax, k in zip(fig.subplots(1, len(panels)), panels):
