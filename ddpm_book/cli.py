@@ -895,10 +895,14 @@ def run_train_hooks(args):
 def _cmd_train(args) -> int:
     "ddpm-book train: train (or continue training) a UNet into a run folder."
     run_train_hooks(args)
-    if (
-        check_int('--num-processes', args.num_processes, 1) > 1 and launched_processes() == 1
-    ):  # under a launcher already: train
-        return launch_local(['-m', 'ddpm_book.cli', *args.argv], args.num_processes)
+    n = check_int('--num-processes', args.num_processes, 1)
+    if n > 1 and launched_processes() == 1:  # not under a launcher yet: start n processes
+        if args.batch_size is not None and args.batch_size % n:  # refused before n processes start
+            raise ValueError(
+                f"a batch of {args.batch_size} cannot be shared equally by {n} processes (--batch-size "
+                f"{args.batch_size}, --num-processes {n}); use a batch size divisible by {n}"
+            )
+        return launch_local(['-m', 'ddpm_book.cli', *args.argv], n)
     if int(os.environ.get('RANK', '0')):
         sys.stdout = open(os.devnull, 'w')  # one report, the main process's
     tr = build_trainer(args)
@@ -943,7 +947,7 @@ def sampling_threads(
 
 def with_threads(
     arguments,  # another chapter's options function
-    run,  # its command, run(args) -> exit code; args.ckpt names the checkpoint
+    run,  # its command, run(args, pipe=None) -> exit code; args.ckpt names the checkpoint, pipe is it loaded
     batch,  # batch(args) -> images per network call of the command
 ):
     "(options, command) of another chapter's sampling command with --threads: the count chosen before it runs."
@@ -955,11 +959,11 @@ def with_threads(
     def command_with_threads(args) -> int:
         dev = None if getattr(args, 'device', 'auto') == 'auto' else args.device
         try:
-            pipe = load_pipeline(args.ckpt, device=dev)
+            pipe = load_pipeline(args.ckpt, ema=not getattr(args, 'raw', False), device=dev)
         except (OSError, ValueError, KeyError):
             return run(args)  # nothing to sample: the command's own checks say what is wrong
         sampling_threads(pipe, batch(args), args.threads, getattr(args, 'guidance', 1.0))
-        return run(args)
+        return run(args, pipe=pipe)  # loaded once
 
     command_with_threads.__doc__ = run.__doc__
     return options, command_with_threads
@@ -1088,7 +1092,10 @@ def _file_tag(text: str) -> str:
     return re.sub(r'[^A-Za-z0-9-]+', '_', str(text)).strip('_')[:40] or 'x'
 
 
-def _sample_to_files(args) -> torch.Tensor:
+def _sample_to_files(
+    args,  # parsed `sample` options
+    pipe=None,  # the pipeline of args.ckpt, already loaded and its threads chosen (the demo)
+) -> torch.Tensor:  # the images
     "Sample as the `sample` options say, write the grid (and trajectory, and single images); return the images."
     check_output_file(args.out, '--out', IMAGE_SUFFIXES)
     if args.gif:
@@ -1100,13 +1107,16 @@ def _sample_to_files(args) -> torch.Tensor:
     seeds = [args.seed] if isinstance(args.seed, int) else list(args.seed or [0])
     for k, lo in (('nrow', 1), ('fps', 1), ('scale', 1), ('batch_size', 1)):
         check_int(f"--{k.replace('_', '-')}", getattr(args, k), lo, none_ok=True)
-    pipe = load_pipeline(args.ckpt, ema=not args.raw, device=args.device if args.device != 'auto' else None)
+    chosen = pipe is not None
+    if not chosen:
+        pipe = load_pipeline(args.ckpt, ema=not args.raw, device=args.device if args.device != 'auto' else None)
     classes = run_classes(args.ckpt) if args.labels else None
     labels = label_indices(args.labels, classes) if args.labels else None
     labels = labels * n if labels and len(labels) == 1 else labels
     prompts = (args.prompt * n if len(args.prompt) == 1 else args.prompt) if args.prompt else None
     cond = {'labels': labels} if labels else ({'prompts': prompts} if prompts else {})
-    sampling_threads(pipe, min(n, args.batch_size or n), getattr(args, 'threads', None), args.guidance)
+    if not chosen:
+        sampling_threads(pipe, min(n, args.batch_size or n), getattr(args, 'threads', None), args.guidance)
     images, trajectory = [], None
     for seed in seeds:
         out = pipe.sample(
@@ -1286,13 +1296,17 @@ class AgreementCheck:
         self.classifier, self.target, self.sampling, self.seed = classifier, target, dict(sampling), seed
         self.first_step, self.every_s, self.max_share = first_step, every_s, max_share
         self.history, self._next, self.met = [], None, None  # met: the step the target was reached at
+        self._pipe = None  # the Pipeline around the Trainer's EMA model
 
     def agreement(self, tr: Trainer) -> float:
         "The share of n samples of `tr`'s EMA model (n/10 of each digit) that the classifier calls the digit asked for."
         from ddpm_book.guidance import label_agreement
 
         s = self.sampling
-        pipe = Pipeline(tr.ema.model, tr.sched, tr.cfg.pred_type, tuple(tr.dataset[0]['x'].shape), tr.num_classes)
+        if self._pipe is None or self._pipe.model is not tr.ema.model:  # built once per EMA model
+            shape = tuple(tr.dataset[0]['x'].shape)
+            self._pipe = Pipeline(tr.ema.model, tr.sched, tr.cfg.pred_type, shape, tr.num_classes)
+        pipe = self._pipe
         labels = torch.arange(s['n']) % tr.num_classes
         with torch.random.fork_rng(devices=[tr.device.index or 0] if tr.device.type == 'cuda' else []):
             x = pipe.sample(
@@ -1455,8 +1469,8 @@ def _cmd_demo(args) -> int:
             gif=str(run_dir / 'trajectory.gif'),
             fps=12,
             scale=4,
-            threads=chosen.threads if chosen else None,
-        )
+        ),
+        pipe,  # loaded once, its threads chosen above
     )
     agreement = label_agreement(clf, x, torch.tensor(labels))
     run_interpolate(  # chapter 12's command; the options not given take their defaults
@@ -1469,7 +1483,8 @@ def _cmd_demo(args) -> int:
             fps=8,
             device=args.device,
             scale=4,
-        )
+        ),
+        pipe,
     )
     wall = time.perf_counter() - t0
     summary['threads']['sampling'] = chosen.to_dict() if chosen else None

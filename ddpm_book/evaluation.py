@@ -930,7 +930,10 @@ def eval_arguments(p):
     )
 
 
-def run_eval(args) -> int:
+def run_eval(
+    args,  # parsed `eval` options
+    pipe=None,  # the pipeline of args.ckpt, already loaded (chapter 14's --threads loads it to time a call)
+) -> int:  # exit code
     "ddpm-book eval: judge a checkpoint; print the table, write the JSON report."
     from ddpm_book.pipeline import load_pipeline
     from ddpm_book.runs import write_json
@@ -942,7 +945,7 @@ def run_eval(args) -> int:
     if chosen in ('inception', 'both'):
         find_fid_weights(args.fid_weights)  # fail before sampling
     device = None if args.device == 'auto' else args.device
-    pipe = load_pipeline(args.ckpt, device=device)  # 'book': the shipped model
+    pipe = load_pipeline(args.ckpt, device=device) if pipe is None else pipe  # 'book': the shipped model
     kw = {
         k: None if v == 'none' else v for k in ('spacing', 'clip', 'variance') if (v := getattr(args, k)) is not None
     }  # sample() options

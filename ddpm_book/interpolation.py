@@ -750,7 +750,7 @@ def interpolation_widget(
 
 # %% ../nbs/12_interpolation.ipynb #7530cdec
 def interpolate_to_file(
-    ckpt: str | Path,  # a checkpoint file, or a run directory (its latest checkpoint)
+    ckpt,  # a checkpoint file, a run directory (its latest checkpoint), or a pipeline already loaded
     seeds=(1, 2),  # the waypoints' seeds, in order (`--seeds 1 2 3 1` makes a closed loop); one seed: a prompt walk
     frames: int = 16,  # frames per leg between consecutive waypoints (>= 2)
     out: str | Path = 'walk.gif',  # output file: .gif, or .mp4 with imageio-ffmpeg
@@ -763,7 +763,7 @@ def interpolate_to_file(
     boomerang: bool = False,  # play forwards then backwards
     scale: int = 1,  # enlarge frames by this factor
     batch_size: int = 16,  # frames per network call
-    ema: bool = True,  # use the EMA weights of the checkpoint
+    ema: bool = True,  # use the EMA weights of the checkpoint (ckpt a path)
     prompts=None,  # text models: one prompt for every frame, or one per waypoint (a prompt walk)
     guidance: float = 1.0,  # classifier-free guidance scale, with a label or prompts (1: off)
     progress: bool = False,  # show progress bars
@@ -775,7 +775,7 @@ def interpolate_to_file(
     check_int('scale', scale, 1)
     check_int('batch_size', batch_size, 1)
     check_choice('method', method, tuple(INTERPOLATIONS))
-    pipe = load_pipeline(ckpt, ema=ema, device=device)
+    pipe = load_pipeline(ckpt, ema=ema, device=device) if isinstance(ckpt, (str, Path)) else ckpt
     cond = {} if guidance == 1.0 else {'guidance': check_float('guidance', guidance)}
     x = walk_frames(pipe, seeds, prompts, frames, steps, label, method, batch_size, progress, **cond)
     return save_animation(x, out, fps=fps, loop=loop, boomerang=boomerang, scale=scale)
@@ -827,6 +827,7 @@ def _interpolate_defaults() -> dict:
 
 def run_interpolate(
     args: argparse.Namespace,  # parsed `interpolate` options (options missing from it take their defaults)
+    pipe=None,  # the pipeline of args.ckpt, already loaded (chapter 14's --threads loads it to time a call)
 ) -> int:  # exit code
     "`ddpm-book interpolate`: an animation walking between two seeds, or two prompts, of a checkpoint."
     args = argparse.Namespace(**{**_interpolate_defaults(), **vars(args)})
@@ -837,7 +838,7 @@ def run_interpolate(
     else:  # --seeds S S with two prompts: a prompt walk at seed S; two seeds and two prompts: both walk
         seeds = list(args.seeds)[: 1 if len(prompts) > 1 and len(set(args.seeds)) == 1 else None]
     path = interpolate_to_file(
-        args.ckpt,
+        args.ckpt if pipe is None else pipe,
         seeds=seeds,
         frames=args.frames,
         out=args.out,

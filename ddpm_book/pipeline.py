@@ -41,7 +41,10 @@ __all__ = [
     'EXPORT_WEIGHTS',
     'BOOK_RECIPE',
     'BOOK_CONTINUATION',
+    'BOOK_PART3',
+    'BOOK_PARTS',
     'QUICK_BOOK_RECIPE',
+    'STUDIO_GUIDANCE',
     'PIXELATED_CSS',
     'EXPORT_FORMATS',
     'Pipeline',
@@ -409,6 +412,14 @@ BOOK_CONTINUATION = dict(  # part 2, on top of BOOK_RECIPE: from part 1's EMA we
     ema_decay=0.9995,  # a longer EMA horizon (about 2,000 steps)
     seed=1,
 )
+BOOK_PART3 = dict(  # part 3, on top of BOOK_RECIPE: from part 2's EMA weights with a fresh optimizer
+    steps=7829,  # what its 75-minute budget bought (the shipped run planned them from its speed, chapter 08c)
+    lr=1e-4,  # half of part 2's: part 2's peak learning rate first made the samples worse
+    warmup_steps=100,
+    ema_decay=0.9995,
+    seed=2,
+)
+BOOK_PARTS = (BOOK_RECIPE, BOOK_CONTINUATION, BOOK_PART3)  # part k trains BOOK_PARTS[k - 1] on top of BOOK_RECIPE
 QUICK_BOOK_RECIPE = dict(  # on top of BOOK_RECIPE for quick=True: a few steps of the tiny model, for tests
     steps=4,
     batch_size=8,
@@ -425,15 +436,18 @@ QUICK_BOOK_RECIPE = dict(  # on top of BOOK_RECIPE for quick=True: a few steps o
 def book_train_config(
     run_dir=None,  # default: book_cache_dir() / 'mnist_cfg'
     quick: bool = False,  # QUICK_BOOK_RECIPE: a few steps of a tiny model, for tests
-    part: int = 1,  # 1: BOOK_RECIPE from scratch in run_dir; 2: BOOK_CONTINUATION from part 1, in run_dir/'part2'
+    part: int = 1,  # 1: BOOK_RECIPE from scratch in run_dir; k > 1: BOOK_PARTS[k - 1] from part k - 1, in 'partk'
 ) -> TrainConfig:
-    "A run of the book model's training: TrainConfig's defaults with BOOK_RECIPE (part 2: and BOOK_CONTINUATION)."
+    "A run of the book model's training: TrainConfig's defaults with BOOK_RECIPE (part k > 1: and BOOK_PARTS[k - 1])."
     run_dir = book_cache_dir() / 'mnist_cfg' if run_dir is None else run_dir
     quick_kw = QUICK_BOOK_RECIPE if quick else {}
-    if check_choice('part', part, (1, 2)) == 1:
+    if check_choice('part', part, tuple(range(1, len(BOOK_PARTS) + 1))) == 1:
         return TrainConfig(run_dir=str(run_dir), **{**BOOK_RECIPE, **quick_kw})
+    folder = lambda k: Path(run_dir) / f'part{k}' if k > 1 else Path(run_dir)
     return TrainConfig(
-        run_dir=str(Path(run_dir) / 'part2'), init_from=str(run_dir), **{**BOOK_RECIPE, **BOOK_CONTINUATION, **quick_kw}
+        run_dir=str(folder(part)),
+        init_from=str(folder(part - 1)),
+        **{**BOOK_RECIPE, **BOOK_PARTS[part - 1], **quick_kw},
     )
 
 
@@ -502,7 +516,7 @@ def _train_book(cfg: TrainConfig, quick: bool, device=None) -> Pipeline:
             make_schedule(cfg.schedule, cfg.T, cfg.zero_terminal_snr), (1, size, size), cfg.pred_type, ucfg.num_classes
         )
         model = UNet(ucfg)
-        if cfg.init_from and found is None:  # part 2 starts from part 1's EMA weights (chapter 08c's init_from)
+        if cfg.init_from and found is None:  # part k starts from part k - 1's EMA weights (chapter 08c's init_from)
             apply_initial_state(model, initial_state(cfg.init_from, cfg.init_weights))
         tr = Trainer(model, get_dataset('mnist5k', image_size=size), cfg, sample_fn=sample_fn)
         tr.resume('latest')
@@ -532,9 +546,11 @@ def book_pipeline(
         raise TypeError(f"train must be True or False, got {train!r}; pass the run folder as run_dir=")
     if quick:
         run_dir, train = _BOOK.setdefault('quick_dir', tempfile.mkdtemp(prefix='ddpm_book_quick_')), True
-    if train:  # part 1, then part 2 from its EMA weights (the tiny stand-in: part 1 only)
+    if train:  # part 1, then each next part from the previous one's EMA weights (the tiny stand-in: part 1 only)
         pipe = _train_book(book_train_config(run_dir, quick), quick, device)
-        return pipe if quick else _train_book(book_train_config(run_dir, part=2), False, device)
+        for part in range(2, 1 + (1 if quick else len(BOOK_PARTS))):
+            pipe = _train_book(book_train_config(run_dir, part=part), False, device)
+        return pipe
     if run_dir is not None:
         return load_pipeline(run_dir, device=device)
     path = Path(model_file) if model_file is not None else book_model_path()
@@ -592,6 +608,7 @@ def _fixed_image(shape: tuple, k: int, nrow: int, zoom: int = 1):
 
 
 # %% ../nbs/10b_pipeline.ipynb #3f4ef0de
+STUDIO_GUIDANCE = 1.5  # the studio's guidance for a conditional model: the book model's best in chapter 13's table
 PIXELATED_CSS = (
     '<style>.ddpm-pixelated { image-rendering: pixelated; image-rendering: crisp-edges; '
     'max-width: none !important; }</style>'
@@ -625,7 +642,9 @@ class SamplingStudio:
             classes = [('every class', -2), ('none', -1)] + [(str(i), i) for i in range(pipe.num_classes)]
             self.label = W.Dropdown(options=classes, value=-2, description='class')
         self.prompt = W.Text(placeholder='a handwritten 7', description='prompt') if pipe.text else None
-        self.guidance = W.FloatSlider(2.0 if pipe.conditional else 1.0, min=0, max=10, step=0.5, description='guidance')
+        self.guidance = W.FloatSlider(
+            STUDIO_GUIDANCE if pipe.conditional else 1.0, min=0, max=10, step=0.5, description='guidance'
+        )
         self.button = W.Button(description='Generate', button_style='primary')
         self.status, self.bar = W.HTML('press <b>Generate</b>'), W.Output()
         self.grid = _fixed_image(pipe.shape, self.n, min(self.n, 8), zoom)

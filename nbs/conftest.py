@@ -6,7 +6,9 @@ runs the full settings instead. A `tst_flags` entry in settings.ini is ignored h
 the reader's Run All executes can never be skipped by the tests.
 
 Each notebook runs in a fresh Python process, as in a fresh kernel: no notebook sees what another one imported,
-registered or changed, whatever the order. The notebooks run in parallel, one per worker process (pytest-xdist;
+registered or changed, whatever the order. On Linux the process is forked off a small server (one per pytest worker)
+that has imported torch and nbdev and done nothing else, which saves each notebook their import (2-4 s); elsewhere it
+is a new interpreter. The notebooks run in parallel, one per worker process (pytest-xdist;
 `-n auto` in pytest.ini): `auto` means one worker per core and per 3 GB of memory, at most MAX_WORKERS (none on
 one core).
 Each notebook gets its share of the cores as torch threads (two notebooks at one thread each finish sooner than one
@@ -15,9 +17,11 @@ two cores wait for each other). The longest notebooks are handed out first (SLOW
 the end of a run) so that none starts last. `pytest nbs -n 0` runs them one after the other.
 """
 
+import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -108,16 +112,67 @@ ok, secs = test_nb(Path(sys.argv[1]), skip_flags=[], force_flags=[], showerr=Tru
 sys.exit(0 if ok else 1)
 """
 
+FORK_SERVER = """
+import json, os, sys, traceback
+import torch  # imported once here, never used: every notebook forks off before any computation
+from pathlib import Path
+from nbdev.test import test_nb
+for line in sys.stdin:
+    nb, threads, out, err = json.loads(line)
+    pid = os.fork()
+    if pid == 0:  # the notebook's own process: a fresh kernel that found torch and nbdev already imported
+        os.dup2(os.open(os.devnull, os.O_RDONLY), 0)  # the server's requests are not the notebook's input
+        for fd, name in ((1, out), (2, err)):
+            os.dup2(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), fd)
+        try:
+            if threads:
+                torch.set_num_threads(threads)
+            ok, secs = test_nb(Path(nb), skip_flags=[], force_flags=[], showerr=True)  # every cell, as Run All
+        except BaseException:
+            traceback.print_exc()
+            ok = False
+        sys.exit(0 if ok else 1)  # exits this process only, running the notebook's atexit handlers
+    print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), flush=True)
+"""
+
+
+class ForkServer:
+    "One interpreter per pytest worker that imports torch and nbdev once and forks a fresh process per notebook."
+
+    def __init__(self):
+        self.proc = None
+
+    def run(self, nb: Path, threads: int, env: dict) -> tuple[int, str, str]:
+        "Run notebook `nb` in a process forked off the server; (exit status, stdout, stderr)."
+        if self.proc is None or self.proc.poll() is not None:
+            cmd = [sys.executable, '-c', FORK_SERVER]
+            self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        with tempfile.TemporaryDirectory() as d:
+            out, err = Path(d) / 'stdout', Path(d) / 'stderr'
+            self.proc.stdin.write(json.dumps([str(nb), threads, str(out), str(err)]) + '\n')
+            self.proc.stdin.flush()
+            line = self.proc.stdout.readline()
+            code = int(line) if line.strip() else 1  # no answer: the server died with the notebook
+            read = lambda f: f.read_text(errors='replace') if f.exists() else ''
+            return code, read(out), read(err)
+
+
+SERVER = ForkServer() if hasattr(os, 'fork') and sys.platform == 'linux' else None  # fork is safe here after import
+
 
 class NotebookItem(pytest.Item):
     def runtest(self):
-        "Run the notebook in a fresh interpreter, as a fresh kernel would: nothing left over from another notebook."
+        "Run the notebook in a fresh process, as a fresh kernel would: nothing left over from another notebook."
         env = {**os.environ, 'IN_TEST': '1'}
-        cmd = [sys.executable, '-c', RUN_NB, str(self.path), str(worker_threads() or 0)]
-        r = subprocess.run(cmd, env=env, capture_output=True, text=True)
-        sys.stdout.write(r.stdout)
-        sys.stderr.write(r.stderr)
-        if r.returncode != 0:
+        if SERVER is not None:
+            code, out, err = SERVER.run(self.path, worker_threads() or 0, env)
+        else:
+            cmd = [sys.executable, '-c', RUN_NB, str(self.path), str(worker_threads() or 0)]
+            r = subprocess.run(cmd, env=env, capture_output=True, text=True)
+            code, out, err = r.returncode, r.stdout, r.stderr
+        sys.stdout.write(out)
+        sys.stderr.write(err)
+        if code != 0:
             raise NotebookFailed(self.path.name)
 
     def repr_failure(self, excinfo):
